@@ -1,0 +1,138 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from decimal import Decimal
+
+import pytest
+
+from workbench.config import TradingMode
+from workbench.model import Balance, Fill, Order, OrderStatus, OrderType, Side, TimeInForce
+from workbench.store import Store, StoreError
+
+from .conftest import T0
+
+D = Decimal
+
+
+def order(status=OrderStatus.NEW, filled="0", cid="c1"):
+    o = Order("BTC/USDT", Side.BUY, OrderType.LIMIT, D(1), D(100), None, TimeInForce.GTC, cid, id="1", timestamp=T0)
+    o.status, o.filled, o.cost = status, D(filled), D(filled) * 100
+    return o
+
+
+def fill(trade_id="1"):
+    return Fill(trade_id, "1", "c1", "BTC/USDT", Side.BUY, D(100), D(1), D(100), D("0.001"), "BTC", False, T0)
+
+
+def test_paper_and_real_rows_live_apart_and_the_views_union_them(store):
+    store.record_order("s", TradingMode.PAPER, order())
+    store.record_order("s", TradingMode.TESTNET, order())
+    store.record_fill("s", TradingMode.PAPER, fill())
+    store.record_fill("s", TradingMode.MAINNET, fill())
+    store.record_balances("s", TradingMode.TESTNET, [Balance("BTC", D(1), D(2))], T0)
+    store.record_balances("s", TradingMode.PAPER, [Balance("USDT", D(5))], T0)
+    store.flush()
+    assert store.sql("SELECT count(*) FROM paper_orders")[0][0] == 1
+    assert store.sql("SELECT mode FROM real_orders") == [("testnet",)]
+    assert sorted(store.sql("SELECT mode FROM orders")) == [("paper",), ("testnet",)]
+    assert sorted(store.sql("SELECT mode FROM fills")) == [("mainnet",), ("paper",)]
+    assert sorted(store.sql("SELECT mode, asset, free, locked FROM balances")) == [
+        ("paper", "USDT", D(5), D(0)),
+        ("testnet", "BTC", D(1), D(2)),
+    ]
+
+
+def test_orders_only_move_forward_and_fills_are_kept_once(store):
+    store.record_order("s", TradingMode.PAPER, order(), signal_price=D(99), arrival_price=D(100), signal_time=T0)
+    store.record_order("s", TradingMode.PAPER, order(OrderStatus.FILLED, "1"))
+    store.record_order("s", TradingMode.PAPER, order(OrderStatus.PARTIALLY_FILLED, "0.5"))  # late, older event
+    for _ in range(3):
+        store.record_fill("s", TradingMode.PAPER, fill())
+    store.flush()
+    assert store.sql("SELECT status, filled, signal_price, arrival_price FROM paper_orders") == [
+        ("FILLED", D(1), D(99), D(100))
+    ]
+    assert store.sql("SELECT count(*) FROM paper_fills")[0][0] == 1
+
+
+def test_sessions_audit_and_kill_switch(store):
+    store.start_session(
+        "s", TradingMode.PAPER, venue="paper", strategy="SmaCross", params={"fast": 1}, symbols=["BTC/USDT"]
+    )
+    store.audit("order.request", {"amount": D("0.1")}, session_id="s", mode=TradingMode.PAPER)
+    store.end_session("s", "completed", {"fills": 3})
+    assert store.kill_switch_state() == (False, "")
+    store.set_kill_switch(True, "test", "code")
+    assert store.kill_switch_state() == (True, "test")
+    assert store.sql("SELECT status, symbols, params FROM sessions") == [("completed", ["BTC/USDT"], '{"fast": 1}')]
+    assert store.sql("SELECT kind, detail FROM audit_log") == [("order.request", '{"amount": "0.1"}')]
+    store.start_session("s", TradingMode.PAPER)  # a restart marks it running again
+    store.flush()
+    assert store.sql("SELECT status, ended_at FROM sessions") == [("running", None)]
+
+
+def test_a_failed_write_rolls_back_its_batch_and_is_reported(store):
+    store._put("INSERT INTO no_such_table VALUES (1)", ())
+    with pytest.raises(StoreError, match="rolled back"):
+        store.flush()
+    store.record_fill("s", TradingMode.PAPER, fill("2"))
+    store.flush()  # the writer carries on
+    assert store.sql("SELECT trade_id FROM paper_fills") == [("2",)]
+
+
+def test_closed_store_refuses_writes(tmp_path):
+    with Store(tmp_path / "c.duckdb") as store:
+        store.record_fill("s", TradingMode.PAPER, fill())
+    store.close()  # closing twice is harmless
+    with pytest.raises(StoreError, match="closed"):
+        store.record_fill("s", TradingMode.PAPER, fill())
+    with Store(tmp_path / "c.duckdb") as again:
+        assert again.sql("SELECT count(*) FROM paper_fills")[0][0] == 1
+
+
+def test_a_second_process_gets_a_clear_error(tmp_path):
+    path = tmp_path / "locked.duckdb"
+    with Store(path):
+        code = f"from workbench.store import Store\nStore({str(path)!r})"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0 and "one writer process per file" in result.stderr
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from decimal import Decimal
+    from workbench.config import TradingMode
+    from workbench.model import Fill, Side
+    from workbench.store import Store
+
+    store = Store(sys.argv[1], batch_size=50)
+    n = 0
+    while True:
+        for _ in range(50):
+            n += 1
+            store.record_fill("s", TradingMode.PAPER, Fill(str(n), "1", "c", "BTC/USDT", Side.BUY, Decimal(1),
+                              Decimal(1), Decimal(1), Decimal(0), "BTC", False, 0))
+        store.flush()
+        print(n, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_a_writer_killed_mid_write_leaves_every_committed_fill(tmp_path, round_):
+    path = tmp_path / "kill.duckdb"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    committed = 0
+    deadline = time.monotonic() + 60
+    while committed < 200 * (round_ + 1) and time.monotonic() < deadline:
+        committed = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert committed >= 200
+    with Store(path) as store:
+        rows = store.sql("SELECT count(*), count(DISTINCT trade_id) FROM paper_fills")[0]
+    assert rows[0] == rows[1] >= committed

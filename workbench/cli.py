@@ -1,0 +1,91 @@
+"""The ``workbench`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.config import DEFAULT_STORE, load_config
+from workbench.data import load_klines
+from workbench.errors import WorkbenchError
+from workbench.killswitch import KillSwitch, flag_path, trip_flag
+from workbench.session import TradingSession
+from workbench.store import Store
+from workbench.strategy import make_strategy
+
+
+def _paper(args: argparse.Namespace) -> int:
+    overrides = {"mode": "paper", "store_path": args.store} if args.store else {"mode": "paper"}
+    if args.symbols:
+        overrides["symbols"] = args.symbols
+    config = load_config(args.config, **overrides)
+    strategy = make_strategy("sma_cross", fast=args.fast, slow=args.slow, size=args.size)
+    bars = {s: load_klines(s, start=args.start, limit=args.bars) for s in config.symbols}
+    session = TradingSession.from_config(config, strategy=strategy)
+    summary = asyncio.run(session.run(bars, progress=not args.quiet))
+    session.store.close()
+    first = min(b.index[0] for b in bars.values())
+    last = max(b.index[-1] for b in bars.values())
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(f"Paper session {session.session_id}: {sum(len(b) for b in bars.values())} bars, {first} .. {last}")
+        print(summary.to_string())
+    print(f"Orders and fills are in {config.store_path} (session_id = '{session.session_id}').")
+    return 0
+
+
+def _kill_switch(args: argparse.Namespace) -> int:
+    store_path = Path(args.store or DEFAULT_STORE)
+    if args.action == "trip":
+        trip_flag(store_path, args.reason, "cli")
+        print(f"Kill switch tripped for every session on {store_path} ({flag_path(store_path)}).")
+        return 0
+    with Store(store_path) as store:
+        switch = KillSwitch(store)
+        if args.action == "clear":
+            switch.clear("cli")
+            print(f"Kill switch cleared on {store_path}.")
+        else:
+            print(f"Kill switch on {store_path}: {'TRIPPED (' + switch.reason + ')' if switch.tripped else 'clear'}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="Research-to-execution workbench for Binance spot.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    paper = sub.add_parser("paper", help="run the SMA-cross strategy over the bundled klines in paper mode")
+    paper.add_argument("--config", help="TOML config file")
+    paper.add_argument("--symbols", nargs="+", help="symbols, e.g. BTC/USDT ETH/USDT")
+    paper.add_argument("--store", help=f"DuckDB file (default {DEFAULT_STORE})")
+    paper.add_argument("--start", help="first bar's open time, e.g. 2024-01-01")
+    paper.add_argument("--bars", type=int, help="how many bars per symbol (default: all)")
+    paper.add_argument("--fast", type=int, default=10)
+    paper.add_argument("--slow", type=int, default=50)
+    paper.add_argument("--size", type=float, default=0.001, help="position size in base units")
+    paper.add_argument("--quiet", action="store_true", help="no progress bar")
+    paper.set_defaults(func=_paper)
+
+    kill = sub.add_parser("kill-switch", help="trip, clear or show the kill switch of a store")
+    kill.add_argument("action", choices=["status", "trip", "clear"])
+    kill.add_argument("--store", help=f"DuckDB file (default {DEFAULT_STORE})")
+    kill.add_argument("--reason", default="tripped from the command line")
+    kill.set_defaults(func=_kill_switch)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WorkbenchError as e:
+        print(f"workbench: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

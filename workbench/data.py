@@ -1,0 +1,113 @@
+"""Market data: the bundled real Binance klines and the symbol rules, as pandas and DuckDB.
+
+Klines live under ``data/binance/spot/<interval>/<SYMBOL>-<interval>.csv[.gz]`` in Binance's
+kline column layout (see ``data/binance/SOURCES.md``). ``WORKBENCH_DATA`` overrides the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from workbench.errors import ConfigError
+from workbench.filters import SymbolRules
+
+KLINE_COLUMNS = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_base_volume",
+    "taker_buy_quote_volume",
+)
+_EXCHANGE_INFO = Path(__file__).with_name("exchange_info.json")
+
+
+def data_dir() -> Path:
+    """The folder holding ``binance/``: ``$WORKBENCH_DATA`` or the repository's ``data/``."""
+    return Path(os.environ.get("WORKBENCH_DATA") or Path(__file__).resolve().parent.parent / "data")
+
+
+def kline_path(symbol: str, interval: str = "1m") -> Path:
+    folder = data_dir() / "binance" / "spot" / interval
+    name = symbol.replace("/", "")
+    for path in (folder / f"{name}-{interval}.csv", folder / f"{name}-{interval}.csv.gz"):
+        if path.exists():
+            return path
+    have = ", ".join(available_symbols(interval)) or "none"
+    raise ConfigError(f"No {interval} klines for {symbol} under {folder}; bundled symbols: {have}.")
+
+
+def available_symbols(interval: str = "1m") -> list[str]:
+    """Symbols with bundled klines, as ``"BTC/USDT"``."""
+    folder = data_dir() / "binance" / "spot" / interval
+    names = sorted(p.name.split("-")[0] for p in folder.glob(f"*-{interval}.csv*"))
+    rules = load_rules()
+    by_id = {r.id: r.symbol for r in rules.values()}
+    return [by_id.get(n, n) for n in names]
+
+
+def load_klines(
+    symbol: str = "BTC/USDT",
+    interval: str = "1m",
+    *,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Bundled klines of ``symbol`` as a DataFrame indexed by UTC open time, with ``open``,
+    ``high``, ``low``, ``close``, ``volume`` (floats) and Binance's other kline columns.
+    ``start``/``end`` bound the open time (inclusive); ``limit`` keeps the first rows."""
+    frame = pd.read_csv(kline_path(symbol, interval))
+    frame.index = pd.to_datetime(frame.pop("open_time"), unit="ms", utc=True).rename("open_time")
+    frame["close_time"] = pd.to_datetime(frame["close_time"], unit="ms", utc=True)
+    if start is not None:
+        frame = frame[frame.index >= _utc(start)]
+    if end is not None:
+        frame = frame[frame.index <= _utc(end)]
+    return frame.head(limit) if limit is not None else frame
+
+
+def _utc(when: str | pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(when)
+    return stamp.tz_localize("UTC") if stamp.tz is None else stamp
+
+
+def klines_to_duckdb(con: duckdb.DuckDBPyConnection, symbols: Iterable[str], interval: str = "1m") -> int:
+    """Load the bundled klines of ``symbols`` into the ``klines`` table of ``con``; returns rows."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS klines (symbol VARCHAR, interval VARCHAR, open_time TIMESTAMPTZ, open DOUBLE, "
+        "high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, PRIMARY KEY (symbol, interval, open_time))"
+    )
+    total = 0
+    for symbol in symbols:
+        bars = load_klines(symbol, interval)[["open", "high", "low", "close", "volume"]].reset_index()
+        bars.insert(0, "interval", interval)
+        bars.insert(0, "symbol", symbol)
+        con.register("bars_in", bars)
+        con.execute("INSERT INTO klines SELECT * FROM bars_in ON CONFLICT DO NOTHING")
+        con.unregister("bars_in")
+        total += len(bars)
+    return total
+
+
+def load_rules(symbols: Iterable[str] | None = None) -> dict[str, SymbolRules]:
+    """Binance's trading rules for the bundled symbols (all, or those named), keyed by ``"BTC/USDT"``."""
+    entries = json.loads(_EXCHANGE_INFO.read_text())["symbols"]
+    rules = {r.symbol: r for r in map(SymbolRules.from_exchange_info, entries)}
+    if symbols is None:
+        return rules
+    missing = sorted(set(symbols) - set(rules))
+    if missing:
+        raise ConfigError(f"No trading rules for {missing}; known symbols: {sorted(rules)}.")
+    return {s: rules[s] for s in symbols}

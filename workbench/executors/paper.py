@@ -1,0 +1,93 @@
+"""The paper executor: simulated fills in-process, on the shared matching core."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from decimal import Decimal
+
+from workbench.config import TradingMode
+from workbench.errors import InvalidOrder
+from workbench.executors.base import Listener
+from workbench.filters import SymbolRules
+from workbench.matching import BookConfig, Execution, Fees, MatchingEngine
+from workbench.model import Balance, Fill, Order, OrderRequest
+
+
+class PaperExecutor:
+    """Trades against :class:`~workbench.matching.MatchingEngine` with Binance's rules.
+
+    Time is the latest market timestamp given to :meth:`update_price` (so a replay runs on the
+    bars' clock), or the wall clock before any price has arrived.
+    """
+
+    mode = TradingMode.PAPER
+    venue = "paper"
+
+    def __init__(
+        self,
+        rules: Mapping[str, SymbolRules],
+        balances: Mapping[str, Decimal | int | str],
+        *,
+        fees: Fees = Fees(),
+        book: BookConfig = BookConfig(),
+    ) -> None:
+        self.engine = MatchingEngine(rules, balances, fees=fees, book=book)
+        self._listeners: list[Listener] = []
+        self._fills: list[Fill] = []
+        self._time: int | None = None
+
+    def now(self) -> int:
+        return self._time if self._time is not None else int(time.time() * 1000)
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def update_price(self, symbol: str, price: Decimal, timestamp: int) -> None:
+        self._time = timestamp
+        self._emit(self.engine.set_price(symbol, price, timestamp))
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        if not request.client_order_id:
+            raise InvalidOrder(
+                "The paper executor needs a client_order_id on every request; TradingSession assigns one.",
+                code=-1102,
+                msg="Mandatory parameter 'newClientOrderId' was not sent, was empty/null, or malformed.",
+                field="client_order_id",
+                rule="required",
+            )
+        events = self.engine.create_order(request, request.client_order_id, self.now())
+        self._emit(events)
+        return events[-1].order
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
+        event = self.engine.cancel_order(symbol, client_order_id=client_order_id, now=self.now())
+        self._emit([event])
+        return event.order
+
+    async def cancel_all_orders(self, symbol: str) -> list[Order]:
+        events = self.engine.cancel_all_orders(symbol, self.now())
+        self._emit(events)
+        return [e.order for e in events]
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
+        return self.engine.get_order(symbol, client_order_id=client_order_id)
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        return self.engine.open_orders(symbol)
+
+    async def fetch_balance(self) -> dict[str, Balance]:
+        return self.engine.balances()
+
+    async def fetch_my_trades(self, symbol: str, since: int | None = None) -> list[Fill]:
+        return [f for f in self._fills if f.symbol == symbol and (since is None or f.timestamp >= since)]
+
+    async def close(self) -> None:
+        """Nothing to release: the paper venue lives in this process."""
+
+    def _emit(self, events: list[Execution]) -> None:
+        for event in events:
+            if event.fill is not None:
+                self._fills.append(event.fill)
+            for listener in self._listeners:
+                listener(event)

@@ -1,0 +1,76 @@
+"""The kill switch: once tripped it blocks new orders in every mode until cleared explicitly.
+
+Its state is recorded in the store (so a restarted session stays halted) and mirrored in a flag
+file beside the store, ``<store>.halt``, through which another process (the CLI, a sweep's
+controller) can trip every session that uses that store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from workbench.errors import KillSwitchActive
+from workbench.store import Store
+
+TripListener = Callable[[str], None]
+
+
+def flag_path(store_path: str | Path) -> Path:
+    return Path(f"{store_path}.halt")
+
+
+def trip_flag(store_path: str | Path, reason: str, source: str) -> Path:
+    """Trip the kill switch of every session on ``store_path`` from another process."""
+    path = flag_path(store_path)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"reason": reason, "source": source, "at": datetime.now(UTC).isoformat()}))
+    tmp.replace(path)
+    return path
+
+
+class KillSwitch:
+    """The kill switch of one store. ``tripped`` is true while the store or the flag file says so."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.flag = flag_path(store.path)
+        self._tripped, self.reason = store.kill_switch_state()
+        self._listeners: list[TripListener] = []
+
+    def on_trip(self, listener: TripListener) -> None:
+        """Call ``listener(reason)`` when the switch trips (sessions cancel their orders)."""
+        self._listeners.append(listener)
+
+    @property
+    def tripped(self) -> bool:
+        if not self._tripped and self.flag.exists():
+            detail = json.loads(self.flag.read_text() or "{}")
+            self.trip(detail.get("reason", "tripped from another process"), detail.get("source", "flag file"))
+        return self._tripped
+
+    def trip(self, reason: str, source: str = "code") -> None:
+        """Halt: persist the state, then tell every listener."""
+        self._tripped, self.reason = True, reason
+        self.store.set_kill_switch(True, reason, source)
+        self.store.audit("kill_switch.trip", {"reason": reason, "source": source})
+        for listener in self._listeners:
+            listener(reason)
+
+    def clear(self, by: str) -> None:
+        """Allow orders again; ``by`` says who cleared it, for the audit log."""
+        self.flag.unlink(missing_ok=True)
+        self._tripped, self.reason = False, ""
+        self.store.set_kill_switch(False, f"cleared by {by}", by)
+        self.store.audit("kill_switch.clear", {"by": by})
+
+    def check(self) -> None:
+        """Raise :class:`KillSwitchActive` if tripped."""
+        if self.tripped:
+            raise KillSwitchActive(
+                f"The kill switch is tripped ({self.reason}): no new orders until it is cleared "
+                "with `workbench kill-switch clear` or KillSwitch.clear().",
+                rule="kill_switch",
+            )

@@ -1,0 +1,414 @@
+"""Trading sessions: strategy signal → session → risk checks → executor → venue, with the store
+recording every step. The same session code runs paper, testnet and mainnet; only the executor
+differs, and :func:`workbench.executors.build_executor` picks it from the mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from workbench.config import Config, RiskLimits
+from workbench.errors import FilterError, OrderRejected, WorkbenchError
+from workbench.executors.base import Executor
+from workbench.filters import SymbolRules, check_order, rules_for
+from workbench.killswitch import KillSwitch
+from workbench.matching import Execution
+from workbench.model import ZERO, Order, OrderRequest, OrderType, Side
+from workbench.risk import RiskChecks, RiskState
+from workbench.store import Store
+from workbench.strategy import Strategy, describe
+
+
+def new_session_id(prefix: str = "wb") -> str:
+    """A fresh session id such as ``wb-20261124T101500-3f2a``."""
+    return f"{prefix}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+class TradingSession:
+    """Connects signals to one executor through the shared risk checks and the kill switch.
+
+    Orders are addressed by the client order id the session gives them: the session id's
+    first 24 characters, a dash and a sequence number. Every request, risk decision, response
+    and state change is written to the store's audit log; orders and fills to its tables.
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        store: Store,
+        *,
+        rules: Mapping[str, SymbolRules],
+        risk: RiskLimits = RiskLimits(),
+        strategy: Strategy | None = None,
+        session_id: str | None = None,
+        kill_switch: KillSwitch | None = None,
+    ) -> None:
+        self.executor = executor
+        self.mode = executor.mode
+        self.store = store
+        self.rules = dict(rules)
+        self.risk = RiskChecks(risk, self.rules)
+        self.strategy = strategy
+        self.session_id = session_id or new_session_id()
+        self.kill_switch = kill_switch or KillSwitch(store)
+        self.state = RiskState()
+        self.last_price: dict[str, Decimal] = {}
+        self.orders: dict[str, Order] = {}
+        self.rejections: list[OrderRejected] = []
+        self._targets: dict[str, Decimal] = {}
+        self._history: dict[str, pd.DataFrame] = {}
+        self._seq = 0
+        self._started = False
+        self._halting = False
+        self._tasks: set[asyncio.Task[list[Order]]] = set()
+        executor.subscribe(self._on_execution)
+        self.kill_switch.on_trip(self._on_trip)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        strategy: Strategy | None = None,
+        session_id: str | None = None,
+        store: Store | None = None,
+    ) -> TradingSession:
+        """A session for ``config``: its mode (decided by :func:`~workbench.config.resolve_mode`),
+        executor, store and risk limits."""
+        from workbench.data import load_rules
+        from workbench.executors import build_executor
+
+        rules = load_rules(config.symbols)
+        executor = build_executor(config, rules)
+        return cls(
+            executor,
+            store or Store(config.store_path),
+            rules=rules,
+            risk=config.risk,
+            strategy=strategy,
+            session_id=session_id,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Record the session in the store; called by the first order or bar if not before."""
+        if self._started:
+            return
+        self._started = True
+        self.store.start_session(
+            self.session_id,
+            self.mode,
+            venue=self.executor.venue,
+            strategy=describe(self.strategy)["name"] if self.strategy else "",
+            params=describe(self.strategy) if self.strategy else {},
+            symbols=self.rules,
+        )
+        self._audit("session.start", {"venue": self.executor.venue, "symbols": list(self.rules)})
+
+    async def stop(self, status: str = "completed") -> pd.DataFrame:
+        """End the session: snapshot balances, record its summary, flush the store."""
+        balances = await self.executor.fetch_balance()
+        self.store.record_balances(self.session_id, self.mode, balances.values(), self._now())
+        summary = self.summary()
+        self.store.end_session(self.session_id, status, {"symbols": summary.reset_index().to_dict("records")})
+        self._audit("session.stop", {"status": status})
+        self.store.flush()
+        return summary
+
+    # -- orders -----------------------------------------------------------------------------
+
+    async def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: Any = None,
+        price: Any = None,
+        *,
+        stop_price: Any = None,
+        time_in_force: str | None = None,
+        quote_amount: Any = None,
+    ) -> Order:
+        """Place an order, ccxt-style: ``await session.create_order("BTC/USDT", "limit", "buy", 0.01, 50000,
+        time_in_force="GTC")``. Bad parameters raise :class:`~workbench.errors.InvalidOrder` naming
+        the field and the rule, and write only an audit row. See :meth:`submit` for the rest."""
+        await self.start()
+        raw = {
+            "symbol": symbol,
+            "type": type,
+            "side": side,
+            "amount": amount,
+            "price": price,
+            "stop_price": stop_price,
+            "time_in_force": time_in_force,
+            "quote_amount": quote_amount,
+        }
+        try:
+            request = OrderRequest(
+                symbol,
+                side,
+                type,
+                amount=amount,
+                price=price,
+                stop_price=stop_price,  # type: ignore[arg-type]
+                time_in_force=time_in_force,
+                quote_amount=quote_amount,
+            )  # type: ignore[arg-type]
+        except OrderRejected as e:
+            self._reject("order.invalid", {k: str(v) for k, v in raw.items() if v is not None}, e)
+        return await self.submit(request)
+
+    async def submit(
+        self,
+        request: OrderRequest,
+        *,
+        signal_price: Decimal | None = None,
+        signal_time: int | None = None,
+    ) -> Order:
+        """Check ``request`` with every risk check, send it, and record it.
+
+        Raises the rejecting check's error (:class:`~workbench.errors.RiskRejected`,
+        :class:`~workbench.errors.FilterError`, :class:`~workbench.errors.KillSwitchActive`...)
+        or the venue's; a rejected order writes only audit rows.
+        """
+        await self.start()
+        self._seq += 1
+        request = replace(request, client_order_id=f"{self.session_id[:24]}-{self._seq}")
+        detail = _request_detail(request)
+        self._audit("order.request", detail)
+        try:
+            last = self._last_price(request.symbol)
+            context = self.state.context(
+                request.symbol,
+                last,
+                self._now(),
+                open_orders=sum(o.is_open for o in self.orders.values()),
+                open_orders_symbol=sum(o.is_open and o.symbol == request.symbol for o in self.orders.values()),
+                halted=self.kill_switch.reason if self.kill_switch.tripped else "",
+            )
+            self.risk.check(request, context)
+        except OrderRejected as e:
+            self._reject("risk.rejected", detail, e)
+        self._audit("risk.passed", detail)
+        self.state.record_order(self._now())
+        try:
+            order = await self.executor.create_order(request)
+        except OrderRejected as e:
+            self._reject("order.rejected", detail, e)
+        self.store.record_order(
+            self.session_id, self.mode, order, signal_price=signal_price, arrival_price=last, signal_time=signal_time
+        )
+        self._audit("order.response", {**detail, "status": order.status.value, "id": order.id})
+        return order
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
+        """Cancel one order by its client order id."""
+        self._audit("order.cancel", {"client_order_id": client_order_id, "symbol": symbol})
+        return await self.executor.cancel_order(client_order_id, symbol)
+
+    async def cancel_all_orders(self) -> list[Order]:
+        """Cancel every open order of this session's symbols."""
+        canceled = []
+        for symbol in self.rules:
+            canceled += await self.executor.cancel_all_orders(symbol)
+        self._audit("order.cancel_all", {"canceled": [o.client_order_id for o in canceled]})
+        return canceled
+
+    async def halt(self, reason: str, source: str = "code") -> list[Order]:
+        """Trip the kill switch and cancel every open order; returns what was canceled."""
+        self._halting = True
+        try:
+            self.kill_switch.trip(reason, source)
+        finally:
+            self._halting = False
+        return await self.cancel_all_orders()
+
+    def _on_trip(self, reason: str) -> None:
+        """The kill switch tripped (from anywhere): cancel this session's open orders."""
+        if self._halting:
+            return  # halt() cancels itself
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop running: the next create_order() sees the halted state
+        self._tasks.add(task := loop.create_task(self.cancel_all_orders()))
+        task.add_done_callback(self._tasks.discard)
+
+    # -- signals ----------------------------------------------------------------------------
+
+    async def on_bar(self, symbol: str, bar: pd.Series) -> Order | None:
+        """Feed one closed bar (``bar.name`` is its open time): update the price, compute the
+        strategy's target on the recent history and trade towards it if it changed."""
+        history = self._history.get(symbol)
+        row = bar.to_frame().T
+        self._history[symbol] = row if history is None else pd.concat([history.iloc[-self._window() :], row])
+        target = self.strategy(self._history[symbol]).iloc[-1] if self.strategy else None
+        return await self._step(symbol, Decimal(str(bar["close"])), _close_ms(bar), target)
+
+    async def run(self, bars: Mapping[str, pd.DataFrame], *, progress: bool = True) -> pd.DataFrame:
+        """Run the strategy over historical ``bars`` (one DataFrame per symbol) and stop.
+
+        Signals are computed once per symbol, vectorised, which gives the same targets as
+        :meth:`on_bar` because strategies only look backwards. Returns :meth:`summary`.
+        """
+        if self.strategy is None:
+            raise WorkbenchError("This session has no strategy: pass strategy=... to run bars through it.")
+        await self.start()
+        steps = []
+        for symbol, frame in bars.items():
+            rules_for(symbol, self.rules)
+            targets = self.strategy(frame)
+            steps.append(frame.assign(wb_symbol=symbol, wb_target=targets))
+        timeline = pd.concat(steps).sort_index(kind="stable")
+        rows = timeline.itertuples()
+        if progress:
+            from tqdm.auto import tqdm
+
+            rows = tqdm(rows, total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
+        for row in rows:
+            bar = pd.Series(row._asdict(), name=row.Index)
+            await self._step(row.wb_symbol, Decimal(str(row.close)), _close_ms(bar), row.wb_target)
+        return await self.stop()
+
+    async def _step(self, symbol: str, price: Decimal, timestamp: int, target: float | None) -> Order | None:
+        await self.start()
+        self.last_price[symbol] = price
+        self.executor.update_price(symbol, price, timestamp)
+        if target is None or pd.isna(target):
+            return None
+        target = Decimal(str(target))
+        if self._targets.get(symbol) == target:
+            return None
+        self._targets[symbol] = target
+        return await self._rebalance(symbol, target, price, timestamp)
+
+    async def _rebalance(self, symbol: str, target: Decimal, price: Decimal, timestamp: int) -> Order | None:
+        rules = self.rules[symbol]
+        delta = target - self.state.positions.get(symbol, ZERO)
+        amount = rules.round_amount(abs(delta))
+        if not amount:
+            return None
+        request = OrderRequest(symbol, Side.BUY if delta > 0 else Side.SELL, OrderType.MARKET, amount=amount)
+        if _is_dust(request, rules, price):
+            return None
+        try:
+            return await self.submit(request, signal_price=price, signal_time=timestamp)
+        except OrderRejected:
+            return None  # recorded in self.rejections and the audit log
+
+    # -- events and reporting ---------------------------------------------------------------
+
+    def _on_execution(self, event: Execution) -> None:
+        order = event.order
+        self.orders[order.client_order_id] = order
+        self.store.record_order(self.session_id, self.mode, order)
+        if event.fill is not None:
+            self.store.record_fill(self.session_id, self.mode, event.fill)
+            self.state.record_fill(event.fill, self.rules[order.symbol].base)
+        self._audit(
+            "order.event",
+            {
+                "kind": event.kind,
+                "client_order_id": order.client_order_id,
+                "status": order.status.value,
+                "trade_id": event.fill and event.fill.trade_id,
+            },
+        )
+
+    def summary(self) -> pd.DataFrame:
+        """Per symbol: orders, fills, traded notional, fees, position, average cost, realised PnL
+        and the mark-to-market value of the position at the last price."""
+        rows = []
+        self.store.flush()
+        fills = self.store.query(
+            "SELECT symbol, count(*) AS fills, sum(cost) AS notional FROM fills WHERE session_id = ? GROUP BY symbol",
+            [self.session_id],
+        ).set_index("symbol")
+        for symbol in self.rules:
+            orders = [o for o in self.orders.values() if o.symbol == symbol]
+            position = self.state.positions.get(symbol, ZERO)
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "orders": len(orders),
+                    "fills": int(fills["fills"].get(symbol, 0)),
+                    "notional": float(fills["notional"].get(symbol, 0) or 0),
+                    "fees": {k: float(v) for o in orders for k, v in o.fees.items()},
+                    "position": float(position),
+                    "avg_cost": float(self.state.avg_cost.get(symbol, ZERO)),
+                    "last_price": float(self.last_price.get(symbol, ZERO)),
+                    "realised_pnl": float(self.state.realised_by_symbol.get(symbol, ZERO)),
+                    "unrealised_pnl": float(
+                        position * (self.last_price.get(symbol, ZERO) - self.state.avg_cost.get(symbol, ZERO))
+                    ),
+                }
+            )
+        return pd.DataFrame(rows).set_index("symbol")
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _window(self) -> int:
+        return 2 * getattr(self.strategy, "warmup", 0) + 1
+
+    def _now(self) -> int:
+        now = getattr(self.executor, "now", None)
+        return now() if now else int(datetime.now(UTC).timestamp() * 1000)
+
+    def _last_price(self, symbol: str) -> Decimal:
+        rules_for(symbol, self.rules)
+        if symbol not in self.last_price:
+            raise OrderRejected(
+                f"No price for {symbol} yet: feed a bar (on_bar) or a price before placing orders.",
+                field="symbol",
+                rule="price",
+            )
+        return self.last_price[symbol]
+
+    def _reject(self, kind: str, detail: dict[str, Any], error: OrderRejected) -> None:
+        self.rejections.append(error)
+        self._audit(
+            kind,
+            {
+                **detail,
+                "rule": error.rule,
+                "field": error.field,
+                "code": error.code,
+                "msg": error.msg,
+                "error": str(error),
+            },
+        )
+        raise error
+
+    def _audit(self, kind: str, detail: Mapping[str, Any]) -> None:
+        self.store.audit(kind, detail, session_id=self.session_id, mode=self.mode)
+
+
+def _request_detail(request: OrderRequest) -> dict[str, Any]:
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in vars(request).items() if v is not None}
+
+
+def _is_dust(request: OrderRequest, rules: SymbolRules, price: Decimal) -> bool:
+    """Whether a rebalance is too small to be a valid order (below the minimum quantity or notional)."""
+    try:
+        check_order(request, rules, avg_price=price)
+    except FilterError as e:
+        return e.rule in ("LOT_SIZE", "MARKET_LOT_SIZE", "NOTIONAL", "MIN_NOTIONAL") and "below" in str(e)
+    return False
+
+
+def _close_ms(bar: pd.Series) -> int:
+    """The millisecond timestamp at which ``bar`` closed: its ``close_time``, or else one
+    minute after its open time (``bar.name``), as Binance stamps 1m klines."""
+    close_time = bar.get("close_time")
+    if close_time is not None and not pd.isna(close_time):
+        return int(pd.Timestamp(close_time).timestamp() * 1000)
+    return int(pd.Timestamp(bar.name).timestamp() * 1000) + 60_000 - 1

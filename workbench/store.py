@@ -1,0 +1,372 @@
+"""The DuckDB store: one file holding sessions, orders, fills, balance snapshots, the audit log
+and the kill switch.
+
+Paper rows and real rows live apart (``paper_*`` and ``real_*`` tables); the ``orders``,
+``fills`` and ``balances`` views union them with a ``mode`` column. Writes go through a queue
+to one writer thread that commits them in batches, so the event loop never waits on disk; a
+crash loses at most the batch in flight, never a committed fill. Fills are keyed by trade id
+and order rows only move forward, so a repeated or late event changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from workbench.config import TradingMode
+from workbench.errors import WorkbenchError
+from workbench.model import Balance, Fill, Order
+
+_AMOUNT = "DECIMAL(38, 18)"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id VARCHAR PRIMARY KEY, mode VARCHAR, venue VARCHAR, strategy VARCHAR, params JSON,
+    symbols VARCHAR[], started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ, status VARCHAR, summary JSON
+);
+CREATE SEQUENCE IF NOT EXISTS audit_seq;
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq BIGINT DEFAULT nextval('audit_seq') PRIMARY KEY, ts TIMESTAMPTZ, session_id VARCHAR,
+    mode VARCHAR, kind VARCHAR, detail JSON
+);
+CREATE TABLE IF NOT EXISTS kill_switch (
+    ts TIMESTAMPTZ, tripped BOOLEAN, reason VARCHAR, source VARCHAR
+);
+"""
+
+_TRADING_TABLES = f"""
+CREATE TABLE IF NOT EXISTS {{p}}_orders (
+    session_id VARCHAR, client_order_id VARCHAR, {{mode}} order_id VARCHAR, symbol VARCHAR,
+    side VARCHAR, type VARCHAR, time_in_force VARCHAR, amount {_AMOUNT}, quote_amount {_AMOUNT},
+    price {_AMOUNT}, stop_price {_AMOUNT}, status VARCHAR, status_rank TINYINT, filled {_AMOUNT},
+    cost {_AMOUNT}, average {_AMOUNT}, signal_price {_AMOUNT}, arrival_price {_AMOUNT},
+    signal_time TIMESTAMPTZ, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ,
+    PRIMARY KEY (session_id, client_order_id)
+);
+CREATE TABLE IF NOT EXISTS {{p}}_fills (
+    session_id VARCHAR, trade_id VARCHAR, {{mode}} order_id VARCHAR, client_order_id VARCHAR,
+    symbol VARCHAR, side VARCHAR, price {_AMOUNT}, amount {_AMOUNT}, cost {_AMOUNT}, fee {_AMOUNT},
+    fee_currency VARCHAR, is_maker BOOLEAN, timestamp TIMESTAMPTZ,
+    PRIMARY KEY (session_id, symbol, trade_id)
+);
+CREATE TABLE IF NOT EXISTS {{p}}_balances (
+    session_id VARCHAR, {{mode}} timestamp TIMESTAMPTZ, asset VARCHAR, free {_AMOUNT}, locked {_AMOUNT}
+);
+"""
+
+_VIEWS = """
+CREATE OR REPLACE VIEW orders AS
+    SELECT 'paper' AS mode, * FROM paper_orders UNION ALL BY NAME SELECT * FROM real_orders;
+CREATE OR REPLACE VIEW fills AS
+    SELECT 'paper' AS mode, * FROM paper_fills UNION ALL BY NAME SELECT * FROM real_fills;
+CREATE OR REPLACE VIEW balances AS
+    SELECT 'paper' AS mode, * FROM paper_balances UNION ALL BY NAME SELECT * FROM real_balances;
+"""
+
+_ORDER_COLUMNS = (
+    "session_id",
+    "client_order_id",
+    "order_id",
+    "symbol",
+    "side",
+    "type",
+    "time_in_force",
+    "amount",
+    "quote_amount",
+    "price",
+    "stop_price",
+    "status",
+    "status_rank",
+    "filled",
+    "cost",
+    "average",
+    "signal_price",
+    "arrival_price",
+    "signal_time",
+    "created_at",
+    "updated_at",
+)
+_FILL_COLUMNS = (
+    "session_id",
+    "trade_id",
+    "order_id",
+    "client_order_id",
+    "symbol",
+    "side",
+    "price",
+    "amount",
+    "cost",
+    "fee",
+    "fee_currency",
+    "is_maker",
+    "timestamp",
+)
+
+
+def utc(timestamp_ms: int | None) -> datetime | None:
+    """A Binance millisecond timestamp as an aware UTC datetime."""
+    return None if timestamp_ms is None else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class _Write:
+    sql: str
+    params: tuple[Any, ...]
+
+
+class StoreError(WorkbenchError):
+    """A write to the store failed; the batch it was in was rolled back."""
+
+
+class Store:
+    """The workbench's DuckDB file. Open it once per process: ``Store("data/workbench.duckdb")``."""
+
+    def __init__(self, path: str | Path, *, batch_size: int = 500) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path))
+        except duckdb.IOException as e:
+            raise StoreError(
+                f"Cannot open the store {self.path}: {e}. Another process may hold it open; DuckDB allows "
+                "one writer process per file, so give each process its own store file."
+            ) from None
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute(_SCHEMA)
+        self._con.execute(_TRADING_TABLES.format(p="paper", mode=""))
+        self._con.execute(_TRADING_TABLES.format(p="real", mode="mode VARCHAR,"))
+        self._con.execute(_VIEWS)
+        self._batch_size = batch_size
+        self._queue: queue.Queue[_Write | threading.Event | None] = queue.Queue()
+        self._error: Exception | None = None
+        self._writer = threading.Thread(target=self._write_loop, name=f"store-writer:{self.path.name}", daemon=True)
+        self._writer.start()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every queued write is committed; raise :class:`StoreError` if one failed."""
+        done = threading.Event()
+        self._queue.put(done)
+        if not done.wait(timeout):
+            raise StoreError(f"The store writer did not drain within {timeout}s.")
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise StoreError(f"A write to {self.path} failed and its batch was rolled back: {error}") from error
+
+    def close(self) -> None:
+        """Commit what is queued and close the file."""
+        if self._writer.is_alive():
+            self.flush()
+            self._queue.put(None)
+            self._writer.join()
+            self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> pd.DataFrame:
+        """Run a read query on committed data and return a DataFrame."""
+        return self._con.cursor().execute(sql, list(params)).df()
+
+    def sql(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query on committed data and return its rows."""
+        return self._con.cursor().execute(sql, list(params)).fetchall()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def start_session(
+        self,
+        session_id: str,
+        mode: TradingMode,
+        *,
+        venue: str = "",
+        strategy: str = "",
+        params: Mapping[str, Any] | None = None,
+        symbols: Iterable[str] = (),
+    ) -> None:
+        self._put(
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 'running', NULL) "
+            "ON CONFLICT (session_id) DO UPDATE SET status = 'running', ended_at = NULL",
+            (session_id, mode.value, venue, strategy, _json(params or {}), list(symbols), _now()),
+        )
+
+    def end_session(self, session_id: str, status: str, summary: Mapping[str, Any] | None = None) -> None:
+        self._put(
+            "UPDATE sessions SET ended_at = ?, status = ?, summary = ? WHERE session_id = ?",
+            (_now(), status, _json(summary or {}), session_id),
+        )
+
+    def record_order(
+        self,
+        session_id: str,
+        mode: TradingMode,
+        order: Order,
+        *,
+        signal_price: Decimal | None = None,
+        arrival_price: Decimal | None = None,
+        signal_time: int | None = None,
+    ) -> None:
+        """Insert or advance an order row; an update never moves an order backwards."""
+        table, extra, values = self._trading_table("orders", mode)
+        row = (
+            session_id,
+            order.client_order_id,
+            order.id,
+            order.symbol,
+            order.side.value,
+            order.type.value,
+            order.time_in_force and order.time_in_force.value,
+            order.amount,
+            order.quote_amount,
+            order.price,
+            order.stop_price,
+            order.status.value,
+            order.status.rank,
+            order.filled,
+            order.cost,
+            order.average,
+            signal_price,
+            arrival_price,
+            utc(signal_time),
+            utc(order.timestamp),
+            utc(order.last_update),
+        )
+        columns = (*_ORDER_COLUMNS[:2], *extra, *_ORDER_COLUMNS[2:])
+        first = ("signal_price", "arrival_price", "signal_time", "created_at")  # the first value known stays
+        updates = ", ".join(
+            f"{c} = coalesce({table}.{c}, excluded.{c})" if c in first else f"{c} = excluded.{c}"
+            for c in _ORDER_COLUMNS[2:]
+        )
+        self._put(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT (session_id, client_order_id) DO UPDATE SET {updates} "
+            f"WHERE excluded.status_rank > {table}.status_rank "
+            f"OR (excluded.status_rank = {table}.status_rank AND excluded.filled >= {table}.filled)",
+            (*row[:2], *values, *row[2:]),
+        )
+
+    def record_fill(self, session_id: str, mode: TradingMode, fill: Fill) -> None:
+        """Insert a fill once; the same trade id again is ignored."""
+        table, extra, values = self._trading_table("fills", mode)
+        row = (
+            session_id,
+            fill.trade_id,
+            fill.order_id,
+            fill.client_order_id,
+            fill.symbol,
+            fill.side.value,
+            fill.price,
+            fill.amount,
+            fill.cost,
+            fill.fee,
+            fill.fee_currency,
+            fill.is_maker,
+            utc(fill.timestamp),
+        )
+        columns = (*_FILL_COLUMNS[:2], *extra, *_FILL_COLUMNS[2:])
+        self._put(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            "ON CONFLICT DO NOTHING",
+            (*row[:2], *values, *row[2:]),
+        )
+
+    def record_balances(self, session_id: str, mode: TradingMode, balances: Iterable[Balance], timestamp: int) -> None:
+        table, extra, values = self._trading_table("balances", mode)
+        for b in balances:
+            self._put(
+                f"INSERT INTO {table} (session_id, {''.join(c + ', ' for c in extra)}timestamp, asset, free, locked) "
+                f"VALUES (?, {'?, ' * len(extra)}?, ?, ?, ?)",
+                (session_id, *values, utc(timestamp), b.asset, b.free, b.locked),
+            )
+
+    def audit(
+        self, kind: str, detail: Mapping[str, Any], *, session_id: str | None = None, mode: TradingMode | None = None
+    ) -> None:
+        """Append one row to the audit log: every request, decision, confirmation and response."""
+        self._put(
+            "INSERT INTO audit_log (ts, session_id, mode, kind, detail) VALUES (?, ?, ?, ?, ?)",
+            (_now(), session_id, mode and mode.value, kind, _json(detail)),
+        )
+
+    def set_kill_switch(self, tripped: bool, reason: str, source: str) -> None:
+        """Record the kill switch's new state and wait until it is on disk."""
+        self._put("INSERT INTO kill_switch VALUES (?, ?, ?, ?)", (_now(), tripped, reason, source))
+        self.flush()
+
+    def kill_switch_state(self) -> tuple[bool, str]:
+        """Whether the kill switch is tripped, and why (its latest record)."""
+        rows = self.sql("SELECT tripped, reason FROM kill_switch ORDER BY ts DESC LIMIT 1")
+        return (bool(rows[0][0]), rows[0][1]) if rows else (False, "")
+
+    # -- internals --------------------------------------------------------------------------
+
+    @staticmethod
+    def _trading_table(kind: str, mode: TradingMode) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+        if mode is TradingMode.PAPER:
+            return f"paper_{kind}", (), ()
+        return f"real_{kind}", ("mode",), (mode.value,)
+
+    def _put(self, sql: str, params: tuple[Any, ...]) -> None:
+        if not self._writer.is_alive():
+            raise StoreError(f"The store {self.path} is closed.")
+        self._queue.put(_Write(sql, params))
+
+    def _write_loop(self) -> None:
+        cursor = self._con.cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
+        while True:
+            item = self._queue.get()
+            batch: list[_Write] = []
+            waiters: list[threading.Event] = []
+            stop = False
+            while True:
+                if item is None:
+                    stop = True
+                elif isinstance(item, threading.Event):
+                    waiters.append(item)
+                else:
+                    batch.append(item)
+                if stop or len(batch) >= self._batch_size or self._queue.empty():
+                    break
+                item = self._queue.get()
+            if batch:
+                self._commit(cursor, batch)
+            for waiter in waiters:
+                waiter.set()
+            if stop:
+                cursor.close()
+                return
+
+    def _commit(self, cursor: duckdb.DuckDBPyConnection, batch: list[_Write]) -> None:
+        try:
+            cursor.execute("BEGIN TRANSACTION")
+            for write in batch:
+                cursor.execute(write.sql, write.params)
+            cursor.execute("COMMIT")
+        except Exception as e:  # noqa: BLE001 - reported to the caller at the next flush()
+            cursor.execute("ROLLBACK")
+            self._error = e
