@@ -32,7 +32,8 @@ _AMOUNT = "DECIMAL(38, 18)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     session_id VARCHAR PRIMARY KEY, mode VARCHAR, venue VARCHAR, strategy VARCHAR, params JSON,
-    symbols VARCHAR[], started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ, status VARCHAR, summary JSON
+    symbols VARCHAR[], started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ, status VARCHAR, summary JSON,
+    sweep_id VARCHAR, shadow_of VARCHAR
 );
 CREATE SEQUENCE IF NOT EXISTS audit_seq;
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -207,11 +208,15 @@ class Store:
         strategy: str = "",
         params: Mapping[str, Any] | None = None,
         symbols: Iterable[str] = (),
+        sweep_id: str | None = None,
+        shadow_of: str | None = None,
     ) -> None:
+        """Record a session (again, when it restarts). ``sweep_id`` groups the runs of a sweep;
+        ``shadow_of`` names the session whose signals this one mirrors (paper beside testnet)."""
         self._put(
-            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 'running', NULL) "
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 'running', NULL, ?, ?) "
             "ON CONFLICT (session_id) DO UPDATE SET status = 'running', ended_at = NULL",
-            (session_id, mode.value, venue, strategy, _json(params or {}), list(symbols), _now()),
+            (session_id, mode.value, venue, strategy, _json(params or {}), list(symbols), _now(), sweep_id, shadow_of),
         )
 
     def end_session(self, session_id: str, status: str, summary: Mapping[str, Any] | None = None) -> None:
