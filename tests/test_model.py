@@ -137,10 +137,9 @@ def test_to_decimal_keeps_none_and_float_text():
 
 
 def test_status_rank_ccxt_and_finality():
-    assert [s.rank for s in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)] == [0, 1, 2]
-    assert all(
-        s.rank == 3 and s.is_final for s in OrderStatus if s.value not in ("NEW", "PARTIALLY_FILLED", "PENDING_CANCEL")
-    )
+    open_ = (OrderStatus.PENDING_NEW, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
+    assert [s.rank for s in open_] == [0, 1, 2, 3] and not any(s.is_final for s in open_)
+    assert all(s.rank == 4 and s.is_final for s in OrderStatus if s not in open_)
     assert OrderStatus.NEW.ccxt == "open" and OrderStatus.FILLED.ccxt == "closed"
     assert OrderStatus.CANCELED.ccxt == "canceled" and OrderStatus.EXPIRED_IN_MATCH.ccxt == "expired"
     assert OrderType.STOP_LOSS_LIMIT.is_stop and not OrderType.LIMIT.is_stop

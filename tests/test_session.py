@@ -147,8 +147,8 @@ async def test_kill_switch_cancels_blocks_and_survives_a_restart(rules, tmp_path
         resting = await session.create_order(
             "BTC/USDT", "limit", "buy", 0.01, round(bar["close"] * 0.99, 2), time_in_force="GTC"
         )
-        canceled = await session.halt("test halt")
-        assert [o.client_order_id for o in canceled] == [resting.client_order_id]
+        report = await session.emergency_stop("test halt")
+        assert [o.client_order_id for o in report.canceled] == [resting.client_order_id] and report.failed == []
         assert (await session.executor.fetch_open_orders()) == []
         with pytest.raises(KillSwitchActive, match="test halt"):
             await session.create_order("BTC/USDT", "market", "buy", 0.01)
@@ -206,3 +206,40 @@ def test_strategy_registry_errors():
         SmaCross(50, 10)
     with pytest.raises(ConfigError, match="size > 0"):
         SmaCross(size=0)
+
+
+async def test_emergency_stop_can_flatten_after_a_second_confirmation(rules, store):
+    session = paper_session(rules, store)
+    bar = make_bars(1).iloc[0]
+    await session.on_bar("BTC/USDT", bar)
+    await session.create_order("BTC/USDT", "market", "buy", 0.05)
+    with pytest.raises(WorkbenchError, match="confirm_flatten=True"):
+        await session.emergency_stop(flatten=True)
+    report = await session.emergency_stop("flatten test", flatten=True, confirm_flatten=True)
+    assert len(report.flattened) == 1 and report.flattened[0].side.value == "sell"
+    assert report.flattened[0].amount == D("0.04995")  # 0.05 less the 0.1% base fee, on the step grid
+    with pytest.raises(KillSwitchActive):  # flattening did not open the gate
+        await session.create_order("BTC/USDT", "market", "buy", 0.01)
+    assert session.state.positions["BTC/USDT"] == 0
+
+
+async def test_emergency_stop_reports_what_could_not_be_canceled(rules, store):
+    class Unreachable(PaperExecutor):
+        async def cancel_all_orders(self, symbol):
+            raise OrderRejected(f"{symbol}: venue unreachable")
+
+    session = TradingSession(Unreachable(rules, {"USDT": 1000}), store, rules={"BTC/USDT": rules["BTC/USDT"]})
+    report = await session.emergency_stop()
+    assert report.failed == [("BTC/USDT", "BTC/USDT: venue unreachable")] and session.kill_switch.tripped
+
+
+async def test_flatten_skips_dust_and_reports_refusals(rules, store):
+    session = paper_session(rules, store)
+    bar = make_bars(1).iloc[0]
+    await session.on_bar("BTC/USDT", bar)
+    session.state.positions["BTC/USDT"] = D("0.00002")  # dust: below the minimum notional
+    session.state.positions["ETH/USDT"] = D("1")  # no ETH held on the venue, and no ETH price
+    session.last_price["ETH/USDT"] = D(3000)
+    session.executor.update_price("ETH/USDT", D(3000), 0)
+    report = await session.emergency_stop(flatten=True, confirm_flatten=True)
+    assert report.flattened == [] and report.failed[0][0] == "ETH/USDT" and "flatten:" in report.failed[0][1]

@@ -43,8 +43,10 @@ class TimeInForce(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    """Binance order statuses, in the order an order moves through them."""
+    """Binance order statuses, in the order an order moves through them. ``PENDING_NEW`` is an
+    order the workbench has recorded but the venue has not acknowledged yet."""
 
+    PENDING_NEW = "PENDING_NEW"
     NEW = "NEW"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     PENDING_CANCEL = "PENDING_CANCEL"
@@ -56,12 +58,12 @@ class OrderStatus(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        return self not in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
+        return self not in _OPEN
 
     @property
     def rank(self) -> int:
         """Progress of an order: a status may only be replaced by one of higher rank."""
-        return 3 if self.is_final else list(OrderStatus).index(self)
+        return len(_OPEN) if self.is_final else _OPEN.index(self)
 
     @property
     def ccxt(self) -> str:
@@ -69,7 +71,9 @@ class OrderStatus(StrEnum):
         return _CCXT_STATUS[self]
 
 
+_OPEN = (OrderStatus.PENDING_NEW, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING_CANCEL)
 _CCXT_STATUS = {
+    OrderStatus.PENDING_NEW: "open",
     OrderStatus.NEW: "open",
     OrderStatus.PARTIALLY_FILLED: "open",
     OrderStatus.PENDING_CANCEL: "open",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,6 +25,22 @@ from workbench.model import ZERO, Order, OrderRequest, OrderType, Side
 from workbench.risk import RiskChecks, RiskState
 from workbench.store import Store
 from workbench.strategy import Strategy, describe
+
+
+@dataclass
+class EmergencyReport:
+    """What an emergency stop did: orders canceled, what failed (symbol, error), positions flattened."""
+
+    canceled: list[Order] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    flattened: list[Order] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "canceled": [o.client_order_id for o in self.canceled],
+            "failed": self.failed,
+            "flattened": [o.client_order_id for o in self.flattened],
+        }
 
 
 def new_session_id(prefix: str = "wb") -> str:
@@ -68,6 +84,7 @@ class TradingSession:
         self._seq = 0
         self._started = False
         self._halting = False
+        self._flattening = False
         self._tasks: set[asyncio.Task[list[Order]]] = set()
         executor.subscribe(self._on_execution)
         self.kill_switch.on_trip(self._on_trip)
@@ -193,7 +210,7 @@ class TradingSession:
                 self._now(),
                 open_orders=sum(o.is_open for o in self.orders.values()),
                 open_orders_symbol=sum(o.is_open and o.symbol == request.symbol for o in self.orders.values()),
-                halted=self.kill_switch.reason if self.kill_switch.tripped else "",
+                halted=self.kill_switch.reason if self.kill_switch.tripped and not self._flattening else "",
             )
             self.risk.check(request, context)
         except OrderRejected as e:
@@ -223,19 +240,49 @@ class TradingSession:
         self._audit("order.cancel_all", {"canceled": [o.client_order_id for o in canceled]})
         return canceled
 
-    async def halt(self, reason: str, source: str = "code") -> list[Order]:
-        """Trip the kill switch and cancel every open order; returns what was canceled."""
+    async def emergency_stop(
+        self, reason: str = "emergency stop", *, source: str = "code", flatten: bool = False, confirm_flatten: bool = False
+    ) -> EmergencyReport:
+        """Trip the kill switch, cancel every open order of the session's symbols and report what was
+        canceled and what could not be. ``flatten`` (with ``confirm_flatten``, the second confirmation)
+        then sells what the session holds with market orders; nothing else can pass the kill switch."""
+        if flatten and not confirm_flatten:
+            raise WorkbenchError("Flattening sends market orders: pass confirm_flatten=True to confirm it.")
         self._halting = True
         try:
             self.kill_switch.trip(reason, source)
         finally:
             self._halting = False
-        return await self.cancel_all_orders()
+        report = EmergencyReport()
+        for symbol in self.rules:
+            try:
+                report.canceled.extend(await self.executor.cancel_all_orders(symbol))
+            except WorkbenchError as e:
+                report.failed.append((symbol, str(e)))
+        if flatten:
+            await self._flatten(report)
+        self._audit("emergency_stop", report.as_dict())
+        return report
+
+    async def _flatten(self, report: EmergencyReport) -> None:
+        self._flattening = True
+        try:
+            for symbol, position in self.state.positions.items():
+                amount = self.rules[symbol].round_amount(position)
+                request = OrderRequest(symbol, Side.SELL, OrderType.MARKET, amount=amount) if amount > 0 else None
+                if request is None or _is_dust(request, self.rules[symbol], self.last_price[symbol]):
+                    continue
+                try:
+                    report.flattened.append(await self.submit(request))
+                except WorkbenchError as e:
+                    report.failed.append((symbol, f"flatten: {e}"))
+        finally:
+            self._flattening = False
 
     def _on_trip(self, reason: str) -> None:
         """The kill switch tripped (from anywhere): cancel this session's open orders."""
         if self._halting:
-            return  # halt() cancels itself
+            return  # emergency_stop() cancels itself
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
