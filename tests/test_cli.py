@@ -54,7 +54,8 @@ def test_loader_reads_binance_klines_into_pandas_and_duckdb(data_dir):
 
 def test_workbench_paper_prints_a_summary_and_where_the_fills_are(data_dir, tmp_path, capsys):
     store = tmp_path / "cli.duckdb"
-    assert main(["paper", "--store", str(store), "--bars", "300", "--fast", "5", "--slow", "20", "--size", "0.01", "--quiet"]) == 0
+    args = ["paper", "--store", str(store), "--bars", "300", "--fast", "5", "--slow", "20", "--size", "0.01"]
+    assert main([*args, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "Paper session wb-" in out and "300 bars" in out and "BTC/USDT" in out and str(store) in out
     from workbench.store import Store

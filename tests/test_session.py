@@ -188,12 +188,13 @@ async def test_run_needs_a_strategy(rules, store):
         await paper_session(rules, store).run({"BTC/USDT": make_bars(5)})
 
 
-def test_from_config_builds_a_paper_session_and_refuses_unbuilt_modes(tmp_path):
+def test_from_config_builds_a_paper_session_and_real_modes_need_keys(tmp_path, monkeypatch):
+    monkeypatch.delenv("BINANCE_TESTNET_API_KEY", raising=False)
     config = load_config(mode="paper", store_path=tmp_path / "cfg.duckdb", quote_balance=1234)
     session = TradingSession.from_config(config, strategy=make_strategy("sma_cross"))
     assert session.mode is TradingMode.PAPER and session.executor.engine.free == {"USDT": D(1234)}
     session.store.close()
-    with pytest.raises(ConfigError, match="not available"):
+    with pytest.raises(ConfigError, match="BINANCE_TESTNET_API_KEY and BINANCE_TESTNET_API_SECRET"):
         build_executor(load_config(), {})
 
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.config import Config, RiskLimits
+from workbench.config import Config, RiskLimits, TradingMode
 from workbench.errors import FilterError, OrderRejected, WorkbenchError
 from workbench.executors.base import Executor
 from workbench.filters import SymbolRules, check_order, rules_for
 from workbench.killswitch import KillSwitch
 from workbench.matching import Execution
-from workbench.model import ZERO, Order, OrderRequest, OrderType, Side
+from workbench.model import ZERO, Order, OrderRequest, OrderStatus, OrderType, Side
 from workbench.risk import RiskChecks, RiskState
 from workbench.store import Store
 from workbench.strategy import Strategy, describe
@@ -66,6 +66,7 @@ class TradingSession:
         strategy: Strategy | None = None,
         session_id: str | None = None,
         kill_switch: KillSwitch | None = None,
+        shadow: TradingSession | None = None,
     ) -> None:
         self.executor = executor
         self.mode = executor.mode
@@ -79,7 +80,12 @@ class TradingSession:
         self.last_price: dict[str, Decimal] = {}
         self.orders: dict[str, Order] = {}
         self.rejections: list[OrderRejected] = []
+        self.shadow = shadow
+        self.shadow_of: str | None = None
+        if shadow is not None:
+            shadow.shadow_of = self.session_id
         self._targets: dict[str, Decimal] = {}
+        self._trade_keys: set[tuple[str, str]] = set()
         self._history: dict[str, pd.DataFrame] = {}
         self._seq = 0
         self._started = False
@@ -97,21 +103,22 @@ class TradingSession:
         strategy: Strategy | None = None,
         session_id: str | None = None,
         store: Store | None = None,
+        shadow: bool = False,
     ) -> TradingSession:
         """A session for ``config``: its mode (decided by :func:`~workbench.config.resolve_mode`),
-        executor, store and risk limits."""
+        executor, store and risk limits. ``shadow=True`` runs the same signals in a paper session
+        beside a testnet or mainnet one, in the same store, for a paper-versus-real comparison."""
         from workbench.data import load_rules
         from workbench.executors import build_executor
 
         rules = load_rules(config.symbols)
         executor = build_executor(config, rules)
+        store = store or Store(config.store_path)
+        paper = None
+        if shadow and executor.mode.is_real:
+            paper = cls.from_config(replace(config, mode=TradingMode.PAPER), strategy=strategy, store=store)
         return cls(
-            executor,
-            store or Store(config.store_path),
-            rules=rules,
-            risk=config.risk,
-            strategy=strategy,
-            session_id=session_id,
+            executor, store, rules=rules, risk=config.risk, strategy=strategy, session_id=session_id, shadow=paper
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -121,6 +128,10 @@ class TradingSession:
         if self._started:
             return
         self._started = True
+        known = {o.client_order_id: o for o in self.store.session_orders(self.session_id, self.mode)}
+        self._seq = max((int(cid.rsplit("-", 1)[1]) for cid in known), default=0)
+        resumed = {cid: o for cid, o in known.items() if o.is_open}
+        self.orders.update(resumed)
         self.store.start_session(
             self.session_id,
             self.mode,
@@ -128,8 +139,12 @@ class TradingSession:
             strategy=describe(self.strategy)["name"] if self.strategy else "",
             params=describe(self.strategy) if self.strategy else {},
             symbols=self.rules,
+            shadow_of=self.shadow_of,
         )
-        self._audit("session.start", {"venue": self.executor.venue, "symbols": list(self.rules)})
+        self._audit("session.start", {"venue": self.executor.venue, "symbols": list(self.rules), "resumed": len(known)})
+        await self.executor.start(resumed)
+        if self.shadow is not None:
+            await self.shadow.start()
 
     async def stop(self, status: str = "completed") -> pd.DataFrame:
         """End the session: snapshot balances, record its summary, flush the store."""
@@ -138,6 +153,8 @@ class TradingSession:
         summary = self.summary()
         self.store.end_session(self.session_id, status, {"symbols": summary.reset_index().to_dict("records")})
         self._audit("session.stop", {"status": status})
+        if self.shadow is not None:
+            await self.shadow.stop(status)
         self.store.flush()
         return summary
 
@@ -217,6 +234,13 @@ class TradingSession:
             self._reject("risk.rejected", detail, e)
         self._audit("risk.passed", detail)
         self.state.record_order(self._now())
+        pending = Order.from_request(request, request.client_order_id, self._now())  # type: ignore[arg-type]
+        pending.status = OrderStatus.PENDING_NEW
+        self.store.record_order(
+            self.session_id, self.mode, pending, signal_price=signal_price, arrival_price=last, signal_time=signal_time
+        )
+        if self.mode.is_real:
+            self.store.flush()  # on disk before it is sent: a restart never sends it twice
         try:
             order = await self.executor.create_order(request)
         except OrderRejected as e:
@@ -241,7 +265,12 @@ class TradingSession:
         return canceled
 
     async def emergency_stop(
-        self, reason: str = "emergency stop", *, source: str = "code", flatten: bool = False, confirm_flatten: bool = False
+        self,
+        reason: str = "emergency stop",
+        *,
+        source: str = "code",
+        flatten: bool = False,
+        confirm_flatten: bool = False,
     ) -> EmergencyReport:
         """Trip the kill switch, cancel every open order of the session's symbols and report what was
         canceled and what could not be. ``flatten`` (with ``confirm_flatten``, the second confirmation)
@@ -330,6 +359,8 @@ class TradingSession:
         await self.start()
         self.last_price[symbol] = price
         self.executor.update_price(symbol, price, timestamp)
+        if self.shadow is not None:
+            await self.shadow._step(symbol, price, timestamp, target)
         if target is None or pd.isna(target):
             return None
         target = Decimal(str(target))
@@ -358,9 +389,11 @@ class TradingSession:
         order = event.order
         self.orders[order.client_order_id] = order
         self.store.record_order(self.session_id, self.mode, order)
-        if event.fill is not None:
-            self.store.record_fill(self.session_id, self.mode, event.fill)
-            self.state.record_fill(event.fill, self.rules[order.symbol].base)
+        fill = event.fill
+        if fill is not None and (fill.symbol, fill.trade_id) not in self._trade_keys:
+            self._trade_keys.add((fill.symbol, fill.trade_id))
+            self.store.record_fill(self.session_id, self.mode, fill)
+            self.state.record_fill(fill, self.rules[order.symbol].base)
         self._audit(
             "order.event",
             {

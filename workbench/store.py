@@ -25,7 +25,7 @@ import pandas as pd
 
 from workbench.config import TradingMode
 from workbench.errors import WorkbenchError
-from workbench.model import Balance, Fill, Order
+from workbench.model import Balance, Fill, Order, OrderStatus, OrderType, Side, TimeInForce
 
 _AMOUNT = "DECIMAL(38, 18)"
 
@@ -316,6 +316,57 @@ class Store:
             "INSERT INTO audit_log (ts, session_id, mode, kind, detail) VALUES (?, ?, ?, ?, ?)",
             (_now(), session_id, mode and mode.value, kind, _json(detail)),
         )
+
+    def session_orders(self, session_id: str, mode: TradingMode) -> list[Order]:
+        """The orders a session recorded, as the workbench's Orders (for a restarted session)."""
+        table, extra, values = self._trading_table("orders", mode)
+        where = "session_id = ?" + "".join(f" AND {c} = ?" for c in extra)
+        rows = (
+            self._con.cursor()
+            .execute(
+                f"SELECT symbol, side, type, amount, price, stop_price, time_in_force, client_order_id, order_id, "
+                f"quote_amount, status, filled, cost, epoch_ms(created_at), epoch_ms(updated_at) "
+                f"FROM {table} WHERE {where}",
+                [session_id, *values],
+            )
+            .fetchall()
+        )
+        return [
+            Order(
+                symbol,
+                Side(side),
+                OrderType(type_),
+                amount,
+                price,
+                stop,
+                TimeInForce(tif) if tif else None,
+                cid,
+                id=oid,
+                quote_amount=quote,
+                status=OrderStatus(status),
+                filled=filled,
+                cost=cost,
+                timestamp=created or 0,
+                last_update=updated or 0,
+            )
+            for (
+                symbol,
+                side,
+                type_,
+                amount,
+                price,
+                stop,
+                tif,
+                cid,
+                oid,
+                quote,
+                status,
+                filled,
+                cost,
+                created,
+                updated,
+            ) in rows
+        ]
 
     def set_kill_switch(self, tripped: bool, reason: str, source: str) -> None:
         """Record the kill switch's new state and wait until it is on disk."""

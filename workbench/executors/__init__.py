@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from workbench.config import Config, TradingMode, resolve_mode
+from workbench.config import Config, Credentials, TradingMode, resolve_mode
 from workbench.errors import ConfigError
 from workbench.executors.base import Executor, Listener
 from workbench.executors.paper import PaperExecutor
@@ -16,10 +16,18 @@ __all__ = ["Executor", "Listener", "PaperExecutor", "build_executor"]
 def build_executor(config: Config, rules: Mapping[str, SymbolRules]) -> Executor:
     """The executor for ``config``'s mode, after the mainnet guard (:func:`resolve_mode`) passed.
 
-    Paper starts with ``config.quote_balance`` of each symbol's quote asset.
+    Paper starts with ``config.quote_balance`` of each symbol's quote asset; testnet and mainnet
+    read their API keys from the environment and trade at ``config.venue_url`` when it is set (a
+    local exchange), else at Binance's testnet or mainnet.
     """
     mode = resolve_mode(config)
     if mode is TradingMode.PAPER:
         balances = {r.quote: config.quote_balance for r in rules.values()}
         return PaperExecutor(rules, balances)
-    raise ConfigError(f"The {mode} executor is not available in this version yet; use mode='paper' for now.")
+    from workbench.executors.binance import BinanceExecutor
+
+    credentials = Credentials.from_env(mode)
+    if credentials is None:
+        names = " and ".join(Credentials.ENV[mode])
+        raise ConfigError(f"{mode} trading needs API keys: set {names} in the environment.")
+    return BinanceExecutor(mode, rules, credentials, venue_url=config.venue_url)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
@@ -43,5 +43,8 @@ class Executor(Protocol):
         """A new market price: paper executors fill against it; real venues have their own."""
 
     def subscribe(self, listener: Listener) -> None: ...
+
+    async def start(self, known: Mapping[str, Order] | None = None) -> None:
+        """Connect, and reconcile the orders a restarted session ``known`` (client id -> order)."""
 
     async def close(self) -> None: ...

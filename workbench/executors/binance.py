@@ -1,0 +1,584 @@
+"""The Binance executor: real orders on Binance Spot through ccxt's async client and ccxt.pro.
+
+A thin adapter: it translates between ccxt and the workbench's model and does the reliability
+work, nothing else.
+
+* URLs come from the mode alone (:func:`make_client`): Binance Spot Testnet by default, a local
+  exchange when ``venue_url`` is given, mainnet only for ``TradingMode.MAINNET``, which only
+  :func:`~workbench.config.resolve_mode` hands out past the guard.
+* Every order carries the workbench's client order id. When an answer is lost (timeout, 5xx,
+  -1007) the order is looked up by that id before anything is retried, so it is never placed twice.
+* The user data stream (``watch_orders``, ``watch_my_trades``) reports orders and fills as they
+  happen; a fill is reported once per trade id and an order only ever moves forward.
+* :meth:`BinanceExecutor.reconcile` merges open orders, recent trades and balances from REST, at
+  start, after every reconnect and periodically; what disagreed is listed in ``discrepancies``.
+* Rate limits: the used weight from the response headers is tracked and requests slow down
+  before the limit; 429 waits ``Retry-After`` once; 418 stops every request until the ban ends.
+  -1021 (clock skew) resyncs with the server time and retries once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxtpro
+
+from workbench.config import Credentials, TradingMode
+from workbench.errors import (
+    ConfigError,
+    ExchangeError,
+    FilterError,
+    InsufficientBalance,
+    OrderNotFound,
+    OrderRejected,
+    UnknownSymbol,
+)
+from workbench.executors.base import Listener
+from workbench.filters import SymbolRules
+from workbench.matching import Execution
+from workbench.model import ZERO, Balance, Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAINNET_HOSTS = ("api.binance.com", "stream.binance.com", "ws-api.binance.com")
+# Errors after which the order may or may not exist: look it up before doing anything else.
+AMBIGUOUS = (
+    ccxt_async.RequestTimeout,
+    ccxt_async.ExchangeNotAvailable,
+    ccxt_async.BadResponse,
+    ccxt_async.NetworkError,
+)
+
+
+def make_client(mode: TradingMode, credentials: Credentials | None, venue_url: str | None = None) -> ccxtpro.binance:
+    """The ccxt.pro client for ``mode``. The one place URLs are chosen: testnet (sandbox) URLs for
+    TESTNET, ``venue_url`` (a local exchange) when given, Binance's own only for MAINNET."""
+    if mode is TradingMode.PAPER:
+        raise ConfigError("Paper mode has no venue: use PaperExecutor.")
+    config: dict[str, Any] = {
+        "enableRateLimit": True,
+        "options": {
+            "defaultType": "spot",
+            "fetchMarkets": {"types": ["spot"]},
+            "fetchCurrencies": False,
+            "warnOnFetchOpenOrdersWithoutSymbol": False,
+        },
+    }
+    if credentials is not None:
+        config |= {"apiKey": credentials.api_key.reveal(), "secret": credentials.secret.reveal()}
+    client = ccxtpro.binance(config)
+    if mode is TradingMode.TESTNET:
+        client.set_sandbox_mode(True)
+    if venue_url is not None:
+        point_at(client, venue_url)
+    check_hosts(client, mode)
+    return client
+
+
+def point_at(client: ccxtpro.binance, venue_url: str) -> None:
+    """Point every spot REST and WebSocket URL of ``client`` at a local exchange."""
+    http = venue_url.rstrip("/")
+    ws = http.replace("http://", "ws://").replace("https://", "wss://")
+    api = client.urls["api"]
+    for key in ("public", "private", "v3"):
+        api[key] = f"{http}/api/v3"
+    api["v1"] = f"{http}/api/v1"
+    api["sapi"] = f"{http}/sapi/v1"
+    api.setdefault("ws", {})
+    api["ws"]["spot"] = f"{ws}/ws"
+    api["ws"].setdefault("ws-api", {})
+    api["ws"]["ws-api"]["spot"] = f"{ws}/ws-api/v3"
+
+
+def check_hosts(client: ccxtpro.binance, mode: TradingMode) -> None:
+    """Refuse a client that could reach a mainnet host unless the mode is MAINNET."""
+    if mode is TradingMode.MAINNET:
+        return
+    urls = json.dumps(client.urls["api"])
+    reachable = [host for host in MAINNET_HOSTS if host in urls]
+    if reachable:
+        raise ConfigError(f"A {mode} client must not reach mainnet hosts, but its URLs name {reachable}.")
+
+
+def _d(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def order_from_ccxt(o: Mapping[str, Any]) -> Order:
+    """A ccxt order (from REST or the user data stream) as the workbench's Order."""
+    info = o.get("info") or {}
+    status = (
+        info.get("status")
+        or info.get("X")
+        or {"open": "NEW", "closed": "FILLED", "canceled": "CANCELED"}.get(o.get("status"), "NEW")
+    )
+    raw_type = info.get("type") or info.get("o") or str(o.get("type", "")).upper()
+    tif = o.get("timeInForce") or info.get("timeInForce") or info.get("f")
+    order_type = OrderType(raw_type)
+    amount = _d(o.get("amount"))
+    quote = _d(info.get("origQuoteOrderQty") or info.get("Q"))
+    if order_type is OrderType.MARKET and (amount is None or amount == 0) and quote:
+        amount = None
+    order = Order(
+        symbol=o["symbol"],
+        side=Side(o["side"]),
+        type=order_type,
+        amount=amount,
+        price=_d(o.get("price")) if order_type is not OrderType.MARKET else None,
+        stop_price=_d(o.get("triggerPrice") or o.get("stopPrice")) if order_type.is_stop else None,
+        time_in_force=TimeInForce(tif) if tif and order_type not in (OrderType.MARKET, OrderType.LIMIT_MAKER) else None,
+        client_order_id=o.get("clientOrderId") or info.get("clientOrderId") or info.get("c"),
+        id=str(o["id"]),
+        quote_amount=quote if quote else None,
+        status=OrderStatus(status),
+        filled=_d(o.get("filled")) or ZERO,
+        cost=_d(o.get("cost")) or ZERO,
+        timestamp=int(o.get("timestamp") or info.get("transactTime") or info.get("O") or 0),
+        last_update=int(o.get("lastUpdateTimestamp") or o.get("timestamp") or 0),
+    )
+    if order.type is OrderType.MARKET and order.status.is_final and order.amount is None:
+        order.amount = order.filled
+    return order
+
+
+def fill_from_ccxt(t: Mapping[str, Any], client_order_id: str) -> Fill:
+    """A ccxt trade as the workbench's Fill."""
+    fee = t.get("fee") or {}
+    return Fill(
+        trade_id=str(t["id"]),
+        order_id=str(t["order"]),
+        client_order_id=client_order_id,
+        symbol=t["symbol"],
+        side=Side(t["side"]),
+        price=_d(t["price"]),  # type: ignore[arg-type]
+        amount=_d(t["amount"]),  # type: ignore[arg-type]
+        cost=_d(t["cost"]),  # type: ignore[arg-type]
+        fee=_d(fee.get("cost")) or ZERO,
+        fee_currency=fee.get("currency") or "",
+        is_maker=t.get("takerOrMaker") == "maker",
+        timestamp=int(t["timestamp"]),
+    )
+
+
+def binance_error(error: ccxt_async.BaseError) -> tuple[int | None, str]:
+    """Binance's ``code`` and ``msg`` from a ccxt exception (ccxt puts the JSON body in the text)."""
+    text = str(error)
+    start = text.find("{")
+    if start >= 0:
+        try:
+            body = json.loads(text[start:])
+            return body.get("code"), body.get("msg", text)
+        except ValueError:
+            pass
+    return None, text
+
+
+def rejection(error: ccxt_async.BaseError, field: str = "order") -> OrderRejected:
+    """The workbench error for a venue's rejection, with Binance's code and message."""
+    code, msg = binance_error(error)
+    text = f"The venue rejected the order: {msg} (Binance code {code})."
+    if code == -1013 and msg.startswith("Filter failure: "):
+        rule = msg.removeprefix("Filter failure: ")
+        return FilterError(text, code=code, msg=msg, field=field, rule=rule)
+    if code == -1121:
+        return UnknownSymbol(text, code=code, msg=msg, field="symbol", rule="listed")
+    if isinstance(error, ccxt_async.InsufficientFunds) or "insufficient balance" in msg:
+        return InsufficientBalance(text, code=code, msg=msg, field="amount", rule="balance")
+    return OrderRejected(text, code=code, msg=msg, field=field, rule="venue")
+
+
+class RateLimiter:
+    """Tracks Binance's used request weight and bans; decides how long to wait before a request."""
+
+    def __init__(self, weight_limit: int = 6000, slow_down_at: float = 0.9) -> None:
+        self.weight_limit = weight_limit
+        self.slow_down_at = slow_down_at
+        self.used_weight = 0
+        self.banned_until = 0.0
+        self.waited = 0.0
+
+    def observe(self, headers: Mapping[str, str] | None) -> None:
+        for key, value in (headers or {}).items():
+            if key.lower() == "x-mbx-used-weight-1m":
+                self.used_weight = int(value)
+
+    def retry_after(self, headers: Mapping[str, str] | None, default: float = 1.0) -> float:
+        for key, value in (headers or {}).items():
+            if key.lower() == "retry-after":
+                return float(value)
+        return default
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait before the next request: until the ban ends, or until the next minute
+        when the weight used is near the limit."""
+        if now < self.banned_until:
+            raise ExchangeError(
+                f"Binance banned this IP for sending on after rate limits (HTTP 418) until "
+                f"{time.strftime('%H:%M:%S', time.gmtime(self.banned_until))} UTC; the workbench waits until then.",
+                code=-1003,
+            )
+        if self.used_weight >= self.weight_limit * self.slow_down_at:
+            return 60.0 - now % 60.0
+        return 0.0
+
+
+class BinanceExecutor:
+    """Real orders on one Binance Spot account (or a local exchange speaking its API)."""
+
+    def __init__(
+        self,
+        mode: TradingMode,
+        rules: Mapping[str, SymbolRules],
+        credentials: Credentials | None,
+        *,
+        venue_url: str | None = None,
+        reconcile_every: float = 30.0,
+        limiter: RateLimiter | None = None,
+        client: ccxtpro.binance | None = None,
+    ) -> None:
+        self.mode = mode
+        self.rules = dict(rules)
+        self.client = client or make_client(mode, credentials, venue_url)
+        self.venue = venue_url or self.client.urls["api"]["public"]
+        self.account = "testnet account" if mode is TradingMode.TESTNET else "mainnet account"
+        self.limiter = limiter or RateLimiter()
+        self.reconcile_every = reconcile_every
+        self.discrepancies: list[str] = []
+        self._listeners: list[Listener] = []
+        self._orders: dict[str, Order] = {}  # client order id -> latest state
+        self._client_ids: dict[str, str] = {}  # venue order id -> client order id
+        self._trades: dict[tuple[str, str], Fill] = {}  # (symbol, trade id) -> fill
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stream_errors = 0
+        self._started = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, known: Mapping[str, Order] | None = None) -> None:
+        """Load markets, sync the clock, reconcile with what the store ``known``, and start the user
+        data stream and the periodic reconciliation."""
+        if self._started:
+            return
+        self._started = True
+        for order in (known or {}).values():
+            self._orders[order.client_order_id] = order
+            if order.id:
+                self._client_ids[order.id] = order.client_order_id
+        await self._call(self.client.load_markets)
+        await self._sync_time()
+        await self.reconcile()
+        self._tasks = [
+            asyncio.create_task(self._stream(self.client.watch_orders, self._on_stream_orders), name="watch_orders"),
+            asyncio.create_task(
+                self._stream(self.client.watch_my_trades, self._on_stream_trades), name="watch_my_trades"
+            ),
+            asyncio.create_task(self._reconcile_forever(), name="reconcile"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.client.close()
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def update_price(self, symbol: str, price: Decimal, timestamp: int) -> None:
+        """The venue has its own market: nothing to do."""
+
+    def now(self) -> int:
+        return int(self.client.milliseconds())
+
+    # -- orders -----------------------------------------------------------------------------
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        cid = request.client_order_id
+        if not cid:
+            raise OrderRejected(
+                "Every real order needs a client_order_id; TradingSession assigns one.", rule="required"
+            )
+        type_, params = self._ccxt_type_and_params(request)
+        try:
+            raw = await self._call(
+                self.client.create_order,
+                request.symbol,
+                type_,
+                request.side.value,
+                float(request.amount) if request.amount is not None else None,
+                float(request.price) if request.price is not None else None,
+                params,
+            )
+        except AMBIGUOUS as e:
+            log.warning("create_order %s: answer lost (%s); looking it up by client order id", cid, type(e).__name__)
+            raw = await self._resolve_lost(request, e)
+        except (
+            ccxt_async.InvalidOrder,
+            ccxt_async.BadRequest,
+            ccxt_async.BadSymbol,
+            ccxt_async.InsufficientFunds,
+        ) as e:
+            raise rejection(e) from None
+        order = self._accept(order_from_ccxt(raw))
+        for trade in raw.get("trades") or []:
+            trade = {**trade, "symbol": request.symbol, "side": request.side.value, "order": order.id}
+            self._accept_fill(fill_from_ccxt(trade, cid))
+        return self._orders[cid].snapshot()
+
+    async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
+        try:
+            raw = await self._call(self.client.cancel_order, None, symbol, {"origClientOrderId": client_order_id})
+        except (ccxt_async.OrderNotFound, ccxt_async.InvalidOrder, ccxt_async.OperationRejected) as e:
+            code, msg = binance_error(e)
+            raise OrderNotFound(f"Cannot cancel {client_order_id} on {symbol}: {msg} (Binance code {code}).") from None
+        return self._accept(order_from_ccxt(raw)).snapshot()
+
+    async def cancel_all_orders(self, symbol: str) -> list[Order]:
+        """Cancel every open order of ``symbol`` on the account (not only this session's)."""
+        if not await self.fetch_open_orders(symbol):
+            return []
+        raws = await self._call(self.client.cancel_all_orders, symbol)
+        return [self._accept(order_from_ccxt(raw)).snapshot() for raw in raws]
+
+    async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
+        try:
+            raw = await self._call(self.client.fetch_order, None, symbol, {"origClientOrderId": client_order_id})
+        except ccxt_async.OrderNotFound:
+            raise OrderNotFound(f"The venue has no order {client_order_id} on {symbol}.") from None
+        return self._accept(order_from_ccxt(raw)).snapshot()
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        raws = await self._call(self.client.fetch_open_orders, symbol)
+        return [self._accept(order_from_ccxt(raw)).snapshot() for raw in raws]
+
+    async def fetch_balance(self) -> dict[str, Balance]:
+        raw = await self._call(self.client.fetch_balance)
+        return {
+            b["asset"]: Balance(b["asset"], Decimal(b["free"]), Decimal(b["locked"]))
+            for b in raw["info"].get("balances", [])
+            if Decimal(b["free"]) or Decimal(b["locked"])
+        }
+
+    async def fetch_my_trades(self, symbol: str, since: int | None = None) -> list[Fill]:
+        raws = await self._call(self.client.fetch_my_trades, symbol, since, 1000)
+        fills = []
+        for raw in raws:
+            cid = self._client_ids.get(str(raw["order"]))
+            if cid is None:
+                cid = (await self._order_by_id(str(raw["order"]), symbol)).client_order_id
+            fills.append(self._accept_fill(fill_from_ccxt(raw, cid)) or self._trades[(symbol, str(raw["id"]))])
+        return fills
+
+    # -- reconciliation ---------------------------------------------------------------------
+
+    async def reconcile(self) -> list[str]:
+        """Merge open orders, trades and the final state of orders that left the open list from
+        REST; returns (and records in ``discrepancies``) what the stream had missed."""
+        found: list[str] = []
+        open_now = {o.client_order_id for o in await self.fetch_open_orders()}
+        for cid, order in list(self._orders.items()):
+            if order.is_open and cid not in open_now:
+                try:
+                    latest = await self.fetch_order(cid, order.symbol)
+                except OrderNotFound:
+                    latest = order.snapshot()
+                    latest.status = OrderStatus.REJECTED
+                    self._accept(latest)
+                    found.append(f"{cid}: never reached the venue; marked REJECTED")
+                    continue
+                found.append(f"{cid}: {order.status} in the workbench, {latest.status} on the venue")
+        symbols = sorted({o.symbol for o in self._orders.values()})
+        for symbol in symbols:
+            since = min((o.timestamp for o in self._orders.values() if o.symbol == symbol), default=None)
+            before = len(self._trades)
+            await self.fetch_my_trades(symbol, since)
+            if len(self._trades) > before:
+                found.append(f"{symbol}: {len(self._trades) - before} fill(s) recovered from REST")
+        self.discrepancies.extend(found)
+        for text in found:
+            log.warning("reconcile: %s", text)
+        return found
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.reconcile_every)
+            try:
+                await self.reconcile()
+            except (ccxt_async.BaseError, ExchangeError) as e:
+                log.warning("periodic reconcile failed: %s", e)
+
+    async def _resolve_lost(self, request: OrderRequest, error: Exception) -> dict[str, Any]:
+        """The answer to create_order was lost: find the order by client order id; only if the venue
+        has never seen it, send it once more (the same id cannot be placed twice)."""
+        cid, symbol = request.client_order_id, request.symbol
+        for attempt in range(2):
+            try:
+                return await self._call(self.client.fetch_order, None, symbol, {"origClientOrderId": cid})
+            except ccxt_async.OrderNotFound:
+                if attempt:
+                    break
+                try:
+                    type_, params = self._ccxt_type_and_params(request)
+                    return await self._call(
+                        self.client.create_order,
+                        symbol,
+                        type_,
+                        request.side.value,
+                        float(request.amount) if request.amount is not None else None,
+                        float(request.price) if request.price is not None else None,
+                        params,
+                    )
+                except AMBIGUOUS:
+                    continue
+            except AMBIGUOUS:
+                continue
+        raise ExchangeError(
+            f"Order {cid} on {symbol}: the venue's answer was lost ({type(error).__name__}) and it could not be "
+            "found; reconcile() will settle it. Nothing was sent twice.",
+            code=-1007,
+        )
+
+    async def _order_by_id(self, order_id: str, symbol: str) -> Order:
+        raw = await self._call(self.client.fetch_order, order_id, symbol)
+        return self._accept(order_from_ccxt(raw))
+
+    # -- the user data stream ---------------------------------------------------------------
+
+    async def _stream(
+        self, watch: Callable[[], Awaitable[list[dict[str, Any]]]], handle: Callable[[list], None]
+    ) -> None:
+        """Watch one user data stream forever; after a drop, reconcile once the stream is back."""
+        reconnected = False
+        while True:
+            try:
+                updates = await watch()
+            except (ccxt_async.NetworkError, ccxt_async.ExchangeError) as e:
+                self._stream_errors += 1
+                log.warning("user data stream %s dropped: %s; reconnecting", watch.__name__, e)
+                await asyncio.sleep(min(0.1 * self._stream_errors, 2.0))
+                reconnected = True
+                continue
+            handle(updates)
+            if reconnected:
+                reconnected = False
+                try:
+                    await self.reconcile()
+                except (ccxt_async.BaseError, ExchangeError) as e:
+                    log.warning("reconcile after reconnect failed: %s", e)
+
+    def _on_stream_orders(self, updates: list[dict[str, Any]]) -> None:
+        for raw in updates:
+            if raw.get("symbol") in self.rules:
+                self._accept(order_from_ccxt(raw))
+
+    def _on_stream_trades(self, updates: list[dict[str, Any]]) -> None:
+        for raw in updates:
+            info = raw.get("info") or {}
+            cid = info.get("c") or self._client_ids.get(str(raw.get("order")))
+            if cid and raw.get("symbol") in self.rules:
+                self._accept_fill(fill_from_ccxt(raw, cid))
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _accept(self, order: Order) -> Order:
+        """Record an order update if it moves the order forward; tell the listeners."""
+        if order.id:
+            self._client_ids[order.id] = order.client_order_id
+        known = self._orders.get(order.client_order_id)
+        forward = known is None or (order.status.rank, order.filled) > (known.status.rank, known.filled)
+        if known is not None and not forward:
+            return known
+        if known is not None:
+            order.fees = known.fees
+        self._orders[order.client_order_id] = order
+        self._emit(Execution(order.status.value, order.snapshot()))
+        return order
+
+    def _accept_fill(self, fill: Fill) -> Fill | None:
+        """Record a fill once per trade id; tell the listeners."""
+        key = (fill.symbol, fill.trade_id)
+        if key in self._trades:
+            return None
+        self._trades[key] = fill
+        order = self._orders.get(fill.client_order_id)
+        if order is not None:
+            order.fees[fill.fee_currency] = order.fees.get(fill.fee_currency, ZERO) + fill.fee
+            snapshot = order.snapshot()
+        else:
+            snapshot = Order(
+                fill.symbol, fill.side, OrderType.MARKET, None, None, None, None, fill.client_order_id, id=fill.order_id
+            )
+        self._emit(Execution("TRADE", snapshot, fill))
+        return fill
+
+    def _emit(self, event: Execution) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One request with Binance's rate-limit and clock rules: wait for the limiter, honour
+        Retry-After once on 429, stop on 418, resync the clock once on -1021."""
+        retried = False
+        while True:
+            delay = self.limiter.delay(time.time())
+            if delay:
+                self.limiter.waited += delay
+                await asyncio.sleep(delay)
+            try:
+                result = await method(*args)
+                self.limiter.observe(self.client.last_response_headers)
+                return result
+            except ccxt_async.DDoSProtection as e:  # 418, and 429 on some ccxt paths
+                self.limiter.observe(self.client.last_response_headers)
+                if "418" in str(e) or "banned" in str(e).lower():
+                    wait = self.limiter.retry_after(self.client.last_response_headers, 120.0)
+                    self.limiter.banned_until = time.time() + wait
+                    raise ExchangeError(
+                        f"Binance banned this IP for {wait:.0f}s (HTTP 418); stopping until then."
+                    ) from None
+                if retried:
+                    raise ExchangeError(f"Rate limited twice in a row ({e}); giving up on this request.") from None
+                retried = True
+                await asyncio.sleep(self.limiter.retry_after(self.client.last_response_headers))
+            except ccxt_async.RateLimitExceeded as e:  # 429 / -1003 / -1015
+                self.limiter.observe(self.client.last_response_headers)
+                if retried:
+                    raise ExchangeError(f"Rate limited twice in a row ({e}); giving up on this request.") from None
+                retried = True
+                await asyncio.sleep(self.limiter.retry_after(self.client.last_response_headers))
+            except ccxt_async.InvalidNonce:
+                if retried:
+                    raise
+                retried = True
+                await self._sync_time()
+
+    async def _sync_time(self) -> None:
+        """Correct the local clock against the venue's (Binance -1021)."""
+        self.client.options["adjustForTimeDifference"] = True
+        await self.client.load_time_difference()
+
+    @staticmethod
+    def _ccxt_type_and_params(request: OrderRequest) -> tuple[str, dict[str, Any]]:
+        params: dict[str, Any] = {"newClientOrderId": request.client_order_id}
+        if request.time_in_force is not None:
+            params["timeInForce"] = request.time_in_force.value
+        if request.stop_price is not None:
+            params["stopPrice"] = float(request.stop_price)
+        if request.quote_amount is not None:
+            params["quoteOrderQty"] = float(request.quote_amount)
+        if request.type is OrderType.MARKET:
+            return "market", params
+        if request.type is OrderType.LIMIT:
+            return "limit", params
+        return request.type.value, params
