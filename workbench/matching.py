@@ -124,6 +124,7 @@ class MatchingEngine:
         self.locked: dict[str, Decimal] = {asset: ZERO for asset in self.free}
         self.last_price: dict[str, Decimal] = {}
         self.orders: dict[str, Order] = {}
+        self._open: dict[str, Order] = {}  # the open subset of orders, by id
         self._by_client: dict[str, str] = {}
         self._order_seq = 0
         self._trade_seq = 0
@@ -146,7 +147,7 @@ class MatchingEngine:
         return synthetic_book(self.last_price[symbol], rules, self.book_config)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return [o.snapshot() for o in self.orders.values() if o.is_open and symbol in (None, o.symbol)]
+        return [o.snapshot() for o in self._open.values() if symbol in (None, o.symbol)]
 
     def get_order(self, symbol: str, *, id: str | None = None, client_order_id: str | None = None) -> Order:
         """The order with venue ``id`` or ``client_order_id``; :class:`OrderNotFound` if none."""
@@ -158,7 +159,7 @@ class MatchingEngine:
         """A new last price: trigger stops and fill resting orders it reaches."""
         self.last_price[symbol] = Decimal(str(price))
         events: list[Execution] = []
-        for order in [o for o in self.orders.values() if o.symbol == symbol and o.is_open]:
+        for order in [o for o in self._open.values() if o.symbol == symbol]:  # a copy: fills close orders
             if order.type.is_stop and not order.triggered:
                 if not self._trigger_reached(order, self.last_price[symbol]):
                     continue
@@ -191,6 +192,7 @@ class MatchingEngine:
         self._order_seq += 1
         order = Order.from_request(request, client_order_id, now, id=str(self._order_seq))
         self.orders[order.id] = order  # type: ignore[index]
+        self._open[order.id] = order  # type: ignore[index]
         self._by_client[client_order_id] = order.id  # type: ignore[assignment]
         self._lock(order, order.remaining)  # type: ignore[arg-type]
         events = [Execution("NEW", order.snapshot())]
@@ -318,6 +320,8 @@ class MatchingEngine:
         order.last_update = now
         complete = order.amount is not None and order.filled >= order.amount
         order.status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
+        if complete:
+            self._open.pop(order.id, None)  # type: ignore[arg-type]
         self._trade_seq += 1
         fill = Fill(
             trade_id=str(self._trade_seq),
@@ -339,6 +343,7 @@ class MatchingEngine:
         if order.amount is None:  # a quote-amount market order: what it filled is what it was
             order.amount = order.filled
         self._unlock(order, order.remaining)  # type: ignore[arg-type]
+        self._open.pop(order.id, None)  # type: ignore[arg-type]
         order.status = status
         order.last_update = now
         return Execution(status.value, order.snapshot())

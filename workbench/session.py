@@ -79,6 +79,7 @@ class TradingSession:
         self.state = RiskState()
         self.last_price: dict[str, Decimal] = {}
         self.orders: dict[str, Order] = {}
+        self._open: dict[str, Order] = {}  # the open subset of orders
         self.rejections: list[OrderRejected] = []
         self.shadow = shadow
         self.shadow_of: str | None = None
@@ -132,6 +133,7 @@ class TradingSession:
         self._seq = max((int(cid.rsplit("-", 1)[1]) for cid in known), default=0)
         resumed = {cid: o for cid, o in known.items() if o.is_open}
         self.orders.update(resumed)
+        self._open.update(resumed)
         self.store.start_session(
             self.session_id,
             self.mode,
@@ -225,8 +227,8 @@ class TradingSession:
                 request.symbol,
                 last,
                 self._now(),
-                open_orders=sum(o.is_open for o in self.orders.values()),
-                open_orders_symbol=sum(o.is_open and o.symbol == request.symbol for o in self.orders.values()),
+                open_orders=len(self._open),
+                open_orders_symbol=sum(o.symbol == request.symbol for o in self._open.values()),
                 halted=self.kill_switch.reason if self.kill_switch.tripped and not self._flattening else "",
             )
             self.risk.check(request, context)
@@ -342,17 +344,25 @@ class TradingSession:
         steps = []
         for symbol, frame in bars.items():
             rules_for(symbol, self.rules)
-            targets = self.strategy(frame)
-            steps.append(frame.assign(wb_symbol=symbol, wb_target=targets))
+            steps.append(
+                pd.DataFrame(
+                    {
+                        "symbol": symbol,
+                        "close": frame["close"],
+                        "target": self.strategy(frame),
+                        "at": _close_times(frame),
+                    },
+                    index=frame.index,
+                )
+            )
         timeline = pd.concat(steps).sort_index(kind="stable")
-        rows = timeline.itertuples()
+        rows = zip(timeline["symbol"], timeline["close"].astype(str), timeline["target"], timeline["at"], strict=True)
         if progress:
             from tqdm.auto import tqdm
 
             rows = tqdm(rows, total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
-        for row in rows:
-            bar = pd.Series(row._asdict(), name=row.Index)
-            await self._step(row.wb_symbol, Decimal(str(row.close)), _close_ms(bar), row.wb_target)
+        for symbol, close, target, at in rows:
+            await self._step(symbol, Decimal(close), int(at), target)
         return await self.stop()
 
     async def _step(self, symbol: str, price: Decimal, timestamp: int, target: float | None) -> Order | None:
@@ -388,6 +398,10 @@ class TradingSession:
     def _on_execution(self, event: Execution) -> None:
         order = event.order
         self.orders[order.client_order_id] = order
+        if order.is_open:
+            self._open[order.client_order_id] = order
+        else:
+            self._open.pop(order.client_order_id, None)
         self.store.record_order(self.session_id, self.mode, order)
         fill = event.fill
         if fill is not None and (fill.symbol, fill.trade_id) not in self._trade_keys:
@@ -483,6 +497,14 @@ def _is_dust(request: OrderRequest, rules: SymbolRules, price: Decimal) -> bool:
     except FilterError as e:
         return e.rule in ("LOT_SIZE", "MARKET_LOT_SIZE", "NOTIONAL", "MIN_NOTIONAL") and "below" in str(e)
     return False
+
+
+def _close_times(bars: pd.DataFrame) -> pd.Series:
+    """Each bar's close time in ms: its ``close_time``, or else one minute after its open time."""
+    if "close_time" in bars:
+        return pd.to_datetime(bars["close_time"], utc=True).dt.as_unit("ms").astype("int64")
+    opened = pd.Series(bars.index.as_unit("ms").astype("int64"), index=bars.index)
+    return opened + 60_000 - 1
 
 
 def _close_ms(bar: pd.Series) -> int:

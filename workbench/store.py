@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -129,8 +129,39 @@ def _json(value: Any) -> str:
 
 @dataclass(frozen=True)
 class _Write:
+    """One statement, run on its own in queue order."""
+
     sql: str
     params: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One row for a table; a batch's rows for one table go in one multi-row INSERT. Rows with the
+    same ``key`` in one batch become one: ``merge`` combines them, or else the first stays."""
+
+    table: str
+    columns: tuple[str, ...]
+    values: tuple[Any, ...]
+    conflict: str = ""
+    key: tuple[Any, ...] | None = None
+    merge: Callable[[tuple[str, ...], tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]] | None = None
+
+
+_FIRST_KNOWN = ("signal_price", "arrival_price", "signal_time", "created_at")
+
+
+def _merge_orders(columns: tuple[str, ...], old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Two updates of one order in one batch: the more advanced one, with the first-known fields
+    (signal and arrival price, signal and creation time) of either."""
+    rank, filled = columns.index("status_rank"), columns.index("filled")
+    ahead = new if (new[rank], new[filled]) >= (old[rank], old[filled]) else old
+    behind = old if ahead is new else new
+    first = {columns.index(c) for c in _FIRST_KNOWN}
+    return tuple(
+        (old[i] if old[i] is not None else new[i]) if i in first else ahead[i] if ahead[i] is not None else behind[i]
+        for i in range(len(columns))
+    )
 
 
 class StoreError(WorkbenchError):
@@ -156,7 +187,7 @@ class Store:
         self._con.execute(_TRADING_TABLES.format(p="real", mode="mode VARCHAR,"))
         self._con.execute(_VIEWS)
         self._batch_size = batch_size
-        self._queue: queue.Queue[_Write | threading.Event | None] = queue.Queue()
+        self._queue: queue.Queue[_Write | _Row | threading.Event | None] = queue.Queue()
         self._error: Exception | None = None
         self._writer = threading.Thread(target=self._write_loop, name=f"store-writer:{self.path.name}", daemon=True)
         self._writer.start()
@@ -266,13 +297,12 @@ class Store:
             f"{c} = coalesce({table}.{c}, excluded.{c})" if c in first else f"{c} = excluded.{c}"
             for c in _ORDER_COLUMNS[2:]
         )
-        self._put(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        conflict = (
             f"ON CONFLICT (session_id, client_order_id) DO UPDATE SET {updates} "
             f"WHERE excluded.status_rank > {table}.status_rank "
-            f"OR (excluded.status_rank = {table}.status_rank AND excluded.filled >= {table}.filled)",
-            (*row[:2], *values, *row[2:]),
+            f"OR (excluded.status_rank = {table}.status_rank AND excluded.filled >= {table}.filled)"
         )
+        self._put_row(table, columns, (*row[:2], *values, *row[2:]), conflict, key=row[:2], merge=_merge_orders)
 
     def record_fill(self, session_id: str, mode: TradingMode, fill: Fill) -> None:
         """Insert a fill once; the same trade id again is ignored."""
@@ -293,27 +323,21 @@ class Store:
             utc(fill.timestamp),
         )
         columns = (*_FILL_COLUMNS[:2], *extra, *_FILL_COLUMNS[2:])
-        self._put(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-            "ON CONFLICT DO NOTHING",
-            (*row[:2], *values, *row[2:]),
-        )
+        self._put_row(table, columns, (*row[:2], *values, *row[2:]), "ON CONFLICT DO NOTHING")
 
     def record_balances(self, session_id: str, mode: TradingMode, balances: Iterable[Balance], timestamp: int) -> None:
         table, extra, values = self._trading_table("balances", mode)
+        columns = ("session_id", *extra, "timestamp", "asset", "free", "locked")
         for b in balances:
-            self._put(
-                f"INSERT INTO {table} (session_id, {''.join(c + ', ' for c in extra)}timestamp, asset, free, locked) "
-                f"VALUES (?, {'?, ' * len(extra)}?, ?, ?, ?)",
-                (session_id, *values, utc(timestamp), b.asset, b.free, b.locked),
-            )
+            self._put_row(table, columns, (session_id, *values, utc(timestamp), b.asset, b.free, b.locked))
 
     def audit(
         self, kind: str, detail: Mapping[str, Any], *, session_id: str | None = None, mode: TradingMode | None = None
     ) -> None:
         """Append one row to the audit log: every request, decision, confirmation and response."""
-        self._put(
-            "INSERT INTO audit_log (ts, session_id, mode, kind, detail) VALUES (?, ?, ?, ?, ?)",
+        self._put_row(
+            "audit_log",
+            ("ts", "session_id", "mode", "kind", "detail"),
             (_now(), session_id, mode and mode.value, kind, _json(detail)),
         )
 
@@ -387,16 +411,31 @@ class Store:
         return f"real_{kind}", ("mode",), (mode.value,)
 
     def _put(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._enqueue(_Write(sql, params))
+
+    def _put_row(
+        self,
+        table: str,
+        columns: tuple[str, ...],
+        values: tuple[Any, ...],
+        conflict: str = "",
+        *,
+        key: tuple[Any, ...] | None = None,
+        merge: Callable[[tuple[str, ...], tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]] | None = None,
+    ) -> None:
+        self._enqueue(_Row(table, columns, values, conflict, key, merge))
+
+    def _enqueue(self, item: _Write | _Row) -> None:
         if not self._writer.is_alive():
             raise StoreError(f"The store {self.path} is closed.")
-        self._queue.put(_Write(sql, params))
+        self._queue.put(item)
 
     def _write_loop(self) -> None:
         cursor = self._con.cursor()
         cursor.execute("SET TimeZone = 'UTC'")
         while True:
             item = self._queue.get()
-            batch: list[_Write] = []
+            batch: list[_Write | _Row] = []
             waiters: list[threading.Event] = []
             stop = False
             while True:
@@ -417,12 +456,44 @@ class Store:
                 cursor.close()
                 return
 
-    def _commit(self, cursor: duckdb.DuckDBPyConnection, batch: list[_Write]) -> None:
+    def _commit(self, cursor: duckdb.DuckDBPyConnection, batch: list[_Write | _Row]) -> None:
         try:
             cursor.execute("BEGIN TRANSACTION")
-            for write in batch:
-                cursor.execute(write.sql, write.params)
+            groups: dict[tuple[str, tuple[str, ...], str], dict[Any, _Row]] = {}
+            for item in batch:
+                if isinstance(item, _Write):  # a statement of its own: rows queued before it go first
+                    self._insert(cursor, groups)
+                    cursor.execute(item.sql, item.params)
+                    continue
+                rows = groups.setdefault((item.table, item.columns, item.conflict), {})
+                key = item.key if item.key is not None else id(item)
+                earlier = rows.get(key)
+                if earlier is None:
+                    rows[key] = item
+                elif item.merge is not None:
+                    rows[key] = _Row(
+                        item.table,
+                        item.columns,
+                        item.merge(item.columns, earlier.values, item.values),
+                        item.conflict,
+                        item.key,
+                        item.merge,
+                    )
+            self._insert(cursor, groups)
             cursor.execute("COMMIT")
         except Exception as e:  # noqa: BLE001 - reported to the caller at the next flush()
             cursor.execute("ROLLBACK")
             self._error = e
+
+    @staticmethod
+    def _insert(
+        cursor: duckdb.DuckDBPyConnection, groups: dict[tuple[str, tuple[str, ...], str], dict[Any, _Row]]
+    ) -> None:
+        """One multi-row INSERT per table (DuckDB inserts rows in bulk far faster than one by one)."""
+        for (table, columns, conflict), rows in groups.items():
+            placeholders = f"({', '.join('?' * len(columns))})"
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([placeholders] * len(rows))} {conflict}",
+                [value for row in rows.values() for value in row.values],
+            )
+        groups.clear()
