@@ -244,3 +244,23 @@ async def test_flatten_skips_dust_and_reports_refusals(rules, store):
     session.executor.update_price("ETH/USDT", D(3000), 0)
     report = await session.emergency_stop(flatten=True, confirm_flatten=True)
     assert report.flattened == [] and report.failed[0][0] == "ETH/USDT" and "flatten:" in report.failed[0][1]
+
+
+async def test_a_restarted_session_continues_its_client_order_ids(rules, tmp_path):
+    path = tmp_path / "restart.duckdb"
+    bar = make_bars(1).iloc[0]
+    with Store(path) as store:
+        first = paper_session(rules, store, session_id="resume-me")
+        await first.on_bar("BTC/USDT", bar)
+        await first.create_order("BTC/USDT", "market", "buy", 0.01)
+        resting = await first.create_order("BTC/USDT", "limit", "buy", 0.01, round(bar["close"] * 0.97, 2), time_in_force="GTC")
+        assert resting.client_order_id == "resume-me-2"
+    with Store(path) as store:  # the process died without stop(); a new one resumes the session
+        again = paper_session(rules, store, session_id="resume-me")
+        await again.on_bar("BTC/USDT", bar)
+        assert list(again._open) == ["resume-me-2"]
+        order = await again.create_order("BTC/USDT", "market", "buy", 0.01)
+        assert order.client_order_id == "resume-me-3"
+        store.flush()
+        assert store.sql("SELECT count(*), count(DISTINCT client_order_id) FROM orders")[0] == (3, 3)
+        assert store.sql("SELECT status FROM sessions") == [("running",)]
