@@ -46,3 +46,32 @@ def make_bars(n: int = 600, start: float = 50_000.0, seed: int = 7) -> pd.DataFr
     )
     frame["close_time"] = index + pd.Timedelta(minutes=1) - pd.Timedelta(milliseconds=1)
     return frame
+
+
+def write_klines(folder, symbol: str, bars: pd.DataFrame) -> None:
+    """Write ``bars`` as a Binance kline CSV under ``folder/binance/spot/1m``."""
+    from workbench.data import KLINE_COLUMNS
+
+    frame = pd.DataFrame(
+        {
+            "open_time": bars.index.as_unit("ms").astype("int64"),
+            **{c: bars[c] for c in ("open", "high", "low", "close", "volume")},
+            "close_time": bars["close_time"].dt.as_unit("ms").astype("int64"),
+            "quote_volume": bars["close"],
+            "trades": 10,
+            "taker_buy_base_volume": 0.5,
+            "taker_buy_quote_volume": bars["close"] / 2,
+        }
+    )
+    target = folder / "binance" / "spot" / "1m"
+    target.mkdir(parents=True, exist_ok=True)
+    frame[list(KLINE_COLUMNS)].to_csv(target / f"{symbol.replace('/', '')}-1m.csv", index=False)
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A data folder with 400 synthetic BTCUSDT 1m klines in Binance's CSV layout (WORKBENCH_DATA)."""
+    folder = tmp_path / "data"
+    write_klines(folder, "BTC/USDT", make_bars(400))
+    monkeypatch.setenv("WORKBENCH_DATA", str(folder))
+    return folder

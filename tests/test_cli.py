@@ -5,32 +5,8 @@ import pandas as pd
 import pytest
 
 from workbench.cli import main
-from workbench.data import KLINE_COLUMNS, available_symbols, klines_to_duckdb, load_klines, load_rules
+from workbench.data import available_symbols, klines_to_duckdb, load_klines, load_rules
 from workbench.errors import ConfigError
-
-from .conftest import make_bars
-
-
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    """A data folder with 400 BTCUSDT 1m klines in Binance's CSV layout."""
-    bars = make_bars(400)
-    frame = pd.DataFrame(
-        {
-            "open_time": bars.index.as_unit("ms").astype("int64"),
-            **{c: bars[c] for c in ("open", "high", "low", "close", "volume")},
-            "close_time": bars["close_time"].dt.as_unit("ms").astype("int64"),
-            "quote_volume": bars["close"],
-            "trades": 10,
-            "taker_buy_base_volume": 0.5,
-            "taker_buy_quote_volume": bars["close"] / 2,
-        }
-    )
-    folder = tmp_path / "binance" / "spot" / "1m"
-    folder.mkdir(parents=True)
-    frame[list(KLINE_COLUMNS)].to_csv(folder / "BTCUSDT-1m.csv", index=False)
-    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))
-    return tmp_path
 
 
 def test_loader_reads_binance_klines_into_pandas_and_duckdb(data_dir):

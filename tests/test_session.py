@@ -253,7 +253,8 @@ async def test_a_restarted_session_continues_its_client_order_ids(rules, tmp_pat
         first = paper_session(rules, store, session_id="resume-me")
         await first.on_bar("BTC/USDT", bar)
         await first.create_order("BTC/USDT", "market", "buy", 0.01)
-        resting = await first.create_order("BTC/USDT", "limit", "buy", 0.01, round(bar["close"] * 0.97, 2), time_in_force="GTC")
+        price = round(bar["close"] * 0.97, 2)
+        resting = await first.create_order("BTC/USDT", "limit", "buy", 0.01, price, time_in_force="GTC")
         assert resting.client_order_id == "resume-me-2"
     with Store(path) as store:  # the process died without stop(); a new one resumes the session
         again = paper_session(rules, store, session_id="resume-me")

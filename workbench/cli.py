@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench import runs
 from workbench.config import DEFAULT_STORE, load_config
 from workbench.data import load_klines
 from workbench.errors import WorkbenchError
@@ -75,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     kill.add_argument("--store", help=f"DuckDB file (default {DEFAULT_STORE})")
     kill.add_argument("--reason", default="tripped from the command line")
     kill.set_defaults(func=_kill_switch)
+    runs.register(sub)
     return p
 
 

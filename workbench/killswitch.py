@@ -34,9 +34,11 @@ def trip_flag(store_path: str | Path, reason: str, source: str) -> Path:
 class KillSwitch:
     """The kill switch of one store. ``tripped`` is true while the store or the flag file says so."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, flags: tuple[str | Path, ...] = ()) -> None:
+        """``flags``: more flag files that trip this switch, e.g. the one a sweep shares."""
         self.store = store
         self.flag = flag_path(store.path)
+        self.flags = (self.flag, *(Path(f) for f in flags))
         self._tripped, self.reason = store.kill_switch_state()
         self._listeners: list[TripListener] = []
 
@@ -46,9 +48,11 @@ class KillSwitch:
 
     @property
     def tripped(self) -> bool:
-        if not self._tripped and self.flag.exists():
-            detail = json.loads(self.flag.read_text() or "{}")
-            self.trip(detail.get("reason", "tripped from another process"), detail.get("source", "flag file"))
+        for flag in self.flags if not self._tripped else ():
+            if flag.exists():
+                detail = json.loads(flag.read_text() or "{}")
+                self.trip(detail.get("reason", "tripped from another process"), detail.get("source", "flag file"))
+                break
         return self._tripped
 
     def trip(self, reason: str, source: str = "code") -> None:

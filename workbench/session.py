@@ -67,6 +67,7 @@ class TradingSession:
         session_id: str | None = None,
         kill_switch: KillSwitch | None = None,
         shadow: TradingSession | None = None,
+        sweep_id: str | None = None,
     ) -> None:
         self.executor = executor
         self.mode = executor.mode
@@ -81,6 +82,7 @@ class TradingSession:
         self.orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}  # the open subset of orders
         self.rejections: list[OrderRejected] = []
+        self.sweep_id = sweep_id
         self.shadow = shadow
         self.shadow_of: str | None = None
         if shadow is not None:
@@ -105,10 +107,13 @@ class TradingSession:
         session_id: str | None = None,
         store: Store | None = None,
         shadow: bool = False,
+        sweep_id: str | None = None,
+        halt_flags: tuple[str, ...] = (),
     ) -> TradingSession:
         """A session for ``config``: its mode (decided by :func:`~workbench.config.resolve_mode`),
         executor, store and risk limits. ``shadow=True`` runs the same signals in a paper session
-        beside a testnet or mainnet one, in the same store, for a paper-versus-real comparison."""
+        beside a testnet or mainnet one, in the same store, for a paper-versus-real comparison.
+        ``halt_flags`` are more kill-switch flag files (a sweep's), ``sweep_id`` groups a sweep's runs."""
         from workbench.data import load_rules
         from workbench.executors import build_executor
 
@@ -117,9 +122,23 @@ class TradingSession:
         store = store or Store(config.store_path)
         paper = None
         if shadow and executor.mode.is_real:
-            paper = cls.from_config(replace(config, mode=TradingMode.PAPER), strategy=strategy, store=store)
+            paper = cls.from_config(
+                replace(config, mode=TradingMode.PAPER),
+                strategy=strategy,
+                store=store,
+                sweep_id=sweep_id,
+                halt_flags=halt_flags,
+            )
         return cls(
-            executor, store, rules=rules, risk=config.risk, strategy=strategy, session_id=session_id, shadow=paper
+            executor,
+            store,
+            rules=rules,
+            risk=config.risk,
+            strategy=strategy,
+            session_id=session_id,
+            shadow=paper,
+            kill_switch=KillSwitch(store, flags=halt_flags),
+            sweep_id=sweep_id,
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -142,6 +161,7 @@ class TradingSession:
             params=describe(self.strategy) if self.strategy else {},
             symbols=self.rules,
             shadow_of=self.shadow_of,
+            sweep_id=self.sweep_id,
         )
         self._audit("session.start", {"venue": self.executor.venue, "symbols": list(self.rules), "resumed": len(known)})
         await self.executor.start(resumed)

@@ -1,0 +1,470 @@
+"""Parameterised batch runs: one session notebook executed by papermill, and sweeps of it.
+
+* :func:`run` executes ``notebooks/03_session.ipynb`` with a set of parameters, keeps the executed
+  notebook under ``runs/<session_id>.ipynb`` and merges the run's rows into the main store.
+* :func:`sweep` runs a grid of parameter sets in parallel processes, or on a Dask cluster when a
+  scheduler address is given. DuckDB allows one writer process per file, so every run writes its
+  own DuckDB file, exports it as Parquet, and one step (:func:`merge_run`) folds each run into
+  the main store: idempotently (a run's rows are replaced, never doubled), so re-running a sweep
+  skips what completed and merges nothing twice.
+* Safety: a parameter cannot switch a run to mainnet (``mainnet`` is not a parameter, and
+  ``mode="mainnet"`` still needs the guard's environment variable in the worker); API keys never
+  enter parameters, so they never reach an executed notebook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import traceback
+from collections.abc import Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from workbench.config import DEFAULT_STORE, MAINNET_CONSENT, MAINNET_ENV, TradingMode
+from workbench.errors import ConfigError, MainnetGuardError
+from workbench.killswitch import flag_path, trip_flag
+from workbench.store import Store
+
+SESSION_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_session.ipynb"
+RUNS_DIR = Path("runs")
+PARAMETERS = {
+    "mode": "paper",
+    "symbols": ["BTC/USDT"],
+    "strategy": "sma_cross",
+    "strategy_params": {"fast": 10, "slow": 50, "size": 0.001},
+    "bars": 1500,
+    "start": None,
+    "speed": 600.0,
+    "risk": {},
+    "session_id": None,
+    "sweep_id": None,
+    "venue": "local",
+    "store_path": str(DEFAULT_STORE),
+    "halt_flag": None,
+}
+_TABLES = (
+    "sessions",
+    "paper_orders",
+    "paper_fills",
+    "paper_balances",
+    "real_orders",
+    "real_fills",
+    "real_balances",
+    "audit_log",
+)
+_SECRET_WORDS = ("key", "secret", "password", "token")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run did: its session, status (``completed`` or ``failed``), executed notebook,
+    its own store file, and the error if it failed."""
+
+    session_id: str
+    status: str
+    notebook: str
+    store_path: str
+    parameters: dict[str, Any]
+    error: str | None = None
+
+
+def check_parameters(parameters: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``parameters`` completed with the defaults, or :class:`ConfigError` naming a bad one.
+
+    Refuses unknown names (``mainnet`` among them: only a config file may set it), anything that
+    looks like a credential, and ``mode="mainnet"`` without the guard in this process's environment.
+    """
+    environ = os.environ if environ is None else environ
+    unknown = sorted(set(parameters) - set(PARAMETERS))
+    if unknown:
+        credential = [k for k in unknown if any(w in k.lower() for w in _SECRET_WORDS)]
+        if credential:
+            raise ConfigError(f"Parameters {credential} look like credentials: keys come from the environment only.")
+        raise ConfigError(f"Unknown run parameter(s) {unknown}; known: {sorted(PARAMETERS)}.")
+    merged = {**PARAMETERS, **parameters}
+    try:
+        mode = TradingMode(str(merged["mode"]).lower())
+    except ValueError:
+        raise ConfigError(f"mode={merged['mode']!r} is not one of paper, testnet, mainnet.") from None
+    if mode is TradingMode.MAINNET and environ.get(MAINNET_ENV) != MAINNET_CONSENT:
+        raise MainnetGuardError(
+            "A run parameter cannot switch to mainnet: this worker's environment lacks "
+            f"{MAINNET_ENV}={MAINNET_CONSENT}."
+        )
+    if not isinstance(merged["symbols"], list) or not merged["symbols"]:
+        raise ConfigError(f"symbols must be a non-empty list, got {merged['symbols']!r}.")
+    if not isinstance(merged["bars"], int) or merged["bars"] <= 0:
+        raise ConfigError(f"bars must be a positive whole number, got {merged['bars']!r}.")
+    merged["mode"] = mode.value
+    return merged
+
+
+def run(
+    parameters: Mapping[str, Any],
+    *,
+    runs_dir: str | Path = RUNS_DIR,
+    notebook: str | Path = SESSION_NOTEBOOK,
+    merge_into: str | Path | None = None,
+    timeout: float | None = 600,
+    progress: bool = False,
+) -> RunResult:
+    """Execute the session notebook once with papermill; see the module docstring."""
+    params = check_parameters(parameters)
+    runs = Path(runs_dir)
+    session_id = params["session_id"] or _session_id(params)
+    main_store = Path(merge_into or params["store_path"])
+    own = _execute(params | {"session_id": session_id}, runs, Path(notebook), timeout, progress)
+    merge_run(main_store, own)
+    return own
+
+
+def _execute(params: dict[str, Any], runs: Path, notebook: Path, timeout: float | None, progress: bool) -> RunResult:
+    """Run one session in its own store file, export it as Parquet; never raises for a failed run."""
+    import papermill
+
+    session_id = params["session_id"]
+    folder = runs / (params["sweep_id"] or "single")
+    folder.mkdir(parents=True, exist_ok=True)
+    own_store = folder / f"{session_id}.duckdb"
+    executed = folder / f"{session_id}.ipynb"
+    for stale in (own_store, Path(f"{own_store}.wal")):
+        stale.unlink(missing_ok=True)
+    run_params = params | {"store_path": str(own_store)}
+    status, error = "completed", None
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(executed),
+            parameters=run_params,
+            kernel_name="python3",
+            progress_bar=progress,
+            execution_timeout=timeout,
+            cwd=str(Path.cwd()),
+        )
+    except Exception as e:  # noqa: BLE001 - a failed run is a result, the sweep goes on
+        status, error = "failed", f"{type(e).__name__}: {e}".strip()[:2000] or traceback.format_exc(limit=3)
+    result = RunResult(session_id, status, str(executed), str(own_store), params, error)
+    _export(result, folder / session_id)
+    return result
+
+
+def _export(result: RunResult, folder: Path) -> None:
+    """Write the run's tables and its result as Parquet/JSON beside its store file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if Path(result.store_path).exists():
+        con = duckdb.connect(result.store_path, read_only=True)
+        try:
+            for table in _TABLES:
+                con.execute(f"COPY (SELECT * FROM {table}) TO '{folder / table}.parquet' (FORMAT parquet)")
+        finally:
+            con.close()
+    (folder / "result.json").write_text(json.dumps(asdict(result), default=str))
+
+
+def merge_run(main_store: str | Path, result: RunResult) -> None:
+    """Fold one run's exported Parquet into ``main_store``: its rows replace any earlier copy of
+    the same session, in one transaction; a failed run is recorded with its error and notebook."""
+    folder = Path(result.store_path).with_suffix("")
+    Store(main_store).close()  # creates the schema if the file is new
+    con = duckdb.connect(str(main_store))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        for table in _TABLES:
+            con.execute(f"DELETE FROM {table} WHERE session_id = ?", [result.session_id])
+            parquet = folder / f"{table}.parquet"
+            if parquet.exists():
+                columns = "* EXCLUDE (seq)" if table == "audit_log" else "*"  # the main store numbers audit rows
+                con.execute(
+                    f"INSERT INTO {table} BY NAME SELECT {columns} FROM read_parquet(?) WHERE session_id = ?",
+                    [str(parquet), result.session_id],
+                )
+        if result.status != "completed":
+            summary = json.dumps({"error": result.error, "notebook": result.notebook})
+            con.execute(
+                "INSERT INTO sessions (session_id, mode, params, status, summary, sweep_id) "
+                "VALUES (?, ?, ?, 'failed', ?, ?) "
+                "ON CONFLICT (session_id) DO UPDATE SET status = 'failed', summary = excluded.summary",
+                [
+                    result.session_id,
+                    result.parameters["mode"],
+                    json.dumps(result.parameters, default=str),
+                    summary,
+                    result.parameters.get("sweep_id"),
+                ],
+            )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+
+
+def expand_grid(grid: Mapping[str, Iterable[Any]] | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Parameter sets from a grid (``{"fast": [5, 10], "slow": [50]}`` -> every combination) or a
+    list of sets. Strategy parameters may be given flat (``fast``) or under ``strategy_params``."""
+    if isinstance(grid, Mapping):
+        names = list(grid)
+        sets = [dict(zip(names, values, strict=True)) for values in itertools.product(*(list(grid[n]) for n in names))]
+    else:
+        sets = [dict(s) for s in grid]
+    expanded = []
+    for params in sets:
+        strategy = {k: params.pop(k) for k in list(params) if k not in PARAMETERS}
+        if strategy:
+            params["strategy_params"] = {**params.get("strategy_params", PARAMETERS["strategy_params"]), **strategy}
+        expanded.append(params)
+    return expanded
+
+
+def load_grid(path: str | Path) -> list[dict[str, Any]]:
+    """A grid from a YAML or JSON file (a mapping of lists, or a list of parameter sets)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"Grid file {path} does not exist.") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"Grid file {path} is not valid YAML/JSON: {e}.") from None
+    if not isinstance(data, dict | list) or not data:
+        raise ConfigError(f"Grid file {path} must hold a mapping of lists or a list of parameter sets.")
+    return expand_grid(data)
+
+
+def sweep(
+    grid: Mapping[str, Iterable[Any]] | Iterable[Mapping[str, Any]],
+    *,
+    sweep_id: str,
+    base: Mapping[str, Any] | None = None,
+    store_path: str | Path = DEFAULT_STORE,
+    runs_dir: str | Path = RUNS_DIR,
+    workers: int = 2,
+    scheduler: str | None = None,
+    notebook: str | Path = SESSION_NOTEBOOK,
+    timeout: float | None = 600,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every parameter set of ``grid`` (on top of ``base``) as one session each, ``workers`` at
+    a time (or on the Dask cluster at ``scheduler``), merging each into ``store_path`` as it ends.
+
+    Runs that completed before (same sweep, same parameters) are skipped. Returns one row per run:
+    session_id, status, error, notebook and the parameters.
+    """
+    runs = Path(runs_dir)
+    halt = _halt_flag(runs, sweep_id)
+    sets = []
+    for params in expand_grid(grid):
+        merged = check_parameters({**(base or {}), **params, "sweep_id": sweep_id, "halt_flag": str(halt)})
+        merged["session_id"] = merged["session_id"] or _session_id(merged)
+        sets.append(merged)
+    done = _completed(store_path, sweep_id)
+    todo = [p for p in sets if p["session_id"] not in done]
+    results = [RunResult(p["session_id"], "skipped", "", "", p) for p in sets if p["session_id"] in done]
+    bar = _progress(len(todo), sweep_id, progress)
+    if scheduler:
+        results += _on_dask(todo, scheduler, runs, Path(notebook), timeout, store_path, bar)
+    else:
+        results += _on_processes(todo, workers, runs, Path(notebook), timeout, store_path, bar)
+    bar.close()
+    frame = pd.DataFrame([{**asdict(r), **r.parameters.get("strategy_params", {})} for r in results])
+    return frame.drop(columns=["parameters"]).sort_values("session_id").reset_index(drop=True)
+
+
+def halt_sweep(sweep_id: str, reason: str, runs_dir: str | Path = RUNS_DIR) -> Path:
+    """Trip the kill switch of every running session of a sweep."""
+    (Path(runs_dir) / sweep_id).mkdir(parents=True, exist_ok=True)
+    return trip_flag(Path(runs_dir) / sweep_id / "sweep", reason, "sweep")
+
+
+def _halt_flag(runs: Path, sweep_id: str) -> Path:
+    """The flag file that halts every session of a sweep (what :func:`halt_sweep` writes)."""
+    return flag_path(runs / sweep_id / "sweep")
+
+
+def _on_processes(todo, workers, runs, notebook, timeout, store_path, bar) -> list[RunResult]:  # type: ignore[no-untyped-def]
+    """Every run is its own kernel process (papermill starts one); these threads only wait on them,
+    so a killed kernel fails its own run and nothing else."""
+    results = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: set[Future[RunResult]] = {pool.submit(_execute, p, runs, notebook, timeout, False) for p in todo}
+        by_future = dict(zip(pending, todo, strict=True))
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                results.append(_settle(future, by_future[future], runs, store_path, bar))
+    return results
+
+
+def _on_dask(todo, scheduler, runs, notebook, timeout, store_path, bar) -> list[RunResult]:  # type: ignore[no-untyped-def]
+    from distributed import Client, as_completed
+
+    results = []
+    with Client(scheduler) as client:
+        futures = {
+            client.submit(
+                _execute, p, runs.resolve(), notebook, timeout, False, key=f"run-{p['session_id']}", pure=False
+            ): p
+            for p in todo
+        }
+        for future in as_completed(futures):
+            results.append(_settle(future, futures[future], runs, store_path, bar))
+    return results
+
+
+def _settle(future: Any, params: dict[str, Any], runs: Path, store_path: str | Path, bar: Any) -> RunResult:
+    """A finished run's result (a crashed worker becomes a failed run), merged into the main store."""
+    try:
+        result = future.result()
+    except Exception as e:  # noqa: BLE001 - a killed worker: record it and go on
+        folder = runs / params["sweep_id"]
+        result = RunResult(
+            params["session_id"],
+            "failed",
+            str(folder / f"{params['session_id']}.ipynb"),
+            str(folder / f"{params['session_id']}.duckdb"),
+            params,
+            f"worker died: {type(e).__name__}: {e}",
+        )
+    merge_run(store_path, result)
+    bar.update(1)
+    bar.set_postfix_str(f"{result.session_id}: {result.status}")
+    return result
+
+
+def _completed(store_path: str | Path, sweep_id: str) -> set[str]:
+    if not Path(store_path).exists():
+        return set()
+    with Store(store_path) as store:
+        rows = store.sql("SELECT session_id FROM sessions WHERE sweep_id = ? AND status = 'completed'", [sweep_id])
+    return {r[0] for r in rows}
+
+
+def _session_id(params: Mapping[str, Any]) -> str:
+    """A run's session id: the sweep id and a digest of its parameters, so a re-run finds it."""
+    digest = hashlib.sha1(
+        json.dumps(
+            {k: v for k, v in params.items() if k not in ("halt_flag", "store_path")}, sort_keys=True, default=str
+        ).encode()
+    ).hexdigest()[:8]
+    return f"{params.get('sweep_id') or 'run'}-{digest}"
+
+
+def _progress(total: int, sweep_id: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"sweep {sweep_id}", unit="run", disable=not enabled)
+
+
+def register(subparsers: Any) -> None:
+    """Add ``workbench run`` and ``workbench sweep`` to the command line."""
+    one = subparsers.add_parser("run", help="run one parameterised session notebook with papermill")
+    _session_flags(one)
+    one.set_defaults(func=_run_command)
+    many = subparsers.add_parser("sweep", help="run a grid of sessions in parallel and merge them into one store")
+    _session_flags(many)
+    many.add_argument("--sweep-id", required=True, help="names the sweep; re-running it skips completed runs")
+    many.add_argument("--grid", help="YAML/JSON file: a mapping of parameter lists, or a list of parameter sets")
+    many.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="a grid axis from the command line, e.g. --param fast=5,10 --param slow=50",
+    )
+    many.add_argument("--workers", type=int, default=2)
+    many.add_argument("--scheduler", help="a Dask scheduler address: run on that cluster instead of local processes")
+    many.set_defaults(func=_sweep_command)
+    halt = subparsers.add_parser("halt-sweep", help="trip the kill switch of every running session of a sweep")
+    halt.add_argument("sweep_id")
+    halt.add_argument("--reason", default="halted from the command line")
+    halt.add_argument("--runs-dir", default=str(RUNS_DIR))
+    halt.set_defaults(func=lambda a: print(f"halted: {halt_sweep(a.sweep_id, a.reason, a.runs_dir)}") or 0)
+
+
+def _session_flags(p: Any) -> None:
+    p.add_argument("--mode", default=None, help="paper | testnet (mainnet needs the guard in the environment)")
+    p.add_argument("--symbols", nargs="+")
+    p.add_argument("--strategy")
+    p.add_argument("--strategy-params", type=json.loads, help='JSON, e.g. \'{"fast": 5, "slow": 30}\'')
+    p.add_argument("--bars", type=int)
+    p.add_argument("--start")
+    p.add_argument("--speed", type=float)
+    p.add_argument("--risk", type=json.loads, help="JSON risk limits, e.g. '{\"max_order_notional\": 500}'")
+    p.add_argument("--session-id")
+    p.add_argument("--venue", choices=["local", "testnet"])
+    p.add_argument("--store", dest="store_path", help=f"the DuckDB file runs are merged into (default {DEFAULT_STORE})")
+    p.add_argument("--runs-dir", default=str(RUNS_DIR))
+    p.add_argument("--timeout", type=float, default=600, help="seconds a run may take")
+
+
+def _parameters(args: Any) -> dict[str, Any]:
+    names = (
+        "mode",
+        "symbols",
+        "strategy",
+        "strategy_params",
+        "bars",
+        "start",
+        "speed",
+        "risk",
+        "session_id",
+        "venue",
+        "store_path",
+    )
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _run_command(args: Any) -> int:
+    result = run(_parameters(args), runs_dir=args.runs_dir, timeout=args.timeout, progress=True)
+    store = _parameters(args).get("store_path", PARAMETERS["store_path"])
+    print(f"run {result.session_id}: {result.status}; executed notebook {result.notebook}")
+    print(f"fills are in {store}: SELECT * FROM fills WHERE session_id = '{result.session_id}'")
+    if result.error:
+        print(f"error: {result.error}")
+    return 0 if result.status == "completed" else 1
+
+
+def _sweep_command(args: Any) -> int:
+    grid: list[dict[str, Any]] = load_grid(args.grid) if args.grid else []
+    axes = {}
+    for item in args.param:
+        name, _, values = item.partition("=")
+        if not values:
+            raise ConfigError(f"--param {item!r} must look like NAME=V1,V2.")
+        axes[name] = [yaml_value(v) for v in values.split(",")]
+    if axes:
+        grid = [{**g, **a} for g in (grid or [{}]) for a in expand_grid(axes)] if grid else expand_grid(axes)
+    if not grid:
+        raise ConfigError("A sweep needs a grid: --grid FILE or --param NAME=V1,V2.")
+    base = _parameters(args)
+    store = base.pop("store_path", PARAMETERS["store_path"])
+    frame = sweep(
+        grid,
+        sweep_id=args.sweep_id,
+        base=base,
+        store_path=store,
+        runs_dir=args.runs_dir,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        timeout=args.timeout,
+    )
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 60):
+        print(frame.drop(columns=["store_path"]).to_string())
+    print(f"merged into {store}: SELECT * FROM sessions WHERE sweep_id = '{args.sweep_id}'")
+    return 0 if (frame["status"] != "failed").all() else 1
+
+
+def yaml_value(text: str) -> Any:
+    """A command-line value as YAML reads it: ``5`` -> 5, ``0.1`` -> 0.1, ``abc`` -> 'abc'."""
+    import yaml
+
+    return yaml.safe_load(text)
