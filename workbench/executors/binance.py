@@ -80,6 +80,7 @@ def make_client(mode: TradingMode, credentials: Credentials | None, venue_url: s
     if venue_url is not None:
         point_at(client, venue_url)
     check_hosts(client, mode)
+    guard_requests(client, mode)
     return client
 
 
@@ -106,6 +107,28 @@ def check_hosts(client: ccxtpro.binance, mode: TradingMode) -> None:
     reachable = [host for host in MAINNET_HOSTS if host in urls]
     if reachable:
         raise ConfigError(f"A {mode} client must not reach mainnet hosts, but its URLs name {reachable}.")
+
+
+def guard_requests(client: ccxtpro.binance, mode: TradingMode) -> None:
+    """Make every HTTP request and WebSocket connection of ``client`` refuse a mainnet host unless
+    the mode is MAINNET: a second lock behind :func:`check_hosts`, at the moment of sending."""
+    if mode is TradingMode.MAINNET:
+        return
+    fetch, connect = client.fetch, client.client
+
+    def refuse(url: str) -> None:
+        if any(host in url for host in MAINNET_HOSTS):
+            raise ConfigError(f"Refused: a {mode} session tried to reach the mainnet URL {url.split('?')[0]}.")
+
+    async def guarded_fetch(url: str, *args: Any, **kwargs: Any) -> Any:
+        refuse(url)
+        return await fetch(url, *args, **kwargs)
+
+    def guarded_client(url: str) -> Any:
+        refuse(url)
+        return connect(url)
+
+    client.fetch, client.client = guarded_fetch, guarded_client
 
 
 def _d(value: Any) -> Decimal | None:

@@ -1,0 +1,201 @@
+"""The Binance executor's pure parts: URLs chosen by mode, the mainnet lock, parsing, rate limits."""
+
+import json
+from decimal import Decimal
+
+import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxtpro
+import pytest
+
+from workbench.config import MAINNET_CONSENT, MAINNET_ENV, Config, Credentials, Secret, TradingMode, load_config
+from workbench.errors import (
+    ConfigError,
+    ExchangeError,
+    FilterError,
+    InsufficientBalance,
+    MainnetGuardError,
+    UnknownSymbol,
+)
+from workbench.executors import build_executor
+from workbench.executors.binance import (
+    MAINNET_HOSTS,
+    BinanceExecutor,
+    RateLimiter,
+    binance_error,
+    fill_from_ccxt,
+    make_client,
+    order_from_ccxt,
+    rejection,
+)
+from workbench.model import OrderStatus, OrderType, Side, TimeInForce
+
+CREDS = Credentials(Secret("K" * 64), Secret("S" * 64))
+
+
+def all_urls(client):
+    return json.dumps(client.urls["api"])
+
+
+def test_testnet_urls_by_default_and_the_local_venue_by_config():
+    testnet = make_client(TradingMode.TESTNET, CREDS)
+    assert "testnet.binance.vision" in all_urls(testnet) and not any(h in all_urls(testnet) for h in MAINNET_HOSTS)
+    local = make_client(TradingMode.TESTNET, CREDS, "http://127.0.0.1:8765")
+    assert local.urls["api"]["public"] == "http://127.0.0.1:8765/api/v3"
+    assert local.urls["api"]["ws"]["ws-api"]["spot"] == "ws://127.0.0.1:8765/ws-api/v3"
+    assert local.urls["api"]["ws"]["spot"] == "ws://127.0.0.1:8765/ws"
+    mainnet = make_client(TradingMode.MAINNET, CREDS)
+    assert "api.binance.com" in all_urls(mainnet)
+    with pytest.raises(ConfigError, match="Paper mode has no venue"):
+        make_client(TradingMode.PAPER, CREDS)
+
+
+async def test_no_request_reaches_a_mainnet_host_unless_the_guard_passed(monkeypatch):
+    """Three locks: resolve_mode refuses mainnet without both guards before any client exists; a
+    testnet client's URLs name no mainnet host; and its requests refuse one at the moment of sending."""
+    built = []
+    monkeypatch.setattr(ccxtpro, "binance", lambda *a, **k: built.append(1))
+    monkeypatch.delenv(MAINNET_ENV, raising=False)
+    for config in (Config(mode=TradingMode.MAINNET), Config(mode=TradingMode.MAINNET, mainnet=True)):
+        with pytest.raises(MainnetGuardError):
+            build_executor(config, {})
+    monkeypatch.setenv(MAINNET_ENV, MAINNET_CONSENT)
+    with pytest.raises(MainnetGuardError):
+        build_executor(Config(mode=TradingMode.MAINNET), {})
+    assert built == []  # no network object was ever built
+    monkeypatch.undo()
+
+    client = make_client(TradingMode.TESTNET, CREDS)
+    client.urls["api"]["public"] = "https://api.binance.com/api/v3"  # a misconfiguration
+    with pytest.raises(ConfigError, match="tried to reach the mainnet URL https://api.binance.com/api/v3/time"):
+        await client.fetch_time()
+    with pytest.raises(ConfigError, match="mainnet URL"):
+        client.client("wss://stream.binance.com:9443/ws")
+    await client.close()
+
+
+def test_building_a_real_executor_needs_keys_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("BINANCE_TESTNET_API_KEY", "k" * 64)
+    monkeypatch.setenv("BINANCE_TESTNET_API_SECRET", "s" * 64)
+    executor = build_executor(load_config(venue_url="http://127.0.0.1:1"), {})
+    assert isinstance(executor, BinanceExecutor) and executor.mode is TradingMode.TESTNET
+    assert executor.venue == "http://127.0.0.1:1" and "k" * 64 not in repr(vars(executor))
+
+
+def test_orders_from_rest_and_from_the_stream():
+    rest = {
+        "id": "12",
+        "clientOrderId": "wb-1",
+        "symbol": "BTC/USDT",
+        "side": "buy",
+        "type": "limit",
+        "amount": 0.5,
+        "price": 50000.0,
+        "filled": 0.2,
+        "cost": 10000.0,
+        "status": "open",
+        "timeInForce": "GTC",
+        "timestamp": 1000,
+        "lastUpdateTimestamp": 2000,
+        "info": {
+            "status": "PARTIALLY_FILLED",
+            "type": "LIMIT",
+            "timeInForce": "GTC",
+            "origQuoteOrderQty": "0.00000000",
+        },
+    }
+    order = order_from_ccxt(rest)
+    assert (order.id, order.client_order_id, order.status, order.type) == (
+        "12",
+        "wb-1",
+        OrderStatus.PARTIALLY_FILLED,
+        OrderType.LIMIT,
+    )
+    assert (order.amount, order.filled, order.time_in_force, order.quote_amount) == (
+        Decimal("0.5"),
+        Decimal("0.2"),
+        TimeInForce.GTC,
+        None,
+    )
+    stream = {
+        "id": 13,
+        "symbol": "BTC/USDT",
+        "side": "sell",
+        "amount": 0,
+        "filled": 0.01,
+        "cost": 500.0,
+        "status": "closed",
+        "timestamp": 5,
+        "info": {"X": "FILLED", "o": "MARKET", "c": "wb-2", "Q": "500.00000000", "f": "GTC"},
+    }
+    market = order_from_ccxt(stream)
+    assert (market.client_order_id, market.status, market.amount, market.quote_amount) == (
+        "wb-2",
+        OrderStatus.FILLED,
+        Decimal("0.01"),
+        Decimal(500),
+    )
+    assert market.time_in_force is None and market.price is None and market.side is Side.SELL
+    stop = order_from_ccxt(
+        {
+            **rest,
+            "type": "stop_loss_limit",
+            "triggerPrice": 49000.0,
+            "info": {"status": "NEW", "type": "STOP_LOSS_LIMIT"},
+        }
+    )
+    assert stop.stop_price == 49000 and stop.type is OrderType.STOP_LOSS_LIMIT
+
+
+def test_fills_from_ccxt_trades():
+    trade = {
+        "id": 7,
+        "order": 12,
+        "symbol": "BTC/USDT",
+        "side": "buy",
+        "price": 50000.0,
+        "amount": 0.01,
+        "cost": 500.0,
+        "fee": {"cost": 0.00001, "currency": "BTC"},
+        "takerOrMaker": "maker",
+        "timestamp": 9,
+    }
+    fill = fill_from_ccxt(trade, "wb-1")
+    assert (fill.trade_id, fill.order_id, fill.client_order_id, fill.fee_currency, fill.is_maker) == (
+        "7",
+        "12",
+        "wb-1",
+        "BTC",
+        True,
+    )
+    assert fill_from_ccxt({**trade, "fee": None}, "wb-1").fee == 0
+
+
+def test_venue_rejections_become_workbench_errors_with_binance_codes():
+    filt = rejection(ccxt_async.InvalidOrder('binance {"code":-1013,"msg":"Filter failure: LOT_SIZE"}'))
+    assert isinstance(filt, FilterError) and (filt.code, filt.rule) == (-1013, "LOT_SIZE")
+    symbol = rejection(ccxt_async.BadSymbol('binance {"code":-1121,"msg":"Invalid symbol."}'))
+    assert isinstance(symbol, UnknownSymbol)
+    poor = rejection(
+        ccxt_async.InsufficientFunds(
+            'binance {"code":-2010,"msg":"Account has insufficient balance for requested action."}'
+        )
+    )
+    assert isinstance(poor, InsufficientBalance) and poor.code == -2010
+    other = rejection(ccxt_async.InvalidOrder('binance {"code":-2010,"msg":"Duplicate order sent."}'))
+    assert (other.code, other.msg, type(other).__name__) == (-2010, "Duplicate order sent.", "OrderRejected")
+    assert binance_error(ccxt_async.ExchangeError("binance no json here")) == (None, "binance no json here")
+    assert binance_error(ccxt_async.ExchangeError("binance {broken")) == (None, "binance {broken")
+
+
+def test_rate_limiter_slows_down_before_the_limit_and_stops_while_banned():
+    limiter = RateLimiter(weight_limit=100, slow_down_at=0.9)
+    limiter.observe({"X-MBX-USED-WEIGHT-1M": "50", "Content-Type": "json"})
+    assert limiter.used_weight == 50 and limiter.delay(120.0) == 0
+    limiter.observe({"x-mbx-used-weight-1m": "95"})
+    assert limiter.delay(130.0) == pytest.approx(50.0)  # until the next minute
+    assert limiter.retry_after({"Retry-After": "7"}) == 7 and limiter.retry_after(None, 3) == 3
+    limiter.banned_until = 200.0
+    with pytest.raises(ExchangeError, match="HTTP 418"):
+        limiter.delay(150.0)
+    limiter.observe(None)
+    assert limiter.used_weight == 95
