@@ -265,3 +265,8 @@ async def test_a_restarted_session_continues_its_client_order_ids(rules, tmp_pat
         store.flush()
         assert store.sql("SELECT count(*), count(DISTINCT client_order_id) FROM orders")[0] == (3, 3)
         assert store.sql("SELECT status FROM sessions") == [("running",)]
+
+
+async def test_run_live_needs_a_venue_with_a_market(rules, store):
+    with pytest.raises(WorkbenchError, match="no live market"):
+        await paper_session(rules, store).run_live(5)

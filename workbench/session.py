@@ -385,6 +385,26 @@ class TradingSession:
             await self._step(symbol, Decimal(close), int(at), target)
         return await self.stop()
 
+    async def run_live(self, bars: int) -> pd.DataFrame:
+        """Trade the venue's own market: every closed bar of every symbol goes through
+        :meth:`on_bar` until ``bars`` bars of each have closed; then stop. Real venues only (paper
+        sessions replay history with :meth:`run`)."""
+        watch = getattr(self.executor, "watch_bars", None)
+        if watch is None:
+            raise WorkbenchError(f"The {self.mode} executor has no live market: use run() with historical bars.")
+        await self.start()
+
+        async def trade(symbol: str) -> None:
+            seen = 0
+            async for bar in watch(symbol):
+                await self.on_bar(symbol, bar)
+                seen += 1
+                if seen >= bars:
+                    return
+
+        await asyncio.gather(*(trade(symbol) for symbol in self.rules))
+        return await self.stop()
+
     async def _step(self, symbol: str, price: Decimal, timestamp: int, target: float | None) -> Order | None:
         await self.start()
         self.last_price[symbol] = price

@@ -23,12 +23,13 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxtpro
+import pandas as pd
 
 from workbench.config import Credentials, TradingMode
 from workbench.errors import (
@@ -129,6 +130,12 @@ def guard_requests(client: ccxtpro.binance, mode: TradingMode) -> None:
         return connect(url)
 
     client.fetch, client.client = guarded_fetch, guarded_client
+
+
+def _bar(candle: list[float], close_time: int) -> pd.Series:
+    opened = pd.Timestamp(int(candle[0]), unit="ms", tz="UTC")
+    values = dict(zip(("open", "high", "low", "close", "volume"), candle[1:6], strict=True))
+    return pd.Series({**values, "close_time": pd.Timestamp(close_time, unit="ms", tz="UTC")}, name=opened)
 
 
 def _d(value: Any) -> Decimal | None:
@@ -321,6 +328,18 @@ class BinanceExecutor:
 
     def now(self) -> int:
         return int(self.client.milliseconds())
+
+    async def watch_bars(self, symbol: str, timeframe: str = "1m") -> AsyncIterator[pd.Series]:
+        """The venue's closed bars of ``symbol`` as they close (a bar is closed once the next opens),
+        each a Series named by its open time with open, high, low, close, volume and close_time."""
+        last: list[float] | None = None
+        while True:
+            candles = await self.client.watch_ohlcv(symbol, timeframe)
+            for candle in candles:
+                if last is not None and candle[0] > last[0]:
+                    yield _bar(last, candle[0] - 1)
+                if last is None or candle[0] >= last[0]:
+                    last = candle
 
     # -- orders -----------------------------------------------------------------------------
 
