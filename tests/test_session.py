@@ -136,6 +136,7 @@ async def test_orders_need_a_price_first_and_venue_rejections_are_audited(rules,
     assert e.value.code == -2010
     store.flush()
     assert store.sql("SELECT count(*) FROM audit_log WHERE kind = 'order.rejected'")[0][0] == 1
+    assert store.sql("SELECT status FROM orders") == [("REJECTED",)]  # recorded before sending, then settled
 
 
 async def test_kill_switch_cancels_blocks_and_survives_a_restart(rules, tmp_path):

@@ -77,3 +77,7 @@ class ExchangeError(WorkbenchError):
     def __init__(self, message: str, *, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class MalformedMessage(ExchangeError):
+    """A response or stream event from the venue could not be understood; it was not applied."""

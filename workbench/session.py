@@ -266,6 +266,8 @@ class TradingSession:
         try:
             order = await self.executor.create_order(request)
         except OrderRejected as e:
+            pending.status = OrderStatus.REJECTED
+            self.store.record_order(self.session_id, self.mode, pending)
             self._reject("order.rejected", detail, e)
         self.store.record_order(
             self.session_id, self.mode, order, signal_price=signal_price, arrival_price=last, signal_time=signal_time

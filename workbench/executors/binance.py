@@ -37,6 +37,7 @@ from workbench.errors import (
     ExchangeError,
     FilterError,
     InsufficientBalance,
+    MalformedMessage,
     OrderNotFound,
     OrderRejected,
     UnknownSymbol,
@@ -142,6 +143,23 @@ def _d(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
+def parsed(parse: Callable[..., T]) -> Callable[..., T]:
+    """Turn any failure of ``parse`` on a venue's message into :class:`MalformedMessage`."""
+
+    def wrapper(*args: Any) -> T:
+        try:
+            return parse(*args)
+        except (KeyError, ValueError, TypeError, ArithmeticError, AttributeError) as e:
+            raise MalformedMessage(
+                f"Could not read the venue's {parse.__name__.split('_')[0]}: {e!r} in {args[0]!r:.300}"
+            ) from None
+
+    wrapper.__name__ = parse.__name__
+    wrapper.__doc__ = parse.__doc__
+    return wrapper
+
+
+@parsed
 def order_from_ccxt(o: Mapping[str, Any]) -> Order:
     """A ccxt order (from REST or the user data stream) as the workbench's Order."""
     info = o.get("info") or {}
@@ -179,6 +197,7 @@ def order_from_ccxt(o: Mapping[str, Any]) -> Order:
     return order
 
 
+@parsed
 def fill_from_ccxt(t: Mapping[str, Any], client_order_id: str) -> Fill:
     """A ccxt trade as the workbench's Fill."""
     fee = t.get("fee") or {}
@@ -509,7 +528,12 @@ class BinanceExecutor:
                 await asyncio.sleep(min(0.1 * self._stream_errors, 2.0))
                 reconnected = True
                 continue
-            handle(updates)
+            try:
+                handle(updates)
+            except MalformedMessage as e:
+                self.discrepancies.append(str(e))
+                log.warning("user data stream: %s; reconciling", e)
+                reconnected = True  # settle what the message meant from REST
             if reconnected:
                 reconnected = False
                 try:
