@@ -1,0 +1,63 @@
+"""No API key in any output: logs, executed notebooks, DuckDB and Parquet files, exception texts."""
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import main
+from workbench.config import MAINNET_ENV, Credentials, TradingMode, load_config
+from workbench.errors import ConfigError
+from workbench.executors import build_executor
+from workbench.runs import sweep
+
+KEYS = {
+    "BINANCE_TESTNET_API_KEY": "FAKE-TESTNET-KEY-7c1e9a0b",
+    "BINANCE_TESTNET_API_SECRET": "FAKE-TESTNET-SECRET-55d2f4e8",
+    "BINANCE_API_KEY": "FAKE-MAINNET-KEY-a9b8c7d6",
+    "BINANCE_API_SECRET": "FAKE-MAINNET-SECRET-e5f4a3b2",
+}
+
+
+def leaks(text: bytes | str) -> list[str]:
+    data = text if isinstance(text, bytes) else text.encode()
+    return [name for name, value in KEYS.items() if value.encode() in data]
+
+
+def test_a_session_a_sweep_and_the_cli_write_no_key_anywhere(data_dir, tmp_path, monkeypatch, capfd, caplog):
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.DEBUG)
+    assert main(["paper", "--store", "paper.duckdb", "--bars", "200", "--fast", "5", "--slow", "20", "--quiet"]) == 0
+    frame = sweep(
+        {"fast": [3, 5]},
+        sweep_id="secrets",
+        base={"bars": 200, "strategy_params": {"slow": 20}},
+        store_path="sweep.duckdb",
+        progress=False,
+    )
+    assert set(frame["status"]) == {"completed"}
+    assert main(["kill-switch", "trip", "--store", "paper.duckdb"]) == 0
+    executor = build_executor(load_config(venue_url="http://127.0.0.1:9"), {})
+    texts = [repr(executor), repr(vars(executor)), repr(Credentials.from_env(TradingMode.TESTNET))]
+    monkeypatch.delenv("BINANCE_API_SECRET")
+    with pytest.raises(ConfigError) as e:
+        Credentials.from_env(TradingMode.MAINNET)
+    texts.append(str(e.value))
+    out = capfd.readouterr()
+    texts += [out.out, out.err, caplog.text]
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".ipynb" for p in files) and any(p.suffix == ".duckdb" for p in files)
+    assert any(p.suffix == ".parquet" for p in files)
+    found = {str(p): leaks(p.read_bytes()) for p in files}
+    found |= {f"text {i}": leaks(t) for i, t in enumerate(texts)}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+def test_the_cli_cannot_switch_to_mainnet(data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(MAINNET_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--mode", "mainnet", "--bars", "100"]) == 2
+    assert "cannot switch to mainnet" in capsys.readouterr().err
+    assert not Path("runs").exists()  # refused before anything ran
