@@ -79,14 +79,12 @@ def test_a_run_killed_midway_is_reported_and_the_others_are_intact(workdir):
     killer = workdir / "killer.ipynb"
     nbformat.write(notebook, killer)
     main = workdir / "killed.duckdb"
-    frame = sweep(
-        {"fast": [3, 4, 5]},
-        sweep_id="kill",
-        base={"bars": 200, "strategy_params": {"slow": 20}},
-        store_path=main,
-        notebook=killer,
-        progress=False,
-    ).set_index("fast")
+
+    def kill_sweep(notebook):
+        base = {"bars": 200, "strategy_params": {"slow": 20}}
+        return sweep({"fast": [3, 4, 5]}, sweep_id="kill", base=base, store_path=main, notebook=notebook, progress=False)
+
+    frame = kill_sweep(killer).set_index("fast")
     assert frame.loc[4, "status"] == "failed" and "DeadKernel" in frame.loc[4, "error"]
     assert Path(frame.loc[4, "notebook"]).exists()
     assert list(frame.loc[[3, 5], "status"]) == ["completed", "completed"]
@@ -94,14 +92,7 @@ def test_a_run_killed_midway_is_reported_and_the_others_are_intact(workdir):
     statuses = dict(con.execute("SELECT session_id, status FROM sessions").fetchall())
     con.close()
     assert statuses[frame.loc[4, "session_id"]] == "failed" and list(statuses.values()).count("completed") == 2
-    rerun = sweep(
-        {"fast": [3, 4, 5]},
-        sweep_id="kill",
-        base={"bars": 200, "strategy_params": {"slow": 20}},
-        store_path=main,
-        notebook=SESSION_NOTEBOOK,
-        progress=False,
-    ).set_index("fast")
+    rerun = kill_sweep(SESSION_NOTEBOOK).set_index("fast")
     assert list(rerun.loc[[3, 4, 5], "status"]) == ["skipped", "completed", "skipped"]  # only the failed one reruns
 
 
