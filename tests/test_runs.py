@@ -82,7 +82,9 @@ def test_a_run_killed_midway_is_reported_and_the_others_are_intact(workdir):
 
     def kill_sweep(notebook):
         base = {"bars": 200, "strategy_params": {"slow": 20}}
-        return sweep({"fast": [3, 4, 5]}, sweep_id="kill", base=base, store_path=main, notebook=notebook, progress=False)
+        return sweep(
+            {"fast": [3, 4, 5]}, sweep_id="kill", base=base, store_path=main, notebook=notebook, progress=False
+        )
 
     frame = kill_sweep(killer).set_index("fast")
     assert frame.loc[4, "status"] == "failed" and "DeadKernel" in frame.loc[4, "error"]
