@@ -40,7 +40,7 @@ def test_a_single_run_keeps_its_notebook_and_merges_its_rows(workdir):
     )
     assert result.status == "completed", result.error
     executed = nbformat.read(result.notebook, as_version=4)
-    assert Path(result.notebook) == Path("runs/single/one.ipynb")
+    assert Path(result.notebook) == Path("runs/single/one.ipynb").resolve()
     outputs = json.dumps([c.get("outputs", []) for c in executed.cells])
     assert "fills in" in outputs and FAKE_KEY not in outputs and FAKE_SECRET not in outputs
     merged = counts(workdir / "main.duckdb", "one")

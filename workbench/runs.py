@@ -118,7 +118,7 @@ def run(
 ) -> RunResult:
     """Execute the session notebook once with papermill; see the module docstring."""
     params = check_parameters(parameters)
-    runs = Path(runs_dir)
+    runs = Path(runs_dir).resolve()  # absolute: runs share nothing with the process's working directory
     session_id = params["session_id"] or _session_id(params)
     main_store = Path(merge_into or params["store_path"])
     own = _execute(params | {"session_id": session_id}, runs, Path(notebook), timeout, progress)
@@ -147,7 +147,6 @@ def _execute(params: dict[str, Any], runs: Path, notebook: Path, timeout: float 
             kernel_name="python3",
             progress_bar=progress,
             execution_timeout=timeout,
-            cwd=str(Path.cwd()),
         )
     except Exception as e:  # noqa: BLE001 - a failed run is a result, the sweep goes on
         status, error = "failed", f"{type(e).__name__}: {e}".strip()[:2000] or traceback.format_exc(limit=3)
@@ -259,7 +258,7 @@ def sweep(
     Runs that completed before (same sweep, same parameters) are skipped. Returns one row per run:
     session_id, status, error, notebook and the parameters.
     """
-    runs = Path(runs_dir)
+    runs = Path(runs_dir).resolve()  # absolute: runs share nothing with the process's working directory
     halt = _halt_flag(runs, sweep_id)
     sets = []
     for params in expand_grid(grid):

@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from workbench.config import Config, RiskLimits, TradingMode
-from workbench.errors import FilterError, OrderRejected, WorkbenchError
+from workbench.errors import ExchangeError, FilterError, OrderRejected, WorkbenchError
 from workbench.executors.base import Executor
 from workbench.filters import SymbolRules, check_order, rules_for
 from workbench.killswitch import KillSwitch
@@ -120,26 +121,18 @@ class TradingSession:
         rules = load_rules(config.symbols)
         executor = build_executor(config, rules)
         store = store or Store(config.store_path)
+        kill_switch = KillSwitch(store, flags=halt_flags)
+        common = {
+            "rules": rules,
+            "risk": config.risk,
+            "strategy": strategy,
+            "kill_switch": kill_switch,
+            "sweep_id": sweep_id,
+        }
         paper = None
         if shadow and executor.mode.is_real:
-            paper = cls.from_config(
-                replace(config, mode=TradingMode.PAPER),
-                strategy=strategy,
-                store=store,
-                sweep_id=sweep_id,
-                halt_flags=halt_flags,
-            )
-        return cls(
-            executor,
-            store,
-            rules=rules,
-            risk=config.risk,
-            strategy=strategy,
-            session_id=session_id,
-            shadow=paper,
-            kill_switch=KillSwitch(store, flags=halt_flags),
-            sweep_id=sweep_id,
-        )
+            paper = cls(build_executor(replace(config, mode=TradingMode.PAPER), rules), store, **common)
+        return cls(executor, store, session_id=session_id, shadow=paper, **common)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -230,11 +223,13 @@ class TradingSession:
         signal_price: Decimal | None = None,
         signal_time: int | None = None,
     ) -> Order:
-        """Check ``request`` with every risk check, send it, and record it.
+        """Check ``request`` with every risk check, record it, send it.
 
         Raises the rejecting check's error (:class:`~workbench.errors.RiskRejected`,
         :class:`~workbench.errors.FilterError`, :class:`~workbench.errors.KillSwitchActive`...)
-        or the venue's; a rejected order writes only audit rows.
+        and writes only audit rows; an order the venue rejects keeps its record, as REJECTED. An
+        :class:`~workbench.errors.ExchangeError` (the answer was lost and could not be settled)
+        leaves the record PENDING_NEW for reconciliation to settle.
         """
         await self.start()
         self._seq += 1
@@ -269,6 +264,9 @@ class TradingSession:
             pending.status = OrderStatus.REJECTED
             self.store.record_order(self.session_id, self.mode, pending)
             self._reject("order.rejected", detail, e)
+        except ExchangeError as e:
+            self._audit("order.unresolved", {**detail, "error": str(e)})
+            raise
         self.store.record_order(
             self.session_id, self.mode, order, signal_price=signal_price, arrival_price=last, signal_time=signal_time
         )
@@ -354,11 +352,18 @@ class TradingSession:
         target = self.strategy(self._history[symbol]).iloc[-1] if self.strategy else None
         return await self._step(symbol, Decimal(str(bar["close"])), _close_ms(bar), target)
 
-    async def run(self, bars: Mapping[str, pd.DataFrame], *, progress: bool = True) -> pd.DataFrame:
+    async def run(
+        self, bars: Mapping[str, pd.DataFrame], *, progress: bool = True, skip_idle: bool = False
+    ) -> pd.DataFrame:
         """Run the strategy over historical ``bars`` (one DataFrame per symbol) and stop.
 
         Signals are computed once per symbol, vectorised, which gives the same targets as
         :meth:`on_bar` because strategies only look backwards. Returns :meth:`summary`.
+
+        ``skip_idle`` (a replay's fast path) feeds the executor only the bars where something can
+        happen: the target changes, an order of the session is open, or it is the symbol's last
+        bar. A bar that is skipped would change nothing but the last price, which the next bar fed
+        sets anyway, so orders, fills and balances are the same as without it.
         """
         if self.strategy is None:
             raise WorkbenchError("This session has no strategy: pass strategy=... to run bars through it.")
@@ -378,6 +383,9 @@ class TradingSession:
                 )
             )
         timeline = pd.concat(steps).sort_index(kind="stable")
+        if skip_idle:
+            await self._run_sparse(timeline, progress)
+            return await self.stop()
         rows = zip(timeline["symbol"], timeline["close"].astype(str), timeline["target"], timeline["at"], strict=True)
         if progress:
             from tqdm.auto import tqdm
@@ -386,6 +394,42 @@ class TradingSession:
         for symbol, close, target, at in rows:
             await self._step(symbol, Decimal(close), int(at), target)
         return await self.stop()
+
+    async def _run_sparse(self, timeline: pd.DataFrame, progress: bool) -> None:
+        """Step only the bars of ``timeline`` where something can happen (see :meth:`run`)."""
+        symbols = timeline["symbol"].to_numpy()
+        closes = timeline["close"].to_numpy(dtype=float)
+        targets = timeline["target"].to_numpy(dtype=float)
+        times = timeline["at"].to_numpy(dtype="int64")
+        known = pd.Series(targets, index=timeline.index).groupby(symbols, sort=False).ffill()
+        previous = known.groupby(symbols, sort=False).shift().to_numpy(dtype=float)
+        changed = ~np.isnan(targets) & (np.isnan(previous) | (targets != previous))
+        last = ~timeline["symbol"].duplicated(keep="last").to_numpy()
+        needed = np.flatnonzero(changed | last)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
+        i, done = 0, 0
+        while i < len(timeline):
+            if not self._busy():
+                k = int(np.searchsorted(needed, i))
+                if k == len(needed):
+                    break
+                i = int(needed[k])
+            await self._step(symbols[i], Decimal(str(closes[i])), int(times[i]), targets[i])
+            i += 1
+            if bar is not None:
+                bar.update(i - done)
+                done = i
+        if bar is not None:
+            bar.update(len(timeline) - done)
+            bar.close()
+
+    def _busy(self) -> bool:
+        """Whether an order of this session (or its shadow) is open, so that every price matters."""
+        return bool(self._open) or (self.shadow is not None and self.shadow._busy())
 
     async def run_live(self, bars: int) -> pd.DataFrame:
         """Trade the venue's own market: every closed bar of every symbol goes through
