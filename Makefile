@@ -22,7 +22,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check workbench tests benchmarks
-	$(PY) -m pytest --cov --cov-report=term -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest --cov --cov-report=term -p no:cacheprovider tests --nbval-lax notebooks $(PYTEST_ARGS)
 	$(PY) -m coverage report --include='$(CORE)' --fail-under=100
 
 lint: $(VENV)/.installed-dev

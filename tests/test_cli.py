@@ -53,8 +53,8 @@ def test_kill_switch_commands(tmp_path, capsys):
 
 
 def test_errors_are_one_line_messages_with_exit_code_2(data_dir, capsys):
-    assert main(["paper", "--symbols", "ETH/USDT", "--quiet"]) == 2
-    assert capsys.readouterr().err.startswith("workbench: No 1m klines for ETH/USDT")
+    assert main(["paper", "--symbols", "DOGE/EUR", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("workbench: No trading rules for ['DOGE/EUR']")
 
 
 def test_the_console_script_is_installed():

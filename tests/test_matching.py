@@ -150,7 +150,7 @@ def test_stop_orders_trigger_by_binance_rules(engine, side, type_, stop, before,
 def test_stop_that_would_trigger_immediately_is_rejected(engine, side, type_, stop):
     with pytest.raises(OrderRejected) as e:
         engine.create_order(req(side, type_, amount="0.1", price=stop, stop_price=stop, time_in_force="GTC"), "x", T0)
-    assert (e.value.code, e.value.msg) == (-2010, "Stop price would trigger immediately.")
+    assert (e.value.code, e.value.msg) == (-2010, "Order would trigger immediately.")
     assert engine.open_orders() == [] and engine.balances()["BTC"].locked == 0
 
 

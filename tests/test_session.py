@@ -271,3 +271,12 @@ async def test_a_restarted_session_continues_its_client_order_ids(rules, tmp_pat
 async def test_run_live_needs_a_venue_with_a_market(rules, store):
     with pytest.raises(WorkbenchError, match="no live market"):
         await paper_session(rules, store).run_live(5)
+
+
+async def test_the_summary_adds_up_the_fees_of_every_order(rules, store):
+    session = paper_session(rules, store)
+    await session.on_bar("BTC/USDT", make_bars(1).iloc[0])
+    first = await session.create_order("BTC/USDT", "market", "buy", 0.01)
+    second = await session.create_order("BTC/USDT", "market", "buy", 0.02)
+    fees = session.summary().loc["BTC/USDT", "fees"]
+    assert fees == {"BTC": float(first.fees["BTC"] + second.fees["BTC"])} and fees["BTC"] == pytest.approx(0.00003)

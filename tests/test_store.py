@@ -89,6 +89,8 @@ def test_closed_store_refuses_writes(tmp_path):
     store.close()  # closing twice is harmless
     with pytest.raises(StoreError, match="closed"):
         store.record_fill("s", TradingMode.PAPER, fill())
+    with pytest.raises(StoreError, match="closed"):
+        store.flush()
     with Store(tmp_path / "c.duckdb") as again:
         assert again.sql("SELECT count(*) FROM paper_fills")[0][0] == 1
 

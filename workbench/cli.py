@@ -26,7 +26,7 @@ def _paper(args: argparse.Namespace) -> int:
         overrides["symbols"] = args.symbols
     config = load_config(args.config, **overrides)
     strategy = make_strategy("sma_cross", fast=args.fast, slow=args.slow, size=args.size)
-    bars = {s: load_klines(s, start=args.start, limit=args.bars) for s in config.symbols}
+    bars = {s: load_klines(s, start=args.start, limit=args.bars, allow_sample=True) for s in config.symbols}
     session = TradingSession.from_config(config, strategy=strategy)
     summary = asyncio.run(session.run(bars, progress=not args.quiet))
     session.store.close()
@@ -34,6 +34,7 @@ def _paper(args: argparse.Namespace) -> int:
     last = max(b.index[-1] for b in bars.values())
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(f"Paper session {session.session_id}: {sum(len(b) for b in bars.values())} bars, {first} .. {last}")
+        print("Data: " + "; ".join(b.attrs.get("source", "klines") for b in bars.values()))
         print(summary.to_string())
     print(f"Orders and fills are in {config.store_path} (session_id = '{session.session_id}').")
     return 0

@@ -1,17 +1,21 @@
 """Market data: the bundled real Binance klines and the symbol rules, as pandas and DuckDB.
 
 Klines live under ``data/binance/spot/<interval>/<SYMBOL>-<interval>.csv[.gz]`` in Binance's
-kline column layout (see ``data/binance/SOURCES.md``). ``WORKBENCH_DATA`` overrides the folder.
+kline column layout (see ``data/README.md``). ``WORKBENCH_DATA`` overrides the folder. Where no
+real klines are present, ``load_klines(..., allow_sample=True)`` gives a deterministic synthetic
+sample instead, labelled as such in ``frame.attrs["source"]``, so examples still run.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from workbench.errors import ConfigError
@@ -31,6 +35,7 @@ KLINE_COLUMNS = (
     "taker_buy_quote_volume",
 )
 _EXCHANGE_INFO = Path(__file__).with_name("exchange_info.json")
+log = logging.getLogger(__name__)
 
 
 def data_dir() -> Path:
@@ -64,11 +69,24 @@ def load_klines(
     start: str | pd.Timestamp | None = None,
     end: str | pd.Timestamp | None = None,
     limit: int | None = None,
+    allow_sample: bool = False,
 ) -> pd.DataFrame:
     """Bundled klines of ``symbol`` as a DataFrame indexed by UTC open time, with ``open``,
     ``high``, ``low``, ``close``, ``volume`` (floats) and Binance's other kline columns.
-    ``start``/``end`` bound the open time (inclusive); ``limit`` keeps the first rows."""
-    frame = pd.read_csv(kline_path(symbol, interval))
+    ``start``/``end`` bound the open time (inclusive); ``limit`` keeps the first rows.
+
+    Raises :class:`ConfigError` when no klines of ``symbol`` are bundled, unless ``allow_sample``:
+    then a synthetic sample is returned, with ``attrs["source"]`` saying so."""
+    try:
+        path = kline_path(symbol, interval)
+    except ConfigError:
+        if not allow_sample or interval != "1m":
+            raise
+        log.warning("No real klines of %s are bundled: using a synthetic sample (see data/README.md).", symbol)
+        frame = sample_klines(symbol)
+    else:
+        frame = pd.read_csv(path)
+        frame.attrs["source"] = f"Binance spot klines, {path.name}"
     frame.index = pd.to_datetime(frame.pop("open_time"), unit="ms", utc=True).rename("open_time")
     frame["close_time"] = pd.to_datetime(frame["close_time"], unit="ms", utc=True)
     if start is not None:
@@ -81,6 +99,45 @@ def load_klines(
 def _utc(when: str | pd.Timestamp) -> pd.Timestamp:
     stamp = pd.Timestamp(when)
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp
+
+
+SAMPLE_START = {"BTC/USDT": 42_000.0, "ETH/USDT": 2_300.0, "BNB/USDT": 310.0, "SOL/USDT": 100.0, "XRP/USDT": 0.6}
+
+
+def sample_klines(symbol: str, bars: int = 20_160, seed: int = 20240101) -> pd.DataFrame:
+    """A SYNTHETIC two-week 1m kline sample in Binance's layout: a seeded random walk with
+    intrabar ranges and volume. Not market data; for examples and tests where none is bundled."""
+    rules = load_rules([symbol])[symbol]
+    rng = np.random.default_rng(seed + sum(map(ord, symbol)))
+    opened = pd.Timestamp("2024-01-01", tz="UTC").value // 1_000_000 + 60_000 * np.arange(bars)
+    close = SAMPLE_START.get(symbol, 100.0) * np.exp(np.cumsum(rng.normal(0, 0.0008, bars)))
+    open_ = np.concatenate([[close[0]], close[:-1]])
+    wiggle = np.abs(rng.normal(0, 0.0004, (2, bars)))
+    tick = float(rules.tick_size) or 1e-8
+    rounded = {
+        k: np.round(v / tick) * tick
+        for k, v in {
+            "open": open_,
+            "high": np.maximum(open_, close) * (1 + wiggle[0]),
+            "low": np.minimum(open_, close) * (1 - wiggle[1]),
+            "close": close,
+        }.items()
+    }
+    volume = rng.gamma(2.0, 5.0, bars)
+    frame = pd.DataFrame(
+        {
+            "open_time": opened,
+            **rounded,
+            "volume": volume,
+            "close_time": opened + 59_999,
+            "quote_volume": volume * close,
+            "trades": rng.integers(50, 500, bars),
+            "taker_buy_base_volume": volume / 2,
+            "taker_buy_quote_volume": volume * close / 2,
+        }
+    )
+    frame.attrs["source"] = f"SYNTHETIC sample of {symbol} (seeded random walk), not market data"
+    return frame
 
 
 def klines_to_duckdb(con: duckdb.DuckDBPyConnection, symbols: Iterable[str], interval: str = "1m") -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from functools import cached_property
 from typing import Any
 
 from workbench.errors import FilterError, InvalidOrder, UnknownSymbol
@@ -74,10 +75,16 @@ class SymbolRules:
 
     def filter(self, name: str) -> dict[str, Decimal | bool | int] | None:
         """The named filter with its numbers as Decimals, or ``None`` if the symbol has none."""
+        parsed = self._parsed.get(name)
+        return None if parsed is None else dict(parsed)
+
+    @cached_property
+    def _parsed(self) -> dict[str, dict[str, Decimal | bool | int]]:
+        """Each filter type's first filter, parsed once (rounding runs on every order and book)."""
+        parsed: dict[str, dict[str, Decimal | bool | int]] = {}
         for f in self.filters:
-            if f["filterType"] == name:
-                return {k: _value(v) for k, v in f.items() if k != "filterType"}
-        return None
+            parsed.setdefault(f["filterType"], {k: _value(v) for k, v in f.items() if k != "filterType"})
+        return parsed
 
     @property
     def tick_size(self) -> Decimal:

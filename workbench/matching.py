@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from workbench.errors import InsufficientBalance, InvalidOrder, OrderNotFound, OrderRejected
-from workbench.filters import SymbolRules, check_order, rules_for
+from workbench.filters import SymbolRules, _on_grid, check_order, rules_for
 from workbench.model import (
     ZERO,
     Balance,
@@ -86,10 +86,11 @@ def synthetic_book(last_price: Decimal, rules: SymbolRules, config: BookConfig) 
     best_bid = rules.round_price(last_price - half, ROUND_FLOOR)
     best_ask = max(rules.round_price(last_price + half, ROUND_CEILING), best_bid + tick)
     gap = max(rules.round_price(last_price * config.level_step_bps * BPS, ROUND_CEILING), tick)
-    step = rules.step_size() or Decimal("1e-8")
+    lot_step = rules.step_size()
+    step = lot_step or Decimal("1e-8")
 
     def level(price: Decimal) -> Level:
-        return Level(price, max(rules.round_amount(config.level_notional / price), step))
+        return Level(price, max(_on_grid(config.level_notional / price, lot_step, ROUND_DOWN), step))
 
     bids = tuple(level(best_bid - i * gap) for i in range(config.levels) if best_bid - i * gap > 0)
     asks = tuple(level(best_ask + i * gap) for i in range(config.levels))
@@ -126,6 +127,7 @@ class MatchingEngine:
         self.orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}  # the open subset of orders, by id
         self._by_client: dict[str, str] = {}
+        self._books: dict[str, tuple[Decimal, Book]] = {}
         self._order_seq = 0
         self._trade_seq = 0
 
@@ -144,7 +146,11 @@ class MatchingEngine:
                 field="symbol",
                 rule="price",
             )
-        return synthetic_book(self.last_price[symbol], rules, self.book_config)
+        last = self.last_price[symbol]
+        cached = self._books.get(symbol)
+        if cached is None or cached[0] != last:  # books are immutable: one per price is enough
+            cached = self._books[symbol] = (last, synthetic_book(last, rules, self.book_config))
+        return cached[1]
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         return [o.snapshot() for o in self._open.values() if symbol in (None, o.symbol)]
@@ -228,7 +234,7 @@ class MatchingEngine:
             raise OrderRejected(
                 f"stop_price {request.stop_price} would trigger at once: the last price is {last}.",
                 code=-2010,
-                msg="Stop price would trigger immediately.",
+                msg="Order would trigger immediately.",
                 field="stop_price",
                 rule="trigger",
             )

@@ -413,11 +413,8 @@ class TradingSession:
             bar = tqdm(total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
         i, done = 0, 0
         while i < len(timeline):
-            if not self._busy():
-                k = int(np.searchsorted(needed, i))
-                if k == len(needed):
-                    break
-                i = int(needed[k])
+            if not self._busy():  # skip to the next bar that matters (the last bar always does)
+                i = int(needed[np.searchsorted(needed, i)])
             await self._step(symbols[i], Decimal(str(closes[i])), int(times[i]), targets[i])
             i += 1
             if bar is not None:
@@ -522,7 +519,7 @@ class TradingSession:
                     "orders": len(orders),
                     "fills": int(fills["fills"].get(symbol, 0)),
                     "notional": float(fills["notional"].get(symbol, 0) or 0),
-                    "fees": {k: float(v) for o in orders for k, v in o.fees.items()},
+                    "fees": _total_fees(orders),
                     "position": float(position),
                     "avg_cost": float(self.state.avg_cost.get(symbol, ZERO)),
                     "last_price": float(self.last_price.get(symbol, ZERO)),
@@ -570,6 +567,14 @@ class TradingSession:
 
     def _audit(self, kind: str, detail: Mapping[str, Any]) -> None:
         self.store.audit(kind, detail, session_id=self.session_id, mode=self.mode)
+
+
+def _total_fees(orders: list[Order]) -> dict[str, float]:
+    totals: dict[str, Decimal] = {}
+    for order in orders:
+        for asset, fee in order.fees.items():
+            totals[asset] = totals.get(asset, ZERO) + fee
+    return {asset: float(fee) for asset, fee in totals.items()}
 
 
 def _request_detail(request: OrderRequest) -> dict[str, Any]:

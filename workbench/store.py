@@ -148,6 +148,8 @@ class _Row:
     merge: Callable[[tuple[str, ...], tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]] | None = None
 
 
+_FRAME_ROWS = 100  # from this many rows of one table in a batch, insert them from a DataFrame
+
 _FIRST_KNOWN = ("signal_price", "arrival_price", "signal_time", "created_at")
 
 
@@ -162,6 +164,19 @@ def _merge_orders(columns: tuple[str, ...], old: tuple[Any, ...], new: tuple[Any
         (old[i] if old[i] is not None else new[i]) if i in first else ahead[i] if ahead[i] is not None else behind[i]
         for i in range(len(columns))
     )
+
+
+_TYPES: dict[str, dict[str, str]] = {}
+
+
+def _column_types(cursor: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Each column's SQL type (the schema is this module's, the same in every file)."""
+    if table not in _TYPES:
+        rows = cursor.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+        _TYPES[table] = dict(rows)
+    return _TYPES[table]
 
 
 class StoreError(WorkbenchError):
@@ -196,6 +211,8 @@ class Store:
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until every queued write is committed; raise :class:`StoreError` if one failed."""
+        if not self._writer.is_alive():
+            raise StoreError(f"The store {self.path} is closed.")
         done = threading.Event()
         self._queue.put(done)
         if not done.wait(timeout):
@@ -489,11 +506,31 @@ class Store:
     def _insert(
         cursor: duckdb.DuckDBPyConnection, groups: dict[tuple[str, tuple[str, ...], str], dict[Any, _Row]]
     ) -> None:
-        """One multi-row INSERT per table (DuckDB inserts rows in bulk far faster than one by one)."""
+        """One multi-row INSERT per table (DuckDB inserts rows in bulk far faster than one by one);
+        from a DataFrame when there are many rows, where binding parameters one by one would cost
+        more than the insert. Decimals go in as text, so DuckDB casts them exactly."""
         for (table, columns, conflict), rows in groups.items():
-            placeholders = f"({', '.join('?' * len(columns))})"
-            cursor.execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([placeholders] * len(rows))} {conflict}",
-                [value for row in rows.values() for value in row.values],
+            names = ", ".join(columns)
+            if len(rows) < _FRAME_ROWS:
+                placeholders = f"({', '.join('?' * len(columns))})"
+                cursor.execute(
+                    f"INSERT INTO {table} ({names}) VALUES {', '.join([placeholders] * len(rows))} {conflict}",
+                    [value for row in rows.values() for value in row.values],
+                )
+                continue
+            values = zip(*(row.values for row in rows.values()), strict=True)
+            frame = pd.DataFrame(
+                {
+                    column: [str(v) if isinstance(v, Decimal) else v for v in column_values]
+                    for column, column_values in zip(columns, values, strict=True)
+                },
+                dtype=object,
             )
+            types = _column_types(cursor, table)
+            cursor.register("rows_in", frame)  # replaces the frame of a batch that failed, if any
+            cursor.execute(
+                f"INSERT INTO {table} ({names}) SELECT {', '.join(f'CAST({c} AS {types[c]})' for c in columns)} "
+                f"FROM rows_in {conflict}"
+            )
+            cursor.unregister("rows_in")
         groups.clear()

@@ -1,0 +1,387 @@
+"""Replay: run a strategy over historical bars through the very code that trades paper.
+
+A replay is a paper :class:`~workbench.session.TradingSession` (the object that trades paper, testnet
+and mainnet) with a :class:`~workbench.executors.PaperExecutor`, the shared risk checks and the DuckDB
+store, run on its fast path: the strategy's targets are computed once, vectorised, and the executor
+sees a price only on the bars where something can happen (the target changes, an order is open, the
+data ends). Its orders and fills land in the store's ``paper_orders`` and ``paper_fills`` like any
+paper session's; the session is marked as a replay (venue ``"replay"``, ``params.replay = true``).
+
+:func:`check_parity` compares a replay with a session fed the same bars one at a time (the live path);
+:func:`check_lookahead` finds bars whose signal changes when later bars are removed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from workbench.config import RiskLimits, TradingMode
+from workbench.data import load_klines, load_rules
+from workbench.errors import ConfigError
+from workbench.executors.paper import PaperExecutor
+from workbench.filters import SymbolRules
+from workbench.matching import BookConfig, Fees
+from workbench.session import TradingSession, _close_times, new_session_id
+from workbench.store import Store
+from workbench.strategy import Strategy, describe
+
+PRICES = ("open", "high", "low", "close", "volume")
+Bars = pd.DataFrame | Mapping[str, pd.DataFrame] | str | Path | duckdb.DuckDBPyConnection | None
+
+
+# -- bars -------------------------------------------------------------------------------------
+
+
+def load_bars(
+    source: Bars = None,
+    symbol: str = "BTC/USDT",
+    interval: str = "1m",
+    *,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Bars of ``symbol`` as a DataFrame indexed by UTC open time with ``open``...``volume`` floats.
+
+    ``source`` is ``None`` (the bundled klines), a DataFrame, a DuckDB connection or file holding a
+    ``klines`` table (as :func:`~workbench.data.klines_to_duckdb` and :func:`~workbench.loader.fetch_klines`
+    write it), or a Parquet or CSV file (Binance's kline layout, or any with ``open_time`` and prices).
+    ``start``/``end`` bound the open time (inclusive), ``limit`` keeps the first rows. Raises
+    :class:`~workbench.errors.ConfigError` if there are no such bars or a price column is missing.
+    """
+    if source is None:
+        return load_klines(symbol, interval, start=start, end=end, limit=limit)
+    if isinstance(source, pd.DataFrame):
+        frame = source
+    elif isinstance(source, duckdb.DuckDBPyConnection):
+        frame = _from_duckdb(source, symbol, interval)
+    else:
+        frame = _from_file(Path(source), symbol, interval)
+    frame = _normalise(frame, symbol, interval)
+    if start is not None:
+        frame = frame[frame.index >= _utc(start)]
+    if end is not None:
+        frame = frame[frame.index <= _utc(end)]
+    frame = frame.head(limit) if limit is not None else frame
+    if frame.empty:
+        raise ConfigError(f"No {interval} bars of {symbol} in {_name(source)} between {start} and {end}.")
+    return frame
+
+
+def _from_file(path: Path, symbol: str, interval: str) -> pd.DataFrame:
+    name = path.name.lower()
+    if name.endswith((".duckdb", ".db")):
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            return _from_duckdb(con, symbol, interval)
+        finally:
+            con.close()
+    if name.endswith(".parquet"):
+        return duckdb.connect().execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
+    if name.endswith((".csv", ".csv.gz")):
+        return pd.read_csv(path)
+    raise ConfigError(f"Cannot read bars from {path}: use a .duckdb, .parquet, .csv or .csv.gz file.")
+
+
+def _from_duckdb(con: duckdb.DuckDBPyConnection, symbol: str, interval: str) -> pd.DataFrame:
+    cursor = con.cursor()
+    cursor.execute("SET TimeZone = 'UTC'")
+    return cursor.execute(
+        "SELECT * FROM klines WHERE symbol = ? AND interval = ? ORDER BY open_time", [symbol, interval]
+    ).df()
+
+
+def _normalise(frame: pd.DataFrame, symbol: str, interval: str) -> pd.DataFrame:
+    """Rows of ``symbol`` (if the frame has a ``symbol`` column), indexed by UTC open time, sorted."""
+    if "symbol" in frame:
+        frame = frame[frame["symbol"].isin([symbol, symbol.replace("/", "")])]
+    if "interval" in frame:
+        frame = frame[frame["interval"] == interval]
+    frame = frame.drop(columns=[c for c in ("symbol", "interval") if c in frame])
+    if "open_time" in frame:
+        frame = frame.set_index("open_time")
+    missing = [c for c in PRICES if c not in frame]
+    if missing:
+        raise ConfigError(f"Bars need the columns {list(PRICES)}; missing {missing}.")
+    frame = frame.copy()
+    frame.index = _timestamps(frame.index).rename("open_time")
+    if "close_time" in frame:
+        frame["close_time"] = _timestamps(frame["close_time"])
+    frame[list(PRICES)] = frame[list(PRICES)].astype(float)
+    return frame.sort_index(kind="stable")
+
+
+def _timestamps(values: Any) -> Any:
+    """Milliseconds since the epoch, strings or datetimes, as UTC datetimes."""
+    if pd.api.types.is_numeric_dtype(values):
+        return pd.to_datetime(values, unit="ms", utc=True)
+    return pd.to_datetime(values, utc=True)
+
+
+def _utc(when: str | pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(when)
+    return stamp.tz_localize("UTC") if stamp.tz is None else stamp
+
+
+def _name(source: Bars) -> str:
+    return "the DataFrame" if isinstance(source, pd.DataFrame) else str(source)
+
+
+def _frames(bars: Bars, symbol: str) -> dict[str, pd.DataFrame]:
+    if isinstance(bars, Mapping):
+        return {s: load_bars(frame, s) for s, frame in bars.items()}
+    return {symbol: load_bars(bars, symbol)}
+
+
+# -- replay -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did. ``orders`` and ``fills`` are the session's rows in the store."""
+
+    session: TradingSession
+    bars: dict[str, pd.DataFrame]
+    summary: pd.DataFrame
+    seconds: float
+    _signals: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def session_id(self) -> str:
+        return self.session.session_id
+
+    @property
+    def store(self) -> Store:
+        return self.session.store
+
+    @property
+    def bars_per_second(self) -> float:
+        return sum(map(len, self.bars.values())) / self.seconds if self.seconds else float("inf")
+
+    @property
+    def orders(self) -> pd.DataFrame:
+        return self.store.query(
+            "SELECT * EXCLUDE (mode) FROM orders WHERE session_id = ? ORDER BY created_at, client_order_id",
+            [self.session_id],
+        )
+
+    @property
+    def fills(self) -> pd.DataFrame:
+        return self.store.query(
+            "SELECT * EXCLUDE (mode) FROM fills WHERE session_id = ? ORDER BY timestamp, trade_id::BIGINT",
+            [self.session_id],
+        )
+
+    @property
+    def signals(self) -> pd.DataFrame:
+        """Per symbol and bar: the close and the strategy's target (what the replay traded towards)."""
+        if self._signals is None:
+            strategy = self.session.strategy
+            self._signals = pd.concat(
+                pd.DataFrame({"symbol": s, "close": f["close"], "target": strategy(f)})
+                for s, f in self.bars.items()  # type: ignore[misc]
+            )
+        return self._signals
+
+    def pnl(self) -> float:
+        """Realised plus unrealised PnL in quote, net of fees, summed over the symbols."""
+        return float((self.summary["realised_pnl"] + self.summary["unrealised_pnl"]).sum())
+
+
+def open_store(store: Store | str | Path | None) -> Store:
+    """``store`` itself, or a replay store at that path (a fresh temporary file for ``None``)."""
+    if isinstance(store, Store):
+        return store
+    path = Path(store) if store is not None else Path(tempfile.mkdtemp(prefix="replay-")) / "replay.duckdb"
+    # Big batches: a replay writes thousands of rows a second and nothing is live to lose.
+    return Store(path, batch_size=10_000)
+
+
+async def replay(
+    strategy: Strategy,
+    bars: Bars = None,
+    *,
+    symbol: str = "BTC/USDT",
+    store: Store | str | Path | None = None,
+    balances: Mapping[str, Decimal | int | str] | None = None,
+    risk: RiskLimits = RiskLimits(),
+    fees: Fees = Fees(),
+    book: BookConfig = BookConfig(),
+    rules: Mapping[str, SymbolRules] | None = None,
+    session_id: str | None = None,
+    sweep_id: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> ReplayResult:
+    """Replay ``strategy`` over ``bars`` (see :func:`load_bars`; a mapping gives one frame per symbol)
+    through a paper executor, the shared risk checks and ``store`` (a :class:`Store`, a path, or a
+    temporary file). ``balances`` default to 10,000 of each symbol's quote asset. ``params`` are
+    recorded with the session beside the strategy's. Orders the risk checks refuse are in the audit
+    log and ``result.session.rejections``, as in a live session."""
+    frames = _frames(bars, symbol)
+    rules = dict(rules) if rules is not None else load_rules(frames)
+    executor = PaperExecutor(rules, balances or {rules[s].quote: 10_000 for s in frames}, fees=fees, book=book)
+    executor.venue = "replay"  # type: ignore[misc]
+    target = open_store(store)
+    session = TradingSession(
+        executor,
+        target,
+        rules=rules,
+        risk=risk,
+        strategy=strategy,
+        session_id=session_id or new_session_id("replay"),
+        sweep_id=sweep_id,
+    )
+    # The replay's own record of the session goes first; the session's start() then finds it and
+    # only sets it running, so its params keep the replay marker.
+    target.start_session(
+        session.session_id,
+        TradingMode.PAPER,
+        venue="replay",
+        strategy=describe(strategy)["name"],
+        params={
+            **describe(strategy),
+            **(params or {}),
+            "replay": True,
+            "bars": {s: [str(f.index[0]), str(f.index[-1]), len(f)] for s, f in frames.items()},
+        },
+        symbols=frames,
+        sweep_id=sweep_id,
+    )
+    started = time.perf_counter()
+    summary = await session.run(frames, progress=progress, skip_idle=True)
+    return ReplayResult(session, frames, summary, time.perf_counter() - started)
+
+
+async def replay_grid(
+    factory: Callable[..., Strategy],
+    bars: Bars,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    store: Store | str | Path | None = None,
+    sweep_id: str | None = None,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """Replay ``factory(**params)`` for every combination of ``grid`` into one store; one row per
+    combination with its PnL, orders, fills and session id. Combinations the factory refuses
+    (:class:`~workbench.errors.ConfigError`, e.g. fast >= slow) get a row with their error."""
+    target = open_store(store)
+    sweep_id = sweep_id or new_session_id("grid")
+    frames = _frames(bars, kwargs.pop("symbol", "BTC/USDT"))
+    rows = []
+    for values in itertools.product(*grid.values()):
+        params = dict(zip(grid, values, strict=True))
+        try:
+            strategy = factory(**params)
+        except ConfigError as e:
+            rows.append({**params, "error": str(e)})
+            continue
+        result = await replay(strategy, frames, store=target, sweep_id=sweep_id, **kwargs)
+        rows.append(
+            {
+                **params,
+                "pnl": result.pnl(),
+                "orders": int(result.summary["orders"].sum()),
+                "fills": int(result.summary["fills"].sum()),
+                "session_id": result.session_id,
+                "error": None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# -- checks -----------------------------------------------------------------------------------
+
+
+def check_lookahead(
+    strategy: Strategy,
+    bars: pd.DataFrame,
+    *,
+    cuts: Sequence[int] | None = None,
+    n_cuts: int = 20,
+) -> pd.DataFrame:
+    """Bars whose signal changes when later bars are removed: a strategy that only looks backwards
+    gives, on ``bars.iloc[: k + 1]``, exactly the signals it gives on all of ``bars`` up to bar ``k``.
+
+    ``cuts`` are the positions ``k`` of the last bar kept (default: ``n_cuts`` evenly spaced from the
+    warm-up to the end). Returns one row per offending bar (the first cut that shows it), indexed by
+    its open time, with ``position``, ``cut_at`` (the last bar kept), ``full`` and ``truncated``
+    signals; empty if the strategy passes."""
+    n = len(bars)
+    if cuts is None:
+        first = min(max(int(getattr(strategy, "warmup", 0)), 1), n - 1)
+        cuts = np.unique(np.linspace(first, n - 2, num=n_cuts).round().astype(int)) if n > 1 else []
+    full = np.asarray(strategy(bars), dtype=float)
+    found: dict[int, tuple[int, float, float]] = {}
+    for k in cuts:
+        truncated = np.asarray(strategy(bars.iloc[: k + 1]), dtype=float)
+        expected = full[: k + 1]
+        same = (truncated == expected) | (np.isnan(truncated) & np.isnan(expected))
+        for i in np.flatnonzero(~same):
+            found.setdefault(int(i), (int(k), float(expected[i]), float(truncated[i])))
+    rows = sorted(found.items())
+    return pd.DataFrame(
+        {
+            "position": [i for i, _ in rows],
+            "cut_at": [bars.index[k] for _, (k, _, _) in rows],
+            "full": [f for _, (_, f, _) in rows],
+            "truncated": [t for _, (_, _, t) in rows],
+        },
+        index=pd.Index([bars.index[i] for i, _ in rows], name=bars.index.name),
+    )
+
+
+async def check_parity(
+    strategy: Strategy,
+    bars: pd.DataFrame,
+    *,
+    symbol: str = "BTC/USDT",
+    store: Store | str | Path | None = None,
+    balances: Mapping[str, Decimal | int | str] | None = None,
+    risk: RiskLimits = RiskLimits(),
+) -> pd.DataFrame:
+    """Feed ``bars`` one at a time to a paper session (:meth:`TradingSession.on_bar`, the live path)
+    and replay them; return the bars where the two differ: the live session's target after the bar
+    against the replay's, and the order each placed on it (``"buy 0.01"``). Empty means parity."""
+    bars = load_bars(bars, symbol)
+    target = open_store(store)
+    rules = load_rules([symbol])
+    funds = balances or {rules[symbol].quote: 10_000}
+    live = TradingSession(
+        PaperExecutor(rules, funds),
+        target,
+        rules=rules,
+        risk=risk,
+        strategy=strategy,
+        session_id=new_session_id("live"),
+    )
+    live_targets = []
+    for _, bar in bars.iterrows():
+        await live.on_bar(symbol, bar)
+        live_targets.append(float(live._targets.get(symbol, np.nan)))
+    await live.stop()
+    result = await replay(strategy, bars, symbol=symbol, store=target, balances=funds, risk=risk)
+    replay_targets = pd.Series(np.asarray(strategy(bars), dtype=float), index=bars.index).ffill()
+    frame = pd.DataFrame({"live_signal": live_targets, "replay_signal": replay_targets}, index=bars.index)
+    for name, session_id in (("live_order", live.session_id), ("replay_order", result.session_id)):
+        orders = target.query(
+            "SELECT epoch_ms(signal_time) AS at, side || ' ' || CAST(CAST(amount AS DOUBLE) AS VARCHAR) AS o "
+            "FROM orders WHERE session_id = ?",
+            [session_id],
+        )
+        placed = dict(zip(orders["at"], orders["o"], strict=True))
+        frame[name] = [placed.get(at) for at in _close_times(bars)]
+    signals_differ = ~np.isclose(frame["live_signal"], frame["replay_signal"], rtol=0, atol=0, equal_nan=True)
+    orders_differ = frame["live_order"].fillna("") != frame["replay_order"].fillna("")
+    return frame[signals_differ | orders_differ]
