@@ -14,6 +14,7 @@ from workbench import runs
 from workbench.config import DEFAULT_STORE, load_config
 from workbench.data import load_klines
 from workbench.errors import WorkbenchError
+from workbench.exchange import cli as exchange_cli
 from workbench.killswitch import KillSwitch, flag_path, trip_flag
 from workbench.session import TradingSession
 from workbench.store import Store
@@ -78,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     kill.add_argument("--reason", default="tripped from the command line")
     kill.set_defaults(func=_kill_switch)
     runs.register(sub)
+    exchange_cli.register(sub)
     return p
 
 

@@ -1,0 +1,765 @@
+"""The local exchange's server: Binance's Spot REST API under ``/api/v3``, the WebSocket API at
+``/ws-api/v3`` (user data stream by ``userDataStream.subscribe.signature``), market streams at
+``/ws`` and ``/stream``, and a small admin API at ``/admin`` for fault injection and replay.
+
+Requests are signed and timed, weighed and rate limited as Binance does it; errors carry
+Binance's HTTP status, code and message. See docs/binance-spot-api.md for the facts followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field, fields
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+from workbench.data import load_klines, load_rules
+from workbench.exchange.venue import BinanceError, Venue, bad_request
+from workbench.matching import BookConfig, Fees
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Call"], Awaitable[Any]]
+WEIGHT_LIMIT_MSG = (
+    "Too much request weight used; current limit is {limit} request weight per 1 MINUTE. "
+    "Please use WebSocket Streams for live updates to avoid polling the API."
+)
+BANNED_MSG = (
+    "Way too much request weight used; IP banned until {until}. "
+    "Please use WebSocket Streams for live updates to avoid bans."
+)
+LOST_MSG = "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
+DEFAULT_BALANCES = {"USDT": "100000", "BTC": "1", "ETH": "10", "BNB": "50", "SOL": "100", "XRP": "10000"}
+
+
+@dataclass
+class Limits:
+    """Binance's rate limits (per IP for weight, per account for orders) and its ban policy."""
+
+    weight_per_minute: int = 6000
+    orders_per_10s: int = 50
+    orders_per_day: int = 160_000
+    strikes_before_ban: int = 3  # requests sent after a 429, in the same window, before a 418
+    ban_seconds: float = 120.0
+
+
+@dataclass
+class Faults:
+    """Faults to inject, switchable at run time (:meth:`LocalExchange.set_faults` or
+    ``POST /admin/faults``). Counts are used up one request (or event) at a time."""
+
+    latency_ms: float = 0.0  # added to every REST answer
+    errors_5xx: int = 0  # the next N REST requests answer 503 without doing anything
+    lost_answers: int = 0  # the next N orders are placed but answered 503 -1007 (status unknown)
+    too_many_requests: int = 0  # the next N REST requests answer 429
+    retry_after: float = 1.0  # the Retry-After of forced 429s
+    ban_seconds: float = 0.0  # when set: ban the IP now for this long (418), then reset to 0
+    clock_skew_ms: int = 0  # the server's clock runs this far ahead of the wall clock
+    ws_delay_ms: float = 0.0  # delay before each user data event
+    ws_drop_after: int | None = None  # drop user data connections after N more events
+    duplicate_events: float = 0.0  # probability that a user data event is sent twice
+    reorder_events: float = 0.0  # probability that a user data event is held back behind the next
+    reject_ws_connections: int = 0  # refuse the next N WebSocket connections
+    seed: int = 0
+
+
+@dataclass
+class Call:
+    """One REST or WebSocket API request: its parameters and what the router worked out."""
+
+    params: dict[str, str]
+    api_key: str | None = None
+
+
+@dataclass
+class _Window:
+    start: float = 0.0
+    used: int = 0
+
+
+@dataclass
+class _Counters:
+    weight: _Window = field(default_factory=_Window)
+    orders_10s: _Window = field(default_factory=_Window)
+    orders_day: _Window = field(default_factory=_Window)
+    strikes: int = 0  # requests refused with 429 in the window ``strike_window``
+    strike_window: float = -1.0
+    banned_until: float = 0.0
+
+    @staticmethod
+    def tick(window: _Window, length: float, now: float) -> _Window:
+        start = now - now % length
+        if window.start != start:
+            window.start, window.used = start, 0
+        return window
+
+
+class _Route:
+    def __init__(self, handler: Handler, signed: bool, weight: Callable[[Mapping[str, str]], int]) -> None:
+        self.handler, self.signed, self.weight = handler, signed, weight
+
+
+def _fixed(n: int) -> Callable[[Mapping[str, str]], int]:
+    return lambda params: n
+
+
+def _depth_weight(params: Mapping[str, str]) -> int:
+    limit = int(params.get("limit") or 100) if str(params.get("limit") or "100").isdigit() else 100
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+def _ticker_weight(one: int, many: int, key: str = "symbol") -> Callable[[Mapping[str, str]], int]:
+    """Weight ``one`` when ``key`` is given, else ``many``."""
+    return lambda params: one if params.get(key) else many
+
+
+def _int(params: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(params.get(name) or default)
+    except ValueError:
+        msg = f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+        raise bad_request(-1100, msg) from None
+
+
+class LocalExchange:
+    """A local Binance Spot exchange on ``host:port`` (port 0 picks a free one).
+
+    Use it as an async context manager (``async with LocalExchange() as ex: ex.url``) or from the
+    command line (``workbench exchange``). ``speed`` replays that many market minutes per wall
+    minute (0: the market moves only by :meth:`step` and :meth:`set_price`).
+    """
+
+    def __init__(
+        self,
+        symbols: list[str] | tuple[str, ...] = ("BTC/USDT", "ETH/USDT"),
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        secret: str | None = None,
+        ed25519_public_key: str | None = None,
+        balances: Mapping[str, str | int | Decimal] | None = None,
+        speed: float = 0.0,
+        start: str | None = None,
+        warmup: int = 500,
+        state_file: str | Path | None = None,
+        limits: Limits | None = None,
+        faults: Faults | None = None,
+        fees: Fees = Fees(),
+        book: BookConfig = BookConfig(),
+        ws_lifetime: float = 24 * 3600.0,
+        heartbeat: float = 20.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.api_key = api_key or secrets.token_hex(32)
+        self.secret = secret or secrets.token_hex(32)
+        self.ed25519_public_key = ed25519_public_key
+        self.speed = speed
+        self.limits = limits or Limits()
+        self.faults = faults or Faults()
+        self.ws_lifetime, self.heartbeat = ws_lifetime, heartbeat
+        self._random = random.Random(self.faults.seed)
+        klines = {s: load_klines(s, allow_sample=True, start=start) for s in symbols}
+        self.sources = {s: frame.attrs.get("source", "") for s, frame in klines.items()}
+        self.venue = Venue(
+            load_rules(symbols),
+            klines,
+            balances or DEFAULT_BALANCES,
+            clock=self.now,
+            fees=fees,
+            book=book,
+            warmup=warmup,
+            state_path=state_file,
+        )
+        self.venue.events.user.append(self._on_user_event)
+        self.venue.events.market.append(self._on_market_event)
+        self._counters = _Counters()
+        self._subscriptions: dict[web.WebSocketResponse, _Connection] = {}
+        self._market_conns: dict[web.WebSocketResponse, _Connection] = {}
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._next_subscription = 0
+        self.routes = self._routes()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def now(self) -> int:
+        """The server's clock in ms (the wall clock plus any injected skew)."""
+        return int(time.time() * 1000) + self.faults.clock_skew_ms
+
+    async def start(self) -> LocalExchange:
+        app = web.Application(middlewares=[self._errors])
+        app.router.add_route("*", "/api/v3/{endpoint:.+}", self._rest)
+        app.router.add_get("/ws-api/v3", self._ws_api)
+        app.router.add_get("/ws", self._market_ws)
+        app.router.add_get("/ws/{streams:.*}", self._market_ws)
+        app.router.add_get("/stream", self._market_ws)
+        app.router.add_route("*", "/admin/{action}", self._admin)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if self.speed > 0:
+            self._tasks.append(asyncio.create_task(self._replay(), name="replay"))
+        return self
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for conn in [*self._subscriptions.values(), *self._market_conns.values()]:
+            await conn.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.venue.save()
+
+    async def __aenter__(self) -> LocalExchange:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _replay(self) -> None:
+        while self.venue.step(1):
+            await asyncio.sleep(60.0 / self.speed)
+
+    # -- the Python admin API ---------------------------------------------------------------
+
+    def set_faults(self, **changes: Any) -> Faults:
+        """Switch faults on or off at run time, e.g. ``set_faults(lost_answers=1)``."""
+        names = {f.name for f in fields(Faults)}
+        unknown = set(changes) - names
+        if unknown:
+            raise ValueError(f"Unknown faults {sorted(unknown)}; known: {sorted(names)}.")
+        for name, value in changes.items():
+            setattr(self.faults, name, value)
+        if self.faults.ban_seconds:
+            self._counters.banned_until = time.time() + self.faults.ban_seconds
+            self.faults.ban_seconds = 0.0
+        if "seed" in changes:
+            self._random.seed(self.faults.seed)
+        return self.faults
+
+    def step(self, bars: int = 1) -> int:
+        """Replay the next ``bars`` bars now."""
+        return self.venue.step(bars)
+
+    def set_price(self, symbol: str, price: Decimal | str | float) -> None:
+        """Trade the market of ``symbol`` at ``price`` now."""
+        self.venue.set_price(self.venue.rules_for(symbol).id, Decimal(str(price)))
+
+    async def drop_connections(self) -> int:
+        """Drop every WebSocket connection (user data and market); returns how many."""
+        conns = [*self._subscriptions.values(), *self._market_conns.values()]
+        for conn in conns:
+            await conn.close()
+        return len(conns)
+
+    # -- REST -------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except BinanceError as e:
+            headers = {**self._weight_headers(), **e.headers}
+            return _json({"code": e.code, "msg": e.msg}, e.status, headers)
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        endpoint = request.match_info["endpoint"]
+        route = self.routes.get((request.method, endpoint))
+        if route is None:
+            raise BinanceError(404, -1000, f"Unknown endpoint {request.method} /api/v3/{endpoint}.")
+        query = request.raw_path.partition("?")[2]
+        body = (await request.read()).decode() if request.can_read_body else ""
+        params = _parse(query, body)
+        self._admit(route.weight(params))
+        faults = self.faults
+        if faults.too_many_requests:
+            faults.too_many_requests -= 1
+            self._strike(time.time())
+            raise self._too_many(
+                WEIGHT_LIMIT_MSG.format(limit=self.limits.weight_per_minute), -1003, faults.retry_after
+            )
+        if faults.errors_5xx:
+            faults.errors_5xx -= 1
+            raise web.HTTPServiceUnavailable(text="Service Unavailable")
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        call = Call(params)
+        if route.signed:
+            call.api_key = self._authenticate(request.headers.get("X-MBX-APIKEY"), params, _payload(query, body))
+        placing = (request.method, endpoint) == ("POST", "order")
+        if placing:
+            self._count_order()
+        try:
+            result = await route.handler(call)
+        except BinanceError:
+            if placing or request.method == "DELETE":
+                self._counters.weight.used += 1  # failed orders and cancels pay their weight
+            raise
+        headers = self._weight_headers()
+        if placing:
+            headers |= self._order_headers()
+            if faults.lost_answers:
+                faults.lost_answers -= 1
+                raise BinanceError(503, -1007, LOST_MSG, headers)
+        return _json(result, 200, headers)
+
+    def _admit(self, weight: int) -> None:
+        """Charge ``weight`` to the IP; 429 over the limit, 418 for those who keep going."""
+        now = time.time()
+        counters = self._counters
+        if now < counters.banned_until:
+            raise self._banned(now)
+        window = counters.tick(counters.weight, 60.0, now)
+        window.used += weight
+        if window.used > self.limits.weight_per_minute:
+            self._strike(now)
+            raise self._too_many(
+                WEIGHT_LIMIT_MSG.format(limit=self.limits.weight_per_minute), -1003, window.start + 60 - now
+            )
+
+    def _strike(self, now: float) -> None:
+        """One more request refused with 429 this minute; past the allowance, the IP is banned (418)."""
+        counters = self._counters
+        minute = now - now % 60
+        if counters.strike_window != minute:
+            counters.strike_window, counters.strikes = minute, 0
+        counters.strikes += 1
+        if counters.strikes > self.limits.strikes_before_ban:
+            counters.banned_until = now + self.limits.ban_seconds
+            raise self._banned(now)
+
+    def _count_order(self) -> None:
+        now = time.time()
+        for window, length, limit, label in (
+            (self._counters.orders_10s, 10.0, self.limits.orders_per_10s, "10 SECOND"),
+            (self._counters.orders_day, 86_400.0, self.limits.orders_per_day, "1 DAY"),
+        ):
+            self._counters.tick(window, length, now)
+            if window.used >= limit:
+                raise self._too_many(f"Too many new orders; current limit is {limit} orders per {label}.", -1015,
+                                     window.start + length - now)  # fmt: skip
+        self._counters.orders_10s.used += 1
+        self._counters.orders_day.used += 1
+
+    def _too_many(self, msg: str, code: int, retry_after: float) -> BinanceError:
+        return BinanceError(429, code, msg, {"Retry-After": str(max(1, round(retry_after)))})
+
+    def _banned(self, now: float) -> BinanceError:
+        until = self._counters.banned_until
+        return BinanceError(
+            418, -1003, BANNED_MSG.format(until=int(until * 1000)), {"Retry-After": str(max(1, round(until - now)))}
+        )
+
+    def _weight_headers(self) -> dict[str, str]:
+        used = str(self._counters.tick(self._counters.weight, 60.0, time.time()).used)
+        return {"X-MBX-USED-WEIGHT": used, "X-MBX-USED-WEIGHT-1M": used}
+
+    def _order_headers(self) -> dict[str, str]:
+        return {"X-MBX-ORDER-COUNT-10S": str(self._counters.orders_10s.used),
+                "X-MBX-ORDER-COUNT-1D": str(self._counters.orders_day.used)}  # fmt: skip
+
+    def rate_limits(self) -> list[dict[str, Any]]:
+        """The limits as ``exchangeInfo`` lists them."""
+        return [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+             "limit": self.limits.weight_per_minute},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": self.limits.orders_per_10s},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": self.limits.orders_per_day},
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 300_000},
+        ]  # fmt: skip
+
+    # -- signing ----------------------------------------------------------------------------
+
+    def _authenticate(self, api_key: str | None, params: Mapping[str, str], payload: str) -> str:
+        """Check the API key, signature, timestamp and recvWindow as Binance does."""
+        if not api_key:
+            raise BinanceError(401, -2014, "API-key format invalid.")
+        if not hmac.compare_digest(api_key, self.api_key):
+            raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        for name in ("timestamp", "signature"):
+            if not params.get(name):
+                raise bad_request(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+        if not self._signature_ok(payload, params["signature"]):
+            raise bad_request(-1022, "Signature for this request is not valid.")
+        self._check_time(params)
+        return api_key
+
+    def _signature_ok(self, payload: str, signature: str) -> bool:
+        expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if hmac.compare_digest(expected, signature.lower()):
+            return True
+        if self.ed25519_public_key:
+            from cryptography.exceptions import InvalidSignature
+            from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+            key = load_pem_public_key(self.ed25519_public_key.encode())
+            try:
+                key.verify(base64.b64decode(signature), payload.encode())  # type: ignore[call-arg, union-attr]
+                return True
+            except (InvalidSignature, ValueError):
+                return False
+        return False
+
+    def _check_time(self, params: Mapping[str, str]) -> None:
+        try:
+            timestamp = int(float(params["timestamp"]))
+            window = float(params.get("recvWindow") or 5000)
+        except ValueError:
+            raise bad_request(
+                -1100, "Illegal characters found in parameter 'timestamp'; legal range is '^[0-9]{1,20}$'."
+            ) from None
+        if timestamp > 10**14:  # microseconds
+            timestamp //= 1000
+        if window > 60_000:
+            raise bad_request(-1131, "recvWindow must be less than 60000")
+        server = self.now()
+        if timestamp >= server + 1000:
+            raise bad_request(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if server - timestamp > window:
+            raise bad_request(-1021, "Timestamp for this request is outside of the recvWindow.")
+
+    # -- endpoints --------------------------------------------------------------------------
+
+    def _routes(self) -> dict[tuple[str, str], _Route]:
+        v = self.venue
+
+        def public(fn: Callable[[Mapping[str, str]], Any], weight: Callable[[Mapping[str, str]], int]) -> _Route:
+            async def handler(call: Call) -> Any:
+                return fn(call.params)
+
+            return _Route(handler, False, weight)
+
+        def signed(fn: Callable[[Mapping[str, str]], Any], weight: Callable[[Mapping[str, str]], int]) -> _Route:
+            route = public(fn, weight)
+            route.signed = True
+            return route
+
+        def need(params: Mapping[str, str], name: str) -> str:
+            if not params.get(name):
+                raise bad_request(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+            return params[name]
+
+        def per_symbol(fn: Callable[[str], Any]) -> Callable[[Mapping[str, str]], Any]:
+            def answer(params: Mapping[str, str]) -> Any:
+                if params.get("symbol"):
+                    return fn(params["symbol"])
+                listed = json.loads(params["symbols"]) if params.get("symbols") else list(v.market.klines)
+                return [fn(s) for s in listed]
+
+            return answer
+
+        def price(symbol: str) -> dict[str, str]:
+            rules = v.rules_for(symbol)
+            return {"symbol": rules.id, "price": f"{v.engine.last_price[rules.symbol]:.8f}"}
+
+        def book_ticker(symbol: str) -> dict[str, str]:
+            book = v.depth(symbol, 1)
+            return {"symbol": v.rules_for(symbol).id, "bidPrice": book["bids"][0][0], "bidQty": book["bids"][0][1],
+                    "askPrice": book["asks"][0][0], "askQty": book["asks"][0][1]}  # fmt: skip
+
+        def exchange_info(params: Mapping[str, str]) -> dict[str, Any]:
+            symbols = [params["symbol"]] if params.get("symbol") else json.loads(params.get("symbols") or "null")
+            return v.exchange_info(symbols) | {"rateLimits": self.rate_limits()}
+
+        def order_id(params: Mapping[str, str]) -> tuple[str, str | None, str | None]:
+            return need(params, "symbol"), params.get("orderId"), params.get("origClientOrderId")
+
+        return {
+            ("GET", "ping"): public(lambda p: {}, _fixed(1)),
+            ("GET", "time"): public(lambda p: {"serverTime": self.now()}, _fixed(1)),
+            ("GET", "exchangeInfo"): public(exchange_info, _fixed(20)),
+            ("GET", "depth"): public(lambda p: v.depth(need(p, "symbol"), _int(p, "limit", 100)), _depth_weight),
+            ("GET", "trades"): public(lambda p: v.recent_trades(need(p, "symbol"), _int(p, "limit", 500)), _fixed(25)),
+            ("GET", "aggTrades"): public(lambda p: v.agg_trades(need(p, "symbol"), _int(p, "limit", 500)), _fixed(4)),
+            ("GET", "klines"): public(lambda p: v.klines(need(p, "symbol"), p), _fixed(2)),
+            ("GET", "ticker/price"): public(per_symbol(price), _ticker_weight(2, 4)),
+            ("GET", "ticker/bookTicker"): public(per_symbol(book_ticker), _ticker_weight(2, 4)),
+            ("GET", "ticker/24hr"): public(per_symbol(v.ticker_24hr), _ticker_weight(2, 80)),
+            ("GET", "avgPrice"): public(lambda p: {"mins": 5, "price": price(need(p, "symbol"))["price"]}, _fixed(2)),
+            ("POST", "order"): signed(lambda p: v.create_order(p), _fixed(0)),
+            ("POST", "order/test"): signed(lambda p: v.create_order(p, test=True), _fixed(1)),
+            ("GET", "order"): signed(lambda p: v.fetch_order(*order_id(p)), _fixed(4)),
+            ("DELETE", "order"): signed(lambda p: v.cancel_order(*order_id(p), p.get("newClientOrderId")), _fixed(0)),
+            ("GET", "openOrders"): signed(lambda p: v.open_orders(p.get("symbol")), _ticker_weight(6, 80)),
+            ("DELETE", "openOrders"): signed(lambda p: v.cancel_all_orders(need(p, "symbol")), _fixed(0)),
+            ("GET", "allOrders"): signed(lambda p: v.all_orders(need(p, "symbol"), p), _fixed(20)),
+            ("GET", "myTrades"): signed(lambda p: v.my_trades(need(p, "symbol"), p), _ticker_weight(20, 5, "orderId")),
+            ("GET", "account"): signed(lambda p: v.account(p.get("omitZeroBalances") == "true"), _fixed(20)),
+            ("GET", "rateLimit/order"): signed(lambda p: self._order_rate_limits(), _fixed(40)),
+        }  # fmt: skip
+
+    def _order_rate_limits(self) -> list[dict[str, Any]]:
+        counts = (self._counters.orders_10s.used, self._counters.orders_day.used)
+        return [limit | {"count": count} for limit, count in zip(self.rate_limits()[1:3], counts, strict=True)]
+
+    # -- WebSocket API: the user data stream ------------------------------------------------
+
+    async def _ws_api(self, request: web.Request) -> web.StreamResponse:
+        if self.faults.reject_ws_connections:
+            self.faults.reject_ws_connections -= 1
+            raise web.HTTPServiceUnavailable()
+        ws = web.WebSocketResponse(heartbeat=self.heartbeat)
+        await ws.prepare(request)
+        conn = _Connection(ws, self)
+        self._subscriptions[ws] = conn
+        try:
+            async for message in ws:
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                await conn.send(await self._ws_request(conn, message.data), now=True)
+        finally:
+            self._subscriptions.pop(ws, None)
+            await conn.close()
+        return ws
+
+    async def _ws_request(self, conn: _Connection, text: str) -> dict[str, Any]:
+        try:
+            message = json.loads(text)
+            id_, method, params = message.get("id"), message["method"], dict(message.get("params") or {})
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return {"id": None, "status": 400, "error": {"code": -1000, "msg": "Malformed request."}}
+        method = method.removeprefix("v3/")
+        try:
+            self._admit(2 if method.startswith("userDataStream") else 1)
+            result = await self._ws_method(
+                conn, method, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
+            )
+            return {"id": id_, "status": 200, "result": result, "rateLimits": self._ws_rate_limits()}
+        except BinanceError as e:
+            error: dict[str, Any] = {"code": e.code, "msg": e.msg}
+            if e.status in (418, 429):
+                error["data"] = {
+                    "serverTime": self.now(),
+                    "retryAfter": self.now() + int(e.headers.get("Retry-After", "1")) * 1000,
+                }
+            return {"id": id_, "status": e.status, "error": error, "rateLimits": self._ws_rate_limits()}
+
+    async def _ws_method(self, conn: _Connection, method: str, params: dict[str, str]) -> Any:
+        if method == "ping":
+            return {}
+        if method == "time":
+            return {"serverTime": self.now()}
+        if method == "userDataStream.unsubscribe":
+            wanted = params.get("subscriptionId")
+            conn.subscriptions = {s for s in conn.subscriptions if wanted is not None and str(s) != wanted}
+            return {}
+        signed = {"userDataStream.subscribe.signature": None, "order.place": ("POST", "order"),
+                  "order.test": ("POST", "order/test"), "order.status": ("GET", "order"),
+                  "order.cancel": ("DELETE", "order"), "openOrders.status": ("GET", "openOrders"),
+                  "openOrders.cancelAll": ("DELETE", "openOrders"), "allOrders": ("GET", "allOrders"),
+                  "myTrades": ("GET", "myTrades"), "account.status": ("GET", "account")}  # fmt: skip
+        if method not in signed:
+            raise bad_request(-1020, "This operation is not supported.")
+        payload = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
+        self._authenticate(params.get("apiKey"), params, payload)
+        params.pop("apiKey")
+        route = signed[method]
+        if route is None:
+            if conn.subscriptions:
+                raise bad_request(-2035, "User Data Stream subscription already active.")
+            subscription = self._next_subscription
+            self._next_subscription += 1
+            conn.subscriptions.add(subscription)
+            return {"subscriptionId": subscription}
+        if route == ("POST", "order"):
+            self._count_order()
+        return await self.routes[route].handler(Call(params, self.api_key))
+
+    def _ws_rate_limits(self) -> list[dict[str, Any]]:
+        used = self._counters.tick(self._counters.weight, 60.0, time.time()).used
+        return [self.rate_limits()[0] | {"count": used}]
+
+    def _on_user_event(self, event: dict[str, Any]) -> None:
+        for conn in list(self._subscriptions.values()):
+            for subscription in conn.subscriptions:
+                conn.push({"subscriptionId": subscription, "event": event})
+
+    # -- market streams ---------------------------------------------------------------------
+
+    async def _market_ws(self, request: web.Request) -> web.StreamResponse:
+        if self.faults.reject_ws_connections:
+            self.faults.reject_ws_connections -= 1
+            raise web.HTTPServiceUnavailable()
+        ws = web.WebSocketResponse(heartbeat=self.heartbeat)
+        await ws.prepare(request)
+        conn = _Connection(ws, self, market=True)
+        conn.combined = request.path == "/stream"
+        named = request.query.get("streams", "") if conn.combined else request.match_info.get("streams", "")
+        conn.streams = {s for s in named.split("/") if "@" in s}
+        self._market_conns[ws] = conn
+        try:
+            async for message in ws:
+                if message.type is WSMsgType.TEXT:
+                    await conn.send(_control(conn, message.data), now=True)
+        finally:
+            self._market_conns.pop(ws, None)
+            await conn.close()
+        return ws
+
+    def _on_market_event(self, stream: str, payload: dict[str, Any]) -> None:
+        for conn in list(self._market_conns.values()):
+            if stream in conn.streams:
+                conn.push({"stream": stream, "data": payload} if conn.combined else payload)
+
+    # -- admin ------------------------------------------------------------------------------
+
+    async def _admin(self, request: web.Request) -> web.StreamResponse:
+        if request.remote not in ("127.0.0.1", "::1"):
+            raise web.HTTPForbidden()
+        action = request.match_info["action"]
+        body = await request.json() if request.can_read_body else {}
+        if action == "faults":
+            if request.method == "POST":
+                try:
+                    self.set_faults(**body)
+                except (ValueError, TypeError) as e:
+                    return web.json_response({"error": str(e)}, status=400)
+            return web.json_response(asdict(self.faults))
+        if action == "step":
+            return web.json_response({"bars": self.step(int(body.get("bars", 1)))})
+        if action == "price":
+            self.set_price(body["symbol"], body["price"])
+            return web.json_response({})
+        if action == "drop":
+            return web.json_response({"dropped": await self.drop_connections()})
+        if action == "state":
+            venue = self.venue
+            state = {"account": venue.account(), "open_orders": venue.open_orders(None), "trades": len(venue.trades)}
+            return web.json_response(state | {"cursor": venue.market.cursor})
+        raise web.HTTPNotFound()
+
+
+class _Connection:
+    """One WebSocket connection and the queue that feeds it, with the injected stream faults."""
+
+    def __init__(self, ws: web.WebSocketResponse, exchange: LocalExchange, market: bool = False) -> None:
+        self.ws, self.exchange, self.market = ws, exchange, market
+        self.subscriptions: set[int] = set()
+        self.streams: set[str] = set()
+        self.combined = False
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._held: dict[str, Any] | None = None
+        self._sender = asyncio.create_task(self._send_forever())
+        self._lifetime = asyncio.get_running_loop().call_later(
+            exchange.ws_lifetime, lambda: asyncio.ensure_future(self.close())
+        )
+
+    def push(self, message: dict[str, Any]) -> None:
+        self.queue.put_nowait(message)
+
+    async def send(self, message: dict[str, Any], now: bool = False) -> None:
+        if not self.ws.closed:
+            with suppress(ConnectionResetError, RuntimeError):
+                await self.ws.send_str(json.dumps(message, separators=(",", ":")))
+
+    async def _send_forever(self) -> None:
+        faults, rng = self.exchange.faults, self.exchange._random
+        while True:
+            message = await self.queue.get()
+            if self.market:
+                await self.send(message)
+                continue
+            if faults.ws_delay_ms:
+                await asyncio.sleep(faults.ws_delay_ms / 1000)
+            if faults.ws_drop_after is not None:
+                if faults.ws_drop_after <= 0:
+                    faults.ws_drop_after = None
+                    await self.ws.close(code=1006)
+                    return
+                faults.ws_drop_after -= 1
+            if self._held is None and faults.reorder_events and rng.random() < faults.reorder_events:
+                self._held = message
+                if self.queue.empty():  # nothing to overtake it: send it after all
+                    await self.send(message)
+                    self._held = None
+                continue
+            await self.send(message)
+            if faults.duplicate_events and rng.random() < faults.duplicate_events:
+                await self.send(message)
+            if self._held is not None:
+                await self.send(self._held)
+                self._held = None
+
+    async def close(self) -> None:
+        self._lifetime.cancel()
+        self._sender.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._sender
+        if not self.ws.closed:
+            await self.ws.close()
+
+
+def _control(conn: _Connection, text: str) -> dict[str, Any]:
+    """Answer a market-stream control message (SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, ...)."""
+    try:
+        message = json.loads(text)
+        method, params, id_ = message["method"], message.get("params") or [], message.get("id")
+    except (ValueError, KeyError, TypeError):
+        return {"code": 3, "msg": "Invalid JSON: expected a JSON object with a method", "id": None}
+    if method == "SUBSCRIBE":
+        conn.streams |= set(params)
+        return {"result": None, "id": id_}
+    if method == "UNSUBSCRIBE":
+        conn.streams -= set(params)
+        return {"result": None, "id": id_}
+    if method == "LIST_SUBSCRIPTIONS":
+        return {"result": sorted(conn.streams), "id": id_}
+    if method == "SET_PROPERTY" and params[:1] == ["combined"]:
+        conn.combined = bool(params[1])
+        return {"result": None, "id": id_}
+    if method == "GET_PROPERTY" and params[:1] == ["combined"]:
+        return {"result": conn.combined, "id": id_}
+    return {"code": 2, "msg": f"Invalid request: unknown method {method!r}", "id": id_}
+
+
+def _json(body: Any, status: int, headers: Mapping[str, str]) -> web.Response:
+    """A JSON answer written compactly, as Binance writes it."""
+    return web.Response(
+        text=json.dumps(body, separators=(",", ":")), status=status, content_type="application/json", headers=headers
+    )
+
+
+def _parse(query: str, body: str) -> dict[str, str]:
+    """Query and body parameters; the query wins on a clash; a repeated name is -1101."""
+    params: dict[str, str] = {}
+    for source in (body, query):
+        seen: set[str] = set()
+        for key, value in parse_qsl(source, keep_blank_values=True):
+            if key in seen:
+                raise bad_request(-1101, "Duplicate values for a parameter detected.")
+            seen.add(key)
+            params[key] = value
+    return params
+
+
+def _payload(query: str, body: str) -> str:
+    """What Binance signs: the query string then the body, as sent, without the signature."""
+
+    def strip(raw: str) -> str:
+        return "&".join(part for part in raw.split("&") if part and not part.startswith("signature="))
+
+    return strip(query) + strip(body)

@@ -1,0 +1,707 @@
+"""The local exchange's venue: one account on the shared matching core, a market replaying klines,
+and Binance's JSON shapes for both. No networking here (the server speaks HTTP and WebSocket);
+the only I/O is the optional state file, written atomically after every change.
+
+Everything is keyed by Binance's symbol id (``"BTCUSDT"``) on the way in and out; the matching
+core underneath keeps ccxt's ``"BTC/USDT"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import secrets
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import OrderNotFound, OrderRejected
+from workbench.filters import SymbolRules
+from workbench.matching import BookConfig, Execution, Fees, MatchingEngine
+from workbench.model import ZERO, Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
+
+CLIENT_ID_RULE = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
+_CLIENT_ID_CHARS = set(string.ascii_letters + string.digits + "._:/-")
+ORDER_PARAMS = {
+    "symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price", "newClientOrderId",
+    "strategyId", "strategyType", "stopPrice", "trailingDelta", "icebergQty", "newOrderRespType",
+    "selfTradePreventionMode", "recvWindow", "timestamp", "signature", "computeCommissionRates",
+}  # fmt: skip
+_UNSUPPORTED_TYPES = {
+    "STOP_LOSS": "Stop loss orders are not supported for this symbol.",
+    "TAKE_PROFIT": "Take profit orders are not supported for this symbol.",
+}
+INTERVALS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360,
+             "8h": 480, "12h": 720, "1d": 1440}  # fmt: skip
+
+
+class BinanceError(Exception):
+    """A Binance error answer: HTTP ``status`` with ``{"code": code, "msg": msg}``."""
+
+    def __init__(self, status: int, code: int, msg: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(f"{status} {code} {msg}")
+        self.status, self.code, self.msg = status, code, msg
+        self.headers = dict(headers or {})
+
+
+def bad_request(code: int, msg: str) -> BinanceError:
+    return BinanceError(400, code, msg)
+
+
+def fmt(value: Decimal | None) -> str:
+    """A decimal as Binance writes it: eight places, ``"0.00000000"`` for none."""
+    return f"{value or ZERO:.8f}"
+
+
+def new_client_id() -> str:
+    """A 22-character id like the ones Binance generates."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(22))
+
+
+@dataclass
+class Market:
+    """Klines replayed bar by bar: ``cursor`` is the index of the last bar that has closed."""
+
+    klines: dict[str, pd.DataFrame]
+    cursor: int
+    trade_seq: int = 0
+    depth_seq: dict[str, int] = field(default_factory=dict)
+    prints: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # recent public trades
+    last_depth: dict[str, dict[str, Any]] = field(default_factory=dict)  # the book last streamed
+
+    @property
+    def length(self) -> int:
+        return min(len(frame) for frame in self.klines.values())
+
+    def bar(self, symbol_id: str, index: int | None = None) -> pd.Series:
+        return self.klines[symbol_id].iloc[self.cursor if index is None else index]
+
+    def path(self, symbol_id: str, index: int) -> list[Decimal]:
+        """The prices a bar walks through: open, then the nearer extreme, the other, and close."""
+        bar = self.bar(symbol_id, index)
+        o, h, l, c = (Decimal(repr(float(bar[k]))) for k in ("open", "high", "low", "close"))  # noqa: E741
+        return [o, l, h, c] if c >= o else [o, h, l, c]
+
+
+@dataclass
+class VenueEvents:
+    """Where the venue reports what happens: user data events (Binance event dicts) and market
+    stream payloads (stream name, payload)."""
+
+    user: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    market: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
+
+
+class Venue:
+    """One account trading on the matching core against a replayed market, answering in Binance's
+    JSON. Methods raise :class:`BinanceError` with Binance's status, code and message."""
+
+    def __init__(
+        self,
+        rules: Mapping[str, SymbolRules],
+        klines: Mapping[str, pd.DataFrame],
+        balances: Mapping[str, Decimal | int | str],
+        *,
+        clock: Callable[[], int],
+        fees: Fees = Fees(),
+        book: BookConfig = BookConfig(),
+        warmup: int = 500,
+        state_path: str | Path | None = None,
+    ) -> None:
+        self.rules = {r.id: r for r in rules.values()}
+        self.engine = MatchingEngine(rules, balances, fees=fees, book=book)
+        frames = {rules[sym].id: frame for sym, frame in klines.items()}
+        self.market = Market(frames, cursor=0)
+        self.market.cursor = min(warmup, self.market.length - 1)
+        self.clock = clock
+        self.trades: list[Fill] = []
+        self.created: dict[str, int] = {}  # order id -> creation time (order.timestamp moves on cancel)
+        self.events = VenueEvents()
+        self.state_path = Path(state_path) if state_path else None
+        self._execution_id = 0
+        if self.state_path and self.state_path.exists():
+            self._load(self.state_path)
+        for symbol_id in self.market.klines:
+            self.engine.set_price(self.rules[symbol_id].symbol, self.market.bar(symbol_id)["close"], self.clock())
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def rules_for(self, symbol: str) -> SymbolRules:
+        """Rules by Binance id or ccxt symbol; -1121 if the symbol is not listed."""
+        rules = self.rules.get(symbol) or next((r for r in self.rules.values() if r.symbol == symbol), None)
+        if rules is None or rules.id not in self.market.klines:
+            raise bad_request(-1121, "Invalid symbol.")
+        return rules
+
+    def _order(self, symbol_id: str, order_id: str | None, client_id: str | None, code: int, msg: str) -> Order:
+        if order_id is None and client_id is None:
+            raise bad_request(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+        symbol = self.rules_for(symbol_id).symbol
+        try:
+            order = self.engine.get_order(symbol, id=order_id, client_order_id=None if order_id else client_id)
+        except OrderNotFound:
+            raise bad_request(code, msg) from None
+        if order_id and client_id and order.client_order_id != client_id:
+            raise bad_request(code, msg)
+        return order
+
+    # -- orders -----------------------------------------------------------------------------
+
+    def request_from(self, params: Mapping[str, str]) -> tuple[OrderRequest, str]:
+        """Binance's order parameters as an order request and its client order id, checked as
+        Binance checks them (before filters and funds)."""
+        unknown = sorted(set(params) - ORDER_PARAMS)
+        if unknown:
+            raise bad_request(-1104, f"Not all sent parameters were read; read '{len(params) - len(unknown)}' "
+                                     f"parameter(s) but was sent '{len(params)}'.")  # fmt: skip
+        for name in ("symbol", "side", "type"):
+            if not params.get(name):
+                raise bad_request(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+        rules = self.rules_for(params["symbol"])
+        type_ = params["type"].upper()
+        if type_ in _UNSUPPORTED_TYPES:
+            raise bad_request(-2010, _UNSUPPORTED_TYPES[type_])
+        if params.get("icebergQty"):
+            raise bad_request(-2010, "Iceberg orders are not supported for this symbol.")
+        if params.get("trailingDelta"):
+            raise bad_request(-2010, "Trailing stop orders are not supported for this symbol.")
+        if type_ in ("MARKET", "LIMIT_MAKER") and params.get("timeInForce"):
+            raise bad_request(-1114, "TimeInForce parameter sent when not required.")
+        client_id = params.get("newClientOrderId") or new_client_id()
+        if len(client_id) > 36 or not set(client_id) <= _CLIENT_ID_CHARS:
+            raise bad_request(
+                -1100, f"Illegal characters found in parameter 'newClientOrderId'; legal range is '{CLIENT_ID_RULE}'."
+            )
+        try:
+            request = OrderRequest(
+                symbol=rules.symbol,
+                side=Side(params["side"].lower()) if params["side"] in ("BUY", "SELL") else params["side"],  # type: ignore[arg-type]
+                type=type_,  # type: ignore[arg-type]
+                amount=params.get("quantity"),  # type: ignore[arg-type]
+                price=params.get("price"),  # type: ignore[arg-type]
+                stop_price=params.get("stopPrice"),  # type: ignore[arg-type]
+                time_in_force=params.get("timeInForce"),  # type: ignore[arg-type]
+                quote_amount=params.get("quoteOrderQty"),  # type: ignore[arg-type]
+                client_order_id=client_id,
+            )
+        except OrderRejected as e:
+            raise bad_request(e.code or -1102, e.msg or str(e)) from None
+        if params["side"] not in ("BUY", "SELL"):
+            raise bad_request(-1117, "Invalid side.")
+        return request, client_id
+
+    def create_order(self, params: Mapping[str, str], *, test: bool = False) -> dict[str, Any]:
+        """``POST /api/v3/order`` (or ``order/test``): the answer in the requested response type."""
+        request, client_id = self.request_from(params)
+        now = self.clock()
+        if test:
+            self._check_only(request, client_id, now)
+            return {}
+        try:
+            executions = self.engine.create_order(request, client_id, now)
+        except OrderRejected as e:
+            raise bad_request(e.code or -1013, e.msg or str(e)) from None
+        order = executions[-1].order
+        self.created[order.id] = now  # type: ignore[index]
+        self._publish(executions, now)
+        default = "FULL" if request.type in (OrderType.MARKET, OrderType.LIMIT) else "ACK"
+        kind = params.get("newOrderRespType", default).upper()
+        ack = {
+            "symbol": self.rules_for(order.symbol).id,
+            "orderId": int(order.id),  # type: ignore[arg-type]
+            "orderListId": -1,
+            "clientOrderId": client_id,
+            "transactTime": now,
+        }
+        if kind == "ACK":
+            return ack
+        working = not order.type.is_stop or order.triggered
+        result = ack | self.order_json(order, with_times=False) | {"workingTime": now if working else -1}
+        if kind == "RESULT":
+            return result
+        fills = [e.fill for e in executions if e.fill is not None]
+        return result | {
+            "fills": [
+                {"price": fmt(f.price), "qty": fmt(f.amount), "commission": fmt(f.fee),
+                 "commissionAsset": f.fee_currency, "tradeId": int(f.trade_id)}
+                for f in fills
+            ]
+        }  # fmt: skip
+
+    def _check_only(self, request: OrderRequest, client_id: str, now: int) -> None:
+        """Validate like create_order without changing anything (``order/test``)."""
+        try:
+            copy.deepcopy(self.engine).create_order(request, client_id, now)
+        except OrderRejected as e:
+            raise bad_request(e.code or -1013, e.msg or str(e)) from None
+
+    def fetch_order(self, symbol_id: str, order_id: str | None, client_id: str | None) -> dict[str, Any]:
+        return self.order_json(self._order(symbol_id, order_id, client_id, -2013, "Order does not exist."))
+
+    def cancel_order(
+        self, symbol_id: str, order_id: str | None, client_id: str | None, new_client_id_: str | None = None
+    ) -> dict[str, Any]:
+        order = self._order(symbol_id, order_id, client_id, -2011, "Unknown order sent.")
+        if not order.is_open:
+            raise bad_request(-2011, "Unknown order sent.")
+        now = self.clock()
+        execution = self.engine.cancel_order(order.symbol, id=order.id, now=now)
+        cancel_id = new_client_id_ or new_client_id()
+        self._publish([execution], now, cancel_id=cancel_id)
+        return self._cancel_json(execution.order, cancel_id, now)
+
+    def cancel_all_orders(self, symbol_id: str) -> list[dict[str, Any]]:
+        rules = self.rules_for(symbol_id)
+        if not self.engine.open_orders(rules.symbol):
+            raise bad_request(-2011, "Unknown order sent.")
+        now = self.clock()
+        answers = []
+        for execution in self.engine.cancel_all_orders(rules.symbol, now):
+            cancel_id = new_client_id()
+            self._publish([execution], now, cancel_id=cancel_id)
+            answers.append(self._cancel_json(execution.order, cancel_id, now))
+        return answers
+
+    def open_orders(self, symbol_id: str | None) -> list[dict[str, Any]]:
+        symbol = self.rules_for(symbol_id).symbol if symbol_id else None
+        return [self.order_json(o) for o in self.engine.open_orders(symbol)]
+
+    def all_orders(self, symbol_id: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        symbol = self.rules_for(symbol_id).symbol
+        orders = sorted((o for o in self.engine.orders.values() if o.symbol == symbol), key=lambda o: int(o.id))  # type: ignore[arg-type]
+        if params.get("orderId"):
+            orders = [o for o in orders if int(o.id) >= int(params["orderId"])]  # type: ignore[arg-type]
+        else:
+            orders = _in_window(orders, params, lambda o: self.created.get(o.id, o.timestamp))  # type: ignore[arg-type]
+        return [self.order_json(o) for o in orders[: _limit(params, 500, 1000)]]
+
+    def my_trades(self, symbol_id: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        rules = self.rules_for(symbol_id)
+        trades = [t for t in self.trades if t.symbol == rules.symbol]
+        if params.get("orderId"):
+            trades = [t for t in trades if t.order_id == params["orderId"]]
+        if params.get("fromId"):
+            trades = [t for t in trades if int(t.trade_id) >= int(params["fromId"])]
+        elif not params.get("orderId"):
+            trades = _in_window(trades, params, lambda t: t.timestamp)
+        return [self.trade_json(t) for t in trades[: _limit(params, 500, 1000)]]
+
+    def account(self, omit_zero: bool = False) -> dict[str, Any]:
+        fees = self.engine.fees
+        balances = [
+            {"asset": b.asset, "free": fmt(b.free), "locked": fmt(b.locked)}
+            for b in self.engine.balances().values()
+            if not omit_zero or b.total
+        ]
+        rate = {k: fmt(v) for k, v in {"maker": fees.maker, "taker": fees.taker, "buyer": ZERO, "seller": ZERO}.items()}
+        return {
+            "makerCommission": int(fees.maker * 10_000),
+            "takerCommission": int(fees.taker * 10_000),
+            "buyerCommission": 0,
+            "sellerCommission": 0,
+            "commissionRates": rate,
+            "canTrade": True,
+            "canWithdraw": False,
+            "canDeposit": False,
+            "brokered": False,
+            "requireSelfTradePrevention": False,
+            "preventSor": False,
+            "updateTime": self.clock(),
+            "accountType": "SPOT",
+            "balances": balances,
+            "permissions": ["SPOT"],
+            "uid": 1,
+        }
+
+    def deposit(self, asset: str, amount: Decimal) -> None:
+        """Credit (or, negative, debit) the account, as a deposit or withdrawal would."""
+        now = self.clock()
+        self.engine.free[asset] = self.engine.free.get(asset, ZERO) + amount
+        self.engine.locked.setdefault(asset, ZERO)
+        self._user({"e": "balanceUpdate", "E": now, "a": asset, "d": fmt(amount), "T": now})
+        self._user(self._position([asset], now))
+        self.save()
+
+    # -- the market -------------------------------------------------------------------------
+
+    def step(self, bars: int = 1) -> int:
+        """Replay the next ``bars`` bars of every symbol; returns how many were replayed (fewer at
+        the end of the data)."""
+        done = 0
+        for _ in range(bars):
+            if self.market.cursor + 1 >= self.market.length:
+                break
+            self.market.cursor += 1
+            for symbol_id in self.market.klines:
+                for price in self.market.path(symbol_id, self.market.cursor):
+                    self.set_price(symbol_id, price, save=False)
+                self._market(f"{symbol_id.lower()}@kline_1m", self.kline_event(symbol_id))
+            done += 1
+        if done:
+            self.save()
+        return done
+
+    def set_price(self, symbol_id: str, price: Decimal | str, *, save: bool = True) -> None:
+        """Trade the market at ``price``: fills and triggers what it reaches, prints a public trade
+        and moves the book."""
+        rules = self.rules_for(symbol_id)
+        now = self.clock()
+        price = rules.round_price(Decimal(str(price)))
+        self._publish(self.engine.set_price(rules.symbol, price, now), now)
+        self.market.trade_seq += 1
+        bar = self.market.bar(rules.id)
+        qty = rules.round_amount(Decimal(repr(float(bar["volume"]))) / 4) or rules.step_size() or Decimal(1)
+        trade = {"id": self.market.trade_seq, "price": fmt(price), "qty": fmt(qty), "quoteQty": fmt(price * qty),
+                 "time": now, "isBuyerMaker": bool(self.market.trade_seq % 2), "isBestMatch": True}  # fmt: skip
+        prints = self.market.prints.setdefault(rules.id, [])
+        prints.append(trade)
+        del prints[:-1000]
+        stream = rules.id.lower()
+        self._market(f"{stream}@trade", {"e": "trade", "E": now, "s": rules.id, "t": trade["id"], "p": trade["price"],
+                                        "q": trade["qty"], "T": now, "m": trade["isBuyerMaker"],
+                                        "M": True})  # fmt: skip
+        self._book_changed(rules.id, now)
+        if save:
+            self.save()
+
+    def _book_changed(self, symbol_id: str, now: int) -> None:
+        before = self.market.depth_seq.get(symbol_id, 0)
+        self.market.depth_seq[symbol_id] = before + 1
+        depth = self.depth(symbol_id, 1000)
+        stream = symbol_id.lower()
+        best_bid, best_ask = depth["bids"][0], depth["asks"][0]
+        book_ticker = {"u": before + 1, "s": symbol_id, "b": best_bid[0], "B": best_bid[1], "a": best_ask[0],
+                       "A": best_ask[1]}  # fmt: skip
+        self._market(f"{stream}@bookTicker", book_ticker)
+        # A diff that replaces the whole book: old levels go to zero, new ones are set.
+        update = {"e": "depthUpdate", "E": now, "s": symbol_id, "U": before + 1, "u": before + 1,
+                  "b": depth["bids"], "a": depth["asks"]}  # fmt: skip
+        previous = self.market.last_depth.get(symbol_id)
+        if previous:
+            for side, key in (("bids", "b"), ("asks", "a")):
+                now_levels = {p for p, _ in depth[side]}
+                update[key] = [[p, fmt(ZERO)] for p, _ in previous[side] if p not in now_levels] + depth[side]
+        self.market.last_depth[symbol_id] = depth
+        for name in ("depth", "depth@100ms"):
+            self._market(f"{stream}@{name}", update)
+        for levels in (5, 10, 20):
+            top = {"lastUpdateId": before + 1, "bids": depth["bids"][:levels], "asks": depth["asks"][:levels]}
+            self._market(f"{stream}@depth{levels}", top)
+            self._market(f"{stream}@depth{levels}@100ms", top)
+        ticker = self.ticker_event(symbol_id, now)
+        self._market(f"{stream}@ticker", ticker)
+        mini = {k: ticker[k] for k in ("E", "s", "c", "o", "h", "l", "v", "q")}
+        self._market(f"{stream}@miniTicker", {"e": "24hrMiniTicker", **mini})
+
+    def depth(self, symbol_id: str, limit: int = 100) -> dict[str, Any]:
+        rules = self.rules_for(symbol_id)
+        book = self.engine.book(rules.symbol)
+        levels = max(1, min(limit, 5000))
+        return {
+            "lastUpdateId": self.market.depth_seq.get(rules.id, 0),
+            "bids": [[fmt(lv.price), fmt(lv.amount)] for lv in book.bids[:levels]],
+            "asks": [[fmt(lv.price), fmt(lv.amount)] for lv in book.asks[:levels]],
+        }
+
+    def recent_trades(self, symbol_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        prints = self.market.prints.get(self.rules_for(symbol_id).id, [])
+        return prints[-max(1, min(limit, 1000)) :]
+
+    def agg_trades(self, symbol_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Recent trades as aggregate trades (each print is its own aggregate)."""
+        return [
+            {"a": t["id"], "p": t["price"], "q": t["qty"], "f": t["id"], "l": t["id"], "T": t["time"],
+             "m": t["isBuyerMaker"], "M": True}
+            for t in self.recent_trades(symbol_id, limit)
+        ]  # fmt: skip
+
+    def klines(self, symbol_id: str, params: Mapping[str, str]) -> list[list[Any]]:
+        """Closed bars up to the replay cursor, resampled to ``interval``."""
+        rules = self.rules_for(symbol_id)
+        minutes = INTERVALS.get(params.get("interval", ""))
+        if minutes is None:
+            raise bad_request(-1120, "Invalid interval.")
+        frame = self.market.klines[rules.id].iloc[: self.market.cursor + 1]
+        if minutes > 1:
+            frame = _resample(frame, minutes)
+        opened = frame.index.as_unit("ms").asi8
+        keep = np.ones(len(frame), dtype=bool)
+        if params.get("startTime"):
+            keep &= opened >= int(params["startTime"])
+        if params.get("endTime"):
+            keep &= opened <= int(params["endTime"])
+        frame, opened = frame[keep], opened[keep]
+        limit = _limit(params, 500, 1000)
+        frame, opened = (
+            (frame.head(limit), opened[:limit]) if params.get("startTime") else (frame.tail(limit), opened[-limit:])
+        )
+        return [_kline_row(int(t), row, minutes) for t, row in zip(opened, frame.itertuples(), strict=True)]
+
+    def kline_event(self, symbol_id: str) -> dict[str, Any]:
+        bar = self.market.bar(symbol_id)
+        opened = int(bar.name.value // 1_000_000)
+        row = _kline_row(opened, bar, 1)
+        return {
+            "e": "kline", "E": self.clock(), "s": symbol_id,
+            "k": {"t": row[0], "T": row[6], "s": symbol_id, "i": "1m", "f": -1, "L": -1, "o": row[1], "c": row[4],
+                  "h": row[2], "l": row[3], "v": row[5], "n": row[8], "x": True, "q": row[7], "V": row[9],
+                  "Q": row[10], "B": "0"},
+        }  # fmt: skip
+
+    def ticker_24hr(self, symbol_id: str) -> dict[str, Any]:
+        rules = self.rules_for(symbol_id)
+        frame = self.market.klines[rules.id].iloc[max(0, self.market.cursor - 1439) : self.market.cursor + 1]
+        last = self.engine.last_price[rules.symbol]
+        first = Decimal(repr(float(frame["open"].iloc[0])))
+        volume = Decimal(repr(float(frame["volume"].sum())))
+        quote = Decimal(repr(float((frame["volume"] * frame["close"]).sum())))
+        book = self.depth(rules.id, 1)
+        opened = int(frame.index[0].value // 1_000_000)
+        return {
+            "symbol": rules.id, "priceChange": fmt(last - first),
+            "priceChangePercent": f"{(last - first) / first * 100:.3f}",
+            "weightedAvgPrice": fmt(quote / volume if volume else last), "prevClosePrice": fmt(first),
+            "lastPrice": fmt(last), "lastQty": fmt(ZERO), "bidPrice": book["bids"][0][0], "bidQty": book["bids"][0][1],
+            "askPrice": book["asks"][0][0], "askQty": book["asks"][0][1], "openPrice": fmt(first),
+            "highPrice": fmt(Decimal(repr(float(frame["high"].max())))),
+            "lowPrice": fmt(Decimal(repr(float(frame["low"].min())))),
+            "volume": fmt(volume), "quoteVolume": fmt(quote), "openTime": opened, "closeTime": self.clock(),
+            "firstId": 0, "lastId": self.market.trade_seq, "count": len(frame),
+        }  # fmt: skip
+
+    def ticker_event(self, symbol_id: str, now: int) -> dict[str, Any]:
+        t = self.ticker_24hr(symbol_id)
+        return {"e": "24hrTicker", "E": now, "s": symbol_id, "p": t["priceChange"], "P": t["priceChangePercent"],
+                "w": t["weightedAvgPrice"], "x": t["prevClosePrice"], "c": t["lastPrice"], "Q": t["lastQty"],
+                "b": t["bidPrice"], "B": t["bidQty"], "a": t["askPrice"], "A": t["askQty"], "o": t["openPrice"],
+                "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"], "O": t["openTime"],
+                "C": t["closeTime"], "F": 0, "L": t["lastId"], "n": t["count"]}  # fmt: skip
+
+    def exchange_info(self, symbols: list[str] | None = None) -> dict[str, Any]:
+        listed = [self.rules_for(s) for s in symbols] if symbols else [self.rules[s] for s in self.market.klines]
+        return {
+            "timezone": "UTC",
+            "serverTime": self.clock(),
+            "rateLimits": [],  # filled in by the server, which enforces them
+            "exchangeFilters": [],
+            "symbols": [r.to_exchange_info() for r in listed],
+        }
+
+    # -- Binance JSON -----------------------------------------------------------------------
+
+    def _working(self, order: Order) -> bool:
+        return order.is_open and (not order.type.is_stop or order.triggered)
+
+    def order_json(self, order: Order, *, with_times: bool = True) -> dict[str, Any]:
+        rules = self.rules_for(order.symbol)
+        created = self.created.get(order.id, order.timestamp)  # type: ignore[arg-type]
+        body = {
+            "symbol": rules.id,
+            "orderId": int(order.id),  # type: ignore[arg-type]
+            "orderListId": -1,
+            "clientOrderId": order.client_order_id,
+            "price": fmt(order.price),
+            "origQty": fmt(order.amount),
+            "executedQty": fmt(order.filled),
+            "origQuoteOrderQty": fmt(order.quote_amount),
+            "cummulativeQuoteQty": fmt(order.cost),
+            "status": order.status.value,
+            "timeInForce": (order.time_in_force or TimeInForce.GTC).value,
+            "type": order.type.value,
+            "side": order.side.value.upper(),
+            "selfTradePreventionMode": "NONE",
+        }
+        if order.type.is_stop:
+            body["stopPrice"] = fmt(order.stop_price)
+        if with_times:
+            body |= {
+                "icebergQty": fmt(ZERO),
+                "time": created,
+                "updateTime": order.last_update,
+                "isWorking": self._working(order),
+                "workingTime": created if self._working(order) or order.filled else -1,
+            }
+        return body
+
+    def _cancel_json(self, order: Order, cancel_id: str, now: int) -> dict[str, Any]:
+        body = self.order_json(order, with_times=False)
+        first = {"symbol": body.pop("symbol"), "origClientOrderId": body.pop("clientOrderId")}
+        return first | {"orderId": body.pop("orderId"), "orderListId": body.pop("orderListId"),
+                        "clientOrderId": cancel_id, "transactTime": now, **body}  # fmt: skip
+
+    def trade_json(self, fill: Fill) -> dict[str, Any]:
+        return {
+            "symbol": self.rules_for(fill.symbol).id,
+            "id": int(fill.trade_id),
+            "orderId": int(fill.order_id),  # type: ignore[arg-type]
+            "orderListId": -1,
+            "price": fmt(fill.price),
+            "qty": fmt(fill.amount),
+            "quoteQty": fmt(fill.cost),
+            "commission": fmt(fill.fee),
+            "commissionAsset": fill.fee_currency,
+            "time": fill.timestamp,
+            "isBuyer": fill.side is Side.BUY,
+            "isMaker": fill.is_maker,
+            "isBestMatch": True,
+        }
+
+    def execution_report(self, execution: Execution, now: int, cancel_id: str | None = None) -> dict[str, Any]:
+        order, fill = execution.order, execution.fill
+        self._execution_id += 1
+        working = self._working(order)
+        created = self.created.get(order.id, order.timestamp)  # type: ignore[arg-type]
+        return {
+            "e": "executionReport", "E": now, "s": self.rules_for(order.symbol).id,
+            "c": cancel_id or order.client_order_id, "S": order.side.value.upper(), "o": order.type.value,
+            "f": (order.time_in_force or TimeInForce.GTC).value, "q": fmt(order.amount), "p": fmt(order.price),
+            "P": fmt(order.stop_price), "F": fmt(ZERO), "g": -1, "C": order.client_order_id if cancel_id else "",
+            "x": execution.kind, "X": order.status.value, "r": "NONE", "i": int(order.id),  # type: ignore[arg-type]
+            "l": fmt(fill.amount if fill else ZERO), "z": fmt(order.filled), "L": fmt(fill.price if fill else ZERO),
+            "n": fmt(fill.fee if fill else ZERO), "N": fill.fee_currency if fill else None, "T": now,
+            "t": int(fill.trade_id) if fill else -1, "I": self._execution_id, "w": working,
+            "m": fill.is_maker if fill else False, "M": False, "O": created, "Z": fmt(order.cost),
+            "Y": fmt(fill.cost if fill else ZERO), "Q": fmt(order.quote_amount), "V": "NONE",
+            **({"W": created} if working else {}),
+        }  # fmt: skip
+
+    def _position(self, assets: list[str], now: int) -> dict[str, Any]:
+        balances = self.engine.balances()
+        return {"e": "outboundAccountPosition", "E": now, "u": now,
+                "B": [{"a": a, "f": fmt(balances[a].free), "l": fmt(balances[a].locked)}
+                      for a in assets if a in balances]}  # fmt: skip
+
+    # -- events and state -------------------------------------------------------------------
+
+    def _publish(self, executions: list[Execution], now: int, cancel_id: str | None = None) -> None:
+        assets: set[str] = set()
+        for execution in executions:
+            if execution.fill is not None:
+                self.trades.append(execution.fill)
+            rules = self.rules_for(execution.order.symbol)
+            assets |= {rules.base, rules.quote}
+            self._user(self.execution_report(execution, now, cancel_id))
+        if assets:
+            self._user(self._position(sorted(assets), now))
+            self.save()
+
+    def _user(self, event: dict[str, Any]) -> None:
+        for listener in self.events.user:
+            listener(event)
+
+    def _market(self, stream: str, payload: dict[str, Any]) -> None:
+        for listener in self.events.market:
+            listener(stream, payload)
+
+    def save(self) -> None:
+        """Write the account and the replay position to the state file, atomically."""
+        if self.state_path is None:
+            return
+        engine = self.engine
+        state = {
+            "version": 1,
+            "cursor": self.market.cursor,
+            "trade_seq": self.market.trade_seq,
+            "free": {a: str(v) for a, v in engine.free.items()},
+            "locked": {a: str(v) for a, v in engine.locked.items()},
+            "last_price": {s: str(v) for s, v in engine.last_price.items()},
+            "order_seq": engine._order_seq,
+            "fill_seq": engine._trade_seq,
+            "orders": [_order_state(o) for o in engine.orders.values()],
+            "created": self.created,
+            "trades": [asdict(t) for t in self.trades],
+        }
+        tmp = self.state_path.with_suffix(self.state_path.suffix + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+
+    def _load(self, path: Path) -> None:
+        state = json.loads(path.read_text())
+        engine = self.engine
+        self.market.cursor = min(int(state["cursor"]), self.market.length - 1)
+        self.market.trade_seq = int(state["trade_seq"])
+        engine.free = {a: Decimal(v) for a, v in state["free"].items()}
+        engine.locked = {a: Decimal(v) for a, v in state["locked"].items()}
+        engine.last_price = {s: Decimal(v) for s, v in state["last_price"].items()}
+        engine._order_seq, engine._trade_seq = int(state["order_seq"]), int(state["fill_seq"])
+        for raw in state["orders"]:
+            order = _order_from_state(raw)
+            engine.orders[order.id] = order  # type: ignore[index]
+            engine._by_client[order.client_order_id] = order.id  # type: ignore[assignment]
+            if order.is_open:
+                engine._open[order.id] = order  # type: ignore[index]
+        self.created = {k: int(v) for k, v in state["created"].items()}
+        self.trades = [_fill_from_state(t) for t in state["trades"]]
+
+
+def _order_state(order: Order) -> dict[str, Any]:
+    return {k: (None if v is None else str(v) if not isinstance(v, (bool, int, dict)) else v)
+            for k, v in asdict(order).items()} | {"fees": {a: str(v) for a, v in order.fees.items()}}  # fmt: skip
+
+
+def _order_from_state(raw: Mapping[str, Any]) -> Order:
+    dec = {
+        k: Decimal(raw[k]) if raw[k] is not None else None for k in ("amount", "price", "stop_price", "quote_amount")
+    }
+    return Order(
+        symbol=raw["symbol"], side=Side(raw["side"]), type=OrderType(raw["type"]),
+        time_in_force=TimeInForce(raw["time_in_force"]) if raw["time_in_force"] else None,
+        client_order_id=raw["client_order_id"], id=raw["id"], status=OrderStatus(raw["status"]),
+        filled=Decimal(raw["filled"]), cost=Decimal(raw["cost"]), timestamp=int(raw["timestamp"]),
+        last_update=int(raw["last_update"]), triggered=bool(raw["triggered"]),
+        fees={a: Decimal(v) for a, v in raw["fees"].items()}, **dec,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _fill_from_state(raw: Mapping[str, Any]) -> Fill:
+    return Fill(**{**raw, "side": Side(raw["side"]), "timestamp": int(raw["timestamp"]),
+                   **{k: Decimal(raw[k]) for k in ("price", "amount", "cost", "fee")}})  # fmt: skip
+
+
+def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
+    try:
+        return max(1, min(int(params.get("limit") or default), maximum))
+    except ValueError:
+        raise bad_request(
+            -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."
+        ) from None
+
+
+def _in_window(items: list[Any], params: Mapping[str, str], when: Callable[[Any], int]) -> list[Any]:
+    start, end = params.get("startTime"), params.get("endTime")
+    if start and end and int(end) - int(start) > 24 * 3600 * 1000:
+        raise bad_request(-1127, "More than 24 hours between startTime and endTime.")
+    return [i for i in items if (not start or when(i) >= int(start)) and (not end or when(i) <= int(end))]
+
+
+def _resample(frame: pd.DataFrame, minutes: int) -> pd.DataFrame:
+    rule = f"{minutes}min"
+    grouped = frame.resample(rule, origin="epoch", label="left", closed="left")
+    out = grouped.agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}).dropna()
+    for column in ("quote_volume", "taker_buy_base_volume", "taker_buy_quote_volume", "trades"):
+        if column in frame:
+            out[column] = grouped[column].sum()
+    return out
+
+
+def _kline_row(opened: int, row: Any, minutes: int) -> list[Any]:
+    def get(name: str, default: float = 0.0) -> float:
+        return float(getattr(row, name, default) if not isinstance(row, pd.Series) else row.get(name, default))
+
+    volume = get("volume")
+    return [
+        opened, f"{get('open'):.8f}", f"{get('high'):.8f}", f"{get('low'):.8f}", f"{get('close'):.8f}",
+        f"{volume:.8f}", opened + minutes * 60_000 - 1, f"{get('quote_volume', volume * get('close')):.8f}",
+        int(get("trades")), f"{get('taker_buy_base_volume'):.8f}", f"{get('taker_buy_quote_volume'):.8f}", "0",
+    ]  # fmt: skip
