@@ -24,6 +24,7 @@ def limit(cid, price="49000", side="buy"):
 
 async def test_implements_the_executor_protocol_and_reports_every_event(paper):
     assert isinstance(paper, Executor) and paper.mode is TradingMode.PAPER and paper.venue == "paper"
+    assert await paper.fetch_price("BTC/USDT") == 50_000 and await paper.fetch_price("ETH/USDT") is None
     events = []
     paper.subscribe(events.append)
     order = await paper.create_order(limit("a"))

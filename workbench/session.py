@@ -237,7 +237,7 @@ class TradingSession:
         detail = _request_detail(request)
         self._audit("order.request", detail)
         try:
-            last = self._last_price(request.symbol)
+            last = await self._price(request.symbol)
             context = self.state.context(
                 request.symbol,
                 last,
@@ -540,14 +540,18 @@ class TradingSession:
         now = getattr(self.executor, "now", None)
         return now() if now else int(datetime.now(UTC).timestamp() * 1000)
 
-    def _last_price(self, symbol: str) -> Decimal:
+    async def _price(self, symbol: str) -> Decimal:
+        """The last price of ``symbol``: the last bar's, else the venue's."""
         rules_for(symbol, self.rules)
         if symbol not in self.last_price:
-            raise OrderRejected(
-                f"No price for {symbol} yet: feed a bar (on_bar) or a price before placing orders.",
-                field="symbol",
-                rule="price",
-            )
+            price = await self.executor.fetch_price(symbol)
+            if price is None:
+                raise OrderRejected(
+                    f"No price for {symbol} yet: feed a bar (on_bar) or a price before placing orders.",
+                    field="symbol",
+                    rule="price",
+                )
+            self.last_price[symbol] = price
         return self.last_price[symbol]
 
     def _reject(self, kind: str, detail: dict[str, Any], error: OrderRejected) -> None:

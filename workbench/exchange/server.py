@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import random
 import secrets
 import time
@@ -366,12 +367,12 @@ class LocalExchange:
         self._counters.orders_day.used += 1
 
     def _too_many(self, msg: str, code: int, retry_after: float) -> BinanceError:
-        return BinanceError(429, code, msg, {"Retry-After": str(max(1, round(retry_after)))})
+        return BinanceError(429, code, msg, {"Retry-After": str(max(1, math.ceil(retry_after)))})
 
     def _banned(self, now: float) -> BinanceError:
         until = self._counters.banned_until
         return BinanceError(
-            418, -1003, BANNED_MSG.format(until=int(until * 1000)), {"Retry-After": str(max(1, round(until - now)))}
+            418, -1003, BANNED_MSG.format(until=int(until * 1000)), {"Retry-After": str(max(1, math.ceil(until - now)))}
         )
 
     def _weight_headers(self) -> dict[str, str]:

@@ -39,6 +39,9 @@ class Executor(Protocol):
 
     async def fetch_my_trades(self, symbol: str, since: int | None = None) -> list[Fill]: ...
 
+    async def fetch_price(self, symbol: str) -> Decimal | None:
+        """The venue's last price of ``symbol``, or ``None`` if it has none yet."""
+
     def update_price(self, symbol: str, price: Decimal, timestamp: int) -> None:
         """A new market price: paper executors fill against it; real venues have their own."""
 

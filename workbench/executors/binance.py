@@ -183,7 +183,8 @@ def order_from_ccxt(o: Mapping[str, Any]) -> Order:
         price=_d(o.get("price")) if order_type is not OrderType.MARKET else None,
         stop_price=_d(o.get("triggerPrice") or o.get("stopPrice")) if order_type.is_stop else None,
         time_in_force=TimeInForce(tif) if tif and order_type not in (OrderType.MARKET, OrderType.LIMIT_MAKER) else None,
-        client_order_id=o.get("clientOrderId") or info.get("clientOrderId") or info.get("c"),
+        # a cancel's answer and event name the order's own id origClientOrderId / C; clientOrderId is the cancel's
+        client_order_id=info.get("origClientOrderId") or info.get("C") or o.get("clientOrderId") or info.get("c"),
         id=str(o["id"]),
         quote_amount=quote if quote else None,
         status=OrderStatus(status),
@@ -217,22 +218,24 @@ def fill_from_ccxt(t: Mapping[str, Any], client_order_id: str) -> Fill:
     )
 
 
-def binance_error(error: ccxt_async.BaseError) -> tuple[int | None, str]:
-    """Binance's ``code`` and ``msg`` from a ccxt exception (ccxt puts the JSON body in the text)."""
+def binance_error(error: ccxt_async.BaseError, last_body: str | None = None) -> tuple[int | None, str]:
+    """Binance's ``code`` and ``msg`` from a ccxt exception. ccxt puts the JSON body in the text,
+    except where it matched the message alone; then the body is ``last_body`` (the client's last
+    response) if its message is the one in the exception."""
     text = str(error)
-    start = text.find("{")
-    if start >= 0:
+    for candidate in (text[text.find("{") :] if "{" in text else None, last_body):
         try:
-            body = json.loads(text[start:])
-            return body.get("code"), body.get("msg", text)
+            body = json.loads(candidate or "")
         except ValueError:
-            pass
+            continue
+        if isinstance(body, dict) and "code" in body and (candidate != last_body or str(body.get("msg")) in text):
+            return body.get("code"), body.get("msg", text)
     return None, text
 
 
-def rejection(error: ccxt_async.BaseError, field: str = "order") -> OrderRejected:
+def rejection(error: ccxt_async.BaseError, field: str = "order", last_body: str | None = None) -> OrderRejected:
     """The workbench error for a venue's rejection, with Binance's code and message."""
-    code, msg = binance_error(error)
+    code, msg = binance_error(error, last_body)
     text = f"The venue rejected the order: {msg} (Binance code {code})."
     if code == -1013 and msg.startswith("Filter failure: "):
         rule = msg.removeprefix("Filter failure: ")
@@ -306,6 +309,8 @@ class BinanceExecutor:
         self._client_ids: dict[str, str] = {}  # venue order id -> client order id
         self._trades: dict[tuple[str, str], Fill] = {}  # (symbol, trade id) -> fill
         self._tasks: list[asyncio.Task[None]] = []
+        self._gaps: set[str] = set()  # client order ids whose missing fills are being fetched
+        self._gap_tasks: set[asyncio.Task[None]] = set()
         self._stream_errors = 0
         self._started = False
 
@@ -333,9 +338,10 @@ class BinanceExecutor:
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._gap_tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
         await self.client.close()
 
@@ -379,6 +385,10 @@ class BinanceExecutor:
                 float(request.price) if request.price is not None else None,
                 params,
             )
+        except ExchangeError as e:
+            if e.code == -1003:  # banned or rate limited: the venue processed nothing
+                raise OrderRejected(str(e), code=-1003, msg="Too many requests.", rule="rate_limit") from None
+            raise
         except AMBIGUOUS as e:
             log.warning("create_order %s: answer lost (%s); looking it up by client order id", cid, type(e).__name__)
             raw = await self._resolve_lost(request, e)
@@ -388,10 +398,11 @@ class BinanceExecutor:
             ccxt_async.BadSymbol,
             ccxt_async.InsufficientFunds,
         ) as e:
-            raise rejection(e) from None
+            raise rejection(e, last_body=self.client.last_http_response) from None
         order = self._accept(order_from_ccxt(raw))
         for trade in raw.get("trades") or []:
-            trade = {**trade, "symbol": request.symbol, "side": request.side.value, "order": order.id}
+            placed = {"symbol": request.symbol, "side": request.side.value, "order": order.id}
+            trade = {**trade, **placed, "timestamp": trade.get("timestamp") or order.last_update or order.timestamp}
             self._accept_fill(fill_from_ccxt(trade, cid))
         return self._orders[cid].snapshot()
 
@@ -438,6 +449,10 @@ class BinanceExecutor:
                 cid = (await self._order_by_id(str(raw["order"]), symbol)).client_order_id
             fills.append(self._accept_fill(fill_from_ccxt(raw, cid)) or self._trades[(symbol, str(raw["id"]))])
         return fills
+
+    async def fetch_price(self, symbol: str) -> Decimal | None:
+        ticker = await self._call(self.client.fetch_ticker, symbol)
+        return _d(ticker.get("last"))
 
     # -- reconciliation ---------------------------------------------------------------------
 
@@ -517,11 +532,20 @@ class BinanceExecutor:
     async def _stream(
         self, watch: Callable[[], Awaitable[list[dict[str, Any]]]], handle: Callable[[list], None]
     ) -> None:
-        """Watch one user data stream forever; after a drop, reconcile once the stream is back."""
+        """Watch one user data stream forever. After a drop (or a message that could not be read)
+        it resubscribes, then reconciles with REST what it may have missed meanwhile."""
         reconnected = False
         while True:
+            updates = asyncio.ensure_future(watch())
+            if reconnected:
+                reconnected = False
+                await asyncio.sleep(0)  # let the new subscription go out before asking REST
+                try:
+                    await self.reconcile()
+                except (ccxt_async.BaseError, ExchangeError) as e:
+                    log.warning("reconcile after reconnect failed: %s", e)
             try:
-                updates = await watch()
+                batch = await updates
             except (ccxt_async.NetworkError, ccxt_async.ExchangeError) as e:
                 self._stream_errors += 1
                 log.warning("user data stream %s dropped: %s; reconnecting", watch.__name__, e)
@@ -529,22 +553,43 @@ class BinanceExecutor:
                 reconnected = True
                 continue
             try:
-                handle(updates)
+                handle(batch)
             except MalformedMessage as e:
                 self.discrepancies.append(str(e))
                 log.warning("user data stream: %s; reconciling", e)
                 reconnected = True  # settle what the message meant from REST
-            if reconnected:
-                reconnected = False
-                try:
-                    await self.reconcile()
-                except (ccxt_async.BaseError, ExchangeError) as e:
-                    log.warning("reconcile after reconnect failed: %s", e)
 
     def _on_stream_orders(self, updates: list[dict[str, Any]]) -> None:
         for raw in updates:
             if raw.get("symbol") in self.rules:
-                self._accept(order_from_ccxt(raw))
+                order = self._accept(order_from_ccxt(raw))
+                if order.filled > self._filled_by_trades(order) and order.client_order_id not in self._gaps:
+                    self._gaps.add(order.client_order_id)
+                    task = asyncio.create_task(self._close_gap(order), name=f"gap {order.id}")
+                    self._gap_tasks.add(task)
+                    task.add_done_callback(self._gap_tasks.discard)
+
+    def _filled_by_trades(self, order: Order) -> Decimal:
+        return sum((f.amount for f in self._trades.values() if f.client_order_id == order.client_order_id), ZERO)
+
+    async def _close_gap(self, order: Order, grace: float = 0.5) -> None:
+        """An order says it filled more than its trades add up to: give the trade stream ``grace``
+        seconds to catch up, then fetch the order's trades from REST."""
+        await asyncio.sleep(grace)
+        try:
+            latest = self._orders[order.client_order_id]
+            if latest.filled > self._filled_by_trades(latest):
+                params = {"orderId": latest.id}
+                raws = await self._call(self.client.fetch_my_trades, latest.symbol, None, None, params)
+                recovered = [f for raw in raws if (f := self._accept_fill(fill_from_ccxt(raw, latest.client_order_id)))]
+                if recovered:
+                    self.discrepancies.append(
+                        f"{latest.client_order_id}: {len(recovered)} fill(s) missing from the stream, fetched"
+                    )
+        except (ccxt_async.BaseError, ExchangeError) as e:
+            log.warning("fetching the missing fills of %s failed: %s; reconcile() will", order.client_order_id, e)
+        finally:
+            self._gaps.discard(order.client_order_id)
 
     def _on_stream_trades(self, updates: list[dict[str, Any]]) -> None:
         for raw in updates:
@@ -611,16 +656,20 @@ class BinanceExecutor:
                     wait = self.limiter.retry_after(self.client.last_response_headers, 120.0)
                     self.limiter.banned_until = time.time() + wait
                     raise ExchangeError(
-                        f"Binance banned this IP for {wait:.0f}s (HTTP 418); stopping until then."
+                        f"Binance banned this IP for {wait:.0f}s (HTTP 418); stopping until then.", code=-1003
                     ) from None
                 if retried:
-                    raise ExchangeError(f"Rate limited twice in a row ({e}); giving up on this request.") from None
+                    raise ExchangeError(
+                        f"Rate limited twice in a row ({e}); giving up on this request.", code=-1003
+                    ) from None
                 retried = True
                 await asyncio.sleep(self.limiter.retry_after(self.client.last_response_headers))
             except ccxt_async.RateLimitExceeded as e:  # 429 / -1003 / -1015
                 self.limiter.observe(self.client.last_response_headers)
                 if retried:
-                    raise ExchangeError(f"Rate limited twice in a row ({e}); giving up on this request.") from None
+                    raise ExchangeError(
+                        f"Rate limited twice in a row ({e}); giving up on this request.", code=-1003
+                    ) from None
                 retried = True
                 await asyncio.sleep(self.limiter.retry_after(self.client.last_response_headers))
             except ccxt_async.InvalidNonce:

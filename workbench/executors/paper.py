@@ -82,6 +82,9 @@ class PaperExecutor:
     async def fetch_my_trades(self, symbol: str, since: int | None = None) -> list[Fill]:
         return [f for f in self._fills if f.symbol == symbol and (since is None or f.timestamp >= since)]
 
+    async def fetch_price(self, symbol: str) -> Decimal | None:
+        return self.engine.last_price.get(symbol)
+
     async def start(self, known: Mapping[str, Order] | None = None) -> None:
         """Nothing to connect to: the paper venue lives in this process and starts empty."""
 
