@@ -17,8 +17,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The main job: a testnet session against the bundled local exchange (started in the session's kernel).
 run: $(VENV)/.installed
-	$(VENV)/bin/workbench paper --symbols BTC/USDT --store data/workbench.duckdb
+	$(VENV)/bin/workbench run --mode testnet --venue local --symbols BTC/USDT --bars 240 --speed 1200 \
+		--strategy-params '{"fast": 5, "slow": 20, "size": 0.001}' --store data/workbench.duckdb
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check workbench tests benchmarks

@@ -47,6 +47,29 @@ def test_a_single_run_keeps_its_notebook_and_merges_its_rows(workdir):
     assert merged == counts(result.store_path, "one") and merged[1] > 0
 
 
+def test_a_testnet_run_trades_the_bundled_local_exchange(workdir):
+    """The README's main job: the session notebook starts the local exchange in its kernel and trades
+    its replayed market through ccxt in testnet mode; nothing of the keys reaches the notebook."""
+    result = run(
+        {"mode": "testnet", "venue": "local", "bars": 40, "speed": 3000,
+         "strategy_params": {"fast": 3, "slow": 8, "size": 0.001}, "session_id": "live"},
+        merge_into=workdir / "main.duckdb",
+    )  # fmt: skip
+    assert result.status == "completed", result.error
+    con = duckdb.connect(str(workdir / "main.duckdb"), read_only=True)
+    try:
+        assert con.sql("SELECT mode, venue FROM sessions").fetchall()[0][1].startswith("http://127.0.0.1:")
+        modes = con.sql("SELECT DISTINCT mode FROM fills").fetchall()
+        orders, fills = con.sql(
+            "SELECT (SELECT count(*) FROM real_orders), (SELECT count(*) FROM real_fills)"
+        ).fetchall()[0]
+    finally:
+        con.close()
+    assert modes == [("testnet",)] and orders > 0 and fills >= orders
+    text = Path(result.notebook).read_text()
+    assert "Local exchange at http://127.0.0.1" in text and FAKE_KEY not in text and FAKE_SECRET not in text
+
+
 def test_a_sweep_merges_every_run_exactly_once_and_a_rerun_skips_them(workdir):
     grid = {"fast": [3, 5, 8], "slow": [20, 30]}
     main = workdir / "sweep.duckdb"

@@ -429,7 +429,20 @@ def _run_command(args: Any) -> int:
     print(f"fills are in {store}: SELECT * FROM fills WHERE session_id = '{result.session_id}'")
     if result.error:
         print(f"error: {result.error}")
+    else:
+        print(session_summary(store, result.session_id).to_string(index=False))
     return 0 if result.status == "completed" else 1
+
+
+def session_summary(store_path: str | Path, session_id: str) -> pd.DataFrame:
+    """The summary a session recorded when it ended (one row per symbol)."""
+    con = duckdb.connect(str(store_path), read_only=True)
+    try:
+        rows = con.execute("SELECT summary FROM sessions WHERE session_id = ?", [session_id]).fetchall()
+    finally:
+        con.close()
+    summary = json.loads(rows[0][0]) if rows and rows[0][0] else {}
+    return pd.DataFrame(summary.get("symbols", []))
 
 
 def _sweep_command(args: Any) -> int:

@@ -242,6 +242,7 @@ class LocalExchange:
     async def _replay(self) -> None:
         while self.venue.step(1):
             await asyncio.sleep(60.0 / self.speed)
+        log.warning("The local exchange has replayed all its klines: the market stands still from here.")
 
     # -- the Python admin API ---------------------------------------------------------------
 

@@ -120,7 +120,7 @@ class Venue:
         self.engine = MatchingEngine(rules, balances, fees=fees, book=book)
         frames = {rules[sym].id: frame for sym, frame in klines.items()}
         self.market = Market(frames, cursor=0)
-        self.market.cursor = min(warmup, self.market.length - 1)
+        self.market.cursor = min(warmup, self.market.length // 2)  # history to serve, and bars left to replay
         self.clock = clock
         self.trades: list[Fill] = []
         self.created: dict[str, int] = {}  # order id -> creation time (order.timestamp moves on cancel)
