@@ -24,9 +24,9 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check workbench tests benchmarks
-	$(PY) -m pytest --cov --cov-report= -p no:cacheprovider tests $(PYTEST_ARGS)
-	# Notebooks in a pytest of their own: nbval's kernels do not start after the papermill tests' kernels.
-	$(PY) -m pytest --cov --cov-append --cov-report=term -p no:cacheprovider --nbval-lax notebooks
+	$(PY) -m pytest --cov --cov-report=term -p no:cacheprovider tests $(PYTEST_ARGS)
+	# nbval runs the notebooks without coverage: a kernel started under pytest-cov misses nbval's startup timeout.
+	$(PY) -m pytest -p no:cacheprovider --nbval-lax notebooks
 	$(PY) -m coverage report --include='$(CORE)' --fail-under=100
 
 lint: $(VENV)/.installed-dev

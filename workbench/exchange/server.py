@@ -520,13 +520,18 @@ class LocalExchange:
 
     # -- WebSocket API: the user data stream ------------------------------------------------
 
-    async def _ws_api(self, request: web.Request) -> web.StreamResponse:
+    async def _accept(self, request: web.Request, market: bool = False) -> _Connection:
+        """Upgrade ``request`` to a WebSocket connection, unless refusing connections is injected."""
         if self.faults.reject_ws_connections:
             self.faults.reject_ws_connections -= 1
             raise web.HTTPServiceUnavailable()
         ws = web.WebSocketResponse(heartbeat=self.heartbeat)
         await ws.prepare(request)
-        conn = _Connection(ws, self)
+        return _Connection(ws, self, market=market)
+
+    async def _ws_api(self, request: web.Request) -> web.StreamResponse:
+        conn = await self._accept(request)
+        ws = conn.ws
         self._subscriptions[ws] = conn
         try:
             async for message in ws:
@@ -603,12 +608,8 @@ class LocalExchange:
     # -- market streams ---------------------------------------------------------------------
 
     async def _market_ws(self, request: web.Request) -> web.StreamResponse:
-        if self.faults.reject_ws_connections:
-            self.faults.reject_ws_connections -= 1
-            raise web.HTTPServiceUnavailable()
-        ws = web.WebSocketResponse(heartbeat=self.heartbeat)
-        await ws.prepare(request)
-        conn = _Connection(ws, self, market=True)
+        conn = await self._accept(request, market=True)
+        ws = conn.ws
         conn.combined = request.path == "/stream"
         named = request.query.get("streams", "") if conn.combined else request.match_info.get("streams", "")
         conn.streams = {s for s in named.split("/") if "@" in s}
