@@ -1,113 +1,72 @@
-"""Sustained order throughput through ccxt on loopback against the local exchange, and the full
-workbench path (risk checks, store, Binance executor) against raw ccxt on the same exchange.
+"""Sustained order throughput through ccxt on loopback against the local exchange: orders/s and
+p50/p99 latency of ``create_order`` at each concurrency level.
 
-    .venv/bin/python benchmarks/exchange_throughput.py --orders 1000
+    .venv/bin/python benchmarks/exchange_throughput.py [--orders 2000] [--concurrency 1 8] [--latency-ms 0]
 
-The exchange runs in its own process (as it would on a real venue, the client's CPU is not the
-server's). Raw ccxt ``create_order`` and ``TradingSession.create_order`` alternate in blocks in one
-run, so the machine's noise hits both; the script prints orders/s and p50/p99 latency of each and
-the ratio of the medians (the executor's overhead target is at most 10%).
+The exchange runs in its own process (a client's CPU is not the venue's), without rate limits.
+Market orders of 0.001 BTC alternate buy and sell. ``--concurrency N`` keeps N orders in flight:
+N workers, gathered, each placing its share one after another. ccxt's own client-side throttle
+(``enableRateLimit``; 10 ms between orders for Binance) is off unless ``--ccxt-throttle``, since
+it would cap every level at 100 orders/s and measure nothing but itself. ``--latency-ms`` makes the
+exchange answer that much later, like a venue farther away than loopback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import multiprocessing
-import statistics
-import tempfile
 import time
-from decimal import Decimal
-from pathlib import Path
 
-from workbench.config import Credentials, RiskLimits, Secret, TradingMode
-from workbench.data import load_rules
-from workbench.exchange import Limits, LocalExchange
-from workbench.executors.binance import BinanceExecutor, make_client
-from workbench.session import TradingSession
-from workbench.store import Store
+import ccxt
+from _common import AMOUNT, SYMBOL, Stats, Venue, local_exchange, side
 
-UNLIMITED = Limits(weight_per_minute=10**9, orders_per_10s=10**9, orders_per_day=10**9)
+from workbench.config import Credentials, Secret, TradingMode
+from workbench.executors.binance import make_client
+
+WARMUP = 20
 
 
-def serve(ready: str) -> None:
-    async def main() -> None:
-        async with LocalExchange(("BTC/USDT",), limits=UNLIMITED, balances={"USDT": "10000000", "BTC": "100"}) as ex:
-            Path(ready).write_text(json.dumps({"url": ex.url, "api_key": ex.api_key, "secret": ex.secret}))
-            await asyncio.Event().wait()
+async def run(client, orders: int, concurrency: int) -> Stats:  # type: ignore[no-untyped-def]
+    latencies: list[float] = []
 
-    asyncio.run(main())
+    async def worker(start: int) -> None:
+        for i in range(start, orders, concurrency):
+            began = time.perf_counter()
+            await client.create_order(SYMBOL, "market", side(i), AMOUNT)
+            latencies.append(time.perf_counter() - began)
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def timed(place, n: int) -> list[float]:  # type: ignore[no-untyped-def]
-    latencies = []
-    for i in range(n):
-        started = time.perf_counter()
-        await place("buy" if i % 2 == 0 else "sell")
-        latencies.append(time.perf_counter() - started)
-    return latencies
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return Stats(latencies, time.perf_counter() - began)
 
 
-async def measure(info: dict[str, str], orders: int, block: int) -> None:
-    credentials = Credentials(Secret(info["api_key"]), Secret(info["secret"]))
-    raw = make_client(TradingMode.TESTNET, credentials, info["url"])
-    await raw.load_markets()
-    rules = load_rules(["BTC/USDT"])
-    risk = RiskLimits(max_order_notional=Decimal(10**9), max_position_notional=None, max_orders_per_minute=None,
-                      max_daily_loss=None)  # fmt: skip
-    with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "bench.duckdb") as store:
-        executor = BinanceExecutor(TradingMode.TESTNET, rules, credentials, venue_url=info["url"])
-        session = TradingSession(executor, store, rules=rules, risk=risk, session_id="bench")
-        await session.start()
-
-        async def place_raw(side: str) -> None:
-            await raw.create_order("BTC/USDT", "market", side, 0.001)
-
-        async def place_full(side: str) -> None:
-            await session.create_order("BTC/USDT", "market", side, "0.001")
-
-        await timed(place_raw, 20)
-        await timed(place_full, 20)  # warm up both
-        results: dict[str, list[float]] = {"raw ccxt create_order": [], "workbench full path": []}
-        for _ in range(max(1, orders // block)):
-            results["raw ccxt create_order"] += await timed(place_raw, block)
-            results["workbench full path"] += await timed(place_full, block)
-        await executor.close()
-    await raw.close()
-    for name, lat in results.items():
-        rate = len(lat) / sum(lat)
-        print(f"{name:24s} {len(lat):6d} orders  {rate:7.0f} orders/s  p50 {percentile(lat, 0.5) * 1000:6.2f} ms  "
-              f"p99 {percentile(lat, 0.99) * 1000:6.2f} ms")  # fmt: skip
-    raw_p50, full_p50 = (statistics.median(v) for v in results.values())
-    overhead = full_p50 / raw_p50 - 1
-    verdict = "meets" if overhead <= 0.10 else "misses"
-    print(f"overhead of the full path at the median: {overhead:+.1%} ({verdict} the 10% target)")
+async def measure(venue: Venue, orders: int, levels: list[int], throttle: bool, latency_ms: float) -> None:
+    client = make_client(TradingMode.TESTNET, Credentials(Secret(venue.api_key), Secret(venue.secret)), venue.url)
+    client.enableRateLimit = throttle
+    try:
+        await client.load_markets()
+        await run(client, WARMUP, 1)
+        throttled = "on" if throttle else "off"
+        print(
+            f"ccxt {ccxt.__version__} create_order, market {AMOUNT} {SYMBOL}, local exchange at {venue.url} "
+            f"(+{latency_ms:g} ms a REST answer), ccxt throttle {throttled}"
+        )
+        for concurrency in levels:
+            stats = await run(client, orders, concurrency)
+            print(stats.line(f"concurrency {concurrency}"))
+    finally:
+        await client.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=1000, help="orders per path")
-    parser.add_argument("--block", type=int, default=100, help="orders per alternating block")
+    parser.add_argument("--orders", type=int, default=2000, help="orders per concurrency level (default 2000)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8], help="orders in flight (default 1 8)")
+    parser.add_argument("--ccxt-throttle", action="store_true", help="keep ccxt's enableRateLimit on")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every REST answer (default 0)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        ready = Path(folder) / "ready.json"
-        server = multiprocessing.get_context("spawn").Process(target=serve, args=(str(ready),), daemon=True)
-        server.start()
-        deadline = time.monotonic() + 60
-        while not ready.exists() or not ready.read_text():
-            if time.monotonic() > deadline or not server.is_alive():
-                raise SystemExit("the local exchange did not start")
-            time.sleep(0.05)
-        try:
-            asyncio.run(measure(json.loads(ready.read_text()), args.orders, args.block))
-        finally:
-            server.terminate()
+    with local_exchange(args.latency_ms) as venue:
+        asyncio.run(measure(venue, args.orders, args.concurrency, args.ccxt_throttle, args.latency_ms))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from decimal import Decimal
 
 import numpy as np
@@ -13,6 +14,29 @@ from workbench.matching import MatchingEngine
 from workbench.store import Store
 
 T0 = 1_700_000_000_000
+
+# No test may reach a mainnet host: every name lookup of one (*.binance.com) is refused and
+# recorded, and a run that recorded one fails even where the refusal was caught.
+MAINNET_LOOKUPS: list[str] = []
+_getaddrinfo = socket.getaddrinfo
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    if name.rstrip(".").endswith("binance.com"):
+        MAINNET_LOOKUPS.append(name)
+        raise OSError(f"tests must not reach the mainnet host {name}")
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    socket.getaddrinfo = _guarded_getaddrinfo
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if MAINNET_LOOKUPS:
+        print(f"\nA test tried to reach mainnet hosts: {sorted(set(MAINNET_LOOKUPS))}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +51,16 @@ def engine(rules):
     e.set_price("BTC/USDT", Decimal(50_000), T0)
     e.set_price("ETH/USDT", Decimal(3_000), T0)
     return e
+
+
+@pytest.fixture
+async def exchange():
+    """The local Binance exchange on 127.0.0.1 (BTC/USDT and ETH/USDT, a thin book), for ccxt."""
+    from workbench.exchange import LocalExchange
+    from workbench.matching import BookConfig
+
+    async with LocalExchange(("BTC/USDT", "ETH/USDT"), book=BookConfig(level_notional=Decimal(20_000))) as ex:
+        yield ex
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """The Binance executor's pure parts: URLs chosen by mode, the mainnet lock, parsing, rate limits."""
 
 import json
+import socket
 from decimal import Decimal
 
 import ccxt.async_support as ccxt_async
@@ -14,6 +15,7 @@ from workbench.errors import (
     FilterError,
     InsufficientBalance,
     MainnetGuardError,
+    MalformedMessage,
     UnknownSymbol,
 )
 from workbench.executors import build_executor
@@ -22,6 +24,8 @@ from workbench.executors.binance import (
     BinanceExecutor,
     RateLimiter,
     binance_error,
+    check_hosts,
+    closed_bars,
     fill_from_ccxt,
     make_client,
     order_from_ccxt,
@@ -199,3 +203,51 @@ def test_rate_limiter_slows_down_before_the_limit_and_stops_while_banned():
         limiter.delay(150.0)
     limiter.observe(None)
     assert limiter.used_weight == 95
+
+
+def test_a_testnet_client_naming_a_mainnet_host_is_refused_and_keys_are_optional():
+    client = make_client(TradingMode.TESTNET, None)
+    assert not client.apiKey and not client.secret  # market data needs no keys
+    client.urls["api"]["private"] = "https://api.binance.com/api/v3"
+    with pytest.raises(ConfigError, match=r"must not reach mainnet hosts, but its URLs name \['api.binance.com'\]"):
+        check_hosts(client, TradingMode.TESTNET)
+    check_hosts(client, TradingMode.MAINNET)  # mainnet (past the guard) may
+
+
+def test_unreadable_venue_messages_become_malformed_message_errors():
+    with pytest.raises(MalformedMessage, match="Could not read the venue's order: ValueError"):
+        order_from_ccxt({"info": {}})
+
+
+def test_binance_error_ignores_a_last_body_about_another_error():
+    error = ccxt_async.InsufficientFunds('binance {"code":-2010,"msg":"Account has insufficient balance."}')
+    assert binance_error(error, '{"code": -1013, "msg": "Filter failure: LOT_SIZE"}') == (
+        -2010,
+        "Account has insufficient balance.",
+    )
+    bare = ccxt_async.InvalidOrder("binance Order would trigger immediately.")
+    assert binance_error(bare, '{"code": -1013, "msg": "Filter failure: LOT_SIZE"}') == (None, str(bare))
+    assert binance_error(bare, '{"code": -2010, "msg": "Order would trigger immediately."}') == (
+        -2010,
+        "Order would trigger immediately.",
+    )
+
+
+def test_closed_bars_close_each_candle_once_and_skip_stale_ones():
+    c = [[60_000 * i, 1.0, 2.0, 0.5, 1.5, 10.0] for i in range(4)]
+    bars, last = closed_bars(None, [c[0]])
+    assert bars == [] and last == c[0]
+    bars, last = closed_bars(last, [c[0], c[1], c[2]])  # the update of c[0] again, then two newer
+    assert [b.name.value // 10**6 for b in bars] == [0, 60_000] and last == c[2]
+    assert bars[0]["close_time"].value // 10**6 == 59_999
+    bars, last = closed_bars(last, [c[1]])  # stale after a reconnect: nothing closes, nothing goes back
+    assert bars == [] and last == c[2]
+
+
+def test_the_suite_refuses_and_records_every_lookup_of_a_mainnet_host():
+    from . import conftest
+
+    with pytest.raises(OSError, match="must not reach the mainnet host api.binance.com"):
+        socket.getaddrinfo("api.binance.com", 443)
+    assert conftest.MAINNET_LOOKUPS.pop() == "api.binance.com"  # this one was on purpose
+    assert socket.getaddrinfo("127.0.0.1", 80)

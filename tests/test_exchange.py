@@ -419,7 +419,7 @@ async def test_user_data_stream_through_ccxt_pro(exchange, client):
     orders, trades, balance = (
         asyncio.create_task(w()) for w in (client.watch_orders, client.watch_my_trades, client.watch_balance)
     )
-    await wait_for(lambda: exchange._subscriptions and all(c.subscriptions for c in exchange._subscriptions.values()))
+    await wait_for(lambda: exchange.user_data_subscriptions > 0)
     order = await client.create_order("BTC/USDT", "market", "buy", 0.01)
     streamed = await asyncio.wait_for(orders, 5)
     assert streamed[-1]["id"] == order["id"] and streamed[-1]["status"] == "closed" and streamed[-1]["filled"] == 0.01

@@ -70,19 +70,24 @@ def test_a_testnet_run_trades_the_bundled_local_exchange(workdir):
     assert "Local exchange at http://127.0.0.1" in text and FAKE_KEY not in text and FAKE_SECRET not in text
 
 
+TESTNET_LOCAL = {"mode": "testnet", "venue": "local", "bars": 30, "speed": 3000}
+
+
 def test_a_sweep_merges_every_run_exactly_once_and_a_rerun_skips_them(workdir):
-    grid = {"fast": [3, 5, 8], "slow": [20, 30]}
+    """Six testnet runs, each trading its own local exchange through ccxt, two at a time."""
+    grid = {"fast": [2, 3, 4], "slow": [6, 8]}
     main = workdir / "sweep.duckdb"
-    frame = sweep(grid, sweep_id="grid6", base={"bars": 250}, store_path=main, workers=2, progress=False)
+    frame = sweep(grid, sweep_id="grid6", base=TESTNET_LOCAL, store_path=main, workers=2, progress=False)
     assert len(frame) == 6 and set(frame["status"]) == {"completed"}, frame[["session_id", "error"]]
     per_run = {sid: counts(path, sid) for sid, path in zip(frame["session_id"], frame["store_path"], strict=True)}
     for sid, expected in per_run.items():
         assert counts(main, sid) == expected and expected[1] > 0
     total = counts(main)
     assert total == tuple(sum(c[i] for c in per_run.values()) for i in range(2))
-    again = sweep(grid, sweep_id="grid6", base={"bars": 250}, store_path=main, workers=2, progress=False)
+    again = sweep(grid, sweep_id="grid6", base=TESTNET_LOCAL, store_path=main, workers=2, progress=False)
     assert set(again["status"]) == {"skipped"} and counts(main) == total
     con = duckdb.connect(str(main), read_only=True)
+    assert con.execute("SELECT DISTINCT mode FROM orders").fetchall() == [("testnet",)]
     assert con.execute(
         "SELECT count(*) FROM sessions WHERE sweep_id = 'grid6' AND status = 'completed'"
     ).fetchone() == (6,)
@@ -104,7 +109,7 @@ def test_a_run_killed_midway_is_reported_and_the_others_are_intact(workdir):
     main = workdir / "killed.duckdb"
 
     def kill_sweep(notebook):
-        base = {"bars": 200, "strategy_params": {"slow": 20}}
+        base = {**TESTNET_LOCAL, "strategy_params": {"slow": 6}}
         return sweep(
             {"fast": [3, 4, 5]}, sweep_id="kill", base=base, store_path=main, notebook=notebook, progress=False
         )

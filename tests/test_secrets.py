@@ -7,9 +7,12 @@ import pytest
 
 from workbench.cli import main
 from workbench.config import MAINNET_ENV, Credentials, TradingMode, load_config
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.exchange import LocalExchange
 from workbench.executors import build_executor
+from workbench.report import report
 from workbench.runs import sweep
+from workbench.session import TradingSession
 
 KEYS = {
     "BINANCE_TESTNET_API_KEY": "FAKE-TESTNET-KEY-7c1e9a0b",
@@ -61,3 +64,33 @@ def test_the_cli_cannot_switch_to_mainnet(data_dir, tmp_path, monkeypatch, capsy
     assert main(["run", "--mode", "mainnet", "--bars", "100"]) == 2
     assert "cannot switch to mainnet" in capsys.readouterr().err
     assert not Path("runs").exists()  # refused before anything ran
+
+
+async def test_a_testnet_session_and_its_report_write_no_key_anywhere(tmp_path, monkeypatch, capfd, caplog):
+    """Real signed requests with recognisable keys (the local exchange accepts them), a rejected
+    order's exception, the store, the logs and the HTML report: none holds a key."""
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    caplog.set_level(logging.DEBUG)
+    key, secret = KEYS["BINANCE_TESTNET_API_KEY"], KEYS["BINANCE_TESTNET_API_SECRET"]
+    texts = []
+    async with LocalExchange(("BTC/USDT",), api_key=key, secret=secret) as exchange:
+        config = load_config(
+            mode="testnet", venue_url=exchange.url, symbols=["BTC/USDT"], store_path=tmp_path / "real.duckdb"
+        )
+        session = TradingSession.from_config(config, session_id="secret-run", shadow=True)
+        await session.create_order("BTC/USDT", "market", "buy", "0.001")
+        with pytest.raises(WorkbenchError) as rejected:
+            await session.create_order("BTC/USDT", "market", "sell", "900")  # more than the account holds
+        texts += [str(rejected.value), repr(rejected.value), repr(session.executor), repr(vars(session.executor))]
+        await session.stop()
+        await session.executor.close()
+        session.store.close()
+    html = report("secret-run", store_path=tmp_path / "real.duckdb", output=tmp_path / "report.html")
+    assert "secret-run" in html.read_text()
+    out = capfd.readouterr()
+    texts += [out.out, out.err, caplog.text]
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} >= {".duckdb", ".html"}
+    found = {str(p): leaks(p.read_bytes()) for p in files} | {f"text {i}": leaks(t) for i, t in enumerate(texts)}
+    assert {k: v for k, v in found.items() if v} == {}

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -5,6 +6,7 @@ import sys
 import textwrap
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +140,60 @@ def test_a_writer_killed_mid_write_leaves_every_committed_fill(tmp_path, round_)
     with Store(path) as store:
         rows = store.sql("SELECT count(*), count(DISTINCT trade_id) FROM paper_fills")[0]
     assert rows[0] == rows[1] >= committed
+
+
+STALLED = textwrap.dedent(
+    """
+    import os, signal, sys, threading
+    from decimal import Decimal
+    from workbench.config import TradingMode
+    from workbench.model import Order, OrderType, Side
+    from workbench.store import Store
+
+    store = Store(sys.argv[1])
+    store._commit = lambda cursor, batch: threading.Event().wait()  # a disk that never finishes a commit
+    for n in range(1, 6):
+        order = Order("BTC/USDT", Side.BUY, OrderType.MARKET, Decimal("0.5"), None, None, None, f"s-{n}")
+        store.record_order("s", TradingMode.TESTNET, order, arrival_price=Decimal(100), durable=True)
+    print("journaled", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_a_durable_order_survives_a_kill_before_its_commit(tmp_path):
+    """A real order is journaled (fsynced) before it is sent; the store replays the journal when it
+    opens, so an order whose commit never happened is still there, exactly once."""
+    path = tmp_path / "stalled.duckdb"
+    result = subprocess.run([sys.executable, "-c", STALLED, str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == -signal.SIGKILL and result.stdout == "journaled\n", result.stderr
+    assert len(Path(f"{path}.journal").read_text().splitlines()) == 5
+    with Store(path) as store:
+        rows = store.sql("SELECT client_order_id, status, amount, arrival_price, mode FROM real_orders ORDER BY 1")
+        assert Path(f"{path}.journal").stat().st_size == 0  # replayed, then emptied
+    assert rows == [(f"s-{n}", "NEW", D("0.5"), D(100), "testnet") for n in range(1, 6)]
+    with Store(path) as store:  # opening again replays nothing twice
+        assert store.sql("SELECT count(*) FROM real_orders")[0][0] == 5
+
+
+def test_replaying_the_journal_never_moves_an_order_back_and_skips_a_torn_line(tmp_path):
+    path = tmp_path / "replay.duckdb"
+    with Store(path) as store:
+        store.record_order("s", TradingMode.TESTNET, order(OrderStatus.NEW, cid="c1"), durable=True)
+        store.record_order("s", TradingMode.TESTNET, order(OrderStatus.FILLED, "1", cid="c1"))
+        store.flush()
+        assert Path(f"{path}.journal").stat().st_size == 0  # every journaled row is committed
+    line = json.dumps(
+        {"table": "real_orders", "columns": ["session_id", "client_order_id", "mode", "status", "status_rank"],
+         "values": ["s", "c1", "testnet", "NEW", 1]}
+    )  # fmt: skip
+    Path(f"{path}.journal").write_text(line + "\n" + line[:40])  # a stale line, then one torn mid-write
+    with Store(path) as store:
+        assert store.sql("SELECT status, filled FROM real_orders") == [("FILLED", D(1))]
+
+
+def test_a_journal_naming_another_table_is_refused(tmp_path):
+    path = tmp_path / "odd.duckdb"
+    Path(f"{path}.journal").write_text(json.dumps({"table": "audit_log", "columns": [], "values": []}) + "\n")
+    with pytest.raises(StoreError, match="names the table 'audit_log'; move it aside"):
+        Store(path)

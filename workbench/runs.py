@@ -120,7 +120,7 @@ def run(
     params = check_parameters(parameters)
     runs = Path(runs_dir).resolve()  # absolute: runs share nothing with the process's working directory
     session_id = params["session_id"] or _session_id(params)
-    main_store = Path(merge_into or params["store_path"])
+    main_store = Path(merge_into or params["store_path"]).resolve()
     own = _execute(params | {"session_id": session_id}, runs, Path(notebook), timeout, progress)
     merge_run(main_store, own)
     return own
@@ -135,7 +135,7 @@ def _execute(params: dict[str, Any], runs: Path, notebook: Path, timeout: float 
     folder.mkdir(parents=True, exist_ok=True)
     own_store = folder / f"{session_id}.duckdb"
     executed = folder / f"{session_id}.ipynb"
-    for stale in (own_store, Path(f"{own_store}.wal")):
+    for stale in (own_store, Path(f"{own_store}.wal"), Path(f"{own_store}.journal")):
         stale.unlink(missing_ok=True)
     run_params = params | {"store_path": str(own_store)}
     status, error = "completed", None
@@ -259,6 +259,7 @@ def sweep(
     session_id, status, error, notebook and the parameters.
     """
     runs = Path(runs_dir).resolve()  # absolute: runs share nothing with the process's working directory
+    store_path = Path(store_path).resolve()
     halt = _halt_flag(runs, sweep_id)
     sets = []
     for params in expand_grid(grid):

@@ -77,6 +77,7 @@ class TradingSession:
         self.risk = RiskChecks(risk, self.rules)
         self.strategy = strategy
         self.session_id = session_id or new_session_id()
+        self._prefix = f"{self.session_id[:24]}-"  # of every client order id this session gives
         self.kill_switch = kill_switch or KillSwitch(store)
         self.state = RiskState()
         self.last_price: dict[str, Decimal] = {}
@@ -133,6 +134,12 @@ class TradingSession:
         if shadow and executor.mode.is_real:
             paper = cls(build_executor(replace(config, mode=TradingMode.PAPER), rules), store, **common)
         return cls(executor, store, session_id=session_id, shadow=paper, **common)
+
+    def _repr_html_(self) -> str:
+        """In a notebook a session shows its mode banner (mode, venue, account; never a key)."""
+        from workbench.ui import banner_html
+
+        return banner_html(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -233,7 +240,7 @@ class TradingSession:
         """
         await self.start()
         self._seq += 1
-        request = replace(request, client_order_id=f"{self.session_id[:24]}-{self._seq}")
+        request = replace(request, client_order_id=f"{self._prefix}{self._seq}")
         detail = _request_detail(request)
         self._audit("order.request", detail)
         try:
@@ -253,11 +260,15 @@ class TradingSession:
         self.state.record_order(self._now())
         pending = Order.from_request(request, request.client_order_id, self._now())  # type: ignore[arg-type]
         pending.status = OrderStatus.PENDING_NEW
-        self.store.record_order(
-            self.session_id, self.mode, pending, signal_price=signal_price, arrival_price=last, signal_time=signal_time
+        self.store.record_order(  # on disk before a real order is sent: a restart never sends it twice
+            self.session_id,
+            self.mode,
+            pending,
+            signal_price=signal_price,
+            arrival_price=last,
+            signal_time=signal_time,
+            durable=self.mode.is_real,
         )
-        if self.mode.is_real:
-            self.store.flush()  # on disk before it is sent: a restart never sends it twice
         try:
             order = await self.executor.create_order(request)
         except OrderRejected as e:
@@ -480,6 +491,8 @@ class TradingSession:
 
     def _on_execution(self, event: Execution) -> None:
         order = event.order
+        if not order.client_order_id.startswith(self._prefix):
+            return  # another client's order on the same account (the user data stream has them all)
         self.orders[order.client_order_id] = order
         if order.is_open:
             self._open[order.client_order_id] = order

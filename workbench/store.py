@@ -6,15 +6,21 @@ Paper rows and real rows live apart (``paper_*`` and ``real_*`` tables); the ``o
 to one writer thread that commits them in batches, so the event loop never waits on disk; a
 crash loses at most the batch in flight, never a committed fill. Fills are keyed by trade id
 and order rows only move forward, so a repeated or late event changes nothing.
+
+A row that must be on disk at once (a real order, before it is sent) is also appended to a
+journal beside the file (``<store>.journal``, one fsynced JSON line, a tenth of a millisecond)
+instead of waiting for a commit; the store replays the journal when it opens, so a crash between
+the two loses nothing, and empties it once every journaled row is committed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -146,11 +152,26 @@ class _Row:
     conflict: str = ""
     key: tuple[Any, ...] | None = None
     merge: Callable[[tuple[str, ...], tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]] | None = None
+    journaled: bool = False
 
 
 _FRAME_ROWS = 100  # from this many rows of one table in a batch, insert them from a DataFrame
 
 _FIRST_KNOWN = ("signal_price", "arrival_price", "signal_time", "created_at")
+
+
+def _order_conflict(table: str) -> str:
+    """An order row's upsert: it only moves forward; the first signal and arrival price, signal and
+    creation time known stay."""
+    updates = ", ".join(
+        f"{c} = coalesce({table}.{c}, excluded.{c})" if c in _FIRST_KNOWN else f"{c} = excluded.{c}"
+        for c in _ORDER_COLUMNS[2:]
+    )
+    return (
+        f"ON CONFLICT (session_id, client_order_id) DO UPDATE SET {updates} "
+        f"WHERE excluded.status_rank > {table}.status_rank "
+        f"OR (excluded.status_rank = {table}.status_rank AND excluded.filled >= {table}.filled)"
+    )
 
 
 def _merge_orders(columns: tuple[str, ...], old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -179,6 +200,17 @@ def _column_types(cursor: duckdb.DuckDBPyConnection, table: str) -> dict[str, st
     return _TYPES[table]
 
 
+def _decode(value: Any, sql_type: str) -> Any:
+    """A journaled value (JSON: decimals and times as text) as the column's Python type."""
+    if value is None:
+        return None
+    if sql_type.startswith("DECIMAL"):
+        return Decimal(value)
+    if sql_type.startswith("TIMESTAMP"):
+        return datetime.fromisoformat(value)
+    return value
+
+
 class StoreError(WorkbenchError):
     """A write to the store failed; the batch it was in was rolled back."""
 
@@ -201,9 +233,14 @@ class Store:
         self._con.execute(_TRADING_TABLES.format(p="paper", mode=""))
         self._con.execute(_TRADING_TABLES.format(p="real", mode="mode VARCHAR,"))
         self._con.execute(_VIEWS)
+        self._error: Exception | None = None
+        self._journal_path = Path(f"{self.path}.journal")
+        self._replay_journal()
+        self._journal_fd = os.open(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._journal_lock = threading.Lock()
+        self._journal_pending = 0  # journaled rows not yet committed
         self._batch_size = batch_size
         self._queue: queue.Queue[_Write | _Row | threading.Event | None] = queue.Queue()
-        self._error: Exception | None = None
         self._writer = threading.Thread(target=self._write_loop, name=f"store-writer:{self.path.name}", daemon=True)
         self._writer.start()
 
@@ -227,6 +264,7 @@ class Store:
             self.flush()
             self._queue.put(None)
             self._writer.join()
+            os.close(self._journal_fd)
             self._con.close()
 
     def __enter__(self) -> Store:
@@ -282,8 +320,10 @@ class Store:
         signal_price: Decimal | None = None,
         arrival_price: Decimal | None = None,
         signal_time: int | None = None,
+        durable: bool = False,
     ) -> None:
-        """Insert or advance an order row; an update never moves an order backwards."""
+        """Insert or advance an order row; an update never moves an order backwards. ``durable``:
+        on disk (in the journal) when this returns, not only when the batch commits."""
         table, extra, values = self._trading_table("orders", mode)
         row = (
             session_id,
@@ -309,17 +349,11 @@ class Store:
             utc(order.last_update),
         )
         columns = (*_ORDER_COLUMNS[:2], *extra, *_ORDER_COLUMNS[2:])
-        first = ("signal_price", "arrival_price", "signal_time", "created_at")  # the first value known stays
-        updates = ", ".join(
-            f"{c} = coalesce({table}.{c}, excluded.{c})" if c in first else f"{c} = excluded.{c}"
-            for c in _ORDER_COLUMNS[2:]
-        )
-        conflict = (
-            f"ON CONFLICT (session_id, client_order_id) DO UPDATE SET {updates} "
-            f"WHERE excluded.status_rank > {table}.status_rank "
-            f"OR (excluded.status_rank = {table}.status_rank AND excluded.filled >= {table}.filled)"
-        )
-        self._put_row(table, columns, (*row[:2], *values, *row[2:]), conflict, key=row[:2], merge=_merge_orders)
+        item = _Row(table, columns, (*row[:2], *values, *row[2:]), _order_conflict(table), row[:2], _merge_orders)
+        if durable:
+            self._journal(item)
+        else:
+            self._enqueue(item)
 
     def record_fill(self, session_id: str, mode: TradingMode, fill: Fill) -> None:
         """Insert a fill once; the same trade id again is ignored."""
@@ -442,6 +476,50 @@ class Store:
     ) -> None:
         self._enqueue(_Row(table, columns, values, conflict, key, merge))
 
+    def _journal(self, row: _Row) -> None:
+        """Append ``row`` to the journal and fsync it, then queue it: on disk when this returns."""
+        line = json.dumps({"table": row.table, "columns": row.columns, "values": row.values}, default=str) + "\n"
+        with self._journal_lock:
+            os.write(self._journal_fd, line.encode())
+            os.fsync(self._journal_fd)
+            self._journal_pending += 1
+            self._enqueue(replace(row, journaled=True))
+
+    def _journal_committed(self, batch: list[_Write | _Row]) -> None:
+        """Forget the journal's lines once every journaled row is committed."""
+        done = sum(isinstance(item, _Row) and item.journaled for item in batch)
+        if done:
+            with self._journal_lock:
+                self._journal_pending -= done
+                if self._journal_pending == 0:
+                    os.ftruncate(self._journal_fd, 0)
+
+    def _replay_journal(self) -> None:
+        """Commit the rows a crashed process journaled (replaying a committed row changes nothing:
+        order rows only move forward), then empty the journal. A torn last line was never fsynced,
+        so its order was never sent: it is skipped."""
+        if not self._journal_path.exists():
+            return
+        cursor = self._con.cursor()
+        rows: list[_Write | _Row] = []
+        for line in self._journal_path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            table, columns = entry["table"], tuple(entry["columns"])
+            if table not in ("paper_orders", "real_orders"):
+                raise StoreError(f"The journal {self._journal_path} names the table {table!r}; move it aside.")
+            types = _column_types(cursor, table)
+            values = tuple(_decode(v, types[c]) for c, v in zip(columns, entry["values"], strict=True))
+            rows.append(_Row(table, columns, values, _order_conflict(table), values[:2], _merge_orders))
+        if rows:
+            self._commit(cursor, rows)
+            if self._error is not None:
+                raise StoreError(f"Replaying the journal {self._journal_path} failed: {self._error}")
+        cursor.close()
+        self._journal_path.write_bytes(b"")
+
     def _enqueue(self, item: _Write | _Row) -> None:
         if not self._writer.is_alive():
             raise StoreError(f"The store {self.path} is closed.")
@@ -467,6 +545,8 @@ class Store:
                 item = self._queue.get()
             if batch:
                 self._commit(cursor, batch)
+                if self._error is None:
+                    self._journal_committed(batch)
             for waiter in waiters:
                 waiter.set()
             if stop:

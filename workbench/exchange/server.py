@@ -66,6 +66,8 @@ class Faults:
     latency_ms: float = 0.0  # added to every REST answer
     errors_5xx: int = 0  # the next N REST requests answer 503 without doing anything
     lost_answers: int = 0  # the next N orders are placed but answered 503 -1007 (status unknown)
+    refused_orders: int = 0  # the next N order placements answer 503 without reaching the matching engine
+    malformed_events: int = 0  # the next N fills' execution reports carry an order status Binance never sends
     too_many_requests: int = 0  # the next N REST requests answer 429
     retry_after: float = 1.0  # the Retry-After of forced 429s
     ban_seconds: float = 0.0  # when set: ban the IP now for this long (418), then reset to 0
@@ -246,6 +248,11 @@ class LocalExchange:
 
     # -- the Python admin API ---------------------------------------------------------------
 
+    @property
+    def user_data_subscriptions(self) -> int:
+        """How many user data stream subscriptions are live (ccxt subscribes on its first watch)."""
+        return sum(len(conn.subscriptions) for conn in self._subscriptions.values())
+
     def set_faults(self, **changes: Any) -> Faults:
         """Switch faults on or off at run time, e.g. ``set_faults(lost_answers=1)``."""
         names = {f.name for f in fields(Faults)}
@@ -307,12 +314,15 @@ class LocalExchange:
         if faults.errors_5xx:
             faults.errors_5xx -= 1
             raise web.HTTPServiceUnavailable(text="Service Unavailable")
+        placing = (request.method, endpoint) == ("POST", "order")
+        if placing and faults.refused_orders:
+            faults.refused_orders -= 1
+            raise web.HTTPServiceUnavailable(text="Service Unavailable")
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         call = Call(params)
         if route.signed:
             call.api_key = self._authenticate(request.headers.get("X-MBX-APIKEY"), params, _payload(query, body))
-        placing = (request.method, endpoint) == ("POST", "order")
         if placing:
             self._count_order()
         try:
@@ -601,6 +611,9 @@ class LocalExchange:
         return [self.rate_limits()[0] | {"count": used}]
 
     def _on_user_event(self, event: dict[str, Any]) -> None:
+        if self.faults.malformed_events and event.get("x") == "TRADE":
+            self.faults.malformed_events -= 1
+            event = {**event, "X": "MISPLACED"}
         for conn in list(self._subscriptions.values()):
             for subscription in conn.subscriptions:
                 conn.push({"subscriptionId": subscription, "event": event})

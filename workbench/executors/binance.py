@@ -60,6 +60,22 @@ AMBIGUOUS = (
 )
 
 
+class Redacted(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """ccxt's logger with the client's API key and secret blanked out: ccxt logs every request's
+    headers (``X-MBX-APIKEY`` among them) at DEBUG."""
+
+    def __init__(self, logger: logging.Logger, *secrets: str) -> None:
+        super().__init__(logger, {})
+        self._secrets = [s for s in secrets if s]
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            for secret in self._secrets:
+                text = text.replace(secret, "***")
+            self.logger.log(level, "%s", text, **kwargs)
+
+
 def make_client(mode: TradingMode, credentials: Credentials | None, venue_url: str | None = None) -> ccxtpro.binance:
     """The ccxt.pro client for ``mode``. The one place URLs are chosen: testnet (sandbox) URLs for
     TESTNET, ``venue_url`` (a local exchange) when given, Binance's own only for MAINNET."""
@@ -72,10 +88,16 @@ def make_client(mode: TradingMode, credentials: Credentials | None, venue_url: s
             "fetchMarkets": {"types": ["spot"]},
             "fetchCurrencies": False,
             "warnOnFetchOpenOrdersWithoutSymbol": False,
+            "fetchMargins": False,  # spot only: no /sapi margin lookups (the local exchange has none)
         },
     }
     if credentials is not None:
-        config |= {"apiKey": credentials.api_key.reveal(), "secret": credentials.secret.reveal()}
+        key, secret = credentials.api_key.reveal(), credentials.secret.reveal()
+        config |= {
+            "apiKey": key,
+            "secret": secret,
+            "logger": Redacted(logging.getLogger("ccxt.base.exchange"), key, secret),
+        }
     client = ccxtpro.binance(config)
     if mode is TradingMode.TESTNET:
         client.set_sandbox_mode(True)
@@ -137,6 +159,18 @@ def _bar(candle: list[float], close_time: int) -> pd.Series:
     opened = pd.Timestamp(int(candle[0]), unit="ms", tz="UTC")
     values = dict(zip(("open", "high", "low", "close", "volume"), candle[1:6], strict=True))
     return pd.Series({**values, "close_time": pd.Timestamp(close_time, unit="ms", tz="UTC")}, name=opened)
+
+
+def closed_bars(last: list[float] | None, candles: list[list[float]]) -> tuple[list[pd.Series], list[float] | None]:
+    """The bars that ``candles`` (ccxt OHLCV rows, oldest first) close after ``last``, the latest
+    candle seen before, and the latest candle now. A candle older than ``last`` is stale: skipped."""
+    bars = []
+    for candle in candles:
+        if last is not None and candle[0] > last[0]:
+            bars.append(_bar(last, candle[0] - 1))
+        if last is None or candle[0] >= last[0]:
+            last = candle
+    return bars, last
 
 
 def _d(value: Any) -> Decimal | None:
@@ -308,6 +342,9 @@ class BinanceExecutor:
         self._orders: dict[str, Order] = {}  # client order id -> latest state
         self._client_ids: dict[str, str] = {}  # venue order id -> client order id
         self._trades: dict[tuple[str, str], Fill] = {}  # (symbol, trade id) -> fill
+        self._filled: dict[str, Decimal] = {}  # client order id -> the amount its known trades add up to
+        self._trades_from: dict[str, int] = {}  # symbol -> first trade id reconcile has not yet merged
+        self.trades_page = 1000  # trades a myTrades request returns at most
         self._tasks: list[asyncio.Task[None]] = []
         self._gaps: set[str] = set()  # client order ids whose missing fills are being fetched
         self._gap_tasks: set[asyncio.Task[None]] = set()
@@ -359,12 +396,9 @@ class BinanceExecutor:
         each a Series named by its open time with open, high, low, close, volume and close_time."""
         last: list[float] | None = None
         while True:
-            candles = await self.client.watch_ohlcv(symbol, timeframe)
-            for candle in candles:
-                if last is not None and candle[0] > last[0]:
-                    yield _bar(last, candle[0] - 1)
-                if last is None or candle[0] >= last[0]:
-                    last = candle
+            bars, last = closed_bars(last, await self.client.watch_ohlcv(symbol, timeframe))
+            for bar in bars:
+                yield bar
 
     # -- orders -----------------------------------------------------------------------------
 
@@ -374,21 +408,10 @@ class BinanceExecutor:
             raise OrderRejected(
                 "Every real order needs a client_order_id; TradingSession assigns one.", rule="required"
             )
-        type_, params = self._ccxt_type_and_params(request)
         try:
-            raw = await self._call(
-                self.client.create_order,
-                request.symbol,
-                type_,
-                request.side.value,
-                float(request.amount) if request.amount is not None else None,
-                float(request.price) if request.price is not None else None,
-                params,
-            )
-        except ExchangeError as e:
-            if e.code == -1003:  # banned or rate limited: the venue processed nothing
-                raise OrderRejected(str(e), code=-1003, msg="Too many requests.", rule="rate_limit") from None
-            raise
+            raw = await self._place(request)
+        except ExchangeError as e:  # banned or rate limited: the venue processed nothing
+            raise OrderRejected(str(e), code=-1003, msg="Too many requests.", rule="rate_limit") from None
         except AMBIGUOUS as e:
             log.warning("create_order %s: answer lost (%s); looking it up by client order id", cid, type(e).__name__)
             raw = await self._resolve_lost(request, e)
@@ -405,6 +428,13 @@ class BinanceExecutor:
             trade = {**trade, **placed, "timestamp": trade.get("timestamp") or order.last_update or order.timestamp}
             self._accept_fill(fill_from_ccxt(trade, cid))
         return self._orders[cid].snapshot()
+
+    async def _place(self, request: OrderRequest) -> dict[str, Any]:
+        type_, params = self._ccxt_type_and_params(request)
+        amount = float(request.amount) if request.amount is not None else None
+        price = float(request.price) if request.price is not None else None
+        side = request.side.value
+        return await self._call(self.client.create_order, request.symbol, type_, side, amount, price, params)
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
         try:
@@ -441,7 +471,10 @@ class BinanceExecutor:
         }
 
     async def fetch_my_trades(self, symbol: str, since: int | None = None) -> list[Fill]:
-        raws = await self._call(self.client.fetch_my_trades, symbol, since, 1000)
+        """The account's trades of ``symbol`` from ``since`` (up to 1000; the latest without it)."""
+        return await self._merge_trades(symbol, await self._call(self.client.fetch_my_trades, symbol, since, 1000))
+
+    async def _merge_trades(self, symbol: str, raws: list[dict[str, Any]]) -> list[Fill]:
         fills = []
         for raw in raws:
             cid = self._client_ids.get(str(raw["order"]))
@@ -472,17 +505,32 @@ class BinanceExecutor:
                     found.append(f"{cid}: never reached the venue; marked REJECTED")
                     continue
                 found.append(f"{cid}: {order.status} in the workbench, {latest.status} on the venue")
-        symbols = sorted({o.symbol for o in self._orders.values()})
-        for symbol in symbols:
-            since = min((o.timestamp for o in self._orders.values() if o.symbol == symbol), default=None)
+        for symbol in sorted({o.symbol for o in self._orders.values()}):
             before = len(self._trades)
-            await self.fetch_my_trades(symbol, since)
+            await self._reconcile_trades(symbol)
             if len(self._trades) > before:
                 found.append(f"{symbol}: {len(self._trades) - before} fill(s) recovered from REST")
         self.discrepancies.extend(found)
         for text in found:
             log.warning("reconcile: %s", text)
         return found
+
+    async def _reconcile_trades(self, symbol: str) -> None:
+        """Merge every trade of ``symbol`` reconcile has not merged yet: from the first order's time
+        the first time, then onwards by trade id, a page at a time."""
+        page = self.trades_page
+        params: dict[str, Any] = {}
+        since: int | None = min(o.timestamp for o in self._orders.values() if o.symbol == symbol)
+        if symbol in self._trades_from:
+            since, params = None, {"fromId": self._trades_from[symbol]}
+        while True:
+            raws = await self._call(self.client.fetch_my_trades, symbol, since, page, params)
+            await self._merge_trades(symbol, raws)
+            if raws:
+                self._trades_from[symbol] = max(int(raw["id"]) for raw in raws) + 1
+            if len(raws) < page:
+                return
+            since, params = None, {"fromId": self._trades_from[symbol]}
 
     async def _reconcile_forever(self) -> None:
         while True:
@@ -496,25 +544,18 @@ class BinanceExecutor:
         """The answer to create_order was lost: find the order by client order id; only if the venue
         has never seen it, send it once more (the same id cannot be placed twice)."""
         cid, symbol = request.client_order_id, request.symbol
-        for attempt in range(2):
+        resent = False
+        for _ in range(3):
             try:
                 return await self._call(self.client.fetch_order, None, symbol, {"origClientOrderId": cid})
             except ccxt_async.OrderNotFound:
-                if attempt:
+                if resent:
                     break
-                try:
-                    type_, params = self._ccxt_type_and_params(request)
-                    return await self._call(
-                        self.client.create_order,
-                        symbol,
-                        type_,
-                        request.side.value,
-                        float(request.amount) if request.amount is not None else None,
-                        float(request.price) if request.price is not None else None,
-                        params,
-                    )
-                except AMBIGUOUS:
-                    continue
+            except AMBIGUOUS:
+                continue
+            resent = True
+            try:
+                return await self._place(request)
             except AMBIGUOUS:
                 continue
         raise ExchangeError(
@@ -570,7 +611,7 @@ class BinanceExecutor:
                     task.add_done_callback(self._gap_tasks.discard)
 
     def _filled_by_trades(self, order: Order) -> Decimal:
-        return sum((f.amount for f in self._trades.values() if f.client_order_id == order.client_order_id), ZERO)
+        return self._filled.get(order.client_order_id, ZERO)
 
     async def _close_gap(self, order: Order, grace: float = 0.5) -> None:
         """An order says it filled more than its trades add up to: give the trade stream ``grace``
@@ -582,10 +623,10 @@ class BinanceExecutor:
                 params = {"orderId": latest.id}
                 raws = await self._call(self.client.fetch_my_trades, latest.symbol, None, None, params)
                 recovered = [f for raw in raws if (f := self._accept_fill(fill_from_ccxt(raw, latest.client_order_id)))]
-                if recovered:
-                    self.discrepancies.append(
-                        f"{latest.client_order_id}: {len(recovered)} fill(s) missing from the stream, fetched"
-                    )
+                self.discrepancies.append(
+                    f"{latest.client_order_id}: filled {latest.filled} but its trades lagged; "
+                    f"{len(recovered)} fill(s) fetched from REST"
+                )
         except (ccxt_async.BaseError, ExchangeError) as e:
             log.warning("fetching the missing fills of %s failed: %s; reconcile() will", order.client_order_id, e)
         finally:
@@ -620,6 +661,7 @@ class BinanceExecutor:
         if key in self._trades:
             return None
         self._trades[key] = fill
+        self._filled[fill.client_order_id] = self._filled.get(fill.client_order_id, ZERO) + fill.amount
         order = self._orders.get(fill.client_order_id)
         if order is not None:
             order.fees[fill.fee_currency] = order.fees.get(fill.fee_currency, ZERO) + fill.fee
@@ -638,45 +680,37 @@ class BinanceExecutor:
     # -- requests ---------------------------------------------------------------------------
 
     async def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """One request with Binance's rate-limit and clock rules: wait for the limiter, honour
-        Retry-After once on 429, stop on 418, resync the clock once on -1021."""
-        retried = False
-        while True:
-            delay = self.limiter.delay(time.time())
-            if delay:
-                self.limiter.waited += delay
-                await asyncio.sleep(delay)
-            try:
-                result = await method(*args)
-                self.limiter.observe(self.client.last_response_headers)
-                return result
-            except ccxt_async.DDoSProtection as e:  # 418, and 429 on some ccxt paths
-                self.limiter.observe(self.client.last_response_headers)
-                if "418" in str(e) or "banned" in str(e).lower():
-                    wait = self.limiter.retry_after(self.client.last_response_headers, 120.0)
-                    self.limiter.banned_until = time.time() + wait
-                    raise ExchangeError(
-                        f"Binance banned this IP for {wait:.0f}s (HTTP 418); stopping until then.", code=-1003
-                    ) from None
-                if retried:
-                    raise ExchangeError(
-                        f"Rate limited twice in a row ({e}); giving up on this request.", code=-1003
-                    ) from None
-                retried = True
-                await asyncio.sleep(self.limiter.retry_after(self.client.last_response_headers))
-            except ccxt_async.RateLimitExceeded as e:  # 429 / -1003 / -1015
-                self.limiter.observe(self.client.last_response_headers)
-                if retried:
-                    raise ExchangeError(
-                        f"Rate limited twice in a row ({e}); giving up on this request.", code=-1003
-                    ) from None
-                retried = True
-                await asyncio.sleep(self.limiter.retry_after(self.client.last_response_headers))
-            except ccxt_async.InvalidNonce:
-                if retried:
-                    raise
-                retried = True
-                await self._sync_time()
+        """One request with Binance's rate-limit and clock rules: wait for the limiter, stop on 418,
+        honour Retry-After once on 429, resync the clock once on -1021; never loop on errors."""
+        try:
+            return await self._send(method, *args)
+        except ccxt_async.InvalidNonce:
+            await self._sync_time()
+        except ccxt_async.DDoSProtection:  # 429 (a 418 is an ExchangeError already)
+            await asyncio.sleep(self.limiter.retry_after(self.client.last_response_headers))
+        try:
+            return await self._send(method, *args)
+        except ccxt_async.DDoSProtection as e:
+            raise ExchangeError(f"Rate limited twice in a row ({e}); giving up on this request.", code=-1003) from None
+
+    async def _send(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
+        delay = self.limiter.delay(time.time())
+        if delay:
+            self.limiter.waited += delay
+            await asyncio.sleep(delay)
+        try:
+            result = await method(*args)
+        except ccxt_async.DDoSProtection as e:  # ccxt: 429 RateLimitExceeded, 418 DDoSProtection
+            self.limiter.observe(self.client.last_response_headers)
+            if "418" in str(e) or "banned" in str(e).lower():
+                wait = self.limiter.retry_after(self.client.last_response_headers, 120.0)
+                self.limiter.banned_until = time.time() + wait
+                raise ExchangeError(
+                    f"Binance banned this IP for {wait:.0f}s (HTTP 418); stopping until then.", code=-1003
+                ) from None
+            raise
+        self.limiter.observe(self.client.last_response_headers)
+        return result
 
     async def _sync_time(self) -> None:
         """Correct the local clock against the venue's (Binance -1021)."""

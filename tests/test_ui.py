@@ -1,0 +1,501 @@
+"""The notebook trading panels, driven from Python as a user would drive them (values typed into the
+widgets, buttons clicked), in paper, testnet (the local exchange, through ccxt) and mainnet mode;
+checked against what was sent, confirmed, refused and written to the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from workbench.config import MAINNET_CONSENT, MAINNET_ENV, RiskLimits, TradingMode, load_config
+from workbench.data import load_rules
+from workbench.errors import KillSwitchActive
+from workbench.exchange import LocalExchange
+from workbench.executors import PaperExecutor
+from workbench.session import TradingSession
+from workbench.store import Store
+from workbench.ui import MODE_STYLES, Blotter, EmergencyStopButton, OrderTicket, TradingPanel, mode_banner
+
+D = Decimal
+SYMBOLS = ("BTC/USDT", "ETH/USDT")
+ALL_CHECKS = [
+    "kill_switch",
+    "allowed_symbols",
+    "exchange_filters",
+    "max_order_notional",
+    "max_position",
+    "max_open_orders",
+    "max_daily_loss",
+    "max_orders_per_minute",
+    "price_band_pct",
+]
+FAKE_KEYS = {
+    "BINANCE_API_KEY": "FAKE-UI-MAINNET-KEY-0c9d8e7f",
+    "BINANCE_API_SECRET": "FAKE-UI-MAINNET-SECRET-6a5b4c3d",
+    "BINANCE_TESTNET_API_KEY": "FAKE-UI-TESTNET-KEY-1f2e3d4c",
+    "BINANCE_TESTNET_API_SECRET": "FAKE-UI-TESTNET-SECRET-9b8a7f6e",
+}
+
+
+def ui_audit(store: Store) -> list[tuple[str, dict]]:
+    """The audit rows the panels wrote, oldest first."""
+    store.flush()
+    rows = store.sql("SELECT kind, detail FROM audit_log WHERE kind LIKE 'ui_%' ORDER BY seq")
+    return [(kind, json.loads(detail)) for kind, detail in rows]
+
+
+def audit_kinds(store: Store) -> list[str]:
+    store.flush()
+    return [kind for (kind,) in store.sql("SELECT kind FROM audit_log ORDER BY seq")]
+
+
+def bar(close: float, minute: int = 0) -> pd.Series:
+    opened = pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(minutes=minute)
+    return pd.Series({"open": close, "high": close, "low": close, "close": close, "volume": 1.0}, name=opened)
+
+
+def type_in(ticket: OrderTicket, **values: str) -> None:
+    """Set ticket fields as a user would, in the order given."""
+    for name, value in values.items():
+        getattr(ticket, name).value = value
+
+
+def shown(widget) -> bool:
+    return widget.layout.display != "none"
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "ui.duckdb") as s:
+        yield s
+
+
+@pytest.fixture
+async def paper(store):
+    """A paper session on BTC/USDT and ETH/USDT with 100,000 USDT; BTC last traded at 50,000."""
+    rules = load_rules(SYMBOLS)
+    executor = PaperExecutor(rules, {"USDT": 100_000, "BTC": 0, "ETH": 0})
+    session = TradingSession(executor, store, rules=rules, session_id="ui-paper")
+    await session.on_bar("BTC/USDT", bar(50_000))
+    return session
+
+
+@pytest.fixture
+def closed_port():
+    """A loopback port that refuses every connection (bound, never listening)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def mainnet_env(monkeypatch):
+    monkeypatch.setenv(MAINNET_ENV, MAINNET_CONSENT)
+    for name, value in FAKE_KEYS.items():
+        monkeypatch.setenv(name, value)
+
+
+# -- the banner -------------------------------------------------------------------------------------
+
+
+async def test_each_mode_has_its_own_banner_with_venue_and_account_and_never_a_key(
+    paper, tmp_path, mainnet_env, closed_port
+):
+    venue = f"http://127.0.0.1:{closed_port}"
+    testnet = TradingSession.from_config(
+        load_config(mode="testnet", store_path=tmp_path / "t.duckdb", venue_url=venue), session_id="ui-t"
+    )
+    mainnet = TradingSession.from_config(
+        load_config(mode="mainnet", mainnet=True, store_path=tmp_path / "m.duckdb", venue_url=venue), session_id="ui-m"
+    )
+    try:
+        banners = {s.mode: mode_banner(s) for s in (paper, testnet, mainnet)}
+        assert [s.mode for s in (paper, testnet, mainnet)] == list(TradingMode)
+        colours = {MODE_STYLES[mode].background for mode in TradingMode}
+        assert len(colours) == 3  # each mode its own colour
+        for mode, banner in banners.items():
+            assert MODE_STYLES[mode].background in banner.value and f"wb-mode-{mode}" in banner._dom_classes
+            assert not [name for name, key in FAKE_KEYS.items() if key in banner.value]
+        assert "PAPER" in banners[TradingMode.PAPER].value and "no order leaves this machine" in (
+            banners[TradingMode.PAPER].value
+        )
+        assert "TESTNET" in banners[TradingMode.TESTNET].value and venue in banners[TradingMode.TESTNET].value
+        assert "testnet account" in banners[TradingMode.TESTNET].value
+        red = banners[TradingMode.MAINNET].value
+        assert "MAINNET: REAL MONEY" in red and "#b71c1c" in red and venue in red and "mainnet account" in red
+        assert "real money" in red and "#ffeb3b" in red  # the yellow frame: unmistakable
+        # every panel shows it, and so does the session itself in a notebook
+        for panel in (OrderTicket(mainnet), EmergencyStopButton(mainnet)):
+            assert panel.widget.children[0].value == red
+        assert mainnet._repr_html_() == red and paper._repr_html_() == banners[TradingMode.PAPER].value
+    finally:
+        for session in (testnet, mainnet):
+            await session.executor.close()
+            session.store.close()
+
+
+# -- paper ------------------------------------------------------------------------------------------
+
+
+async def test_a_paper_order_goes_straight_through_is_audited_and_reaches_the_blotter(paper, store):
+    blotter = Blotter(paper)
+    ticket = OrderTicket(paper)
+    type_in(ticket, type="MARKET", amount="0.01")
+    assert not shown(ticket.confirmation) and not ticket.send_button.disabled
+    ticket.send_button.click()
+    await ticket.wait()
+
+    [order] = ticket.sent
+    assert (order.symbol, order.side, order.amount, order.status.value) == ("BTC/USDT", "buy", D("0.01"), "FILLED")
+    assert [o.client_order_id for o in paper.executor.engine.orders.values()] == [order.client_order_id]
+    [(kind, detail)] = ui_audit(store)
+    assert kind == "ui_confirm" and detail["confirmation"] == "none: paper orders go straight through"
+    assert detail["text"] == "BUY 0.01 BTC on BTC/USDT MARKET" and detail["mode"] == "paper" and detail["at"]
+    kinds = audit_kinds(store)
+    assert kinds.index("ui_confirm") < kinds.index("order.request") < kinds.index("order.response")
+    assert not shown(ticket.confirmation) and "is FILLED" in ticket.message.value
+
+    await blotter.wait()  # the balances fetched after the fill
+    assert order.client_order_id in blotter.fills_html.value and "0.01 BTC/USDT" in blotter.fills_html.value
+    position = paper.state.positions["BTC/USDT"]
+    assert position > 0 and f">{position.normalize():f}</td>" in blotter.positions_html.value
+    assert blotter.balances["BTC"].free == position and "USDT" in blotter.balances_html.value
+
+    type_in(ticket, amount="", quote_amount="100")  # a quote amount instead of a quantity
+    ticket.send_button.click()
+    await ticket.wait()
+    assert ticket.sent[-1].quote_amount == D(100) and ui_audit(store)[-1][1]["text"] == (
+        "BUY 100 USDT of BTC on BTC/USDT MARKET"
+    )
+
+
+async def test_fields_are_checked_live_with_rounded_suggestions_and_every_risk_check_previewed(paper):
+    ticket = OrderTicket(paper)
+    assert ticket.price.value == "50000"  # a limit ticket starts at the last price
+    type_in(ticket, amount="0.0123456", price="49999.995")
+    review = ticket.review()
+    assert "The price 49999.995 is not a multiple of the tick size 0.01: use 50000." in review.hints
+    assert "The quantity 0.0123456 is not a multiple of the step size 0.00001: use 0.01234 (rounded down)." in (
+        review.hints
+    )
+    assert [c.name for c in review.checks] == ALL_CHECKS
+    assert [c.name for c in review.checks if not c.passed] == ["exchange_filters"]
+    assert ticket.send_button.disabled and "use 50000" in ticket.hints.value and shown(ticket.apply_button)
+    for name in ALL_CHECKS:
+        assert name in ticket.preview.value
+    assert ticket.preview.value.count("&#10007;") == 1  # one check fails, shown as such
+
+    ticket.apply_button.click()
+    assert (ticket.price.value, ticket.amount.value) == ("50000", "0.01234")
+    assert ticket.review().ok and not ticket.send_button.disabled and not shown(ticket.apply_button)
+    assert ticket.preview.value.count("&#10003;") == len(ALL_CHECKS)
+
+    type_in(ticket, amount="0.00001")  # 0.5 USDT: below the 5 USDT minimum notional
+    assert "The order's value 0.5 is below the minimum notional 5: use a quantity of at least 0.0001." in (
+        ticket.review().hints
+    )
+    type_in(ticket, type="STOP_LOSS_LIMIT")
+    assert not ticket.stop_price.disabled and ticket.quote_amount.disabled
+    assert any("stop_price is required" in p for p in ticket.review().problems)
+    type_in(ticket, type="MARKET", amount="abc")
+    assert ticket.price.disabled and ticket.time_in_force.disabled
+    assert ticket.review().problems == ["The quantity 'abc' is not a positive number: type e.g. 0.001."]
+    type_in(ticket, amount="0.001", quote_amount="50")
+    assert "clear the other" in ticket.review().problems[0]
+
+
+async def test_a_failing_risk_check_refuses_the_order_and_nothing_is_sent(store):
+    rules = load_rules(SYMBOLS)
+    session = TradingSession(
+        PaperExecutor(rules, {"USDT": 100_000}), store, rules=rules, risk=RiskLimits(max_order_notional=D(1_000))
+    )
+    await session.on_bar("BTC/USDT", bar(50_000))
+    ticket = OrderTicket(session)
+    type_in(ticket, amount="0.1", price="50000")  # 5,000 USDT
+    failed = [c for c in ticket.review().checks if not c.passed]
+    assert [c.name for c in failed] == ["max_order_notional"] and "5000.00 exceeds the limit 1000" in failed[0].detail
+    assert ticket.send_button.disabled
+    ticket.send_button.click()  # a disabled button's click still runs its handler: the ticket refuses
+    await ticket.wait()
+
+    assert ticket.sent == [] and session.orders == {} and session.executor.engine.orders == {}
+    [(kind, detail)] = ui_audit(store)
+    assert kind == "ui_refuse" and detail["reason"].startswith("Not sent: max_order_notional")
+    assert detail["text"] == "BUY 0.1 BTC on BTC/USDT LIMIT at 50000 GTC"
+    assert "order.request" not in audit_kinds(store) and "max_order_notional" in ticket.message.value
+
+
+async def test_the_blotter_cancels_an_open_order_and_audits_the_cancel(paper, store):
+    blotter = Blotter(paper)
+    ticket = OrderTicket(paper)
+    type_in(ticket, amount="0.01", price="49000")
+    ticket.send_button.click()
+    await ticket.wait()
+    [order] = ticket.sent
+    cid = order.client_order_id
+    assert order.status.value == "NEW" and list(blotter.cancel_buttons) == [cid]
+    assert f"{cid}: BUY 0.01 BTC/USDT LIMIT at 49000 · NEW" in blotter.orders_box.children[0].children[1].value
+
+    blotter.cancel_buttons[cid].click()
+    await blotter.wait()
+    assert paper.executor.engine.get_order("BTC/USDT", client_order_id=cid).status.value == "CANCELED"
+    assert blotter.cancel_buttons == {} and "No open orders" in blotter.orders_box.children[0].value
+    kind, detail = ui_audit(store)[-1]
+    assert kind == "ui_cancel" and detail["client_order_id"] == cid and detail["at"]
+    assert detail["text"].startswith(f"{cid}: BUY 0.01 BTC/USDT LIMIT at 49000")
+    kinds = audit_kinds(store)
+    assert kinds.index("ui_cancel") < kinds.index("order.cancel")
+
+    for price in ("48500", "48000"):
+        type_in(ticket, price=price)
+        ticket.send_button.click()
+        await ticket.wait()
+    assert len(blotter.cancel_buttons) == 2
+    blotter.cancel_all_button.click()
+    await blotter.wait()
+    assert blotter.open_orders == [] and blotter.cancel_buttons == {}
+    assert {o.status.value for o in paper.executor.engine.orders.values()} == {"CANCELED"}
+    kind, detail = ui_audit(store)[-1]
+    assert kind == "ui_cancel" and detail["all"] and detail["text"] == "cancel all 2 open order(s)"
+
+
+async def test_emergency_stop_halts_every_panel_and_new_orders_are_refused_until_cleared(paper, store):
+    panel = TradingPanel(paper)
+    ticket, blotter, stop = OrderTicket(paper), Blotter(paper), EmergencyStopButton(paper)
+    for price in ("49000", "48000"):
+        type_in(ticket, amount="0.01", price=price)
+        ticket.send_button.click()
+        await ticket.wait()
+    open_ids = [o.client_order_id for o in ticket.sent]
+    assert [o.client_order_id for o in blotter.open_orders] == open_ids
+    for part in (panel, ticket, blotter, stop):
+        assert not shown(part.halted_bar) and "HALTED" not in part.halted_bar.value
+
+    panel.emergency.button.click()
+    await panel.wait()
+    report = panel.emergency.report
+    assert [o.client_order_id for o in report.canceled] == open_ids and report.failed == []
+    assert "Canceled 2 order(s)" in panel.emergency.report_html.value
+    assert all(cid in panel.emergency.report_html.value for cid in open_ids)
+    engine = paper.executor.engine
+    assert [engine.get_order("BTC/USDT", client_order_id=c).status.value for c in open_ids] == ["CANCELED"] * 2
+    for part in (panel, ticket, blotter, stop):
+        assert shown(part.halted_bar) and "HALTED" in part.halted_bar.value
+    assert blotter.open_orders == [] and shown(stop.clear_button)
+
+    type_in(ticket, price="49500")
+    assert ticket.send_button.disabled and "HALTED" in ticket.hints.value
+    ticket.send_button.click()
+    await ticket.wait()
+    assert len(ticket.sent) == 2 and len(engine.orders) == 2  # nothing new was sent
+    kind, detail = ui_audit(store)[-1]
+    assert kind == "ui_refuse" and "HALTED (emergency stop button)" in detail["reason"]
+    with pytest.raises(KillSwitchActive):
+        await paper.create_order("BTC/USDT", "limit", "buy", "0.01", "49500", time_in_force="GTC")
+    assert "ui_emergency_stop" in [k for k, _ in ui_audit(store)]
+
+    stop.clear_button.click()
+    for part in (panel, ticket, blotter, stop):
+        assert not shown(part.halted_bar)
+    assert not paper.kill_switch.tripped and not ticket.send_button.disabled
+    ticket.send_button.click()
+    await ticket.wait()
+    assert len(ticket.sent) == 3 and ticket.sent[-1].status.value == "NEW"
+    assert [k for k, _ in ui_audit(store)][-2:] == ["ui_clear_halt", "ui_confirm"]
+
+
+async def test_events_from_another_thread_change_the_widgets_on_the_panels_loop(paper):
+    blotter = Blotter(paper)
+    ticket = OrderTicket(paper)
+    type_in(ticket, amount="0.01", price="49900")
+    ticket.send_button.click()
+    await ticket.wait()
+    await blotter.wait()
+    changed_on = []
+    blotter.fills_html.observe(lambda change: changed_on.append(threading.get_ident()), names="value")
+    worker = []
+
+    def market_drops() -> None:  # the paper venue fills the resting buy on this worker thread
+        worker.append(threading.get_ident())
+        paper.executor.update_price("BTC/USDT", D(49_000), 1_704_067_260_000)
+
+    await asyncio.to_thread(market_drops)
+    assert changed_on and set(changed_on) == {threading.get_ident()} and worker[0] != threading.get_ident()
+    assert ticket.sent[0].client_order_id in blotter.fills_html.value and blotter.cancel_buttons == {}
+    await blotter.wait()
+
+
+# -- testnet: the local exchange, through ccxt --------------------------------------------------------
+
+
+@pytest.fixture
+async def exchange():
+    async with LocalExchange(("BTC/USDT",)) as ex:
+        yield ex
+
+
+async def real_session(exchange, tmp_path, monkeypatch, mode: str, session_id: str) -> TradingSession:
+    prefix = "BINANCE_TESTNET_API" if mode == "testnet" else "BINANCE_API"
+    monkeypatch.setenv(f"{prefix}_KEY", exchange.api_key)
+    monkeypatch.setenv(f"{prefix}_SECRET", exchange.secret)
+    config = load_config(
+        mode=mode, mainnet=mode == "mainnet", symbols=["BTC/USDT"], store_path=tmp_path / f"{mode}.duckdb",
+        venue_url=exchange.url,
+    )  # fmt: skip
+    session = TradingSession.from_config(config, session_id=session_id)
+    await session.start()
+    return session
+
+
+async def test_testnet_sends_only_after_a_confirm_click_on_the_summary(exchange, tmp_path, monkeypatch):
+    session = await real_session(exchange, tmp_path, monkeypatch, "testnet", "ui-testnet")
+    venue = exchange.venue.engine
+    try:
+        panel = TradingPanel(session)
+        ticket, blotter = panel.ticket, panel.blotter
+        await panel.wait()
+        last = session.last_price["BTC/USDT"]
+        price = session.rules["BTC/USDT"].round_price(last * D("0.97"))
+        type_in(ticket, amount="0.001", price=f"{price:f}")
+        ticket.send_button.click()
+        await panel.wait()
+        text = f"BUY 0.001 BTC on BTC/USDT LIMIT at {price.normalize():f} GTC"
+        assert shown(ticket.confirmation) and text in ticket.confirm_summary.value
+        assert "TESTNET" in ticket.confirm_summary.value and "press Confirm" in ticket.message.value
+        assert venue.orders == {} and ui_audit(session.store) == []  # nothing sent, nothing confirmed yet
+
+        type_in(ticket, amount="0.002")  # changing the ticket closes the confirmation
+        assert not shown(ticket.confirmation) and ticket.pending is None
+        ticket.confirm_button.click()
+        await panel.wait()
+        assert venue.orders == {} and "Nothing to confirm" in ticket.message.value
+        assert ui_audit(session.store)[-1][1]["reason"].startswith("The ticket changed after Send")
+
+        type_in(ticket, amount="0.001")
+        ticket.send_button.click()
+        await panel.wait()
+        ticket.confirm_button.click()
+        await panel.wait()
+        [order] = ticket.sent
+        [placed] = venue.orders.values()
+        assert (placed.client_order_id, placed.amount, placed.price) == (order.client_order_id, D("0.001"), price)
+        kind, detail = ui_audit(session.store)[-1]
+        assert kind == "ui_confirm" and detail["confirmation"] == "Confirm click" and detail["text"] == text
+        assert detail["venue"] == exchange.url and detail["mode"] == "testnet" and detail["at"]
+        assert list(blotter.cancel_buttons) == [order.client_order_id] and not shown(ticket.confirmation)
+
+        type_in(ticket, type="MARKET", amount="0.001")  # a market buy fills: the blotter shows the fill
+        ticket.send_button.click()
+        await panel.wait()
+        ticket.confirm_button.click()
+        await panel.wait()
+        market = ticket.sent[-1]
+        assert market.status.value == "FILLED" and market.client_order_id in blotter.fills_html.value
+        assert session.state.positions["BTC/USDT"] > 0 and "unrealised PnL" in blotter.positions_html.value
+        assert blotter.balances["BTC"].free == venue.balances()["BTC"].free
+
+        panel.emergency.button.click()
+        await panel.wait()
+        assert [o.client_order_id for o in panel.emergency.report.canceled] == [order.client_order_id]
+        assert placed.status.value == "CANCELED" and "HALTED" in panel.halted_bar.value
+        type_in(ticket, type="LIMIT", price=f"{price:f}")
+        ticket.send_button.click()
+        await panel.wait()
+        assert len(venue.orders) == 2 and ui_audit(session.store)[-1][0] == "ui_refuse"
+    finally:
+        await session.executor.close()
+        session.store.close()
+
+
+# -- mainnet ----------------------------------------------------------------------------------------
+
+
+async def test_mainnet_refuses_a_wrong_symbol_or_quantity_typed_back_and_sends_nothing(
+    tmp_path, mainnet_env, closed_port
+):
+    """A mainnet session that never connects: its venue is a loopback port that refuses connections."""
+    config = load_config(
+        mode="mainnet", mainnet=True, symbols=["BTC/USDT"], store_path=tmp_path / "m.duckdb",
+        venue_url=f"http://127.0.0.1:{closed_port}",
+    )  # fmt: skip
+    session = TradingSession.from_config(config, session_id="ui-mainnet")
+    try:
+        assert session.mode is TradingMode.MAINNET
+        session.last_price["BTC/USDT"] = D(50_000)
+        ticket = OrderTicket(session)
+        type_in(ticket, type="MARKET", amount="0.001")
+        ticket.send_button.click()
+        await ticket.wait()
+        assert shown(ticket.confirmation) and "MAINNET: REAL MONEY" in ticket.confirm_summary.value
+        assert "type the symbol (BTC/USDT) and the quantity (0.001)" in ticket.confirm_summary.value
+        assert ticket.confirm_symbol in ticket.confirmation.children
+
+        for symbol, quantity in (("", ""), ("ETH/USDT", "0.001"), ("BTC/USDT", "0.01"), ("BTC/USDT", "1e-3x")):
+            type_in(ticket, confirm_symbol=symbol, confirm_quantity=quantity)
+            ticket.confirm_button.click()
+            await ticket.wait()
+            assert "Not sent" in ticket.message.value and shown(ticket.confirmation)
+        refusals = ui_audit(session.store)
+        assert [kind for kind, _ in refusals] == ["ui_refuse"] * 4
+        assert [d["typed"] for _, d in refusals] == [
+            {"symbol": "", "quantity": ""},
+            {"symbol": "ETH/USDT", "quantity": "0.001"},
+            {"symbol": "BTC/USDT", "quantity": "0.01"},
+            {"symbol": "BTC/USDT", "quantity": "1e-3x"},
+        ]
+        assert "the symbol typed ('ETH/USDT') is not BTC/USDT" in refusals[1][1]["reason"]
+        assert "the quantity typed ('0.01') is not 0.001" in refusals[2][1]["reason"]
+        assert all(d["text"] == "BUY 0.001 BTC on BTC/USDT MARKET" for _, d in refusals)
+        ticket.back_button.click()
+        assert not shown(ticket.confirmation) and ticket.pending is None
+        assert ui_audit(session.store)[-1][0] == "ui_dismiss"
+        assert ticket.sent == [] and session.orders == {}
+        kinds = audit_kinds(session.store)
+        assert "session.start" not in kinds and "order.request" not in kinds  # never connected, nothing sent
+    finally:
+        await session.executor.close()
+        session.store.close()
+
+
+async def test_mainnet_sends_exactly_what_was_typed_back(exchange, tmp_path, monkeypatch):
+    """Mainnet mode pointed at the local exchange: a wrong quantity sends nothing, the right one sends it."""
+    monkeypatch.setenv(MAINNET_ENV, MAINNET_CONSENT)
+    session = await real_session(exchange, tmp_path, monkeypatch, "mainnet", "ui-mainnet-local")
+    venue = exchange.venue.engine
+    try:
+        assert session.mode is TradingMode.MAINNET
+        ticket = OrderTicket(session)
+        await ticket.wait()
+        price = session.rules["BTC/USDT"].round_price(session.last_price["BTC/USDT"] * D("0.97"))
+        type_in(ticket, amount="0.0015", price=f"{price:f}")
+        ticket.send_button.click()
+        await ticket.wait()
+        type_in(ticket, confirm_symbol="BTC/USDT", confirm_quantity="0.015")
+        ticket.confirm_button.click()
+        await ticket.wait()
+        assert venue.orders == {} and ticket.sent == []
+
+        type_in(ticket, confirm_symbol="btc/usdt ", confirm_quantity="0.00150")
+        ticket.confirm_button.click()
+        await ticket.wait()
+        [placed] = venue.orders.values()
+        assert (placed.amount, placed.price, placed.client_order_id) == (
+            D("0.0015"),
+            price,
+            ticket.sent[0].client_order_id,
+        )
+        kinds = [kind for kind, _ in ui_audit(session.store)]
+        assert kinds == ["ui_refuse", "ui_confirm"]
+        detail = ui_audit(session.store)[-1][1]
+        assert detail["confirmation"] == "typed symbol and quantity" and detail["mode"] == "mainnet"
+        assert detail["typed"] == {"symbol": "btc/usdt ", "quantity": "0.00150"} and detail["amount"] == "0.0015"
+        assert not shown(ticket.confirmation)
+    finally:
+        await session.executor.close()
+        session.store.close()

@@ -1,0 +1,94 @@
+"""``workbench report``: the post-trade analysis notebook, executed by papermill for one session
+(or a sweep) and exported as a standalone HTML file (plots embedded, code hidden)."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from workbench import analysis
+from workbench.config import DEFAULT_STORE
+from workbench.errors import WorkbenchError
+
+REPORT_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "04_post_trade_analysis.ipynb"
+REPORTS_DIR = Path("reports")
+
+
+class ReportError(WorkbenchError):
+    """The analysis notebook failed while building a report; the executed notebook says where."""
+
+
+def report(
+    session_id: str | None = None,
+    *,
+    sweep_id: str | None = None,
+    store_path: str | Path = DEFAULT_STORE,
+    output: str | Path | None = None,
+    notebook: str | Path = REPORT_NOTEBOOK,
+    show_code: bool = False,
+    timeout: float | None = 600,
+) -> Path:
+    """Execute the analysis notebook for ``session_id`` (or every session of ``sweep_id``) in the
+    store at ``store_path`` and write it as one HTML file: ``output``, by default
+    ``reports/<id>.html``. Returns the file's path.
+
+    Raises :class:`~workbench.analysis.UnknownSession` (before any kernel starts) when the store has
+    no such session, and :class:`ReportError` if the notebook fails (its executed copy is kept
+    beside ``output`` as ``.ipynb``)."""
+    import nbformat
+    import papermill
+    from nbconvert import HTMLExporter
+
+    if (session_id is None) == (sweep_id is None):
+        raise WorkbenchError("A report is of one session or of one sweep: give exactly one of the two.")
+    store_path = Path(store_path).resolve()
+    with analysis._reader(store_path) as read:  # a clear error for an unknown id, before a kernel starts
+        analysis._resolve(read, session_id, sweep_id)
+    name = session_id or f"sweep-{sweep_id}"
+    target = Path(output or REPORTS_DIR / f"{name}.html").resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        executed = Path(folder) / f"{name}.ipynb"
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters={"store_path": str(store_path), "session_id": session_id, "sweep_id": sweep_id},
+                kernel_name="python3",
+                progress_bar=False,
+                execution_timeout=timeout,
+            )
+        except Exception as e:  # papermill's errors carry the cell's traceback
+            kept = target.with_suffix(".ipynb")
+            if executed.exists():
+                kept.write_bytes(executed.read_bytes())
+            raise ReportError(f"The analysis notebook failed for {name}: {e}. Executed notebook: {kept}.") from None
+        node = nbformat.read(executed, as_version=4)
+    node.metadata["title"] = f"Post-trade analysis: {name}"
+    exporter = HTMLExporter(
+        exclude_input=not show_code, exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True
+    )
+    body, _ = exporter.from_notebook_node(node)
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def register(subparsers: Any) -> None:
+    """Add ``workbench report`` to the command line."""
+    p = subparsers.add_parser("report", help="export the post-trade analysis of a session as a standalone HTML file")
+    p.add_argument("session_id", help="the session to analyse (or the sweep's id, with --sweep)")
+    p.add_argument("--sweep", action="store_true", help="SESSION_ID is a sweep id: compare every session of it")
+    p.add_argument("--store", default=str(DEFAULT_STORE), help=f"the DuckDB file (default {DEFAULT_STORE})")
+    p.add_argument("--output", help="the HTML file to write (default reports/<id>.html)")
+    p.add_argument("--show-code", action="store_true", help="keep the notebook's code cells in the HTML")
+    p.add_argument("--timeout", type=float, default=600, help="seconds a notebook cell may take")
+    p.set_defaults(func=_report_command)
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    ids = {"sweep_id": args.session_id} if args.sweep else {"session_id": args.session_id}
+    path = report(**ids, store_path=args.store, output=args.output, show_code=args.show_code, timeout=args.timeout)
+    print(path)
+    return 0
