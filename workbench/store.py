@@ -19,6 +19,7 @@ import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -216,9 +217,12 @@ class StoreError(WorkbenchError):
 
 
 class Store:
-    """The workbench's DuckDB file. Open it once per process: ``Store("data/workbench.duckdb")``."""
+    """The workbench's DuckDB file. Open it once per process: ``Store("data/workbench.duckdb")``.
 
-    def __init__(self, path: str | Path, *, batch_size: int = 500) -> None:
+    The writer commits what arrives within ``linger`` seconds (at most ``batch_size`` rows) in one
+    transaction; :meth:`flush` commits at once."""
+
+    def __init__(self, path: str | Path, *, batch_size: int = 500, linger: float = 0.02) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -240,6 +244,7 @@ class Store:
         self._journal_lock = threading.Lock()
         self._journal_pending = 0  # journaled rows not yet committed
         self._batch_size = batch_size
+        self._linger = linger
         self._queue: queue.Queue[_Write | _Row | threading.Event | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, name=f"store-writer:{self.path.name}", daemon=True)
         self._writer.start()
@@ -529,10 +534,11 @@ class Store:
         cursor = self._con.cursor()
         cursor.execute("SET TimeZone = 'UTC'")
         while True:
-            item = self._queue.get()
+            item: _Write | _Row | threading.Event | None = self._queue.get()
             batch: list[_Write | _Row] = []
             waiters: list[threading.Event] = []
             stop = False
+            due = time.monotonic() + self._linger
             while True:
                 if item is None:
                     stop = True
@@ -540,9 +546,12 @@ class Store:
                     waiters.append(item)
                 else:
                     batch.append(item)
-                if stop or len(batch) >= self._batch_size or self._queue.empty():
+                if stop or waiters or len(batch) >= self._batch_size:
                     break
-                item = self._queue.get()
+                try:  # gather what comes within the linger: fewer, larger commits hold the GIL less
+                    item = self._queue.get(timeout=max(due - time.monotonic(), 0.0))
+                except queue.Empty:
+                    break
             if batch:
                 self._commit(cursor, batch)
                 if self._error is None:
