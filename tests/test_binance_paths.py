@@ -13,10 +13,11 @@ import pytest
 
 from workbench.config import Credentials, Secret, TradingMode
 from workbench.data import load_rules
-from workbench.errors import ExchangeError, OrderNotFound, OrderRejected
+from workbench.errors import ExchangeError, InsufficientBalance, OrderNotFound, OrderRejected
 from workbench.exchange import LocalExchange
 from workbench.executors.binance import BinanceExecutor, RateLimiter, make_client
 from workbench.model import Order, OrderRequest, OrderStatus
+from workbench.store import Store
 from workbench.strategy import SmaCross
 
 from .test_binance_e2e import SYMBOLS, cents, executor_for, price_of, session_for, settled, until
@@ -126,6 +127,9 @@ async def test_an_order_the_venue_never_saw_is_sent_once_more_and_then_given_up(
     with pytest.raises(ExchangeError, match="could not be found"):
         await started.create_order(request("t-dark"))
     assert exchange.venue.engine.orders == {}
+    assert started._orders["t-dark"].status is OrderStatus.PENDING_NEW  # known, so reconcile settles it:
+    assert "t-dark: never reached the venue; marked REJECTED" in await started.reconcile()
+    assert started._orders["t-dark"].status is OrderStatus.REJECTED
     exchange.set_faults(errors_5xx=3)  # the order and two look-ups fail; the third look-up finds nothing: resend
     order = await started.create_order(request("t-late"))
     assert order.status is OrderStatus.FILLED and len(exchange.venue.engine.orders) == 1
@@ -239,3 +243,33 @@ async def test_an_order_recorded_but_never_sent_is_settled_as_rejected(exchange)
     with pytest.raises(OrderNotFound, match="The venue has no order t-ghost on BTC/USDT"):
         await executor.fetch_order("t-ghost", BTC)
     await executor.close()
+
+
+async def test_a_resend_the_venue_refuses_is_a_clear_rejection(exchange, started):
+    exchange.set_faults(errors_5xx=1)  # the order is lost before the venue; the resend is refused
+    with pytest.raises(InsufficientBalance, match="insufficient balance") as caught:
+        await started.create_order(request("t-broke", "sell", "50"))
+    assert caught.value.code == -2010 and exchange.venue.engine.orders == {}
+
+
+async def test_a_restarted_session_recovers_a_fill_its_crash_kept_from_the_store(exchange, tmp_path):
+    """A process killed after an order's FILLED row was committed but before its fill's row was:
+    the restarted session fetches the missing fill and knows its position as before."""
+    path = tmp_path / "crashed.duckdb"
+    with Store(path) as store:
+        session = session_for(exchange, store, session_id="crashed", reconcile_every=3600)
+        for side in ("buy", "buy", "sell"):
+            await session.create_order(BTC, "market", side, "0.01")
+        position = session.state.positions[BTC]
+        await session.executor.close()
+        store.flush()
+        lost = store.sql("SELECT trade_id FROM real_fills ORDER BY timestamp LIMIT 1")[0][0]
+        store._put("DELETE FROM real_fills WHERE trade_id = ?", (lost,))  # the row the crash kept from disk
+        store.flush()
+    with Store(path) as store:
+        again = session_for(exchange, store, session_id="crashed", reconcile_every=3600)
+        await again.start()
+        assert again.state.positions[BTC] == position
+        await again.executor.close()
+        store.flush()
+        assert len(store.session_fills("crashed", TradingMode.TESTNET)) == len(exchange.venue.trades) == 3

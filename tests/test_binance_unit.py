@@ -1,6 +1,7 @@
 """The Binance executor's pure parts: URLs chosen by mode, the mainnet lock, parsing, rate limits."""
 
 import json
+import logging
 import socket
 from decimal import Decimal
 
@@ -251,3 +252,16 @@ def test_the_suite_refuses_and_records_every_lookup_of_a_mainnet_host():
         socket.getaddrinfo("api.binance.com", 443)
     assert conftest.MAINNET_LOOKUPS.pop() == "api.binance.com"  # this one was on purpose
     assert socket.getaddrinfo("127.0.0.1", 80)
+
+
+def test_ccxt_s_request_log_never_shows_the_keys(caplog):
+    client = make_client(TradingMode.TESTNET, CREDS, "http://127.0.0.1:9")
+    caplog.set_level(logging.DEBUG, "ccxt.base.exchange")
+    client.logger.debug("%s %s, Request: %s %s", "GET", "/api/v3/account", {"X-MBX-APIKEY": "K" * 64}, None)
+    client.logger.info("secret %s", "S" * 64)
+    assert "K" * 64 not in caplog.text and "S" * 64 not in caplog.text
+    assert "Request: {'X-MBX-APIKEY': '***'} None" in caplog.text and "secret ***" in caplog.text
+    caplog.clear()
+    caplog.set_level(logging.WARNING, "ccxt.base.exchange")
+    client.logger.debug("not shown %s", "K" * 64)
+    assert caplog.text == ""

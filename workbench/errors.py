@@ -81,3 +81,8 @@ class ExchangeError(WorkbenchError):
 
 class MalformedMessage(ExchangeError):
     """A response or stream event from the venue could not be understood; it was not applied."""
+
+
+class VenueUnavailable(ExchangeError):
+    """The venue did not answer (timeout, 5xx, lost connection): the request may or may not have
+    taken effect. Orders are looked up by client order id; reconciliation settles the rest."""

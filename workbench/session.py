@@ -150,9 +150,12 @@ class TradingSession:
         self._started = True
         known = {o.client_order_id: o for o in self.store.session_orders(self.session_id, self.mode)}
         self._seq = max((int(cid.rsplit("-", 1)[1]) for cid in known), default=0)
-        resumed = {cid: o for cid, o in known.items() if o.is_open}
-        self.orders.update(resumed)
-        self._open.update(resumed)
+        self.orders.update(known)
+        self._open.update({cid: o for cid, o in known.items() if o.is_open})
+        restored = self.store.session_fills(self.session_id, self.mode) if self.mode.is_real else []
+        for fill in restored:  # a real account keeps its positions (a paper venue starts empty)
+            self._trade_keys.add((fill.symbol, fill.trade_id))
+            self.state.record_fill(fill, self.rules[fill.symbol].base)
         self.store.start_session(
             self.session_id,
             self.mode,
@@ -164,7 +167,7 @@ class TradingSession:
             sweep_id=self.sweep_id,
         )
         self._audit("session.start", {"venue": self.executor.venue, "symbols": list(self.rules), "resumed": len(known)})
-        await self.executor.start(resumed)
+        await self.executor.start(known)  # reconciles them all: a fill a crash kept from the store is fetched
         if self.shadow is not None:
             await self.shadow.start()
 

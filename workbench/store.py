@@ -448,6 +448,21 @@ class Store:
             ) in rows
         ]
 
+    def session_fills(self, session_id: str, mode: TradingMode) -> list[Fill]:
+        """The fills a session recorded, in the order they happened (for a restarted session)."""
+        table, extra, values = self._trading_table("fills", mode)
+        where = "session_id = ?" + "".join(f" AND {c} = ?" for c in extra)
+        rows = (
+            self._con.cursor()
+            .execute(
+                f"SELECT trade_id, order_id, client_order_id, symbol, side, price, amount, cost, fee, fee_currency, "
+                f"is_maker, epoch_ms(timestamp) FROM {table} WHERE {where} ORDER BY timestamp, trade_id",
+                [session_id, *values],
+            )
+            .fetchall()
+        )
+        return [Fill(*row[:4], Side(row[4]), *row[5:]) for row in rows]
+
     def set_kill_switch(self, tripped: bool, reason: str, source: str) -> None:
         """Record the kill switch's new state and wait until it is on disk."""
         self._put("INSERT INTO kill_switch VALUES (?, ?, ?, ?)", (_now(), tripped, reason, source))

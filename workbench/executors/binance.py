@@ -41,6 +41,7 @@ from workbench.errors import (
     OrderNotFound,
     OrderRejected,
     UnknownSymbol,
+    VenueUnavailable,
 )
 from workbench.executors.base import Listener
 from workbench.filters import SymbolRules
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAINNET_HOSTS = ("api.binance.com", "stream.binance.com", "ws-api.binance.com")
-# Errors after which the order may or may not exist: look it up before doing anything else.
+# ccxt's errors after which a request may or may not have taken effect (VenueUnavailable to callers).
 AMBIGUOUS = (
     ccxt_async.RequestTimeout,
     ccxt_async.ExchangeNotAvailable,
@@ -410,18 +411,15 @@ class BinanceExecutor:
             )
         try:
             raw = await self._place(request)
-        except ExchangeError as e:  # banned or rate limited: the venue processed nothing
-            raise OrderRejected(str(e), code=-1003, msg="Too many requests.", rule="rate_limit") from None
-        except AMBIGUOUS as e:
-            log.warning("create_order %s: answer lost (%s); looking it up by client order id", cid, type(e).__name__)
-            raw = await self._resolve_lost(request, e)
-        except (
-            ccxt_async.InvalidOrder,
-            ccxt_async.BadRequest,
-            ccxt_async.BadSymbol,
-            ccxt_async.InsufficientFunds,
-        ) as e:
-            raise rejection(e, last_body=self.client.last_http_response) from None
+        except VenueUnavailable as e:
+            log.warning("create_order %s: answer lost (%s); looking it up by client order id", cid, e.__cause__)
+            try:
+                raw = await self._resolve_lost(request, e)
+            except ExchangeError:
+                unresolved = Order.from_request(request, cid, self.now())
+                unresolved.status = OrderStatus.PENDING_NEW
+                self._accept(unresolved)  # known now: reconcile() settles it with the venue
+                raise
         order = self._accept(order_from_ccxt(raw))
         for trade in raw.get("trades") or []:
             placed = {"symbol": request.symbol, "side": request.side.value, "order": order.id}
@@ -430,11 +428,25 @@ class BinanceExecutor:
         return self._orders[cid].snapshot()
 
     async def _place(self, request: OrderRequest) -> dict[str, Any]:
+        """Send ``request`` once. The venue's refusals become :class:`OrderRejected`; an answer that
+        never came is :class:`VenueUnavailable` (the order may exist)."""
         type_, params = self._ccxt_type_and_params(request)
         amount = float(request.amount) if request.amount is not None else None
         price = float(request.price) if request.price is not None else None
         side = request.side.value
-        return await self._call(self.client.create_order, request.symbol, type_, side, amount, price, params)
+        try:
+            return await self._call(self.client.create_order, request.symbol, type_, side, amount, price, params)
+        except VenueUnavailable:
+            raise
+        except ExchangeError as e:  # banned, rate limited or the clock off: the venue processed nothing
+            raise OrderRejected(str(e), code=e.code, msg="Not processed.", rule="rate_limit") from None
+        except (
+            ccxt_async.InvalidOrder,
+            ccxt_async.BadRequest,
+            ccxt_async.BadSymbol,
+            ccxt_async.InsufficientFunds,
+        ) as e:
+            raise rejection(e, last_body=self.client.last_http_response) from None
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
         try:
@@ -542,7 +554,8 @@ class BinanceExecutor:
 
     async def _resolve_lost(self, request: OrderRequest, error: Exception) -> dict[str, Any]:
         """The answer to create_order was lost: find the order by client order id; only if the venue
-        has never seen it, send it once more (the same id cannot be placed twice)."""
+        has never seen it, send it once more (the same id cannot be placed twice). A refusal of the
+        resend is an :class:`OrderRejected`; when the venue cannot be asked, :class:`ExchangeError`."""
         cid, symbol = request.client_order_id, request.symbol
         resent = False
         for _ in range(3):
@@ -551,12 +564,12 @@ class BinanceExecutor:
             except ccxt_async.OrderNotFound:
                 if resent:
                     break
-            except AMBIGUOUS:
+            except VenueUnavailable:
                 continue
             resent = True
             try:
                 return await self._place(request)
-            except AMBIGUOUS:
+            except VenueUnavailable:
                 continue
         raise ExchangeError(
             f"Order {cid} on {symbol}: the venue's answer was lost ({type(error).__name__}) and it could not be "
@@ -690,8 +703,13 @@ class BinanceExecutor:
             await asyncio.sleep(self.limiter.retry_after(self.client.last_response_headers))
         try:
             return await self._send(method, *args)
-        except ccxt_async.DDoSProtection as e:
-            raise ExchangeError(f"Rate limited twice in a row ({e}); giving up on this request.", code=-1003) from None
+        except (ccxt_async.DDoSProtection, ccxt_async.InvalidNonce) as e:  # twice: give up, never loop
+            limited = isinstance(e, ccxt_async.DDoSProtection)
+            raise ExchangeError(
+                f"{'Rate limited' if limited else 'Refused for the clock'} twice in a row ({e}); giving up on "
+                "this request.",
+                code=-1003 if limited else -1021,
+            ) from None
 
     async def _send(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
         delay = self.limiter.delay(time.time())
@@ -709,6 +727,13 @@ class BinanceExecutor:
                     f"Binance banned this IP for {wait:.0f}s (HTTP 418); stopping until then.", code=-1003
                 ) from None
             raise
+        except ccxt_async.InvalidNonce:
+            raise
+        except AMBIGUOUS as e:
+            raise VenueUnavailable(
+                f"The venue did not answer {getattr(method, '__name__', 'a request')} ({type(e).__name__}): "
+                "it may or may not have taken effect."
+            ) from e
         self.limiter.observe(self.client.last_response_headers)
         return result
 
