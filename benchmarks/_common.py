@@ -35,7 +35,7 @@ class Venue:
     secret: str
 
 
-def _serve(ready: str, latency_ms: float) -> None:
+def _serve(ready: str, latency_ms: float, symbols: Sequence[str], speed: float, balances: dict | None) -> None:
     """The child process: a local exchange without rate limits until SIGTERM."""
 
     async def main() -> None:
@@ -43,7 +43,8 @@ def _serve(ready: str, latency_ms: float) -> None:
 
         unlimited = Limits(weight_per_minute=10**9, orders_per_10s=10**9, orders_per_day=10**9)
         faults = Faults(latency_ms=latency_ms)
-        async with LocalExchange((SYMBOL,), speed=0, limits=unlimited, balances=BALANCES, faults=faults) as ex:
+        extra = {"balances": balances} if balances else {}
+        async with LocalExchange(tuple(symbols), speed=speed, limits=unlimited, faults=faults, **extra) as ex:
             info = json.dumps({"url": ex.url, "api_key": ex.api_key, "secret": ex.secret})
             partial = Path(ready).with_suffix(".tmp")
             partial.write_text(info)
@@ -55,12 +56,21 @@ def _serve(ready: str, latency_ms: float) -> None:
 
 
 @contextlib.contextmanager
-def local_exchange(latency_ms: float = 0.0, timeout: float = 60.0) -> Iterator[Venue]:
+def local_exchange(
+    latency_ms: float = 0.0,
+    timeout: float = 60.0,
+    *,
+    symbols: Sequence[str] = (SYMBOL,),
+    speed: float = 0.0,
+    balances: dict | None = BALANCES,
+) -> Iterator[Venue]:
     """A local exchange in a child process for the duration of the ``with`` block; ``latency_ms``
-    is added to every REST answer (a venue farther away than loopback)."""
+    is added to every REST answer (a venue farther away than loopback), ``speed`` replays its
+    market (0: a still market), ``balances`` None: the exchange's default account."""
     with tempfile.TemporaryDirectory() as folder:
         ready = Path(folder) / "ready.json"
-        server = multiprocessing.get_context("spawn").Process(target=_serve, args=(str(ready), latency_ms), daemon=True)
+        args = (str(ready), latency_ms, tuple(symbols), speed, balances)
+        server = multiprocessing.get_context("spawn").Process(target=_serve, args=args, daemon=True)
         server.start()
         try:
             deadline = time.monotonic() + timeout

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import multiprocessing
 import os
 import resource
 import tempfile
@@ -29,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
+from _common import local_exchange
 
 from workbench.config import Credentials, RiskLimits, Secret, TradingMode
 from workbench.data import load_rules
@@ -41,24 +40,6 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 STRATEGY = SmaCross(fast=5, slow=20, size=0.1)  # 0.1 of each base: 4k, 230 and 10 USDT a trade
 RISK = RiskLimits(max_order_notional=Decimal(100_000), max_position_notional=None, max_orders_per_minute=None)
 PAGE = 1000
-
-
-def _serve(ready: str, speed: float) -> None:
-    """The child process: the local exchange replaying its market, without rate limits, until SIGTERM."""
-
-    async def main() -> None:
-        from workbench.exchange import Limits, LocalExchange
-
-        unlimited = Limits(weight_per_minute=10**9, orders_per_10s=10**9, orders_per_day=10**9)
-        async with LocalExchange(SYMBOLS, speed=speed, limits=unlimited) as ex:
-            info = json.dumps({"url": ex.url, "api_key": ex.api_key, "secret": ex.secret})
-            partial = Path(ready).with_suffix(".tmp")
-            partial.write_text(info)
-            os.chmod(partial, 0o600)
-            partial.replace(ready)  # the parent never reads a half-written file
-            await asyncio.Event().wait()
-
-    asyncio.run(main())
 
 
 def rss_mb() -> float:
@@ -198,21 +179,8 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=720, help="closed 1m bars per symbol (default 720: 12 hours)")
     parser.add_argument("--speed", type=float, default=6000, help="market minutes per wall minute (default 6000)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        ready = Path(folder) / "ready.json"
-        server = multiprocessing.get_context("spawn").Process(target=_serve, args=(str(ready), args.speed), daemon=True)
-        server.start()
-        try:
-            deadline = time.monotonic() + 60
-            while not ready.exists():  # polling with a deadline: the child writes the file when ready
-                if not server.is_alive() or time.monotonic() > deadline:
-                    raise SystemExit(f"the local exchange did not start (exit code {server.exitcode})")
-                time.sleep(0.05)
-            venue = json.loads(ready.read_text())
-            ok = asyncio.run(soak(venue["url"], venue["api_key"], venue["secret"], args.bars, args.speed, Path(folder)))
-        finally:
-            server.terminate()
-            server.join(10)
+    with tempfile.TemporaryDirectory() as folder, local_exchange(symbols=SYMBOLS, speed=args.speed, balances=None) as v:
+        ok = asyncio.run(soak(v.url, v.api_key, v.secret, args.bars, args.speed, Path(folder)))
     raise SystemExit(0 if ok else 1)
 
 

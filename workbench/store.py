@@ -15,6 +15,7 @@ the two loses nothing, and empties it once every journaled row is committed.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -161,6 +162,7 @@ _FRAME_ROWS = 100  # from this many rows of one table in a batch, insert them fr
 _FIRST_KNOWN = ("signal_price", "arrival_price", "signal_time", "created_at")
 
 
+@functools.cache
 def _order_conflict(table: str) -> str:
     """An order row's upsert: it only moves forward; the first signal and arrival price, signal and
     creation time known stay."""
