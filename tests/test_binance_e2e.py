@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.polling import until  # absolute: a child process imports this module by itself
 from workbench.config import Credentials, RiskLimits, Secret, TradingMode
 from workbench.data import load_rules
 from workbench.errors import FilterError, InsufficientBalance, KillSwitchActive, OrderRejected
@@ -22,19 +23,6 @@ from workbench.store import Store
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 RISK = RiskLimits(max_order_notional=Decimal(200_000), max_position_notional=None, max_orders_per_minute=None)
-
-
-async def until(condition, timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``condition`` (sync or async) until it holds, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
-        await asyncio.sleep(0.02)
 
 
 def executor_for(exchange: LocalExchange, **kwargs) -> BinanceExecutor:

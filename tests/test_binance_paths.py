@@ -20,7 +20,8 @@ from workbench.model import Order, OrderRequest, OrderStatus
 from workbench.store import Store
 from workbench.strategy import SmaCross
 
-from .test_binance_e2e import SYMBOLS, cents, executor_for, price_of, session_for, settled, until
+from .polling import until
+from .test_binance_e2e import SYMBOLS, cents, executor_for, price_of, session_for, settled
 
 BTC = "BTC/USDT"
 

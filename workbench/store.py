@@ -401,17 +401,12 @@ class Store:
 
     def session_orders(self, session_id: str, mode: TradingMode) -> list[Order]:
         """The orders a session recorded, as the workbench's Orders (for a restarted session)."""
-        table, extra, values = self._trading_table("orders", mode)
-        where = "session_id = ?" + "".join(f" AND {c} = ?" for c in extra)
-        rows = (
-            self._con.cursor()
-            .execute(
-                f"SELECT symbol, side, type, amount, price, stop_price, time_in_force, client_order_id, order_id, "
-                f"quote_amount, status, filled, cost, epoch_ms(created_at), epoch_ms(updated_at) "
-                f"FROM {table} WHERE {where}",
-                [session_id, *values],
-            )
-            .fetchall()
+        rows = self._session_rows(
+            "orders",
+            session_id,
+            mode,
+            "symbol, side, type, amount, price, stop_price, time_in_force, client_order_id, order_id, quote_amount, "
+            "status, filled, cost, epoch_ms(created_at), epoch_ms(updated_at)",
         )
         return [
             Order(
@@ -452,18 +447,23 @@ class Store:
 
     def session_fills(self, session_id: str, mode: TradingMode) -> list[Fill]:
         """The fills a session recorded, in the order they happened (for a restarted session)."""
-        table, extra, values = self._trading_table("fills", mode)
-        where = "session_id = ?" + "".join(f" AND {c} = ?" for c in extra)
-        rows = (
-            self._con.cursor()
-            .execute(
-                f"SELECT trade_id, order_id, client_order_id, symbol, side, price, amount, cost, fee, fee_currency, "
-                f"is_maker, epoch_ms(timestamp) FROM {table} WHERE {where} ORDER BY timestamp, trade_id",
-                [session_id, *values],
-            )
-            .fetchall()
+        rows = self._session_rows(
+            "fills",
+            session_id,
+            mode,
+            "trade_id, order_id, client_order_id, symbol, side, price, amount, cost, fee, fee_currency, is_maker, "
+            "epoch_ms(timestamp)",
+            "ORDER BY timestamp, trade_id",
         )
         return [Fill(*row[:4], Side(row[4]), *row[5:]) for row in rows]
+
+    def _session_rows(
+        self, kind: str, session_id: str, mode: TradingMode, columns: str, order: str = ""
+    ) -> list[tuple[Any, ...]]:
+        table, extra, values = self._trading_table(kind, mode)
+        where = "session_id = ?" + "".join(f" AND {c} = ?" for c in extra)
+        sql = f"SELECT {columns} FROM {table} WHERE {where} {order}"
+        return self._con.cursor().execute(sql, [session_id, *values]).fetchall()
 
     def set_kill_switch(self, tripped: bool, reason: str, source: str) -> None:
         """Record the kill switch's new state and wait until it is on disk."""

@@ -49,6 +49,8 @@ from workbench.model import OrderStatus, OrderType
 from workbench.session import TradingSession
 from workbench.store import Store
 
+from ..polling import holds_within, until
+
 BTC, ETH = "BTC/USDT", "ETH/USDT"
 SYMBOLS = (BTC, ETH)
 RISK = RiskLimits(max_order_notional=Decimal(200_000), max_position_notional=None, max_orders_per_minute=None)
@@ -61,29 +63,6 @@ RUN_TIMEOUT = 150.0
 ROOT = Path(__file__).resolve().parents[2]
 ORDER_KINDS = ("market", "quote", "limit")
 VENUE_REJECTIONS = (ccxt_async.InvalidOrder, ccxt_async.InsufficientFunds, ccxt_async.BadRequest)
-
-# -- polling ------------------------------------------------------------------------------------
-
-
-async def until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``condition`` (sync or async) until it holds, or fail after ``timeout`` seconds."""
-    if not await holds_within(condition, timeout):
-        raise AssertionError(f"{what} did not happen within {timeout}s")
-
-
-async def holds_within(condition: Callable[[], Any], timeout: float, every: float = 0.05) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(every)
-
 
 # -- the plan -----------------------------------------------------------------------------------
 
