@@ -244,7 +244,7 @@ _METRICS = """
 WITH pnl AS ({pnl}), eq AS ({equity}), rt AS ({round_trips}), ex AS ({execution}),
 s AS (SELECT session_id, mode, status, strategy, sweep_id, shadow_of, started_at, ended_at FROM sessions {where}),
 by_pnl AS (
-    SELECT session_id, sum(fills) AS fills, sum(turnover) AS turnover, sum(fees) AS fees,
+    SELECT session_id, CAST(sum(fills) AS BIGINT) AS fills, sum(turnover) AS turnover, sum(fees) AS fees,
            sum(fees_unconverted) AS fees_unconverted, sum(realised_pnl) AS realised_pnl,
            sum(unrealised_pnl) AS unrealised_pnl, sum(total_pnl) AS total_pnl,
            min(first_fill) AS first_fill, max(last_fill) AS last_fill
