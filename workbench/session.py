@@ -23,7 +23,7 @@ from workbench.filters import SymbolRules, check_order, rules_for
 from workbench.killswitch import KillSwitch
 from workbench.matching import Execution
 from workbench.model import ZERO, Order, OrderRequest, OrderStatus, OrderType, Side
-from workbench.risk import RiskChecks, RiskState
+from workbench.risk import RiskChecks, RiskContext, RiskState
 from workbench.store import Store
 from workbench.strategy import Strategy, describe
 
@@ -248,15 +248,7 @@ class TradingSession:
         self._audit("order.request", detail)
         try:
             last = await self._price(request.symbol)
-            context = self.state.context(
-                request.symbol,
-                last,
-                self._now(),
-                open_orders=len(self._open),
-                open_orders_symbol=sum(o.symbol == request.symbol for o in self._open.values()),
-                halted=self.kill_switch.reason if self.kill_switch.tripped and not self._flattening else "",
-            )
-            self.risk.check(request, context)
+            self.risk.check(request, self.risk_context(request.symbol, last))
         except OrderRejected as e:
             self._reject("risk.rejected", detail, e)
         self._audit("risk.passed", detail)
@@ -286,6 +278,18 @@ class TradingSession:
         )
         self._audit("order.response", {**detail, "status": order.status.value, "id": order.id})
         return order
+
+    def risk_context(self, symbol: str, last: Decimal) -> RiskContext:
+        """What the risk checks see for an order of ``symbol`` now, at the price ``last`` (the order
+        ticket previews its checks with it)."""
+        return self.state.context(
+            symbol,
+            last,
+            self._now(),
+            open_orders=len(self._open),
+            open_orders_symbol=sum(o.symbol == symbol for o in self._open.values()),
+            halted=self.kill_switch.reason if self.kill_switch.tripped and not self._flattening else "",
+        )
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
         """Cancel one order by its client order id."""

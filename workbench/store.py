@@ -8,7 +8,7 @@ crash loses at most the batch in flight, never a committed fill. Fills are keyed
 and order rows only move forward, so a repeated or late event changes nothing.
 
 A row that must be on disk at once (a real order, before it is sent) is also appended to a
-journal beside the file (``<store>.journal``, one fsynced JSON line, a tenth of a millisecond)
+journal beside the file (``<store>.journal``, one fsynced JSON line, well under a millisecond)
 instead of waiting for a commit; the store replays the journal when it opens, so a crash between
 the two loses nothing, and empties it once every journaled row is committed.
 """

@@ -160,11 +160,6 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _now_ms(session: TradingSession) -> int:
-    now = getattr(session.executor, "now", None)
-    return now() if now else int(datetime.now(UTC).timestamp() * 1000)
-
-
 def _message(kind: str, text: str) -> str:
     colour = {"ok": "#1b5e20", "info": "#0d47a1", "warn": "#e65100", "error": "#b71c1c"}[kind]
     return f'<div style="color:{colour};white-space:pre-wrap">{html.escape(text)}</div>'
@@ -531,14 +526,7 @@ class OrderTicket(_Panel):
         if review.last_price is None:
             review.problems.append(f"No price for {symbol} yet: press Refresh price (the checks need one).")
             return review
-        context = self.session.state.context(
-            symbol,
-            review.last_price,
-            _now_ms(self.session),
-            open_orders=sum(o.is_open for o in self.session.orders.values()),
-            open_orders_symbol=sum(o.is_open and o.symbol == symbol for o in self.session.orders.values()),
-            halted=self.session.kill_switch.reason if self.halted else "",
-        )
+        context = self.session.risk_context(symbol, review.last_price)
         review.checks = self.session.risk.evaluate(review.request, context)
         review.problems += [f"{c.name}: {c.detail}" for c in review.checks if not c.passed and c.name != "kill_switch"]
         return review

@@ -483,8 +483,9 @@ class BinanceExecutor:
         }
 
     async def fetch_my_trades(self, symbol: str, since: int | None = None) -> list[Fill]:
-        """The account's trades of ``symbol`` from ``since`` (up to 1000; the latest without it)."""
-        return await self._merge_trades(symbol, await self._call(self.client.fetch_my_trades, symbol, since, 1000))
+        """The account's trades of ``symbol`` from ``since`` (one page; the latest without it)."""
+        raws = await self._call(self.client.fetch_my_trades, symbol, since, self.trades_page)
+        return await self._merge_trades(symbol, raws)
 
     async def _merge_trades(self, symbol: str, raws: list[dict[str, Any]]) -> list[Fill]:
         fills = []
@@ -530,19 +531,17 @@ class BinanceExecutor:
     async def _reconcile_trades(self, symbol: str) -> None:
         """Merge every trade of ``symbol`` reconcile has not merged yet: from the first order's time
         the first time, then onwards by trade id, a page at a time."""
-        page = self.trades_page
-        params: dict[str, Any] = {}
-        since: int | None = min(o.timestamp for o in self._orders.values() if o.symbol == symbol)
-        if symbol in self._trades_from:
-            since, params = None, {"fromId": self._trades_from[symbol]}
         while True:
-            raws = await self._call(self.client.fetch_my_trades, symbol, since, page, params)
+            if symbol in self._trades_from:
+                since, params = None, {"fromId": self._trades_from[symbol]}
+            else:
+                since, params = min(o.timestamp for o in self._orders.values() if o.symbol == symbol), {}
+            raws = await self._call(self.client.fetch_my_trades, symbol, since, self.trades_page, params)
             await self._merge_trades(symbol, raws)
             if raws:
                 self._trades_from[symbol] = max(int(raw["id"]) for raw in raws) + 1
-            if len(raws) < page:
+            if len(raws) < self.trades_page:
                 return
-            since, params = None, {"fromId": self._trades_from[symbol]}
 
     async def _reconcile_forever(self) -> None:
         while True:
