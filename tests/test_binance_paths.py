@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 
 from workbench.config import Credentials, Secret, TradingMode
@@ -18,7 +20,6 @@ from workbench.exchange import LocalExchange
 from workbench.executors.binance import BinanceExecutor, RateLimiter, make_client
 from workbench.model import Order, OrderRequest, OrderStatus
 from workbench.store import Store
-from workbench.strategy import SmaCross
 
 from .polling import until
 from .test_binance_e2e import SYMBOLS, cents, executor_for, price_of, session_for, settled
@@ -220,10 +221,21 @@ async def test_two_429s_in_a_row_give_up_and_the_limiter_s_wait_is_counted(excha
     await executor.close()
 
 
+@dataclass(frozen=True)
+class EveryOtherMinute:
+    """Long on even minutes, flat on odd ones: a target that changes with every bar, whatever the
+    market does (an SMA cross may not cross in a few bars)."""
+
+    warmup: int = 1
+
+    def __call__(self, bars: pd.DataFrame) -> pd.Series:
+        return pd.Series(0.001 * (bars.index.minute % 2 == 0), index=bars.index)
+
+
 async def test_a_live_session_trades_the_venue_s_closed_bars(store):
     async with LocalExchange(SYMBOLS, speed=6000) as exchange:  # a 1m bar every 10 ms
         session = session_for(exchange, store, reconcile_every=3600)
-        session.strategy = SmaCross(fast=1, slow=2, size=0.001)
+        session.strategy = EveryOtherMinute()
         summary = await asyncio.wait_for(session.run_live(4), 60)
         await session.executor.close()
     store.flush()
