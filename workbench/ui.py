@@ -13,6 +13,7 @@ panel is written to the store's audit log (kinds ``ui_confirm``, ``ui_refuse``, 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import html
 import logging
 import threading
@@ -27,10 +28,11 @@ from typing import Any
 import ipywidgets as widgets
 
 from workbench.config import TradingMode
+from workbench.data import load_klines
 from workbench.errors import ExchangeError, OrderRejected, WorkbenchError
 from workbench.filters import SymbolRules, plain
 from workbench.matching import Execution
-from workbench.model import Balance, Fill, Order, OrderRequest, OrderType, TimeInForce
+from workbench.model import Balance, Fill, Order, OrderRequest, OrderType, Side, TimeInForce
 from workbench.risk import CheckResult, order_notional
 from workbench.session import EmergencyReport, TradingSession
 
@@ -80,6 +82,10 @@ MODE_STYLES: dict[TradingMode, ModeStyle] = {
         "Orders go to Binance and spend real money. Each order needs its symbol and quantity typed back.",
     ),
 }
+
+# Buy and sell never look alike: green buys, red sells (colour, button style).
+SIDE_COLOURS: dict[Side, str] = {Side.BUY: "#1b5e20", Side.SELL: "#b71c1c"}
+SIDE_BUTTONS: dict[Side, str] = {Side.BUY: "success", Side.SELL: "danger"}
 
 _HALTED_STYLE = "background:#212121;color:#ffeb3b;padding:6px 10px;border-radius:4px;font-weight:bold"
 
@@ -179,15 +185,27 @@ def _table(header: list[str], rows: list[list[str]], empty: str) -> str:
 # -- shared plumbing ------------------------------------------------------------------------------
 
 
+Work = asyncio.Future[Any] | concurrent.futures.Future[Any]
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+async def _call(action: Callable[..., Any], *args: Any) -> Any:
+    return action(*args)
+
+
 class _Hub:
     """One per session: subscribes once to the executor and the kill switch and passes what happens
-    to the session's panels, on the thread (and event loop) the first panel was made on."""
+    to the session's panels, on the thread and event loop the first panel was made on (the
+    session's loop: in Jupyter the kernel's, where cells run and ccxt's client lives)."""
 
     def __init__(self, session: TradingSession) -> None:
-        try:
-            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self.loop = None
+        self.loop = _running_loop()
         self.thread = threading.get_ident()
         self.watched: set[str] = set()  # symbols a ticket shows: their prices are refreshed with the balances
         self._panels: list[weakref.ref[_Panel]] = []
@@ -253,7 +271,7 @@ class _Panel:
         self.halted_bar.add_class("wb-halted")
         self.message = widgets.HTML()
         self.message.add_class("wb-message")
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[Work] = set()  # on the session's loop; added to from any thread
         self._hub = _hub_for(session)
         self._hub.add(self)
         self._show_halt()
@@ -270,13 +288,13 @@ class _Panel:
         return self.session.kill_switch.tripped
 
     async def wait(self) -> None:
-        """Wait until the work this panel's buttons started has finished."""
-        while pending := [t for t in self._tasks if not t.done()]:
-            await asyncio.gather(*pending, return_exceptions=True)
+        """Wait until the work this panel's buttons started has finished (on any thread's click)."""
+        while pending := [t for t in tuple(self._tasks) if not t.done()]:
+            await asyncio.gather(*map(asyncio.wrap_future, pending), return_exceptions=True)
 
     def close(self) -> None:
         """Stop this panel's background work and close its widgets."""
-        for task in self._tasks:
+        for task in tuple(self._tasks):
             task.cancel()
         self.widget.close()
 
@@ -299,31 +317,40 @@ class _Panel:
     def _say(self, kind: str, text: str) -> None:
         self.message.value = _message(kind, text)
 
-    def _spawn(self, work: Coroutine[Any, Any, Any], *, quiet: bool = False) -> asyncio.Task[Any] | None:
-        """Run ``work`` as a task on the running loop (a button's click handler runs on it in Jupyter).
-        Without a loop, background work (``quiet``) is skipped; a button's work says why it cannot run."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            hub_loop = self._hub.loop
-            if hub_loop is not None and hub_loop.is_running() and not hub_loop.is_closed():
-                hub_loop.call_soon_threadsafe(self._spawn, work)
-                return None
+    def _spawn(self, work: Coroutine[Any, Any, Any], *, quiet: bool = False) -> Work | None:
+        """Run ``work`` on the session's loop (the loop the session's first panel was made on), whatever
+        thread calls: JupyterLab delivers widget messages on a kernel subshell, a thread with its own
+        loop, where ccxt's rate limiter would wait forever. ``await panel.wait()`` waits for it.
+        Without a running loop, background work (``quiet``) is skipped; a button's work says why."""
+        here = _running_loop()
+        loop = self._hub.loop if self._hub.loop is not None and not self._hub.loop.is_closed() else here
+        future: Work
+        if loop is not None and loop is here:
+            future = loop.create_task(work)
+        elif loop is not None and loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(work, loop)
+        else:
             work.close()
-            if quiet:
-                return None
-            self._say(
-                "error",
-                "No event loop is running here: use the panels in Jupyter, or await their methods "
-                "(e.g. await ticket.send()) in async code.",
-            )
+            if not quiet:
+                self._say(
+                    "error",
+                    "No event loop is running here: use the panels in Jupyter, or await their methods "
+                    "(e.g. await ticket.send()) in async code.",
+                )
             return None
-        task = loop.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-        return task
+        self._tasks.add(future)
+        future.add_done_callback(self._finished)
+        return future
 
-    def _finished(self, task: asyncio.Task[Any]) -> None:
+    def _soon(self, action: Callable[..., Any], *args: Any) -> None:
+        """Call ``action(*args)`` now on the session's loop, or hand it there from another thread."""
+        loop = self._hub.loop
+        if loop is None or loop is _running_loop() or not loop.is_running():
+            action(*args)
+        else:
+            self._spawn(_call(action, *args))
+
+    def _finished(self, task: Work) -> None:
         self._tasks.discard(task)
         if task.cancelled():
             return
@@ -462,11 +489,11 @@ class OrderTicket(_Panel):
         self.sent: list[Order] = []
         self._busy = False
         for name in ("symbol", "side", "type", "amount", "quote_amount", "price", "stop_price", "time_in_force"):
-            getattr(self, name).observe(self._changed, names="value")
+            getattr(self, name).observe(lambda change: self._soon(self._changed, change), names="value")
         self.send_button.on_click(lambda _: self._spawn(self.send()))
         self.confirm_button.on_click(lambda _: self._spawn(self.confirm()))
-        self.back_button.on_click(lambda _: self.dismiss())
-        self.apply_button.on_click(lambda _: self.apply_suggestions())
+        self.back_button.on_click(lambda _: self._soon(self.dismiss))
+        self.apply_button.on_click(lambda _: self._soon(self.apply_suggestions))
         self.refresh_price_button.on_click(lambda _: self._spawn(self.refresh_price()))
         self._hub.watched.add(self.symbol.value)
         self.update()
@@ -502,7 +529,11 @@ class OrderTicket(_Panel):
                     unreadable = True
                 else:
                     values[name] = number
-        self._rounding_hints(review, rules, order_type, values)
+        self._rounding_hints(review, rules, order_type, Side(self.side.value), values)
+        if "price" in uses and not self.price.value.strip():
+            last = f" (the last price is {plain(review.last_price)})" if review.last_price is not None else ""
+            review.problems.append(f"The price field is empty: type the limit price{last}.")
+            return review
         if unreadable:
             return review
         try:
@@ -533,7 +564,7 @@ class OrderTicket(_Panel):
 
     @staticmethod
     def _rounding_hints(
-        review: Review, rules: SymbolRules, order_type: OrderType, values: Mapping[str, Decimal | None]
+        review: Review, rules: SymbolRules, order_type: OrderType, side: Side, values: Mapping[str, Decimal | None]
     ) -> None:
         market = order_type is OrderType.MARKET
         prices = rules.filter("PRICE_FILTER") or {}
@@ -561,7 +592,7 @@ class OrderTicket(_Panel):
         if minimum and rounded < minimum:  # type: ignore[operator]
             review.hints.append(f"The quantity is below the minimum {plain(minimum)}: use {plain(minimum)}.")
             rounded = minimum  # type: ignore[assignment]
-        price = values.get("price") or review.last_price
+        price = review.last_price if market else _sane_price(review, rules, side, values.get("price"))
         notional = rules.filter("NOTIONAL") or rules.filter("MIN_NOTIONAL") or {}
         applies = not market or notional.get("applyMinToMarket", notional.get("applyToMarket", True))
         least = notional.get("minNotional")
@@ -592,8 +623,12 @@ class OrderTicket(_Panel):
             getattr(self, name).disabled = name not in uses
         symbol = self.symbol.value
         last = self.session.last_price.get(symbol)
-        if "price" in uses and not self.price.value.strip() and last is not None:
-            self.price.value = plain(self.session.rules[symbol].round_price(last))  # observed: updates again
+        self.price.placeholder = f"limit price (last {plain(last)})" if last is not None else "limit price"
+        side = Side(self.side.value)
+        self.side.button_style = self.send_button.button_style = SIDE_BUTTONS[side]
+        self.send_button.description = f"Send {side.value.upper()}"
+        for other in Side:
+            (self.widget.add_class if other is side else self.widget.remove_class)(f"wb-side-{other.value}")
         review = self.review()
         self._show_halt()
         self.last_price.value = (
@@ -633,6 +668,8 @@ class OrderTicket(_Panel):
         symbol = self.symbol.value
         try:
             price = await self.session.executor.fetch_price(symbol)
+            if price is None and self.session.mode is TradingMode.PAPER:
+                price = await self._start_paper_market(symbol)
         except Exception as e:  # ccxt's network errors are not WorkbenchErrors
             self._say(
                 "error", f"Could not fetch the price of {symbol}: {e}. Check the venue, then press Refresh price."
@@ -643,6 +680,19 @@ class OrderTicket(_Panel):
         else:
             self.session.last_price[symbol] = price
         self.update()
+        return price
+
+    async def _start_paper_market(self, symbol: str) -> Decimal:
+        """A paper venue without a price starts at the close of the latest bundled bar of ``symbol``."""
+        bars = await asyncio.to_thread(load_klines, symbol, allow_sample=True)
+        bar = bars.iloc[-1]
+        price = Decimal(str(bar["close"]))
+        self.session.executor.update_price(symbol, price, int(bar["close_time"].timestamp() * 1000))
+        self._say(
+            "info",
+            f"The paper market of {symbol} starts at {plain(price)}, the close of the latest bar of "
+            f"{bars.attrs.get('source', 'the bundled klines')} ({bar['close_time']:%Y-%m-%d %H:%M} UTC).",
+        )
         return price
 
     # -- sending ----------------------------------------------------------------------------------
@@ -676,7 +726,7 @@ class OrderTicket(_Panel):
         self._busy = True
         try:
             self.dismiss(audit=False)
-            if self.session.mode.is_real:
+            if self.session.mode.is_real or self.symbol.value not in self.session.last_price:
                 await self.refresh_price()  # review against the venue's price of now
             review = self.update()
             if not review.ok:
@@ -772,9 +822,13 @@ class OrderTicket(_Panel):
         else:
             ask = "Check the summary, then press Confirm to send exactly this, or Back to change it."
         self.confirm_symbol.value = self.confirm_quantity.value = ""
+        side = Side(summary["side"])
         self.confirm_summary.value = (
             f'<div style="background:{style.background};color:{style.colour};padding:4px 8px;font-weight:bold">'
-            f"{html.escape(style.title)}: about to send {html.escape(summary['text'])}</div>"
+            f"{html.escape(style.title)}: about to send "
+            f'<span class="wb-side-badge" style="background:{SIDE_COLOURS[side]};color:#ffffff;padding:1px 8px;'
+            f'border-radius:3px;border:1px solid #ffffff">{side.value.upper()}</span> '
+            f"{html.escape(summary['text'])}</div>"
             + _table(["field", "value"], rows, "")
             + f"<div><b>{html.escape(ask)}</b></div>"
         )
@@ -793,6 +847,25 @@ class OrderTicket(_Panel):
 
     def _on_execution(self, event: Execution) -> None:
         self.update()  # open orders, position and order rate feed the risk preview
+
+
+def _sane_price(review: Review, rules: SymbolRules, side: Side, price: Decimal | None) -> Decimal | None:
+    """``price`` if a quantity may be sized at it: known, and inside the band around the last price
+    that the exchange allows (PERCENT_PRICE_BY_SIDE); else ``None``, with a hint saying why."""
+    last = review.last_price
+    band = rules.filter("PERCENT_PRICE_BY_SIDE")
+    if price is None or last is None or band is None:
+        return price if last is not None else None
+    key = "bid" if side is Side.BUY else "ask"
+    low, high = last * band[f"{key}MultiplierDown"], last * band[f"{key}MultiplierUp"]  # type: ignore[operator]
+    if low <= price <= high:
+        return price
+    review.hints.append(
+        f"The price {plain(price)} is outside {plain(low)}..{plain(high)}, the band the exchange allows around the "
+        f"last price {plain(last)} for a {side.value} (PERCENT_PRICE_BY_SIDE): fix the price first; the quantity "
+        "is not resized at it."
+    )
+    return None
 
 
 def _typed_mismatch(request: OrderRequest, symbol: str, quantity: str) -> str:
@@ -848,7 +921,7 @@ class Blotter(_Panel):
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.cancel_all_button = widgets.Button(description="Cancel all", icon="ban", button_style="warning")
         self.cancel_all_button.add_class("wb-cancel-all")
-        self.refresh_button.on_click(lambda _: self.request_refresh())
+        self.refresh_button.on_click(lambda _: self._soon(self.request_refresh))
         self.cancel_all_button.on_click(lambda _: self._spawn(self.cancel_all()))
         self.widget = widgets.VBox(
             [
@@ -1041,7 +1114,7 @@ class EmergencyStopButton(_Panel):
         self.report_html.add_class("wb-emergency-report")
         self.report: EmergencyReport | None = None
         self.button.on_click(lambda _: self._spawn(self.stop()))
-        self.clear_button.on_click(lambda _: self.clear())
+        self.clear_button.on_click(lambda _: self._soon(self.clear))
         self.widget = widgets.VBox([*self._head(), self.button, self.report_html, self.clear_button, self.message])
         self.widget.add_class("wb-emergency-panel")
         self._show_halt()
