@@ -7,11 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import threading
 from decimal import Decimal
 
+import nbformat
 import pandas as pd
 import pytest
+from nbclient import NotebookClient
 
 from workbench.config import MAINNET_CONSENT, MAINNET_ENV, RiskLimits, TradingMode, load_config
 from workbench.data import load_klines, load_rules
@@ -154,11 +158,32 @@ async def test_each_mode_has_its_own_banner_with_venue_and_account_and_never_a_k
         # every panel shows it, and so does the session itself in a notebook
         for panel in (OrderTicket(mainnet), EmergencyStopButton(mainnet)):
             assert panel.widget.children[0].value == red
-        assert mainnet._repr_html_() == red and paper._repr_html_() == banners[TradingMode.PAPER].value
     finally:
         for session in (testnet, mainnet):
             await session.executor.close()
             session.store.close()
+
+
+def test_importing_the_session_does_not_import_the_ui():
+    code = "import sys, workbench.session; assert not {'workbench.ui', 'ipywidgets'} & set(sys.modules), sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_session_displayed_in_a_notebook_shows_its_banner(tmp_path):
+    """In a real kernel: importing the panels registers the banner as every session's HTML."""
+    setup = (
+        "import workbench.ui\n"
+        "from workbench import PaperExecutor, Store, TradingSession, load_rules\n"
+        "rules = load_rules(['BTC/USDT'])\n"
+        f"session = TradingSession(PaperExecutor(rules, {{'USDT': 1000}}), Store({str(tmp_path / 'nb.duckdb')!r}), "
+        "rules=rules, session_id='nb-banner')"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup), nbformat.v4.new_code_cell("session")])
+    NotebookClient(notebook, timeout=120, kernel_name="python3", cwd=str(tmp_path)).execute()
+    [shown_as] = notebook.cells[1].outputs
+    banner = shown_as["data"]["text/html"]
+    assert banner.startswith(f'<div style="background:{MODE_STYLES[TradingMode.PAPER].background}')
+    assert "PAPER" in banner and "session nb-banner" in banner and "no order leaves this machine" in banner
 
 
 # -- paper ------------------------------------------------------------------------------------------

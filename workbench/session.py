@@ -135,12 +135,6 @@ class TradingSession:
             paper = cls(build_executor(replace(config, mode=TradingMode.PAPER), rules), store, **common)
         return cls(executor, store, session_id=session_id, shadow=paper, **common)
 
-    def _repr_html_(self) -> str:
-        """In a notebook a session shows its mode banner (mode, venue, account; never a key)."""
-        from workbench.ui import banner_html
-
-        return banner_html(self)
-
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:

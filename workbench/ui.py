@@ -2,12 +2,15 @@
 live blotter and the emergency stop; :class:`TradingPanel` puts them together. The only module of
 the package that imports widgets.
 
-Every panel shows the session's mode and, while the kill switch is tripped, a HALTED bar. Buttons
-run their work as tasks on the event loop that is running (the kernel's, in Jupyter); ``await
-panel.wait()`` waits for it. Executor events that arrive on another thread are handed to the loop
-the panels were made on before any widget changes. Every confirmation, refusal and cancel made in a
-panel is written to the store's audit log (kinds ``ui_confirm``, ``ui_refuse``, ``ui_dismiss``,
-``ui_cancel``, ``ui_emergency_stop``, ``ui_clear_halt``) with the time and the summary confirmed.
+Every panel shows the session's mode and, while the kill switch is tripped, a HALTED bar. All panel
+work runs on the session's event loop, the loop the session's first panel was made on (the kernel's,
+in Jupyter), whatever thread a click, a typed value or an executor event arrives on; ``await
+panel.wait()`` waits for the work buttons started. Importing this module makes IPython display a
+session as its mode banner (:func:`show_banners`); the session never imports the UI.
+
+Every confirmation, refusal and cancel made in a panel is written to the store's audit log (kinds
+``ui_confirm``, ``ui_refuse``, ``ui_dismiss``, ``ui_cancel``, ``ui_emergency_stop``,
+``ui_clear_halt``) with the time and the summary confirmed.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any
 
 import ipywidgets as widgets
+from IPython import get_ipython
 
 from workbench.config import TradingMode
 from workbench.data import load_klines
@@ -47,6 +51,7 @@ __all__ = [
     "describe_order",
     "describe_request",
     "mode_banner",
+    "show_banners",
 ]
 
 log = logging.getLogger(__name__)
@@ -121,6 +126,16 @@ def mode_banner(session: TradingSession) -> widgets.HTML:
     banner.add_class("wb-banner")
     banner.add_class(f"wb-mode-{session.mode.value}")
     return banner
+
+
+def show_banners(shell: Any = None) -> bool:
+    """Make IPython (Jupyter, nbval, papermill) display every :class:`TradingSession` as its mode
+    banner; done when this module is imported. Returns whether an IPython shell was there to tell."""
+    shell = shell if shell is not None else get_ipython()
+    if shell is None:
+        return False
+    shell.display_formatter.formatters["text/html"].for_type(TradingSession, banner_html)
+    return True
 
 
 def halted_html(reason: str) -> str:
@@ -1188,3 +1203,6 @@ class TradingPanel(_Panel):
         for part in (self.ticket, self.emergency, self.blotter):
             part.close()
         super().close()
+
+
+show_banners()
