@@ -170,6 +170,16 @@ def test_a_user_trades_from_the_notebook_and_stops_everything(lab):
             shot("cells-run-panel-shown")
 
             ticket = panel.locator(".wb-ticket")
+            buy, sell = (ticket.locator(f'.wb-side button[data-value="{side}"]') for side in ("buy", "sell"))
+            send = ticket.locator("button.wb-send")
+            sell.click()  # buy and sell never look alike: green buy, red sell, and Send says which
+            expect(sell).to_have_css("background-color", "rgb(183, 28, 28)")
+            expect(buy).to_have_css("background-color", "rgb(232, 245, 233)")
+            expect(send).to_have_text("Send SELL")
+            buy.click()
+            expect(buy).to_have_css("background-color", "rgb(27, 94, 32)")
+            expect(sell).to_have_css("background-color", "rgb(255, 235, 238)")
+            expect(send).to_have_text("Send BUY")
             ticket.locator(".wb-type select").select_option("LIMIT")
             last = ticket.locator(".wb-last-price")
             expect(last).to_contain_text("Last price of BTC/USDT")
@@ -178,7 +188,6 @@ def test_a_user_trades_from_the_notebook_and_stops_everything(lab):
             ticket.locator(".wb-amount input").fill("0.002")
             ticket.locator(".wb-price input").fill(f"{limit:f}")
             expect(ticket.locator(".wb-preview")).to_contain_text("price_band_pct")
-            send = ticket.locator("button.wb-send")
             expect(send).to_be_enabled()  # the kernel reviewed the typed values: every check passes
             ticket.scroll_into_view_if_needed()
             shot("ticket-filled")

@@ -25,6 +25,17 @@ from workbench.ui.base import _Panel, _table, describe_request
 # Buy and sell never look alike: green buys, red sells (colour, button style).
 SIDE_COLOURS: dict[Side, str] = {Side.BUY: "#1b5e20", Side.SELL: "#b71c1c"}
 SIDE_BUTTONS: dict[Side, str] = {Side.BUY: "success", Side.SELL: "danger"}
+_SIDE_TINTS = {Side.BUY: "#e8f5e9", Side.SELL: "#ffebee"}
+SIDE_CSS = (
+    "<style>"
+    + "".join(
+        f'.wb-side button[data-value="{side.value}"] {{color:{colour};background:{_SIDE_TINTS[side]};'
+        f"border:1px solid {colour}}}"
+        f'.wb-side button[data-value="{side.value}"].mod-active {{color:#ffffff;background:{colour};font-weight:bold}}'
+        for side, colour in SIDE_COLOURS.items()
+    )
+    + "</style>"
+)
 
 # -- the order ticket -----------------------------------------------------------------------------
 
@@ -126,6 +137,7 @@ class OrderTicket(_Panel):
                 *self._head(),
                 widgets.HTML("<b>Order ticket</b>"),
                 self.symbol,
+                widgets.HTML(SIDE_CSS),  # the side buttons: green buy, red sell
                 self.side,
                 self.type,
                 self.amount,
@@ -286,7 +298,7 @@ class OrderTicket(_Panel):
         last = self.session.last_price.get(symbol)
         self.price.placeholder = f"limit price (last {plain(last)})" if last is not None else "limit price"
         side = Side(self.side.value)
-        self.side.button_style = self.send_button.button_style = SIDE_BUTTONS[side]
+        self.send_button.button_style = SIDE_BUTTONS[side]
         self.send_button.description = f"Send {side.value.upper()}"
         for other in Side:
             (self.widget.add_class if other is side else self.widget.remove_class)(f"wb-side-{other.value}")
