@@ -695,6 +695,27 @@ async def test_an_error_in_work_clicked_on_a_subshell_shows_in_the_panel(paper, 
     assert "Unexpected error: RuntimeError(&#x27;venue on fire&#x27;)" in ticket.message.value
 
 
+def test_panels_made_before_any_loop_run_their_work_on_the_loop_of_the_first_panel_made_in_one(store, subshell):
+    rules = load_rules(SYMBOLS)
+    session = TradingSession(PaperExecutor(rules, {"USDT": 100_000}), store, rules=rules, session_id="ui-noloop")
+    session.executor.update_price("BTC/USDT", D(50_000), 1_704_067_200_000)
+    session.last_price["BTC/USDT"] = D(50_000)
+    ticket = OrderTicket(session)  # no event loop is running here
+    type_in(ticket, type="MARKET", amount="0.001")
+
+    async def in_a_loop() -> int:
+        blotter = Blotter(session)  # the session's loop from now on
+        await subshell(ticket.send_button.click)
+        await asyncio.wait_for(ticket.wait(), timeout=30)
+        await blotter.wait()
+        return threading.get_ident()
+
+    changed_on: list[int] = []
+    ticket.message.observe(lambda change: changed_on.append(threading.get_ident()), names="value")
+    loop_thread = asyncio.run(in_a_loop())
+    assert ticket.sent[0].status.value == "FILLED" and set(changed_on) == {loop_thread}
+
+
 async def test_the_confirmation_shows_buy_in_green_and_sell_in_red(tmp_path, closed_port, mainnet_env):
     config = load_config(
         mode="testnet", symbols=["BTC/USDT"], store_path=tmp_path / "t.duckdb",

@@ -144,6 +144,8 @@ def _hub_for(session: TradingSession) -> _Hub:
     hub = _hubs.get(session)
     if hub is None:
         hub = _hubs[session] = _Hub(session)
+    elif hub.loop is None and (loop := _running_loop()) is not None:  # earlier panels were made outside a loop
+        hub.loop, hub.thread = loop, threading.get_ident()
     return hub
 
 
