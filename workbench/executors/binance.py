@@ -91,9 +91,9 @@ class Redacted(logging.LoggerAdapter):  # type: ignore[type-arg]
 PRODUCTION_DOMAINS = ("binance.com", "binance.us")
 TESTNET_DOMAINS = ("testnet.binance.vision", "binancefuture.com")
 GUARD_NEEDED = (
-    f"Mainnet trades real money: set `mainnet = true` in the config and {MAINNET_ENV}={MAINNET_CONSENT}, "
-    "then build the session with TradingSession.from_config(config) or build_executor(config), which pass "
-    "the MainnetGuard."
+    f"Mainnet trades real money: set `mode = \"mainnet\"` and `mainnet = true` in the config and "
+    f"{MAINNET_ENV}={MAINNET_CONSENT}, then build the session with TradingSession.from_config(config) "
+    "or build_executor(config), which pass the MainnetGuard."
 )
 
 
