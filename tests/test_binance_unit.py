@@ -8,6 +8,8 @@ from decimal import Decimal
 import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxtpro
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workbench.config import (
     MAINNET_CONSENT,
@@ -30,6 +32,7 @@ from workbench.errors import (
 )
 from workbench.executors import binance, build_executor
 from workbench.executors.binance import (
+    PRODUCTION_DOMAINS,
     BinanceClient,
     BinanceExecutor,
     RateLimiter,
@@ -387,3 +390,19 @@ async def test_verbose_ccxt_output_never_shows_the_keys(exchange, capsys):
     out = capsys.readouterr().out
     assert "fetch Request:" in out and "'X-MBX-APIKEY': '***'" in out and "{'apiKey': '***', 'secret': '***'}" in out
     assert key not in out and secret not in out and "keyless client" in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    labels=st.lists(st.from_regex(r"[a-z0-9-]{1,12}", fullmatch=True), max_size=3),
+    domain=st.sampled_from(PRODUCTION_DOMAINS),
+    case=st.sampled_from([str.lower, str.upper, str.title, str.swapcase]),
+    dot=st.sampled_from([".", "%2E", "\u3002", "\uff0e"]),  # ASCII, percent-encoded, ideographic, full width
+    trailing=st.sampled_from(["", ".", ".."]),
+    prefix=st.sampled_from(["http://", "https://", "ws://", "wss://", "https://127.0.0.1@", "https://localhost:1@"]),
+    port=st.sampled_from(["", ":443", ":9443"]),
+)
+def test_every_spelling_of_a_production_host_is_refused_in_testnet(labels, domain, case, dot, trailing, prefix, port):
+    host = case(dot.join([*labels, *domain.split(".")]) + trailing)
+    with pytest.raises(MainnetGuardError, match="is a Binance production host"):
+        check_url(f"{prefix}{host}{port}/api/v3/time?timestamp=1", TradingMode.TESTNET)
