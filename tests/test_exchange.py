@@ -16,7 +16,7 @@ import ccxt.async_support as ccxt_async
 import pytest
 
 from workbench.config import Credentials, Secret, TradingMode
-from workbench.exchange import Limits, LocalExchange
+from workbench.exchange import BinanceError, Limits, LocalExchange
 from workbench.exchange.server import _payload
 from workbench.executors.binance import make_client, point_at
 from workbench.matching import BookConfig
@@ -392,11 +392,10 @@ async def test_lost_answer_leaves_the_order_placed(exchange, client):
 
 
 async def test_5xx_latency_forced_429_and_admin_endpoint(exchange, client):
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{exchange.url}/admin/faults", json={"errors_5xx": 1, "latency_ms": 150}) as r:
-            assert (await r.json())["errors_5xx"] == 1
-        async with http.post(f"{exchange.url}/admin/faults", json={"nonsense": 1}) as r:
-            assert r.status == 400
+    assert (await exchange.admin("faults", {"errors_5xx": 1, "latency_ms": 150}))["errors_5xx"] == 1
+    with pytest.raises(BinanceError, match="Unknown fault 'nonsense'") as refused:
+        await exchange.admin("faults", {"nonsense": 1})
+    assert refused.value.status == 400
     with pytest.raises(ccxt_async.ExchangeNotAvailable):
         await client.fetch_balance()
     assert not exchange.venue.engine.orders

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import secrets
 import string
 from collections.abc import Callable, Mapping
@@ -53,6 +54,21 @@ class BinanceError(Exception):
 
 def bad_request(code: int, msg: str) -> BinanceError:
     return BinanceError(400, code, msg)
+
+
+_INTEGER = re.compile(r"[0-9]{1,20}")
+_INT64_MAX = 2**63 - 1
+
+
+def integer(params: Mapping[str, str], name: str, default: int | None = None) -> int | None:
+    """The integer parameter ``name`` (``default`` when absent or empty), checked as Binance
+    checks ids, times and limits: ASCII digits, at most 20, within a signed 64-bit integer."""
+    raw = params.get(name)
+    if not raw:
+        return default
+    if not _INTEGER.fullmatch(raw) or int(raw) > _INT64_MAX:
+        raise bad_request(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
+    return int(raw)
 
 
 def fmt(value: Decimal | None) -> str:
@@ -277,8 +293,9 @@ class Venue:
     def all_orders(self, symbol_id: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
         symbol = self.rules_for(symbol_id).symbol
         orders = sorted((o for o in self.engine.orders.values() if o.symbol == symbol), key=lambda o: int(o.id))  # type: ignore[arg-type]
-        if params.get("orderId"):
-            orders = [o for o in orders if int(o.id) >= int(params["orderId"])]  # type: ignore[arg-type]
+        from_id = integer(params, "orderId")
+        if from_id is not None:
+            orders = [o for o in orders if int(o.id) >= from_id]  # type: ignore[arg-type]
         else:
             orders = _in_window(orders, params, lambda o: self.created.get(o.id, o.timestamp))  # type: ignore[arg-type]
         return [self.order_json(o) for o in orders[: _limit(params, 500, 1000)]]
@@ -286,11 +303,12 @@ class Venue:
     def my_trades(self, symbol_id: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
         rules = self.rules_for(symbol_id)
         trades = [t for t in self.trades if t.symbol == rules.symbol]
-        if params.get("orderId"):
-            trades = [t for t in trades if t.order_id == params["orderId"]]
-        if params.get("fromId"):
-            trades = [t for t in trades if int(t.trade_id) >= int(params["fromId"])]
-        elif not params.get("orderId"):
+        order_id, from_id = integer(params, "orderId"), integer(params, "fromId")
+        if order_id is not None:
+            trades = [t for t in trades if int(t.order_id) == order_id]  # type: ignore[arg-type]
+        if from_id is not None:
+            trades = [t for t in trades if int(t.trade_id) >= from_id]
+        elif order_id is None:
             trades = _in_window(trades, params, lambda t: t.timestamp)
         return [self.trade_json(t) for t in trades[: _limit(params, 500, 1000)]]
 
@@ -433,15 +451,16 @@ class Venue:
         if minutes > 1:
             frame = _resample(frame, minutes)
         opened = frame.index.as_unit("ms").asi8
-        keep = np.ones(len(frame), dtype=bool)
-        if params.get("startTime"):
-            keep &= opened >= int(params["startTime"])
-        if params.get("endTime"):
-            keep &= opened <= int(params["endTime"])
-        frame, opened = frame[keep], opened[keep]
+        start, end = integer(params, "startTime"), integer(params, "endTime")
         limit = _limit(params, 500, 1000)
+        keep = np.ones(len(frame), dtype=bool)
+        if start is not None:
+            keep &= opened >= start
+        if end is not None:
+            keep &= opened <= end
+        frame, opened = frame[keep], opened[keep]
         frame, opened = (
-            (frame.head(limit), opened[:limit]) if params.get("startTime") else (frame.tail(limit), opened[-limit:])
+            (frame.head(limit), opened[:limit]) if start is not None else (frame.tail(limit), opened[-limit:])
         )
         return [_kline_row(int(t), row, minutes) for t, row in zip(opened, frame.itertuples(), strict=True)]
 
@@ -670,19 +689,14 @@ def _fill_from_state(raw: Mapping[str, Any]) -> Fill:
 
 
 def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
-    try:
-        return max(1, min(int(params.get("limit") or default), maximum))
-    except ValueError:
-        raise bad_request(
-            -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."
-        ) from None
+    return max(1, min(integer(params, "limit", default), maximum))  # type: ignore[type-var]
 
 
 def _in_window(items: list[Any], params: Mapping[str, str], when: Callable[[Any], int]) -> list[Any]:
-    start, end = params.get("startTime"), params.get("endTime")
-    if start and end and int(end) - int(start) > 24 * 3600 * 1000:
+    start, end = integer(params, "startTime"), integer(params, "endTime")
+    if start is not None and end is not None and end - start > 24 * 3600 * 1000:
         raise bad_request(-1127, "More than 24 hours between startTime and endTime.")
-    return [i for i in items if (not start or when(i) >= int(start)) and (not end or when(i) <= int(end))]
+    return [i for i in items if (start is None or when(i) >= start) and (end is None or when(i) <= end)]
 
 
 def _resample(frame: pd.DataFrame, minutes: int) -> pd.DataFrame:
