@@ -479,7 +479,8 @@ async def test_market_streams_through_ccxt_pro(exchange, client):
     await asyncio.wait_for(step_until_done(), 10)
     candles, trades, ticker, book = (w.result() for w in watches)
     closed = exchange.venue.market.bar("BTCUSDT")
-    assert candles[-1][0] <= closed.name.value // 1_000_000 and trades[-1]["symbol"] == "BTC/USDT"
+    opened = closed.name.value // 1_000_000 + exchange.venue.market.offset["BTCUSDT"]  # on the market clock
+    assert candles[-1][0] <= opened and trades[-1]["symbol"] == "BTC/USDT"
     assert ticker["symbol"] == "BTC/USDT" and book["bids"][0][0] < book["asks"][0][0]
     exchange.step(1)
     book = await asyncio.wait_for(client.watch_order_book("BTC/USDT"), 5)

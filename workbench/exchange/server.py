@@ -166,6 +166,19 @@ _RECV_WINDOW = re.compile(r"[0-9]{1,20}(\.[0-9]{1,3})?")
 _HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
+_WINDOW_SIZE = re.compile(r"([1-9][0-9]?)([mhd])")
+_WINDOW_UNITS = {"m": (60_000, 59), "h": (3_600_000, 23), "d": (86_400_000, 7)}
+
+
+def _window_size(raw: str) -> int:
+    """The rolling ticker's ``windowSize`` in ms: 1m..59m, 1h..23h or 1d..7d."""
+    match = _WINDOW_SIZE.fullmatch(raw)
+    unit, most = _WINDOW_UNITS[match.group(2)] if match else (0, 0)
+    if not match or int(match.group(1)) > most:
+        raise bad_request(-1100, "Invalid windowSize: give 1m..59m, 1h..23h or 1d..7d.")
+    return int(match.group(1)) * unit
+
+
 def _symbol_list(params: Mapping[str, str]) -> list[str] | None:
     """The ``symbols`` parameter, a JSON list of Binance symbol ids (None when absent)."""
     raw = params.get("symbols")
@@ -281,8 +294,16 @@ class LocalExchange:
         await self.stop()
 
     async def _replay(self) -> None:
-        while self.venue.step(1):
-            await asyncio.sleep(60.0 / self.speed)
+        """Step once every 60/speed s on a fixed schedule (no drift: at speed 60 each step lands
+        in the next wall minute, so the newest bar stays the current minute)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        step = 0
+        while True:
+            step += 1
+            await asyncio.sleep(max(0.0, started + step * 60.0 / self.speed - loop.time()))
+            if not self.venue.step(1):
+                break
         log.warning("The local exchange has replayed all its klines: the market stands still from here.")
 
     # -- the Python admin API ---------------------------------------------------------------
@@ -545,6 +566,12 @@ class LocalExchange:
             symbols = [params["symbol"]] if params.get("symbol") else _symbol_list(params)
             return v.exchange_info(symbols) | {"rateLimits": self.rate_limits()}
 
+        def rolling(params: Mapping[str, str]) -> Any:
+            window = _window_size(params.get("windowSize") or "1d")
+            if not params.get("symbol") and not params.get("symbols"):
+                raise bad_request(-1102, "Param 'symbol' or 'symbols' must be sent, but both were empty/null!")
+            return per_symbol(lambda symbol: v.ticker(symbol, window, full=False))(params)
+
         def order_id(params: Mapping[str, str]) -> tuple[str, str | None, str | None]:
             number = integer(params, "orderId")
             return need(params, "symbol"), None if number is None else str(number), params.get("origClientOrderId")
@@ -559,8 +586,9 @@ class LocalExchange:
             ("GET", "klines"): public(lambda p: v.klines(need(p, "symbol"), p), _fixed(2)),
             ("GET", "ticker/price"): public(per_symbol(price), _ticker_weight(2, 4)),
             ("GET", "ticker/bookTicker"): public(per_symbol(book_ticker), _ticker_weight(2, 4)),
-            ("GET", "ticker/24hr"): public(per_symbol(v.ticker_24hr), _ticker_weight(2, 80)),
-            ("GET", "avgPrice"): public(lambda p: {"mins": 5, "price": price(need(p, "symbol"))["price"]}, _fixed(2)),
+            ("GET", "ticker/24hr"): public(per_symbol(v.ticker), _ticker_weight(2, 80)),
+            ("GET", "ticker"): public(rolling, _ticker_weight(4, 200)),
+            ("GET", "avgPrice"): public(lambda p: v.avg_price(need(p, "symbol")), _fixed(2)),
             ("POST", "order"): signed(lambda p: v.create_order(p), _fixed(0)),
             ("POST", "order/test"): signed(lambda p: v.create_order(p, test=True), _fixed(1)),
             ("GET", "order"): signed(lambda p: v.fetch_order(*order_id(p)), _fixed(4)),

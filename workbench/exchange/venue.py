@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import string
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -39,6 +40,8 @@ _UNSUPPORTED_TYPES = {
     "STOP_LOSS": "Stop loss orders are not supported for this symbol.",
     "TAKE_PROFIT": "Take profit orders are not supported for this symbol.",
 }
+MINUTE, DAY = 60_000, 86_400_000
+TAPE_LENGTH = 200_000  # public trades remembered per symbol for the tickers' windows (up to 7 days)
 INTERVALS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360,
              "8h": 480, "12h": 720, "1d": 1440}  # fmt: skip
 
@@ -84,18 +87,44 @@ def new_client_id() -> str:
 
 @dataclass
 class Market:
-    """Klines replayed bar by bar: ``cursor`` is the index of the last bar that has closed."""
+    """Klines replayed bar by bar: ``cursor`` is the index of the newest replayed bar.
+
+    One market clock: bar ``i`` of a symbol opens at its recorded open time plus ``offset[symbol]``
+    ms. The offset is set so that the newest replayed bar opens in the current minute of the
+    server's clock, and it never decreases: replayed in real time (or slower) the newest bar is
+    the current minute; replayed faster, each new bar opens one minute after the one before, so
+    the bars run ahead of the clock until it catches up. See docs/binance-spot-api.md §9.
+    """
 
     klines: dict[str, pd.DataFrame]
     cursor: int
-    trade_seq: int = 0
+    trade_ids: dict[str, int] = field(default_factory=dict)  # the last public trade id, per symbol
     depth_seq: dict[str, int] = field(default_factory=dict)
     prints: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # recent public trades
+    tape: dict[str, list[tuple[int, int, Decimal, Decimal]]] = field(default_factory=dict)  # time, id, price, qty
     last_depth: dict[str, dict[str, Any]] = field(default_factory=dict)  # the book last streamed
+    offset: dict[str, int] = field(default_factory=dict)
+    bar_trades: dict[str, tuple[int, int]] = field(default_factory=dict)  # first, last trade id of the newest bar
 
     @property
     def length(self) -> int:
         return min(len(frame) for frame in self.klines.values())
+
+    def restamp(self, now: int) -> None:
+        """Move the offsets (never back) so that the newest bar opens no earlier than ``now``'s minute."""
+        minute = now - now % MINUTE
+        for symbol_id, frame in self.klines.items():
+            recorded = int(frame.index[self.cursor].value // 1_000_000)
+            self.offset[symbol_id] = max(self.offset.get(symbol_id, minute - recorded), minute - recorded)
+
+    def opened(self, symbol_id: str, frame: pd.DataFrame) -> np.ndarray:
+        """The open times (ms, on the market clock) of ``frame``'s bars."""
+        return frame.index.as_unit("ms").asi8 + self.offset[symbol_id]
+
+    def stamped(self, symbol_id: str, stop: int, start: int = 0) -> pd.DataFrame:
+        """Bars ``start..stop-1`` indexed by their open time on the market clock."""
+        frame = self.klines[symbol_id].iloc[max(0, start) : stop]
+        return frame.set_axis(pd.to_datetime(self.opened(symbol_id, frame), unit="ms", utc=True))
 
     def bar(self, symbol_id: str, index: int | None = None) -> pd.Series:
         return self.klines[symbol_id].iloc[self.cursor if index is None else index]
@@ -145,6 +174,7 @@ class Venue:
         self._execution_id = 0
         if self.state_path and self.state_path.exists():
             self._load(self.state_path)
+        self.market.restamp(self.clock())
         for symbol_id in self.market.klines:
             self.engine.set_price(self.rules[symbol_id].symbol, self.market.bar(symbol_id)["close"], self.clock())
 
@@ -358,9 +388,12 @@ class Venue:
             if self.market.cursor + 1 >= self.market.length:
                 break
             self.market.cursor += 1
+            self.market.restamp(self.clock())
             for symbol_id in self.market.klines:
+                first = self.market.trade_ids.get(symbol_id, 0) + 1
                 for price in self.market.path(symbol_id, self.market.cursor):
                     self.set_price(symbol_id, price, save=False)
+                self.market.bar_trades[symbol_id] = (first, self.market.trade_ids[symbol_id])
                 self._market(f"{symbol_id.lower()}@kline_1m", self.kline_event(symbol_id))
             done += 1
         if done:
@@ -374,14 +407,19 @@ class Venue:
         now = self.clock()
         price = rules.round_price(Decimal(str(price)))
         self._publish(self.engine.set_price(rules.symbol, price, now), now)
-        self.market.trade_seq += 1
-        bar = self.market.bar(rules.id)
+        market = self.market
+        trade_id = market.trade_ids[rules.id] = market.trade_ids.get(rules.id, 0) + 1
+        bar = market.bar(rules.id)
         qty = rules.round_amount(Decimal(repr(float(bar["volume"]))) / 4) or rules.step_size() or Decimal(1)
-        trade = {"id": self.market.trade_seq, "price": fmt(price), "qty": fmt(qty), "quoteQty": fmt(price * qty),
-                 "time": now, "isBuyerMaker": bool(self.market.trade_seq % 2), "isBestMatch": True}  # fmt: skip
-        prints = self.market.prints.setdefault(rules.id, [])
+        trade = {"id": trade_id, "price": fmt(price), "qty": fmt(qty), "quoteQty": fmt(price * qty),
+                 "time": now, "isBuyerMaker": bool(trade_id % 2), "isBestMatch": True}  # fmt: skip
+        prints = market.prints.setdefault(rules.id, [])
         prints.append(trade)
         del prints[:-1000]
+        tape = market.tape.setdefault(rules.id, [])
+        tape.append((now, trade_id, price, qty))
+        if len(tape) > 2 * TAPE_LENGTH:
+            del tape[:-TAPE_LENGTH]
         stream = rules.id.lower()
         self._market(f"{stream}@trade", {"e": "trade", "E": now, "s": rules.id, "t": trade["id"], "p": trade["price"],
                                         "q": trade["qty"], "T": now, "m": trade["isBuyerMaker"],
@@ -447,7 +485,7 @@ class Venue:
         minutes = INTERVALS.get(params.get("interval", ""))
         if minutes is None:
             raise bad_request(-1120, "Invalid interval.")
-        frame = self.market.klines[rules.id].iloc[: self.market.cursor + 1]
+        frame = self.market.stamped(rules.id, self.market.cursor + 1)
         if minutes > 1:
             frame = _resample(frame, minutes)
         opened = frame.index.as_unit("ms").asi8
@@ -465,44 +503,69 @@ class Venue:
         return [_kline_row(int(t), row, minutes) for t, row in zip(opened, frame.itertuples(), strict=True)]
 
     def kline_event(self, symbol_id: str) -> dict[str, Any]:
+        """The newest bar's kline event: its first and last trade ids are the public trades the
+        venue printed while replaying it (``n = L - f + 1``)."""
         bar = self.market.bar(symbol_id)
-        opened = int(bar.name.value // 1_000_000)
+        opened = int(bar.name.value // 1_000_000) + self.market.offset[symbol_id]
         row = _kline_row(opened, bar, 1)
+        first, last = self.market.bar_trades.get(symbol_id, (-1, -1))
         return {
             "e": "kline", "E": self.clock(), "s": symbol_id,
-            "k": {"t": row[0], "T": row[6], "s": symbol_id, "i": "1m", "f": -1, "L": -1, "o": row[1], "c": row[4],
-                  "h": row[2], "l": row[3], "v": row[5], "n": row[8], "x": True, "q": row[7], "V": row[9],
-                  "Q": row[10], "B": "0"},
+            "k": {"t": row[0], "T": row[6], "s": symbol_id, "i": "1m", "f": first, "L": last, "o": row[1],
+                  "c": row[4], "h": row[2], "l": row[3], "v": row[5], "n": last - first + 1 if first > 0 else 0,
+                  "x": True, "q": row[7], "V": row[9], "Q": row[10], "B": "0"},
         }  # fmt: skip
 
-    def ticker_24hr(self, symbol_id: str) -> dict[str, Any]:
-        rules = self.rules_for(symbol_id)
-        frame = self.market.klines[rules.id].iloc[max(0, self.market.cursor - 1439) : self.market.cursor + 1]
+    def ticker(self, symbol_id: str, window: int = DAY, *, full: bool = True) -> dict[str, Any]:
+        """Price change statistics of the ``window`` ms up to now (``GET ticker/24hr`` with
+        ``full``, else the rolling ``GET ticker``): prices and volumes from the bars that open in
+        the window, ids, count and last quantity from the public trades printed in it."""
+        rules, market = self.rules_for(symbol_id), self.market
+        now = self.clock()
+        opened_at = now - window
+        stop = market.cursor + 1  # bars are a minute apart or more: the window's are among the last few
+        frame = market.klines[rules.id].iloc[max(0, stop - window // MINUTE - 2) : stop]
+        keep = market.opened(rules.id, frame) >= opened_at - opened_at % MINUTE
+        opens, highs, lows, closes, volumes = (
+            frame[k].to_numpy()[keep] for k in ("open", "high", "low", "close", "volume")
+        )
         last = self.engine.last_price[rules.symbol]
-        first = Decimal(repr(float(frame["open"].iloc[0])))
-        volume = Decimal(repr(float(frame["volume"].sum())))
-        quote = Decimal(repr(float((frame["volume"] * frame["close"]).sum())))
-        book = self.depth(rules.id, 1)
-        opened = int(frame.index[0].value // 1_000_000)
-        return {
+        tape = market.tape.get(rules.id, [])
+        since = bisect_left(tape, (opened_at,))  # the window's first trade
+        traded = since < len(tape)
+        first = _dec(opens[0]) if len(opens) else tape[since][2] if traded else last
+        volume, quote = _dec(volumes.sum()), _dec((volumes * closes).sum())
+        prices = [last, _dec(highs.max()), _dec(lows.min())] if len(opens) else [last]
+        high, low = max(prices), min(prices)
+        first_id, last_id = (tape[since][1], tape[-1][1]) if traded else (-1, -1)
+        body = {
             "symbol": rules.id, "priceChange": fmt(last - first),
             "priceChangePercent": f"{(last - first) / first * 100:.3f}",
             "weightedAvgPrice": fmt(quote / volume if volume else last), "prevClosePrice": fmt(first),
-            "lastPrice": fmt(last), "lastQty": fmt(ZERO), "bidPrice": book["bids"][0][0], "bidQty": book["bids"][0][1],
-            "askPrice": book["asks"][0][0], "askQty": book["asks"][0][1], "openPrice": fmt(first),
-            "highPrice": fmt(Decimal(repr(float(frame["high"].max())))),
-            "lowPrice": fmt(Decimal(repr(float(frame["low"].min())))),
-            "volume": fmt(volume), "quoteVolume": fmt(quote), "openTime": opened, "closeTime": self.clock(),
-            "firstId": 0, "lastId": self.market.trade_seq, "count": len(frame),
+            "lastPrice": fmt(last), "lastQty": fmt(tape[-1][3] if traded else ZERO), "openPrice": fmt(first),
+            "highPrice": fmt(high), "lowPrice": fmt(low), "volume": fmt(volume), "quoteVolume": fmt(quote),
+            "openTime": opened_at, "closeTime": now, "firstId": first_id, "lastId": last_id,
+            "count": last_id - first_id + 1 if traded else 0,
         }  # fmt: skip
+        if not full:
+            return {k: v for k, v in body.items() if k not in ("prevClosePrice", "lastQty")}
+        book = self.depth(rules.id, 1)
+        return body | {"bidPrice": book["bids"][0][0], "bidQty": book["bids"][0][1], "askPrice": book["asks"][0][0],
+                       "askQty": book["asks"][0][1]}  # fmt: skip
+
+    def avg_price(self, symbol_id: str) -> dict[str, Any]:
+        """``GET avgPrice``: the volume-weighted price of the last 5 minutes' bars."""
+        t = self.ticker(symbol_id, 5 * MINUTE, full=False)
+        return {"mins": 5, "price": t["weightedAvgPrice"], "closeTime": self.market.tape[t["symbol"]][-1][0]
+                if t["count"] else t["closeTime"]}  # fmt: skip
 
     def ticker_event(self, symbol_id: str, now: int) -> dict[str, Any]:
-        t = self.ticker_24hr(symbol_id)
+        t = self.ticker(symbol_id)
         return {"e": "24hrTicker", "E": now, "s": symbol_id, "p": t["priceChange"], "P": t["priceChangePercent"],
                 "w": t["weightedAvgPrice"], "x": t["prevClosePrice"], "c": t["lastPrice"], "Q": t["lastQty"],
                 "b": t["bidPrice"], "B": t["bidQty"], "a": t["askPrice"], "A": t["askQty"], "o": t["openPrice"],
                 "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"], "O": t["openTime"],
-                "C": t["closeTime"], "F": 0, "L": t["lastId"], "n": t["count"]}  # fmt: skip
+                "C": t["closeTime"], "F": t["firstId"], "L": t["lastId"], "n": t["count"]}  # fmt: skip
 
     def exchange_info(self, symbols: list[str] | None = None) -> dict[str, Any]:
         listed = [self.rules_for(s) for s in symbols] if symbols else [self.rules[s] for s in self.market.klines]
@@ -628,7 +691,8 @@ class Venue:
         state = {
             "version": 1,
             "cursor": self.market.cursor,
-            "trade_seq": self.market.trade_seq,
+            "trade_ids": self.market.trade_ids,
+            "offset": self.market.offset,
             "free": {a: str(v) for a, v in engine.free.items()},
             "locked": {a: str(v) for a, v in engine.locked.items()},
             "last_price": {s: str(v) for s, v in engine.last_price.items()},
@@ -649,7 +713,9 @@ class Venue:
         state = json.loads(path.read_text())
         engine = self.engine
         self.market.cursor = min(int(state["cursor"]), self.market.length - 1)
-        self.market.trade_seq = int(state["trade_seq"])
+        ids = state.get("trade_ids") or dict.fromkeys(self.market.klines, int(state.get("trade_seq", 0)))
+        self.market.trade_ids = {s: int(v) for s, v in ids.items()}
+        self.market.offset = {s: int(v) for s, v in state.get("offset", {}).items() if s in self.market.klines}
         engine.free = {a: Decimal(v) for a, v in state["free"].items()}
         engine.locked = {a: Decimal(v) for a, v in state["locked"].items()}
         engine.last_price = {s: Decimal(v) for s, v in state["last_price"].items()}
@@ -697,6 +763,10 @@ def _in_window(items: list[Any], params: Mapping[str, str], when: Callable[[Any]
     if start is not None and end is not None and end - start > 24 * 3600 * 1000:
         raise bad_request(-1127, "More than 24 hours between startTime and endTime.")
     return [i for i in items if (start is None or when(i) >= start) and (end is None or when(i) <= end)]
+
+
+def _dec(value: Any) -> Decimal:
+    return Decimal(repr(float(value)))
 
 
 def _resample(frame: pd.DataFrame, minutes: int) -> pd.DataFrame:
