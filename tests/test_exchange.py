@@ -221,7 +221,8 @@ ERRORS = [
     ({"timeInForce": "GTX"}, -1115, "Invalid timeInForce.", ccxt_async.BadRequest),
     ({"price": None}, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.",
      ccxt_async.BadRequest),
-    ({"type": "MARKET", "price": None}, -1114, "TimeInForce parameter sent when not required.", ccxt_async.BadRequest),
+    ({"type": "MARKET", "price": None}, -1106, "Parameter 'timeInForce' sent when not required.",
+     ccxt_async.BadRequest),
     ({"quantity": "-1"}, -1100, "Illegal characters found in parameter 'quantity'; legal range is "
      "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.", ccxt_async.BadRequest),
     ({"type": "STOP_LOSS", "timeInForce": None, "price": None, "stopPrice": "1"}, -2010,

@@ -152,6 +152,11 @@ def _depth_weight(params: Mapping[str, str]) -> int:
     return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
 
 
+def _commission_weight(params: Mapping[str, str]) -> int:
+    """``order/test``: 20 with ``computeCommissionRates=true``, else 1."""
+    return 20 if params.get("computeCommissionRates") == "true" else 1
+
+
 def _ticker_weight(one: int, many: int, key: str = "symbol") -> Callable[[Mapping[str, str]], int]:
     """Weight ``one`` when ``key`` is given, else ``many``."""
     return lambda params: one if params.get(key) else many
@@ -268,6 +273,7 @@ class LocalExchange:
         app.router.add_get("/ws/{streams:.*}", self._market_ws)
         app.router.add_get("/stream", self._market_ws)
         app.router.add_route("*", "/admin/{action}", self._admin)
+        app.router.add_route("*", "/{path:.*}", self._unknown)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -349,6 +355,9 @@ class LocalExchange:
         try:
             self._check_host(request.headers.get("Host", ""))
             return await handler(request)
+        except web.HTTPMethodNotAllowed:
+            e = BinanceError(405, -1000, f"Unknown endpoint {request.method} {request.path}.")
+            return _json({"code": e.code, "msg": e.msg}, e.status, self._weight_headers())
         except BinanceError as e:
             headers = {**self._weight_headers(), **e.headers}
             return _json({"code": e.code, "msg": e.msg}, e.status, headers)
@@ -404,6 +413,9 @@ class LocalExchange:
         if name not in names or port != str(self.port):
             raise BinanceError(421, -1000, f"This exchange answers only to Host 127.0.0.1:{self.port} or "
                                            f"localhost:{self.port}.")  # fmt: skip
+
+    async def _unknown(self, request: web.Request) -> web.StreamResponse:
+        raise BinanceError(404, -1000, f"Unknown endpoint {request.method} {request.path}.")
 
     def _admit(self, weight: int) -> None:
         """Charge ``weight`` to the IP; 429 over the limit, 418 for those who keep going."""
@@ -590,13 +602,13 @@ class LocalExchange:
             ("GET", "ticker"): public(rolling, _ticker_weight(4, 200)),
             ("GET", "avgPrice"): public(lambda p: v.avg_price(need(p, "symbol")), _fixed(2)),
             ("POST", "order"): signed(lambda p: v.create_order(p), _fixed(0)),
-            ("POST", "order/test"): signed(lambda p: v.create_order(p, test=True), _fixed(1)),
+            ("POST", "order/test"): signed(lambda p: v.create_order(p, test=True), _commission_weight),
             ("GET", "order"): signed(lambda p: v.fetch_order(*order_id(p)), _fixed(4)),
             ("DELETE", "order"): signed(lambda p: v.cancel_order(*order_id(p), p.get("newClientOrderId")), _fixed(0)),
             ("GET", "openOrders"): signed(lambda p: v.open_orders(p.get("symbol")), _ticker_weight(6, 80)),
             ("DELETE", "openOrders"): signed(lambda p: v.cancel_all_orders(need(p, "symbol")), _fixed(0)),
             ("GET", "allOrders"): signed(lambda p: v.all_orders(need(p, "symbol"), p), _fixed(20)),
-            ("GET", "myTrades"): signed(lambda p: v.my_trades(need(p, "symbol"), p), _ticker_weight(20, 5, "orderId")),
+            ("GET", "myTrades"): signed(lambda p: v.my_trades(need(p, "symbol"), p), _ticker_weight(5, 20, "orderId")),
             ("GET", "account"): signed(lambda p: v.account(p.get("omitZeroBalances") == "true"), _fixed(20)),
             ("GET", "rateLimit/order"): signed(lambda p: self._order_rate_limits(), _fixed(40)),
         }  # fmt: skip
@@ -638,12 +650,14 @@ class LocalExchange:
         if not isinstance(method, str) or not isinstance(params, dict):
             return {"id": id_, "status": 400, "error": {"code": -1000, "msg": "Malformed request."}}
         method = method.removeprefix("v3/")
+        limits = str(params.get("returnRateLimits", True)).lower() != "false"  # a general parameter of every method
         try:
             self._admit(2 if method.startswith("userDataStream") else 1)
             result = await self._ws_method(
                 conn, method, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
             )
-            return {"id": id_, "status": 200, "result": result, "rateLimits": self._ws_rate_limits()}
+            answer = {"id": id_, "status": 200, "result": result}
+            return answer | ({"rateLimits": self._ws_rate_limits()} if limits else {})
         except BinanceError as e:
             error: dict[str, Any] = {"code": e.code, "msg": e.msg}
             if e.status in (418, 429):
@@ -651,7 +665,8 @@ class LocalExchange:
                     "serverTime": self.now(),
                     "retryAfter": self.now() + int(e.headers.get("Retry-After", "1")) * 1000,
                 }
-            return {"id": id_, "status": e.status, "error": error, "rateLimits": self._ws_rate_limits()}
+            answer = {"id": id_, "status": e.status, "error": error}
+            return answer | ({"rateLimits": self._ws_rate_limits()} if limits else {})
 
     async def _ws_method(self, conn: _Connection, method: str, params: dict[str, str]) -> Any:
         if method == "ping":
@@ -672,6 +687,7 @@ class LocalExchange:
         payload = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
         self._authenticate(params.get("apiKey"), params, payload)
         params.pop("apiKey")
+        params.pop("returnRateLimits", None)
         route = signed[method]
         if route is None:
             if conn.subscriptions:

@@ -42,6 +42,8 @@ _UNSUPPORTED_TYPES = {
 }
 MINUTE, DAY = 60_000, 86_400_000
 TAPE_LENGTH = 200_000  # public trades remembered per symbol for the tickers' windows (up to 7 days)
+UNSUPPORTED_FEATURES = {"opoAllowed": False, "amendAllowed": False, "pegInstructionsAllowed": False,
+                        "allowTrailingStop": False, "cancelReplaceAllowed": False, "icebergAllowed": False}  # fmt: skip
 INTERVALS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360,
              "8h": 480, "12h": 720, "1d": 1440}  # fmt: skip
 
@@ -60,6 +62,8 @@ def bad_request(code: int, msg: str) -> BinanceError:
 
 
 _INTEGER = re.compile(r"[0-9]{1,20}")
+_DECIMAL = re.compile(r"([0-9]{1,20})(\.[0-9]{1,20})?")
+DECIMAL_PARAMS = ("quantity", "quoteOrderQty", "price", "stopPrice", "icebergQty")
 _INT64_MAX = 2**63 - 1
 
 
@@ -219,8 +223,14 @@ class Venue:
             raise bad_request(-2010, "Iceberg orders are not supported for this symbol.")
         if params.get("trailingDelta"):
             raise bad_request(-2010, "Trailing stop orders are not supported for this symbol.")
-        if type_ in ("MARKET", "LIMIT_MAKER") and params.get("timeInForce"):
+        if type_ == "MARKET" and params.get("timeInForce"):
+            raise bad_request(-1106, "Parameter 'timeInForce' sent when not required.")
+        if type_ == "LIMIT_MAKER" and params.get("timeInForce"):
             raise bad_request(-1114, "TimeInForce parameter sent when not required.")
+        for name in DECIMAL_PARAMS:
+            if params.get(name) and not _DECIMAL.fullmatch(params[name]):
+                raise bad_request(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
+                                         f"'^{_DECIMAL.pattern}$'.")  # fmt: skip
         client_id = params.get("newClientOrderId") or new_client_id()
         if len(client_id) > 36 or not set(client_id) <= _CLIENT_ID_CHARS:
             raise bad_request(
@@ -269,8 +279,7 @@ class Venue:
         }
         if kind == "ACK":
             return ack
-        working = not order.type.is_stop or order.triggered
-        result = ack | self.order_json(order, with_times=False) | {"workingTime": now if working else -1}
+        result = ack | self.order_json(order, with_times=False) | {"workingTime": now if _has_worked(order) else -1}
         if kind == "RESULT":
             return result
         fills = [e.fill for e in executions if e.fill is not None]
@@ -328,7 +337,7 @@ class Venue:
             orders = [o for o in orders if int(o.id) >= from_id]  # type: ignore[arg-type]
         else:
             orders = _in_window(orders, params, lambda o: self.created.get(o.id, o.timestamp))  # type: ignore[arg-type]
-        return [self.order_json(o) for o in orders[: _limit(params, 500, 1000)]]
+        return [self.order_json(o) for o in _page(orders, params, from_id is not None)]
 
     def my_trades(self, symbol_id: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
         rules = self.rules_for(symbol_id)
@@ -340,7 +349,7 @@ class Venue:
             trades = [t for t in trades if int(t.trade_id) >= from_id]
         elif order_id is None:
             trades = _in_window(trades, params, lambda t: t.timestamp)
-        return [self.trade_json(t) for t in trades[: _limit(params, 500, 1000)]]
+        return [self.trade_json(t) for t in _page(trades, params, from_id is not None)]
 
     def account(self, omit_zero: bool = False) -> dict[str, Any]:
         fees = self.engine.fees
@@ -574,7 +583,7 @@ class Venue:
             "serverTime": self.clock(),
             "rateLimits": [],  # filled in by the server, which enforces them
             "exchangeFilters": [],
-            "symbols": [r.to_exchange_info() for r in listed],
+            "symbols": [r.to_exchange_info() | UNSUPPORTED_FEATURES for r in listed],
         }
 
     # -- Binance JSON -----------------------------------------------------------------------
@@ -601,15 +610,16 @@ class Venue:
             "side": order.side.value.upper(),
             "selfTradePreventionMode": "NONE",
         }
-        if order.type.is_stop:
+        if order.type.is_stop or with_times:  # order queries always carry it, "0.00000000" when none
             body["stopPrice"] = fmt(order.stop_price)
         if with_times:
+            working = _has_worked(order)
             body |= {
                 "icebergQty": fmt(ZERO),
                 "time": created,
                 "updateTime": order.last_update,
-                "isWorking": self._working(order),
-                "workingTime": created if self._working(order) or order.filled else -1,
+                "isWorking": working,
+                "workingTime": created if working else -1,
             }
         return body
 
@@ -756,6 +766,19 @@ def _fill_from_state(raw: Mapping[str, Any]) -> Fill:
 
 def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
     return max(1, min(integer(params, "limit", default), maximum))  # type: ignore[type-var]
+
+
+def _has_worked(order: Order) -> bool:
+    """Binance's ``isWorking``: the order has been working on the book (every order but a stop
+    that has not triggered), whether it is still open, filled, canceled or expired."""
+    return not order.type.is_stop or order.triggered
+
+
+def _page(items: list[Any], params: Mapping[str, str], from_id: bool) -> list[Any]:
+    """``limit`` records, oldest first: from ``fromId``/``orderId`` or ``startTime`` the first
+    ones, else (as Binance does) the most recent."""
+    limit = _limit(params, 500, 1000)
+    return items[:limit] if from_id or params.get("startTime") else items[-limit:]
 
 
 def _in_window(items: list[Any], params: Mapping[str, str], when: Callable[[Any], int]) -> list[Any]:
