@@ -283,6 +283,7 @@ def workbench(*args: str, **kwargs) -> subprocess.Popen:
         ["--faults", "[1]"],
         ["--speed", "nan"],
         ["--secret-file", "/nonexistent/secret"],
+        ["--start", "notadate"],
     ],
 )
 def test_cli_bad_arguments_answer_one_line(args, tmp_path):
@@ -291,6 +292,22 @@ def test_cli_bad_arguments_answer_one_line(args, tmp_path):
     out, err = process.communicate(timeout=60)
     assert process.returncode == 2 and len(err.strip().splitlines()) == 1, err
     assert err.startswith("workbench: ") and "Traceback" not in err and not ready.exists()
+
+
+def test_secret_files_are_written_fresh_at_0600(tmp_path):
+    from workbench.exchange.cli import write_secret_file
+
+    existing = tmp_path / "ready.json"
+    existing.write_text("old")
+    existing.chmod(0o644)
+    write_secret_file(existing, "secret")
+    assert existing.read_text() == "secret" and oct(existing.stat().st_mode & 0o777) == "0o600"
+    victim, link = tmp_path / "victim", tmp_path / "link.json"
+    victim.write_text("precious")
+    link.symlink_to(victim)
+    write_secret_file(link, "secret")
+    assert victim.read_text() == "precious" and not link.is_symlink() and link.read_text() == "secret"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "ready.json", "victim"]  # no temporary left
 
 
 def test_cli_takes_no_secret_in_argv():

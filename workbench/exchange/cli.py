@@ -7,9 +7,12 @@ import asyncio
 import json
 import os
 import signal
+import tempfile
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from workbench.errors import ConfigError
 from workbench.exchange.server import Faults, Limits, LocalExchange, checked_faults
@@ -43,6 +46,13 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--speed {args.speed} is not a replay speed: give a finite number >= 0.")
     if args.weight_limit < 1:
         raise ConfigError(f"--weight-limit {args.weight_limit} must be at least 1.")
+    if args.start is not None:
+        try:
+            pd.Timestamp(args.start)
+        except ValueError:
+            raise ConfigError(
+                f"--start {args.start!r} is not a time: give e.g. 2024-01-02 or 2024-01-02T12:00."
+            ) from None
     faults = _faults(args.faults)
     try:
         exchange = LocalExchange(
@@ -94,12 +104,11 @@ def _secret(path: str | None) -> str | None:
 
 
 def write_secret_file(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` as a new file of mode 0600: a temporary file created with
-    O_EXCL and O_NOFOLLOW beside it, then renamed over ``path`` (which replaces a symlink there
-    instead of following it, and never reuses an existing file's mode)."""
+    """Write ``text`` to ``path`` as a new file of mode 0600: a temporary file beside it (created
+    by ``mkstemp``: O_EXCL, O_NOFOLLOW, 0600), then renamed over ``path``, which replaces a symlink
+    there instead of following it and never reuses an existing file's mode."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
