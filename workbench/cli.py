@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import report, runs
+from workbench import download, report, runs
 from workbench.config import DEFAULT_STORE, load_config
 from workbench.data import load_klines
 from workbench.errors import WorkbenchError
@@ -78,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
     kill.add_argument("--store", help=f"DuckDB file (default {DEFAULT_STORE})")
     kill.add_argument("--reason", default="tripped from the command line")
     kill.set_defaults(func=_kill_switch)
+    download.register(sub)
     runs.register(sub)
     report.register(sub)
     exchange_cli.register(sub)
