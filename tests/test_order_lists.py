@@ -1,0 +1,352 @@
+"""Order lists (OCO, OTO, OTOCO) in the matching core and the paper executor, by Binance's rules
+(rest-api.md "New order list - OCO/OTO/OTOCO", "Cancel order list")."""
+
+from decimal import Decimal
+
+import pytest
+
+from workbench.errors import FilterError, InsufficientBalance, InvalidOrder, OrderNotFound, OrderRejected
+from workbench.executors import PaperExecutor
+from workbench.executors.base import OrderListExecutor
+from workbench.filters import SymbolRules
+from workbench.matching import MatchingEngine
+from workbench.model import (
+    ContingencyType,
+    ListOrderStatus,
+    ListStatusType,
+    OrderList,
+    OrderListRequest,
+    OrderRequest,
+    OrderStatus,
+)
+
+from .conftest import T0
+
+D = Decimal
+ALL_DONE = (ListStatusType.ALL_DONE, ListOrderStatus.ALL_DONE)
+
+
+def leg(cid, type_, side="sell", amount="0.5", **kw):
+    if type_ in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
+        kw.setdefault("time_in_force", "GTC")
+    return OrderRequest("BTC/USDT", side, type_, amount=amount, client_order_id=cid, **kw)
+
+
+def oco_sell(amount="0.5", tp="51000", stop="49000"):
+    above = leg("tp", "LIMIT_MAKER", amount=amount, price=tp)
+    below = leg("sl", "STOP_LOSS_LIMIT", amount=amount, price=str(D(stop) - 100), stop_price=stop)
+    return OrderListRequest("OCO", (above, below), "L1")
+
+
+def oto(pending, working=None):
+    working = working or leg("w", "LIMIT", side="buy", amount="0.1", price="49000")
+    return OrderListRequest("OTO", (working, pending), "L2")
+
+
+def kinds(events):
+    return [e.kind for e in events]
+
+
+def status(engine, cid):
+    return engine.get_order("BTC/USDT", client_order_id=cid).status
+
+
+def list_state(order_list):
+    return order_list.list_status_type, order_list.list_order_status
+
+
+def test_oco_places_both_legs_and_locks_the_quantity_once(engine):
+    events = engine.create_order_list(oco_sell(amount="1"), "L1", T0)
+    assert kinds(events) == ["NEW", "NEW", "LIST_STATUS"]
+    order_list = events[-1].order_list
+    assert order_list.contingency_type is ContingencyType.OCO and order_list.list_client_order_id == "L1"
+    assert list_state(order_list) == (ListStatusType.EXEC_STARTED, ListOrderStatus.EXECUTING)
+    assert [e.order.order_list_id for e in events[:2]] == [order_list.id] * 2
+    assert engine.balances()["BTC"].locked == 1 and engine.balances()["BTC"].free == 0  # one lock, not two
+    assert engine.get_order_list("BTC/USDT", id=order_list.id) == order_list
+    single = engine.create_order(leg("single", "LIMIT", side="buy", amount="0.1", price="49000"), "single", T0)
+    assert single[0].order.order_list_id == -1
+
+
+def test_oco_limit_leg_fill_expires_the_stop_leg_and_ends_the_list(engine):
+    engine.create_order_list(oco_sell(), "L1", T0)
+    events = engine.set_price("BTC/USDT", 51_000, T0 + 1)
+    assert kinds(events) == ["EXPIRED", "TRADE", "LIST_STATUS"]
+    assert events[0].order.client_order_id == "sl" and list_state(events[-1].order_list) == ALL_DONE
+    assert events[1].order.status is OrderStatus.FILLED
+    assert engine.balances()["BTC"].locked == 0 and engine.balances()["BTC"].free == D("0.5")
+    assert engine.order_lists_of(open_only=True) == [] and len(engine.order_lists_of("BTC/USDT")) == 1
+
+
+def test_oco_stop_trigger_expires_the_limit_leg_and_takes_its_funds(engine):
+    engine.create_order_list(oco_sell(amount="1"), "L1", T0)
+    assert engine.set_price("BTC/USDT", 49_500, T0 + 1) == []
+    events = engine.set_price("BTC/USDT", 49_000, T0 + 2)
+    assert kinds(events)[0] == "EXPIRED" and events[0].order.client_order_id == "tp"
+    assert kinds(events)[-1] == "LIST_STATUS" and events[-2].fill is not None
+    assert status(engine, "sl") is OrderStatus.FILLED
+    balance = engine.balances()["BTC"]
+    assert balance.free == 0 and balance.locked == 0
+
+
+def test_buy_oco_moves_the_lock_to_the_leg_that_fills(engine):
+    above = leg("sl", "STOP_LOSS_LIMIT", side="buy", amount="1", price="51100", stop_price="51000")
+    below = leg("tp", "LIMIT_MAKER", side="buy", amount="1", price="49000")
+    engine.create_order_list(OrderListRequest("OCO", (above, below), "B"), "B", T0)
+    assert engine.balances()["USDT"].locked == 51_100  # the dearer leg's funds, once
+    events = engine.set_price("BTC/USDT", 49_000, T0 + 1)
+    assert kinds(events) == ["EXPIRED", "TRADE", "LIST_STATUS"]
+    usdt = engine.balances()["USDT"]
+    assert usdt.locked == 0 and usdt.free == 100_000 - 49_000
+
+
+def test_a_partial_fill_of_one_leg_expires_the_other(rules):
+    engine = MatchingEngine(rules, {"USDT": 0, "BTC": 5})
+    engine.set_price("BTC/USDT", 50_000, T0)
+    engine.create_order_list(oco_sell(amount="3"), "L1", T0)
+    events = engine.set_price("BTC/USDT", 51_000, T0 + 1)
+    assert kinds(events) == ["EXPIRED", "TRADE", "LIST_STATUS"]
+    assert events[1].order.status is OrderStatus.PARTIALLY_FILLED and list_state(events[-1].order_list) == ALL_DONE
+    assert engine.balances()["BTC"].locked == 3 - events[1].order.filled
+
+
+@pytest.mark.parametrize("cid", ["tp", "sl"])
+def test_canceling_one_leg_cancels_the_list(engine, cid):
+    engine.create_order_list(oco_sell(), "L1", T0)
+    events = engine.cancel_order_events("BTC/USDT", client_order_id=cid, now=T0 + 1)
+    assert kinds(events) == ["CANCELED", "CANCELED", "LIST_STATUS"]
+    assert list_state(events[-1].order_list) == ALL_DONE and engine.balances()["BTC"].locked == 0
+
+
+def test_cancel_order_list_cancels_its_open_orders(engine):
+    engine.create_order_list(oco_sell(), "L1", T0)
+    events = engine.cancel_order_list("BTC/USDT", list_client_order_id="L1", now=T0 + 1)
+    assert kinds(events) == ["CANCELED", "CANCELED", "LIST_STATUS"] and engine.open_orders() == []
+    with pytest.raises(OrderNotFound, match="ALL_DONE"):
+        engine.cancel_order_list("BTC/USDT", id=events[-1].order_list.id, now=T0 + 2)
+    with pytest.raises(OrderNotFound, match="order_lists_of"):
+        engine.get_order_list("ETH/USDT", list_client_order_id="L1")
+    engine.create_order_list(oco_sell(), "L1", T0 + 3)  # a done list's client id may be used again
+    assert [o.list_client_order_id for o in engine.order_lists_of(open_only=True)] == ["L1"]
+
+
+def test_cancel_all_orders_ends_the_lists_too(engine):
+    engine.create_order_list(oco_sell(), "L1", T0)
+    engine.create_order(leg("s", "LIMIT", amount="0.1", price="52000"), "s", T0)
+    events = engine.cancel_all_orders("BTC/USDT", T0 + 1)
+    assert kinds(events) == ["CANCELED", "CANCELED", "LIST_STATUS", "CANCELED"]
+
+
+@pytest.mark.parametrize(
+    "above, below, code",
+    [
+        (leg("a", "LIMIT_MAKER", price="49500"), leg("b", "STOP_LOSS_LIMIT", price="48900", stop_price="49000"), -2010),
+        (leg("a", "LIMIT_MAKER", price="51000"), leg("b", "STOP_LOSS_LIMIT", price="50100", stop_price="50200"), -2010),
+        (leg("a", "STOP_LOSS_LIMIT", price="48900", stop_price="49000"), leg("b", "LIMIT_MAKER", price="51000"), -1166),
+    ],
+)
+def test_oco_price_rules(engine, above, below, code):
+    with pytest.raises(OrderRejected) as e:
+        engine.create_order_list(OrderListRequest("OCO", (above, below)), "X", T0)
+    assert e.value.code == code and engine.orders == {}
+
+
+@pytest.mark.parametrize(
+    "above, below, code, msg",
+    [
+        (leg("a", "LIMIT_MAKER", price="51000"), leg("b", "LIMIT_MAKER", price="52000"), -1168, "STOP_LOSS_LIMIT"),
+        (leg("a", "LIMIT", price="51000"), leg("b", "STOP_LOSS_LIMIT", price="1", stop_price="2"), -1158, "OCO"),
+        (
+            leg("a", "LIMIT_MAKER", price="51000", amount="1"),
+            leg("b", "STOP_LOSS_LIMIT", price="1", stop_price="2"),
+            -1128,
+            "same side and amount",
+        ),  # fmt: skip
+        (
+            leg("a", "TAKE_PROFIT_LIMIT", side="buy", price="48900", stop_price="49000"),
+            leg("b", "STOP_LOSS_LIMIT", side="buy", price="51100", stop_price="51000"),
+            -1198,
+            "take profit order in a buy OCO must be below",
+        ),
+        (
+            leg("a", "STOP_LOSS_LIMIT", side="sell", price="1", stop_price="2"),
+            leg("b", "TAKE_PROFIT_LIMIT", side="sell", price="51100", stop_price="51000"),
+            -1199,
+            "take profit order in a sell OCO must be above",
+        ),
+        (
+            leg("a", "LIMIT_MAKER", side="buy", price="49000"),
+            leg("b", "STOP_LOSS_LIMIT", side="buy", price="51100", stop_price="51000"),
+            -1165,
+            "limit order in a buy OCO must be below",
+        ),
+    ],
+)
+def test_oco_shape_rules(above, below, code, msg):
+    with pytest.raises(InvalidOrder, match=msg) as e:
+        OrderListRequest("OCO", (above, below))
+    assert e.value.code == code
+
+
+def test_list_shape_rules():
+    sell = leg("s", "LIMIT", price="52000")
+    with pytest.raises(InvalidOrder) as e:
+        OrderListRequest("OTOCO", (sell, sell))
+    assert e.value.code == -1102
+    with pytest.raises(InvalidOrder, match="working order"):
+        OrderListRequest("OTO", (leg("w", "STOP_LOSS_LIMIT", price="1", stop_price="2"), sell))
+    with pytest.raises(InvalidOrder, match="quote_amount"):
+        OrderListRequest("OTO", (sell, OrderRequest("BTC/USDT", "buy", "MARKET", quote_amount="10")))
+    with pytest.raises(InvalidOrder, match="same symbol"):
+        OrderListRequest("OTO", (sell, OrderRequest("ETH/USDT", "buy", "MARKET", amount="1")))
+    with pytest.raises(InvalidOrder) as e:
+        OrderListRequest("XYZ", (sell, sell))
+    assert e.value.code == -1100
+
+
+def test_list_placement_refusals_change_nothing(engine, rules):
+    engine.create_order_list(oco_sell(), "L1", T0)
+    with pytest.raises(OrderRejected, match="exists already") as e:
+        engine.create_order_list(oco_sell(), "L1", T0)
+    assert (e.value.field, e.value.msg) == ("list_client_order_id", "Duplicate order sent.")
+    with pytest.raises(OrderRejected, match="client_order_id='tp'"):
+        engine.create_order_list(oco_sell(), "L9", T0)  # its legs' client ids are open
+    engine.cancel_order_list("BTC/USDT", list_client_order_id="L1", now=T0)
+    before = engine.balances()
+    nameless = OrderListRequest("OTO", (leg(None, "LIMIT", price="52000"), leg(None, "LIMIT", price="53000")))
+    with pytest.raises(InvalidOrder, match="Every order of a list"):
+        engine.create_order_list(nameless, "L3", T0)
+    big = OrderListRequest("OCO", oco_sell(amount="2").orders)
+    with pytest.raises(InsufficientBalance):
+        engine.create_order_list(big, "L4", T0)
+    assert engine.balances() == before and len(engine.orders) == 2 and engine.open_orders() == []
+
+
+def test_max_num_order_lists_and_algo_orders_count_list_legs(rules):
+    btc = rules["BTC/USDT"]
+    filters = (*btc.filters, {"filterType": "MAX_NUM_ORDER_LISTS", "maxNumOrderLists": 1})
+    limited = {"BTC/USDT": SymbolRules(btc.symbol, btc.id, btc.base, btc.quote, filters)}
+    engine = MatchingEngine(limited, {"BTC": 10})
+    engine.set_price("BTC/USDT", 50_000, T0)
+    engine.create_order_list(oco_sell(), "L1", T0)
+    second = OrderListRequest("OCO", (leg("a", "LIMIT_MAKER", price="51000"),
+                                      leg("b", "STOP_LOSS_LIMIT", price="48900", stop_price="49000")))  # fmt: skip
+    with pytest.raises(FilterError) as e:
+        engine.create_order_list(second, "L2", T0)
+    assert (e.value.code, e.value.msg) == (-1013, "Filter failure: MAX_NUM_ORDER_LISTS")
+    engine = MatchingEngine(rules, {"BTC": 10})  # maxNumAlgoOrders is 5: four stops, then an OCO's stop is the 6th
+    engine.set_price("BTC/USDT", 50_000, T0)
+    for i in range(5):
+        engine.create_order(leg(f"s{i}", "STOP_LOSS_LIMIT", price="48900", stop_price="49000"), f"s{i}", T0)
+    with pytest.raises(FilterError) as e:
+        engine.create_order_list(second, "L2", T0)
+    assert e.value.msg == "Filter failure: MAX_NUM_ALGO_ORDERS"
+
+
+def test_oto_places_the_pending_order_when_the_working_order_fills(engine):
+    events = engine.create_order_list(oto(leg("p", "LIMIT", amount="0.1", price="52000")), "L2", T0)
+    assert kinds(events) == ["NEW", "NEW", "LIST_STATUS"]
+    assert events[1].order.status is OrderStatus.PENDING_NEW and events[-1].order_list.contingency_type == "OTO"
+    assert len(engine.open_orders()) == 2 and engine.balances()["BTC"].locked == 0  # pending holds nothing
+    assert engine.set_price("BTC/USDT", 52_000, T0 + 1) == []  # a pending order does not fill
+    events = engine.set_price("BTC/USDT", 49_000, T0 + 2)
+    assert kinds(events) == ["TRADE", "NEW", "LIST_STATUS"] and list_state(events[-1].order_list) == ALL_DONE
+    assert status(engine, "p") is OrderStatus.NEW and engine.balances()["BTC"].locked == D("0.1")
+
+
+def test_oto_working_order_filled_at_once_places_the_pending_order_at_once(engine):
+    working = leg("w", "LIMIT", side="buy", amount="0.1", price="50010")
+    events = engine.create_order_list(oto(leg("p", "MARKET", amount="0.1"), working), "L2", T0)
+    assert kinds(events) == ["NEW", "NEW", "LIST_STATUS", "TRADE", "NEW", "TRADE", "LIST_STATUS"]
+    assert status(engine, "p") is OrderStatus.FILLED
+
+
+@pytest.mark.parametrize("cid", ["w", "p"])
+def test_canceling_either_oto_order_cancels_the_other(engine, cid):
+    engine.create_order_list(oto(leg("p", "LIMIT", amount="0.1", price="52000")), "L2", T0)
+    events = engine.cancel_order_events("BTC/USDT", client_order_id=cid, now=T0 + 1)
+    assert kinds(events) == ["CANCELED", "CANCELED", "LIST_STATUS"] and engine.balances()["USDT"].locked == 0
+
+
+def test_an_expired_working_order_expires_the_pending_order(engine):
+    working = leg("w", "LIMIT", side="buy", amount="0.1", price="49000", time_in_force="IOC")
+    events = engine.create_order_list(oto(leg("p", "LIMIT", amount="0.1", price="52000"), working), "L2", T0)
+    assert kinds(events)[-3:] == ["EXPIRED", "EXPIRED", "LIST_STATUS"]
+
+
+def test_an_unfunded_pending_order_expires_when_placed(engine):
+    engine.create_order_list(oto(leg("p", "LIMIT", amount="2", price="52000")), "L2", T0)
+    events = engine.set_price("BTC/USDT", 49_000, T0 + 1)
+    assert kinds(events) == ["TRADE", "EXPIRED", "LIST_STATUS"] and status(engine, "p") is OrderStatus.EXPIRED
+
+
+def test_otoco_places_an_oco_after_the_working_order_fills(engine):
+    above = leg("tp", "LIMIT_MAKER", amount="0.1", price="52000")
+    below = leg("sl", "STOP_LOSS_LIMIT", amount="0.1", price="46900", stop_price="47000")
+    request = OrderListRequest("OTOCO", (leg("w", "LIMIT", side="buy", amount="0.1", price="49000"), above, below))
+    assert request.symbol == "BTC/USDT"
+    events = engine.create_order_list(request, "L3", T0)
+    assert kinds(events) == ["NEW", "NEW", "NEW", "LIST_STATUS"]
+    assert events[-1].order_list.contingency_type == "OTO" and events[-1].order_list.kind == "OTOCO"
+    events = engine.set_price("BTC/USDT", 49_000, T0 + 1)
+    assert kinds(events) == ["TRADE", "NEW", "NEW"] and engine.get_order_list(id=1).is_open
+    assert engine.balances()["BTC"].locked == D("0.1")  # the pair shares one lock
+    events = engine.set_price("BTC/USDT", 47_000, T0 + 2)
+    assert kinds(events)[0] == "EXPIRED" and kinds(events)[-1] == "LIST_STATUS"
+    assert events[0].order.client_order_id == "tp"
+    assert status(engine, "sl") is OrderStatus.FILLED and engine.balances()["BTC"].locked == 0
+
+
+def test_order_list_snapshot_is_independent():
+    order_list = OrderList(1, "L", "BTC/USDT", ContingencyType.OCO, ("1", "2"))
+    copy = order_list.snapshot()
+    order_list.list_order_status = ListOrderStatus.ALL_DONE
+    assert copy.is_open and not order_list.is_open
+
+
+# -- through the paper executor -------------------------------------------------------------------
+
+
+@pytest.fixture
+def paper(rules):
+    executor = PaperExecutor(rules, {"USDT": 100_000, "BTC": 1})
+    executor.update_price("BTC/USDT", 50_000, T0)
+    return executor
+
+
+async def test_paper_oco_one_leg_fills_the_other_is_expired(paper):
+    assert isinstance(paper, OrderListExecutor)
+    events = []
+    paper.subscribe(events.append)
+    order_list = await paper.create_order_list(oco_sell())
+    assert order_list.list_client_order_id == "L1" and order_list.is_open
+    assert [o.list_client_order_id for o in await paper.fetch_open_order_lists("BTC/USDT")] == ["L1"]
+    paper.update_price("BTC/USDT", 51_000, T0 + 60_000)
+    assert kinds(events) == ["NEW", "NEW", "LIST_STATUS", "EXPIRED", "TRADE", "LIST_STATUS"]
+    done = await paper.fetch_order_list("L1", "BTC/USDT")
+    assert list_state(done) == ALL_DONE and done.last_update == T0 + 60_000
+    assert [t.client_order_id for t in await paper.fetch_my_trades("BTC/USDT")] == ["tp"]
+    assert await paper.fetch_open_order_lists() == []
+
+
+async def test_paper_cancels_lists_and_legs(paper):
+    await paper.create_order_list(oco_sell())
+    canceled = await paper.cancel_order_list("L1", "BTC/USDT")
+    assert list_state(canceled) == ALL_DONE
+    await paper.create_order_list(oto(leg("p", "LIMIT", amount="0.1", price="52000")))
+    events = []
+    paper.subscribe(events.append)
+    order = await paper.cancel_order("p", "BTC/USDT")
+    assert order.client_order_id == "p" and order.status is OrderStatus.CANCELED
+    assert kinds(events) == ["CANCELED", "CANCELED", "LIST_STATUS"]
+    await paper.create_order_list(oco_sell())
+    assert [o.client_order_id for o in await paper.cancel_all_orders("BTC/USDT")] == ["tp", "sl"]
+
+
+async def test_paper_needs_client_ids_on_lists(paper):
+    with pytest.raises(InvalidOrder, match="list_client_order_id"):
+        await paper.create_order_list(OrderListRequest("OCO", oco_sell().orders))
+    nameless = OrderListRequest("OTO", (leg(None, "LIMIT", price="52000"), leg("p", "LIMIT", price="53000")), "L")
+    with pytest.raises(InvalidOrder, match="client_order_id") as e:
+        await paper.create_order_list(nameless)
+    assert e.value.code == -1102
