@@ -151,6 +151,18 @@ def test_oco_price_rules(engine, above, below, code):
     assert e.value.code == code and engine.orders == {}
 
 
+@pytest.mark.parametrize("side, limit", [("sell", "49998"), ("buy", "50002")])
+def test_the_limit_leg_must_be_beyond_the_last_price_not_only_the_spread(engine, side, limit):
+    stop = "51000" if side == "buy" else "49000"
+    legs = (
+        leg("a", "LIMIT_MAKER", side=side, amount="0.1", price=limit),  # behind the spread, so it would not take
+        leg("b", "STOP_LOSS_LIMIT", side=side, amount="0.1", price=stop, stop_price=stop),
+    )
+    with pytest.raises(OrderRejected) as e:
+        engine.create_order_list(OrderListRequest("OCO", legs if side == "sell" else legs[::-1]), "X", T0)
+    assert (e.value.code, e.value.msg) == (-2010, "The relationship of the prices for the orders is not correct.")
+
+
 @pytest.mark.parametrize(
     "above, below, code, msg",
     [
@@ -259,6 +271,16 @@ def test_oto_working_order_filled_at_once_places_the_pending_order_at_once(engin
     events = engine.create_order_list(oto(leg("p", "MARKET", amount="0.1"), working), "L2", T0)
     assert kinds(events) == ["NEW", "NEW", "LIST_STATUS", "TRADE", "NEW", "TRADE", "LIST_STATUS"]
     assert status(engine, "p") is OrderStatus.FILLED
+
+
+def test_a_partly_filled_working_order_keeps_the_pending_order_waiting(rules):
+    engine = MatchingEngine(rules, {"USDT": 1_000_000})
+    engine.set_price("BTC/USDT", 50_000, T0)
+    working = leg("w", "LIMIT", side="buy", amount="3", price="49000")
+    engine.create_order_list(oto(leg("p", "LIMIT", amount="2.99", price="52000"), working), "L2", T0)  # less the fee
+    assert kinds(engine.set_price("BTC/USDT", 49_000, T0 + 1)) == ["TRADE"]
+    assert status(engine, "w") is OrderStatus.PARTIALLY_FILLED and status(engine, "p") is OrderStatus.PENDING_NEW
+    assert kinds(engine.set_price("BTC/USDT", 49_000, T0 + 2)) == ["TRADE", "NEW", "LIST_STATUS"]
 
 
 @pytest.mark.parametrize("cid", ["w", "p"])

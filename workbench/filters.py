@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 from functools import cached_property
 from typing import Any
 
@@ -293,7 +293,7 @@ def _check_iceberg_parts(request: OrderRequest, rules: SymbolRules) -> None:
     f = rules.filter("ICEBERG_PARTS")
     if f is None or request.iceberg_amount is None:
         return
-    parts = -(-request.amount // request.iceberg_amount)  # type: ignore[operator]
+    parts = (request.amount / request.iceberg_amount).to_integral_value(ROUND_CEILING)  # type: ignore[operator]
     if parts > f["limit"]:  # type: ignore[operator]
         raise _fail(
             "ICEBERG_PARTS",

@@ -563,15 +563,17 @@ class MatchingEngine:
         """Take the synthetic book up to ``limit``, meeting the account's own orders on the way."""
         events: list[Execution] = []
         tick = self.rules[order.symbol].tick_size or Decimal("1e-8")
+        start = None
         for maker in self._own_makers(order, limit):
             before = maker.price - tick if order.side is Side.BUY else maker.price + tick  # type: ignore[operator]
-            events += self._take_book(order, before, now)
+            events += self._take_book(order, before, now, start)
             if order.status is OrderStatus.FILLED:
                 return events
             events += self._follow(self._prevent(order, maker, now), now)
             if not order.is_open:
                 return events
-        return events + self._take_book(order, limit, now)
+            start = maker.price
+        return events + self._take_book(order, limit, now, start)
 
     def _prevent(self, taker: Order, maker: Order, now: int) -> list[Execution]:
         """Apply the taker's STP mode to a match with ``maker`` (stp_faq.md)."""
@@ -596,6 +598,8 @@ class MatchingEngine:
         self.prevented.append(match)
         events = []
         for order, amount, expires in ((maker, amounts[1], expire[1]), (taker, amounts[0], expire[0])):
+            if amount is None and not expires:  # an order the match did not touch
+                continue
             order.prevented_match_id, order.last_update = match.id, now
             if amount is not None:
                 self._unlock(order, amount)
@@ -608,10 +612,18 @@ class MatchingEngine:
 
     # -- matching ---------------------------------------------------------------------------
 
-    def _take_book(self, order: Order, limit: Decimal | None, now: int) -> list[Execution]:
+    def _take_book(
+        self, order: Order, limit: Decimal | None, now: int, start: Decimal | None = None
+    ) -> list[Execution]:
+        """Walk the synthetic book up to ``limit`` from ``start`` (levels better than it are taken)."""
         rules = self.rules[order.symbol]
         book = self.book(order.symbol)
-        levels = book.asks if order.side is Side.BUY else book.bids
+        buy = order.side is Side.BUY
+        levels = [
+            v
+            for v in (book.asks if buy else book.bids)
+            if start is None or (v.price >= start if buy else v.price <= start)
+        ]
         quote_left = None if order.quote_amount is None else order.quote_amount - order.cost
         portions, exhausted = _walk(levels, order.remaining, quote_left, limit, rules, order.side)
         taken = sum((p.amount for p in portions), ZERO)
