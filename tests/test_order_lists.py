@@ -4,6 +4,8 @@
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from workbench.errors import FilterError, InsufficientBalance, InvalidOrder, OrderNotFound, OrderRejected
 from workbench.executors import PaperExecutor
@@ -18,6 +20,7 @@ from workbench.model import (
     OrderListRequest,
     OrderRequest,
     OrderStatus,
+    SelfTradePrevention,
 )
 
 from .conftest import T0
@@ -372,3 +375,80 @@ async def test_paper_needs_client_ids_on_lists(paper):
     with pytest.raises(InvalidOrder, match="client_order_id") as e:
         await paper.create_order_list(nameless)
     assert e.value.code == -1102
+
+
+# -- property: funds stay straight whatever lists, prices and self-trades do -----------------------
+
+
+def random_list(kind, side, amount, last, i):
+    up, down = str(last + 300), str(last - 300)
+    buy = side == "buy"
+    inside = str(last - 3 if buy else last + 3)  # inside the synthetic spread, where takers meet it first
+    limit = leg(f"l{i}", "LIMIT_MAKER", side=side, amount=amount, price=inside)
+    stop_price = up if buy else down
+    stop = leg(f"s{i}", "STOP_LOSS_LIMIT", side=side, amount=amount, price=stop_price, stop_price=stop_price)
+    pair = (stop, limit) if buy else (limit, stop)
+    if kind == "oco":
+        return OrderListRequest("OCO", pair)
+    other = "sell" if buy else "buy"
+    working = leg(f"w{i}", "LIMIT", side=other, amount=amount, price=up if buy else down)
+    if kind == "oto":
+        return OrderListRequest("OTO", (working, leg(f"p{i}", "LIMIT", side=side, amount=amount, price=pair[1].price)))
+    return OrderListRequest("OTOCO", (working, *pair))
+
+
+@st.composite
+def list_actions(draw):
+    kind = draw(st.sampled_from(["oco", "oto", "otoco", "taker", "price", "cancel", "cancel_list"]))
+    side = draw(st.sampled_from(["buy", "sell"]))
+    amount = draw(st.decimals(min_value=D("0.01"), max_value=D("1"), places=2))
+    offset = draw(st.integers(min_value=-600, max_value=600))
+    mode = draw(st.sampled_from(list(SelfTradePrevention)))
+    return kind, side, amount, offset, mode
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(list_actions(), min_size=1, max_size=25))
+def test_random_lists_keep_the_funds_straight(rules, steps):
+    """Property: balances never go negative; what is locked is exactly what the open, placed orders
+    that hold funds may spend (an OCO's pair once); a done list has at most one open order and
+    none pending; funds are conserved through every fill."""
+    engine = MatchingEngine(rules, {"USDT": 300_000, "BTC": 3})
+    engine.set_price("BTC/USDT", 50_000, T0)
+    fills = []
+    for i, (kind, side, amount, offset, mode) in enumerate(steps):
+        now, last = T0 + i + 1, engine.last_price["BTC/USDT"]
+        try:
+            if kind == "price":
+                events = engine.set_price("BTC/USDT", last + offset, now)
+            elif kind == "taker":
+                price = str(last + offset % 17 - 8)  # near the own orders inside the spread
+                request = leg(None, "LIMIT", side=side, amount=amount, price=price, self_trade_prevention=mode)
+                events = engine.create_order(request, f"t{i}", now)
+            elif kind == "cancel":
+                opened = engine.open_orders("BTC/USDT")
+                events = engine.cancel_order_events("BTC/USDT", id=opened[-1].id, now=now) if opened else []
+            elif kind == "cancel_list":
+                lists = engine.order_lists_of("BTC/USDT", open_only=True)
+                events = engine.cancel_order_list("BTC/USDT", id=lists[0].id, now=now) if lists else []
+            else:
+                events = engine.create_order_list(random_list(kind, side, amount, last, i), f"L{i}", now)
+        except OrderRejected:
+            events = []
+        fills += [e.fill for e in events if e.fill]
+        locked = {"BTC": D(0), "USDT": D(0)}
+        for order in engine.orders.values():
+            if order.is_open and order.holds_funds and order.status is not OrderStatus.PENDING_NEW:
+                buy = order.side == "buy"
+                locked["USDT" if buy else "BTC"] += order.remaining * order.price if buy else order.remaining
+        for asset, balance in engine.balances().items():
+            assert balance.free >= 0 and balance.locked == locked[asset], asset
+        for order_list in engine.order_lists.values():
+            members = [engine.orders[i] for i in order_list.orders]
+            if not order_list.is_open:
+                assert sum(o.is_open for o in members) <= 1
+                assert all(o.status is not OrderStatus.PENDING_NEW for o in members)
+    btc = D(3) + sum((f.amount - f.fee if f.side == "buy" else -f.amount) for f in fills)
+    usdt = D(300_000) + sum((-f.cost if f.side == "buy" else f.cost - f.fee) for f in fills)
+    balances = engine.balances()
+    assert balances["BTC"].total == btc and balances["USDT"].total == usdt
