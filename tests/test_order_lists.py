@@ -253,6 +253,10 @@ def test_max_num_order_lists_and_algo_orders_count_list_legs(rules):
     engine.set_price("BTC/USDT", 50_000, T0)
     for i in range(5):
         engine.create_order(leg(f"s{i}", "STOP_LOSS_LIMIT", price="48900", stop_price="49000"), f"s{i}", T0)
+    with pytest.raises(FilterError) as e:  # the 6th open stop order alone
+        engine.create_order(leg("s6", "STOP_LOSS_LIMIT", price="48900", stop_price="49000"), "s6", T0)
+    assert (e.value.code, e.value.msg) == (-1013, "Filter failure: MAX_NUM_ALGO_ORDERS")
+    engine.create_order(leg("lim", "LIMIT", price="52000"), "lim", T0)  # plain orders still pass
     with pytest.raises(FilterError) as e:
         engine.create_order_list(second, "L2", T0)
     assert e.value.msg == "Filter failure: MAX_NUM_ALGO_ORDERS"

@@ -94,6 +94,23 @@ def test_a_trailing_stop_is_an_oco_leg(rules):
     assert engine.get_order("BTC/USDT", client_order_id="sl").status is OrderStatus.FILLED
 
 
+async def test_paper_trailing_stop_follows_the_market_clock(rules):
+    paper = PaperExecutor(rules, {"USDT": 100_000, "BTC": 1})
+    paper.update_price("BTC/USDT", 50_000, T0)
+    events = []
+    paper.subscribe(events.append)
+    order = await paper.create_order(
+        req("sell", "STOP_LOSS_LIMIT", price="45000", trailing_delta=100, client_order_id="trail")
+    )
+    assert order.trailing_time == T0 and not order.triggered
+    for i, price in enumerate([51_000, 52_000, 51_500, 51_480], start=1):  # 1% below the high of 52,000
+        paper.update_price("BTC/USDT", price, T0 + i * 60_000)
+    done = await paper.fetch_order("trail", "BTC/USDT")
+    assert done.triggered and done.status is OrderStatus.FILLED
+    assert [t.timestamp for t in await paper.fetch_my_trades("BTC/USDT")] == [T0 + 4 * 60_000]
+    assert kinds(events) == ["NEW", "TRADE"]
+
+
 # -- icebergs ---------------------------------------------------------------------------------------
 
 
