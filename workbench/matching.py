@@ -274,9 +274,9 @@ class MatchingEngine:
             list_client_order_id,
             symbol,
             kind,
-            tuple(o.id for o in placed),
+            tuple(o.id for o in placed),  # type: ignore[misc]
             timestamp=now,
-            last_update=now,  # type: ignore[misc]
+            last_update=now,
         )
         self.order_lists[order_list.id] = order_list
         self._lists_by_client[list_client_order_id] = order_list.id
