@@ -351,6 +351,7 @@ class BinanceExecutor:
         self._gap_tasks: set[asyncio.Task[None]] = set()
         self._stream_errors = 0
         self._started = False
+        self.market_prices: dict[str, Decimal] = {}  # the latest trade price each bar stream showed
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -398,6 +399,8 @@ class BinanceExecutor:
         last: list[float] | None = None
         while True:
             bars, last = closed_bars(last, await self.client.watch_ohlcv(symbol, timeframe))
+            if last is not None:  # the forming candle's close: the price now, for an order's arrival price
+                self.market_prices[symbol] = Decimal(str(last[4]))
             for bar in bars:
                 yield bar
 
