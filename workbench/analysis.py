@@ -812,9 +812,7 @@ def data_source(source: Source, session_id: str) -> pd.DataFrame:
     with _reader(source) as read:
         _resolve(read, session_id, None)
         sid = _literal(session_id)
-        recorded = read(
-            f"SELECT detail FROM audit_log WHERE session_id = {sid} AND kind = 'session.data' ORDER BY seq"
-        )
+        recorded = read(f"SELECT detail FROM audit_log WHERE session_id = {sid} AND kind = 'session.data' ORDER BY seq")
         live = read(
             f"""SELECT detail->>'symbol' AS symbol, count(*) AS bars,
                        min(CAST(detail->>'open_time' AS BIGINT)) AS first,
@@ -953,9 +951,7 @@ def bar_equity(
     if not bars:
         return pd.DataFrame(columns=["value", "buy_hold", "equity", "exposure", "in_market", "returns"])
     capital = capital if np.isfinite(capital) else float(fills["cost"].max()) if len(fills) else 1.0
-    closes = pd.concat(
-        {s: f.set_index(_close_ms(f))["close"] for s, f in bars.items()}, axis=1
-    ).sort_index().ffill()
+    closes = pd.concat({s: f.set_index(_close_ms(f))["close"] for s, f in bars.items()}, axis=1).sort_index().ffill()
     cash = pd.Series(0.0, index=closes.index)
     gross = pd.Series(0.0, index=closes.index)
     held = pd.Series(False, index=closes.index)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import report, runs
+from workbench import explain, report, runs
 from workbench.config import DEFAULT_STORE, load_config
 from workbench.data import load_klines
 from workbench.errors import WorkbenchError
@@ -80,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     kill.set_defaults(func=_kill_switch)
     runs.register(sub)
     report.register(sub)
+    explain.register(sub)
     exchange_cli.register(sub)
     return p
 

@@ -14,9 +14,12 @@ exactly into:
   refused; **not sent**: one it did not send because of the kill switch or a ban;
 * **missed or partial fills**: units filled more or less than the reference, valued at the reference's
   price;
-* **slippage**: the session's fill price against the reference's (less what timing explains);
-* **fees**; **timing**: the market moving between the signal and the order leaving (the signal
-  price against the arrival price).
+* **slippage**: the session's fill price against its arrival price, beside the reference's;
+* **fees**; **timing**: the market moving between the signal and the order leaving (the arrival
+  price against the signal price), beside the reference's.
+
+Each price splits as signal price + (arrival - signal) + (fill - arrival); the pair's price
+difference is the difference of each part, times the session's units.
 """
 
 from __future__ import annotations
@@ -166,6 +169,8 @@ def compare(
     signal = pairs["signal_price"].to_numpy(dtype=float)
     signal_ref = pairs["signal_price_ref"].fillna(pairs["signal_price"]).to_numpy(dtype=float)
     arrival = pairs["arrival_price"].fillna(pairs["signal_price"]).to_numpy(dtype=float)
+    arrival_ref = pairs["arrival_price_ref"].fillna(pairs["signal_price_ref"]).to_numpy(dtype=float)
+    arrival_ref = np.where(np.isnan(arrival_ref), signal_ref, arrival_ref)
     # the reference's price: its fill, else (nothing filled) its signal price
     price_ref = pairs["price_ref"].fillna(pairs["signal_price_ref"]).fillna(pairs["signal_price"]).to_numpy(dtype=float)
     price = pairs["price"].to_numpy(dtype=float)
@@ -173,7 +178,9 @@ def compare(
     filled_part = np.where(both, sign * (q - q_ref) * (mark - price_ref), 0.0)
     traded = both & (q > 0)
     data_part = np.where(traded, sign * q * (signal_ref - signal), 0.0)
-    timing = np.where(traded, sign * q * (signal - arrival), 0.0)
+    # each price is its signal price, plus the market's move until the order left (timing), plus
+    # the fill's distance from that (slippage): the two sides differ in each part
+    timing = np.where(traded, sign * q * ((arrival_ref - signal_ref) - (arrival - signal)), 0.0)
     slippage = np.where(traded, sign * q * (price_ref - price), 0.0) - data_part - timing
     fees = np.where(both, -(pairs["fees"].fillna(0) - pairs["fees_ref"].fillna(0)).to_numpy(), 0.0)
     # each side's orders alone: signals, unless the session tried the order and it was refused
@@ -308,3 +315,31 @@ def _run(coroutine: Any) -> Any:
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+def register(subparsers: Any) -> None:
+    """Add ``workbench explain`` to the command line."""
+    from workbench.config import DEFAULT_STORE
+
+    p = subparsers.add_parser("explain", help="why a session's result differs from a replay of its bars, by cause")
+    p.add_argument("session_id", help="the session to explain")
+    p.add_argument("--against", help="another session instead of the replay: its paper shadow, a run of its sweep")
+    p.add_argument("--store", default=str(DEFAULT_STORE), help=f"the DuckDB file (default {DEFAULT_STORE})")
+    p.set_defaults(func=_explain_command)
+
+
+def _explain_command(args: Any) -> int:
+    from workbench import present
+
+    why = explain(args.store, args.session_id, against=args.against)
+    print(why.sentence())
+    total = pd.DataFrame([{"cause": "total", "orders": len(why.pairs), "quote": why.difference}])
+    rows = pd.concat([why.lines, total], ignore_index=True)
+    rows["quote"] = [present.number(v, 4) for v in rows["quote"]]
+    print(
+        present.table(
+            rows,
+            {"cause": ("cause", "text"), "orders": ("orders", "count"), "quote": ("PnL difference (quote)", "text")},
+        ).to_string(index=False)
+    )
+    return 0

@@ -22,7 +22,7 @@ def _missing(value: Any) -> bool:
 
 
 def number(value: Any, decimals: int = 2) -> str:
-    """``1234.5`` -> ``"1,234.50"``; small values keep significant digits (``0.000123`` ->
+    """``1234.5`` -> ``"1,234.50"``; small values keep three significant digits (``0.000123`` ->
     ``"0.000123"``), never ``1.23e-04``."""
     if _missing(value):
         return MISSING
@@ -33,8 +33,8 @@ def number(value: Any, decimals: int = 2) -> str:
         return "∞" if x > 0 else "-∞"
     if abs(x) >= LARGE:
         return f"{'>' if x > 0 else '<'} {'-' if x < 0 else ''}{LARGE:,.0f}"
-    if x != 0 and abs(x) < 10 ** -decimals:
-        digits = min(12, decimals + 1 - math.floor(math.log10(abs(x))) + 1)
+    if x != 0 and abs(x) < 10**-decimals:
+        digits = min(12, 2 - math.floor(math.log10(abs(x))))  # three significant digits
         return f"{x:,.{digits}f}".rstrip("0")
     return f"{x:,.{decimals}f}"
 
