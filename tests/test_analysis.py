@@ -970,7 +970,10 @@ def test_sweep_table_labels_runs_by_their_parameters(store):
     )
     joined = analysis.sweep_table(store, "sw", runs)
     assert joined["session_id"].tolist() == ["sw-a", "sw-b", "sw-c"] and "store_path" not in joined
+    assert joined["status"].tolist() == ["completed", "completed", "failed"]  # the runs' own
     assert joined["total_pnl"].notna().tolist() == [True, True, False]
+    nothing = analysis.sweep_table(store, "no-such-sweep", runs)  # every run failed: still a table
+    assert nothing["total_pnl"].isna().all() and len(nothing) == 3
 
 
 def test_the_new_views_agree_with_the_functions(tmp_path):

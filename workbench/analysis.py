@@ -937,14 +937,7 @@ def bar_equity(
     value / value), ``in_market``, ``returns`` and ``buy_hold_returns`` (per bar); the starting
     capital is in ``attrs["capital"]``. Empty if no bars are known."""
     bars = session_bars(source, session_id) if bars is None else dict(bars)
-    with _reader(source) as read:
-        fills = read(
-            f"""SELECT f.symbol, f.side, CAST(f.amount AS DOUBLE) AS amount, CAST(f.cost AS DOUBLE) AS cost,
-                       CAST(coalesce(f.fee, 0) AS DOUBLE) AS fee, f.fee_currency,
-                       epoch_ms(coalesce(o.signal_time, f."timestamp")) AS effect_ms
-                FROM fills f LEFT JOIN orders o USING (session_id, client_order_id)
-                WHERE f.session_id = {_literal(session_id)} ORDER BY effect_ms, f."timestamp", f.trade_id"""
-        )
+    fills = market_fills(source, session_id)
     if capital is None:
         known = starting_capital(source, session_id)
         capital = float(known.get(session_id, np.nan))
@@ -982,6 +975,23 @@ def bar_equity(
     frame["buy_hold_returns"] = frame["buy_hold"] / frame["buy_hold"].shift().fillna(capital) - 1
     frame.attrs["capital"] = capital
     return frame[["value", "buy_hold", "equity", "exposure", "in_market", "returns", "buy_hold_returns"]]
+
+
+def market_fills(source: Source, session_id: str) -> pd.DataFrame:
+    """A session's fills on the market's time axis: ``effect_ms`` (and ``at``) is the close of the bar
+    that signalled the fill's order, or the fill's own time for an order without a signal, so that a
+    venue's clock need not agree with the market's. Also symbol, side, price, amount, cost, fee."""
+    with _reader(source) as read:
+        _resolve(read, session_id, None)
+        frame = read(
+            f"""SELECT f.symbol, f.side, CAST(f.price AS DOUBLE) AS price, CAST(f.amount AS DOUBLE) AS amount,
+                       CAST(f.cost AS DOUBLE) AS cost, CAST(coalesce(f.fee, 0) AS DOUBLE) AS fee, f.fee_currency,
+                       epoch_ms(coalesce(o.signal_time, f."timestamp")) AS effect_ms
+                FROM fills f LEFT JOIN orders o USING (session_id, client_order_id)
+                WHERE f.session_id = {_literal(session_id)} ORDER BY effect_ms, f."timestamp", f.trade_id"""
+        )
+    frame["at"] = pd.to_datetime(frame["effect_ms"], unit="ms", utc=True)
+    return frame
 
 
 def _close_ms(bars: pd.DataFrame) -> np.ndarray:
@@ -1055,16 +1065,23 @@ SWEEP_COLUMNS = ("session_id", "status", "fills", "fees", "total_pnl", "return_p
 
 
 def sweep_table(source: Source, sweep_id: str, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """A sweep's sessions, one row each, labelled by their parameters: status, fills, fees, total
-    PnL (quote), return and max drawdown. ``runs`` (what :func:`workbench.runs.sweep` returned) adds
-    its rows, failed runs too, joined on the session id."""
-    frame = compare_sessions(source, sweep_id=sweep_id)
+    """A sweep's sessions, one row each, labelled by the parameters that vary: status, fills, fees,
+    total PnL (quote), return and max drawdown. ``runs`` (what :func:`workbench.runs.sweep` returned)
+    gives the rows instead, failed runs too, with the figures of those in the store beside them
+    (its ``store_path`` and ``notebook`` columns left out: they run off a console)."""
+    try:
+        frame = compare_sessions(source, sweep_id=sweep_id)
+    except UnknownSession:
+        if runs is None:
+            raise
+        frame = pd.DataFrame(columns=list(SWEEP_COLUMNS))
     params = [c for c in frame.columns if c.startswith("param_")]
     varying = [c for c in params if frame[c].astype(str).nunique() > 1] or params
     table = frame[["session_id", *varying, *SWEEP_COLUMNS[1:]]]
-    table = table.rename(columns={c: c.removeprefix("param_").removeprefix("strategy_params.") for c in varying})
+    table = table.rename(columns={c: c.removeprefix("param_") for c in varying})
     if runs is None:
-        return table
-    keep = [c for c in runs.columns if c not in table.columns or c == "session_id"]
-    keep = [c for c in keep if c != "store_path"]
-    return runs[keep].merge(table, on="session_id", how="left")
+        return table.reset_index(drop=True)
+    shown = runs.drop(columns=["store_path", "notebook"], errors="ignore")
+    return shown.merge(
+        table.drop(columns=[c for c in table if c in shown and c != "session_id"]), on="session_id", how="left"
+    )
