@@ -37,9 +37,8 @@ def visible_text(html: str) -> str:
     return re.sub(r"<[^>]+>", " ", html)
 
 
-@pytest.fixture(scope="module")
-def reported(tmp_path_factory) -> tuple[str, Path, subprocess.CompletedProcess]:
-    folder = tmp_path_factory.mktemp("report")
+def write_report(folder: Path) -> tuple[str, Path, subprocess.CompletedProcess]:
+    """A paper session in a new store in ``folder`` and its report, written by ``workbench report``."""
     store = folder / "report.duckdb"
     session_id = paper_session(store)
     output = folder / "report.html"
@@ -49,6 +48,11 @@ def reported(tmp_path_factory) -> tuple[str, Path, subprocess.CompletedProcess]:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return session_id, output, done
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory) -> tuple[str, Path, subprocess.CompletedProcess]:
+    return write_report(tmp_path_factory.mktemp("report"))
 
 
 def test_an_unknown_session_fails_with_one_clear_line_before_any_heavy_import(tmp_path):

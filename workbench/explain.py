@@ -212,11 +212,11 @@ def compare(
 
 
 def lines(pairs: pd.DataFrame) -> pd.DataFrame:
-    """The causes' totals: ``cause``, ``orders`` with a part in it, ``quote``, ``detail``."""
+XX
     rows = [
         {
             "cause": cause,
-            "orders": int((pairs[cause].abs() > 0).sum()),
+            "orders": int((pairs[cause].abs() > 1e-9).sum()),
             "quote": float(pairs[cause].sum()),
             "detail": _DETAIL[cause],
         }
@@ -278,15 +278,22 @@ def strategy_of(source: Source, session_id: str) -> Any:
     return factories[name](**known)
 
 
-def explain(source: Source, session_id: str, *, against: str | None = None) -> Explanation:
+def explain(
+    source: Source,
+    session_id: str,
+    *,
+    against: str | None = None,
+    bars: Mapping[str, pd.DataFrame] | None = None,
+) -> Explanation:
     """Why ``session_id``'s result differs from a replay of the bars it saw through the same strategy
     (paper fills, the default risk limits), or from the session ``against`` (its paper shadow,
-    another run of a sweep). Raises :class:`ExplainError` if it recorded no bars or no strategy."""
+    another run of a sweep). ``bars`` are the bars to replay when the session's own record of them
+    is not wanted. Raises :class:`ExplainError` if it recorded no bars or no strategy."""
     if against is not None:
         return attribute(source, session_id, against)
     from workbench.replay import open_store, replay
 
-    bars = analysis.session_bars(source, session_id)
+    bars = analysis.session_bars(source, session_id) if bars is None else dict(bars)
     if not bars:
         raise ExplainError(
             f"Session {session_id!r} recorded no bars (sessions record them since this release): nothing to replay."

@@ -6,12 +6,11 @@ saves a full-page screenshot under test-artifacts/browser/."""
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.test_report import SCIENTIFIC, SECTIONS, WORKBENCH, paper_session
+from tests.test_report import SCIENTIFIC, SECTIONS, write_report
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -25,14 +24,7 @@ def test_the_report_renders_every_section_without_scientific_notation(tmp_path):
         pytest.skip("needs /usr/bin/chromium (make chromium)")
     from playwright.sync_api import expect, sync_playwright
 
-    store = tmp_path / "report.duckdb"
-    session_id = paper_session(store)
-    output = tmp_path / "report.html"
-    done = subprocess.run(
-        [str(WORKBENCH), "report", session_id, "--store", str(store), "--output", str(output)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    session_id, output, _ = write_report(tmp_path)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report.png"
     with sync_playwright() as p:
