@@ -212,7 +212,7 @@ def compare(
 
 
 def lines(pairs: pd.DataFrame) -> pd.DataFrame:
-XX
+    """The causes' totals: ``cause``, ``orders`` with a part in it (above 1e-9 quote), ``quote``, ``detail``."""
     rows = [
         {
             "cause": cause,
