@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pandas as pd
 import pytest
 
 from workbench import analysis, explain
@@ -141,3 +142,21 @@ async def test_a_testnet_session_against_the_local_exchange_and_its_replay(store
         assert abs(why.lines["quote"].sum() - why.difference) < 1e-9
     assert (replayed.pairs["pairing"] == "both").sum() > 0  # live orders pair with the replay's on their bars
     assert replayed.reference == "its replay" and "its replay" in replayed.sentence()
+
+
+async def test_two_runs_of_a_sweep_differ_by_their_signals(store):
+    """Two replays of the same bars with different parameters (two runs of a sweep): the difference
+    is all signals, from the first bar where their orders differ."""
+    from workbench.data import load_klines
+    from workbench.replay import replay
+    from workbench.strategy import SmaCross
+
+    bars = load_klines("BTC/USDT", limit=400, allow_sample=True)
+    runs = [await replay(SmaCross(fast, 20, 0.01), bars, store=store, sweep_id="sw") for fast in (5, 8)]
+    why = explain.attribute(store, runs[0].session_id, runs[1].session_id)
+    assert why.difference == pytest.approx(runs[0].pnl() - runs[1].pnl(), abs=1e-6)  # both at the last close
+    assert abs(why.lines["quote"].sum() - why.difference) < 1e-9
+    parts = why.lines.set_index("cause")["quote"]
+    assert abs(parts["signals"]) > 0 and parts[["refused", "not sent", "timing"]].abs().max() == 0
+    first = why.pairs[why.pairs["pairing"] != "both"]["signal_time"].min()
+    assert why.first_divergence == first and first is not pd.NaT

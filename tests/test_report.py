@@ -80,10 +80,37 @@ def test_the_report_of_a_session_shows_progress_and_every_section(reported):
     for section in SECTIONS:
         assert re.search(rf"<h2[^>]*>{re.escape(section)}", html), section
     assert session_id in text and "Traceback" not in text
-    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 2  # equity and price plots
+    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 1  # the equity against buy and hold
     data = load_klines("BTC/USDT", limit=1, allow_sample=True).attrs["source"]
     assert data in text and (("SYNTHETIC DATA" in text) == ("SYNTHETIC" in data))
     for figure in ("Sharpe ratio (annualised)", "Max drawdown (USDT)", "Buy and hold return", "Time in market"):
         assert figure in text
     assert not SCIENTIFIC.findall(text), SCIENTIFIC.findall(text)[:5]
     assert re.search(r"\d %", text) and "bps" in text  # percentages and basis points, with their units
+
+
+def test_the_report_of_a_paper_session_says_in_words_what_has_nothing_to_plot(reported):
+    text = visible_text(reported[1].read_text())
+    assert "Slippage: every order within" in text  # paper fills within a fraction of a bp: no histogram
+    assert "Latency: zero for every order" in text
+
+
+def test_the_report_of_a_sweep_labels_runs_by_their_parameters(tmp_path):
+    from tests.test_analysis import write_random
+    from workbench.store import Store
+
+    store = tmp_path / "sweep.duckdb"
+    with Store(store) as s:
+        for i, (fast, slow) in enumerate([(5, 20), (10, 20), (5, 40), (10, 40)]):
+            write_random(s, f"grid-{i}", seed=i, sweep_id="grid", params={"fast": fast, "slow": slow})
+    output = tmp_path / "sweep.html"
+    done = subprocess.run(
+        [str(WORKBENCH), "report", "grid", "--sweep", "--store", str(store), "--output", str(output)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    html = output.read_text()
+    text = visible_text(html)
+    assert re.search(r"<th[^>]*>fast</th>\s*<th[^>]*>slow</th>", html)  # the parameter columns head the table
+    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 2  # the heatmap and the PnL lines
+    assert not SCIENTIFIC.findall(text), SCIENTIFIC.findall(text)[:5]

@@ -35,7 +35,7 @@ def test_the_report_renders_every_section_without_scientific_notation(tmp_path):
             for section in SECTIONS:
                 expect(page.locator("h2", has_text=section).first).to_be_visible(timeout=30_000)
             images = page.locator("img")
-            assert images.count() >= 2
+            assert images.count() >= 1
             for i in range(images.count()):  # every plot decoded and drawn
                 assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
             assert page.locator("table").count() >= 6
