@@ -68,7 +68,11 @@ def main() -> None:
         print(f"explain (replay + attribution) of {fills:,} fills: {total}")
         print(f"  the attribution alone (reading both sessions' orders and fills, pairing, splitting): {attribution}")
         print(why.sentence())
-        print(why.lines[["cause", "orders", "quote"]].to_string(index=False))
+        print(
+            why.lines.assign(quote=why.lines["quote"].map("{:,.6f}".format))[["cause", "orders", "quote"]].to_string(
+                index=False
+            )
+        )
         store.close()
 
 
