@@ -27,6 +27,13 @@ Conventions, the same in the functions and the views:
 * Slippage is in basis points, positive when worse for the trader: a buy filled above the
   reference price or a sell filled below it. References are the signal price (the bar close the
   strategy saw) and the arrival price (the last price when the order was sent).
+* A trade (:func:`trades`) runs from flat to flat per symbol; a position worth less than the
+  symbol's minimum notional (the dust a fee in the base asset leaves) counts as flat.
+* :func:`bar_equity` and :func:`performance` mark the session at every bar close it saw (the bars
+  it recorded live, or its historical data reloaded), a fill counting from the bar that signalled
+  its order; ratios are empyrical's, annualised for 1m bars around the clock. These, like
+  :func:`data_source`, :func:`open_positions` and :mod:`workbench.explain`, are pandas only; trades,
+  fees and refusals are also views.
 """
 
 from __future__ import annotations
