@@ -399,8 +399,8 @@ class BinanceExecutor:
         last: list[float] | None = None
         while True:
             bars, last = closed_bars(last, await self.client.watch_ohlcv(symbol, timeframe))
-            if last is not None:  # the forming candle's close: the price now, for an order's arrival price
-                self.market_prices[symbol] = Decimal(str(last[4]))
+            # the forming candle's close: the price now, for an order's arrival price
+            self.market_prices.update({symbol: Decimal(str(last[4]))} if last else {})
             for bar in bars:
                 yield bar
 
