@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import download, report, runs
+from workbench import download, explain, report, runs
 from workbench.config import DEFAULT_STORE, load_config
 from workbench.data import load_klines
 from workbench.errors import WorkbenchError
@@ -81,6 +81,7 @@ def parser() -> argparse.ArgumentParser:
     download.register(sub)
     runs.register(sub)
     report.register(sub)
+    explain.register(sub)
     exchange_cli.register(sub)
     return p
 

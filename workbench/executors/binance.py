@@ -428,6 +428,7 @@ class BinanceExecutor:
         self._gap_tasks: set[asyncio.Task[None]] = set()
         self._stream_errors = 0
         self._started = False
+        self.market_prices: dict[str, Decimal] = {}  # the latest trade price each bar stream showed
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -475,6 +476,8 @@ class BinanceExecutor:
         last: list[float] | None = None
         while True:
             bars, last = closed_bars(last, await self.client.watch_ohlcv(symbol, timeframe))
+            # the forming candle's close: the price now, for an order's arrival price
+            self.market_prices.update({symbol: Decimal(str(last[4]))} if last else {})
             for bar in bars:
                 yield bar
 
