@@ -33,7 +33,7 @@ import pandas as pd
 from workbench.config import DEFAULT_STORE, MAINNET_CONSENT, MAINNET_ENV, TradingMode
 from workbench.errors import ConfigError, KillSwitchActive, MainnetGuardError
 from workbench.killswitch import KillSwitch, flag_path, trip_flag
-from workbench.store import Store
+from workbench.store import Store, StoreError
 
 SESSION_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_session.ipynb"
 RUNS_DIR = Path("runs")
@@ -130,7 +130,14 @@ def run(
     own = _execute(params | {"session_id": session_id}, runs, Path(notebook), timeout, progress, main_store)
     if own.status == "busy":
         raise ConfigError(own.error or f"Session {session_id} is already running.")
-    merge_run(main_store, own)
+    try:
+        merge_run(main_store, own)
+    except duckdb.Error as e:
+        first = str(e).splitlines()[0]
+        raise StoreError(
+            f"Run {session_id} ended {own.status} but merging it into {main_store} failed ({first}); "
+            f"`workbench merge --store {main_store}` merges it once the store takes writes."
+        ) from None
     return own
 
 

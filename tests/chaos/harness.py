@@ -338,9 +338,11 @@ async def inspect(run: Chaos, *, balances: bool = True) -> Report:
     problems += [Problem(f"{cid}: on the exchange, not in the store", order=cid)
                  for cid in sorted(set(by_cid) - {cid for cid, _, _ in recorded})]  # fmt: skip
 
-    ledger = dict(run.initial)
+    ledger = dict(run.initial)  # every session trading the account (a sweep's runs share one)
+    sessions = list(getattr(run, "account_sessions", None) or [run.session_id])
     for symbol, side, amount, cost, fee, currency in store.sql(
-        "SELECT symbol, side, amount, cost, fee, fee_currency FROM real_fills WHERE session_id = ?", [run.session_id]
+        "SELECT symbol, side, amount, cost, fee, fee_currency FROM real_fills WHERE list_contains(?, session_id)",
+        [sessions],
     ):
         base, quote = symbol.split("/")
         sign = 1 if side == "buy" else -1
