@@ -7,6 +7,11 @@
   own DuckDB file, exports it as Parquet, and one step (:func:`merge_run`) folds each run into
   the main store: idempotently (a run's rows are replaced, never doubled), so re-running a sweep
   skips what completed and merges nothing twice.
+* Durability is the session's own: a run's store and journal are kept, so restarting a session id
+  resumes it (see :func:`_execute`); one session id runs once at a time; a killed run is merged
+  at its next run or by :func:`merge_unmerged` (``workbench merge``).
+* The kill switch: a run watches the main store's flag and its sweep's, and none starts while one
+  is tripped; before a run trades, the main store must take a write.
 * Safety: a parameter cannot switch a run to mainnet (``mainnet`` is not a parameter, and
   ``mode="mainnet"`` still needs the guard's environment variable in the worker); API keys never
   enter parameters, so they never reach an executed notebook.
@@ -68,8 +73,9 @@ _SECRET_WORDS = ("key", "secret", "password", "token")
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one run did: its session, status (``completed`` or ``failed``), executed notebook,
-    its own store file, and the error if it failed."""
+    """What one run did: its session, status (``completed``, ``halted`` by the kill switch,
+    ``failed``, ``interrupted`` (killed, merged later), ``busy`` (running elsewhere) or
+    ``skipped``), executed notebook, its own store file, and the error if it failed."""
 
     session_id: str
     status: str
