@@ -8,6 +8,7 @@ import duckdb
 import nbformat
 import pytest
 
+from workbench import analysis
 from workbench.config import MAINNET_CONSENT, MAINNET_ENV
 from workbench.errors import ConfigError, KillSwitchActive, MainnetGuardError
 from workbench.runs import SESSION_NOTEBOOK, check_parameters, expand_grid, halt_sweep, load_grid, run, sweep
@@ -66,6 +67,11 @@ def test_a_testnet_run_trades_the_bundled_local_exchange(workdir):
     finally:
         con.close()
     assert modes == [("testnet",)] and orders > 0 and fills >= orders
+    # one clock: the venue replays at 3000x, yet signal -> order -> fill takes plausible milliseconds
+    quality = analysis.execution_quality(workdir / "main.duckdb", "live")
+    latency = quality[["signal_to_ack_ms", "signal_to_last_fill_ms"]]
+    assert len(latency) == orders and latency.notna().all().all(), latency
+    assert ((latency >= 0) & (latency < 60_000)).all().all(), latency
     text = Path(result.notebook).read_text()
     assert "Local exchange at http://127.0.0.1" in text and FAKE_KEY not in text and FAKE_SECRET not in text
 

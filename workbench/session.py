@@ -372,10 +372,14 @@ class TradingSession:
         self._history[symbol] = row if history is None else pd.concat([history.iloc[-self._window() :], row])
         target = self.strategy(self._history[symbol]).iloc[-1] if self.strategy else None
         at = _close_ms(bar)
+        # The signal exists once the bar has closed and reached the session: a venue replaying faster
+        # than real time stamps its bars ahead of this clock, and then the bar's arrival is the signal's time.
+        signal_time = min(at, int(time.time() * 1000))
         opened = int(pd.Timestamp(bar.name).timestamp() * 1000)
         prices = {k: float(bar[k]) for k in ("open", "high", "low", "close", "volume") if k in bar}
-        self._audit("market.bar", {"symbol": symbol, "open_time": opened, "close_time": at, **prices})
-        return await self._step(symbol, Decimal(str(bar["close"])), at, target)
+        detail = {"symbol": symbol, "open_time": opened, "close_time": at, "signal_time": signal_time, **prices}
+        self._audit("market.bar", detail)
+        return await self._step(symbol, Decimal(str(bar["close"])), signal_time, target)
 
     async def run(
         self, bars: Mapping[str, pd.DataFrame], *, progress: bool = True, skip_idle: bool = False
