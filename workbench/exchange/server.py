@@ -226,6 +226,8 @@ WS_SIGNED = {"order.place": ("POST", "order"), "order.test": ("POST", "order/tes
              "openOrders.status": ("GET", "openOrders"), "openOrders.cancelAll": ("DELETE", "openOrders"),
              "allOrders": ("GET", "allOrders"), "myTrades": ("GET", "myTrades"), "account.status": ("GET", "account"),
              "account.commission": ("GET", "account/commission"),
+             "order.amend.keepPriority": ("PUT", "order/amend/keepPriority"),
+             "order.amendments": ("GET", "order/amendments"),
              "account.rateLimits.orders": ("GET", "rateLimit/order")}  # fmt: skip
 
 
@@ -725,6 +727,10 @@ class LocalExchange:
             ("GET", "rateLimit/order"): signed(lambda p: self._order_rate_limits(), _fixed(40)),
             ("POST", "order/cancelReplace"): _Route(self._cancel_replace, True, _fixed(1)),
             ("GET", "account/commission"): signed(lambda p: v.commission(need(p, "symbol")), _fixed(20)),
+            ("PUT", "order/amend/keepPriority"): signed(lambda p: v.amend(need(p, "symbol"), need(p, "newQty"), p),
+                                                        _fixed(4)),
+            ("GET", "order/amendments"): signed(lambda p: v.amendments(need(p, "symbol"), need(p, "orderId")),
+                                                _fixed(4)),
         }  # fmt: skip
 
     async def _cancel_replace(self, call: Call) -> dict[str, Any]:

@@ -383,6 +383,22 @@ class Venue:
             raise BinanceError(status, -2021, "Order cancel-replace partially failed.", data=results)
         raise BinanceError(status, -2022, "Order cancel-replace failed.", data=results)
 
+    def amend(self, symbol_id: str, new_qty: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """``PUT order/amend/keepPriority``: not enabled on any symbol here (exchangeInfo's
+        ``amendAllowed`` is false), answered as Binance answers for such a symbol."""
+        if not _DECIMAL.fullmatch(new_qty):
+            raise bad_request(-1100, f"Illegal characters found in parameter 'newQty'; legal range is "
+                                     f"'^{_DECIMAL.pattern}$'.")  # fmt: skip
+        order_id = integer(params, "orderId")
+        client_id = params.get("origClientOrderId")
+        self._order(symbol_id, None if order_id is None else str(order_id), client_id, -2013, "Order does not exist.")
+        raise bad_request(-2038, "Order amend is not supported for this symbol.")
+
+    def amendments(self, symbol_id: str, order_id: str) -> list[dict[str, Any]]:
+        """``GET order/amendments``: none, since no order is ever amended here."""
+        self._order(symbol_id, str(integer({"orderId": order_id}, "orderId")), None, -2013, "Order does not exist.")
+        return []
+
     def cancel_all_orders(self, symbol_id: str) -> list[dict[str, Any]]:
         rules = self.rules_for(symbol_id)
         if not self.engine.open_orders(rules.symbol):
