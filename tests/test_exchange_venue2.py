@@ -72,8 +72,10 @@ def resting_buy(exchange: LocalExchange, quantity: str = "0.001", **extra: str) 
 async def test_ccxt_edit_order_cancels_and_replaces(exchange, client):
     placed = await client.create_order("BTC/USDT", "limit", "buy", 0.001, float(resting_buy(exchange)["price"]))
     price = float(resting_buy(exchange)["price"]) - 100
+    before = exchange._counters.weight.used, exchange._counters.orders_10s.used
     edited = await client.edit_order(placed["id"], "BTC/USDT", "limit", "buy", 0.002, price)
     answer = json.loads(client.last_http_response)
+    assert (exchange._counters.weight.used - before[0], exchange._counters.orders_10s.used - before[1]) == (1, 1)
     assert edited["id"] != placed["id"] and edited["status"] == "open" and edited["amount"] == 0.002
     assert edited["price"] == price
     assert (await client.fetch_order(placed["id"], "BTC/USDT"))["status"] == "canceled"
