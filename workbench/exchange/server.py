@@ -31,7 +31,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from workbench.data import load_klines, load_rules
-from workbench.exchange.venue import BinanceError, Venue, bad_request, integer
+from workbench.exchange.venue import DAY, BinanceError, Venue, bad_request, integer
 from workbench.matching import BookConfig, Fees
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,36 @@ def _ticker_weight(one: int, many: int, key: str = "symbol") -> Callable[[Mappin
     return lambda params: one if params.get(key) else many
 
 
+def _per_symbol_weight(each: int, most: int) -> Callable[[Mapping[str, str]], int]:
+    """``each`` per symbol asked for, at most ``most``."""
+    return lambda params: each if params.get("symbol") else min(most, each * len(_symbol_list(params) or [1]))
+
+
+MINI_TICKER = ("symbol", "openPrice", "highPrice", "lowPrice", "lastPrice", "volume", "quoteVolume", "openTime",
+               "closeTime", "firstId", "lastId", "count")  # fmt: skip
+
+
+def _typed(ticker: dict[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+    """A ticker in the ``type`` asked for: FULL (the default) or MINI."""
+    kind = params.get("type") or "FULL"
+    if kind not in ("FULL", "MINI"):
+        raise bad_request(-1100, "Illegal characters found in parameter 'type'; legal range is 'FULL, MINI'.")
+    return ticker if kind == "FULL" else {k: ticker[k] for k in MINI_TICKER}
+
+
+_TIME_ZONE = re.compile(r"([+-]?)([0-9]{1,2})(?::([0-9]{2}))?")
+
+
+def _time_zone(raw: str) -> int:
+    """``timeZone`` (``-1:00``, ``05:45``, ``8``) in ms east of UTC, -12:00 to +14:00."""
+    match = _TIME_ZONE.fullmatch(raw)
+    sign = -1 if match and match.group(1) == "-" else 1
+    minutes = sign * (int(match.group(2)) * 60 + int(match.group(3) or 0)) if match else None
+    if minutes is None or not -720 <= minutes <= 840:
+        raise bad_request(-1100, "Invalid timeZone: give hours, or hours and minutes, from -12:00 to +14:00.")
+    return minutes * 60_000
+
+
 def _int(params: Mapping[str, str], name: str, default: int) -> int:
     return integer(params, name, default)  # type: ignore[return-value]
 
@@ -182,6 +212,75 @@ def _window_size(raw: str) -> int:
     if not match or int(match.group(1)) > most:
         raise bad_request(-1100, "Invalid windowSize: give 1m..59m, 1h..23h or 1d..7d.")
     return int(match.group(1)) * unit
+
+
+WS_PUBLIC = {"ping": ("GET", "ping"), "time": ("GET", "time"), "exchangeInfo": ("GET", "exchangeInfo"),
+             "depth": ("GET", "depth"), "klines": ("GET", "klines"), "uiKlines": ("GET", "uiKlines"),
+             "trades.recent": ("GET", "trades"), "trades.historical": ("GET", "historicalTrades"),
+             "trades.aggregate": ("GET", "aggTrades"), "ticker": ("GET", "ticker"),
+             "ticker.24hr": ("GET", "ticker/24hr"),
+             "ticker.tradingDay": ("GET", "ticker/tradingDay"), "ticker.price": ("GET", "ticker/price"),
+             "ticker.book": ("GET", "ticker/bookTicker"), "avgPrice": ("GET", "avgPrice")}  # fmt: skip
+WS_SIGNED = {"order.place": ("POST", "order"), "order.test": ("POST", "order/test"), "order.status": ("GET", "order"),
+             "order.cancel": ("DELETE", "order"), "order.cancelReplace": ("POST", "order/cancelReplace"),
+             "openOrders.status": ("GET", "openOrders"), "openOrders.cancelAll": ("DELETE", "openOrders"),
+             "allOrders": ("GET", "allOrders"), "myTrades": ("GET", "myTrades"), "account.status": ("GET", "account"),
+             "account.commission": ("GET", "account/commission"),
+             "order.amend.keepPriority": ("PUT", "order/amend/keepPriority"),
+             "order.amendments": ("GET", "order/amendments"),
+             "account.rateLimits.orders": ("GET", "rateLimit/order")}  # fmt: skip
+
+
+_TIME_KEYS = {"serverTime", "transactTime", "transactionTime", "time", "updateTime", "workingTime", "openTime",
+              "closeTime", "authorizedSince", "connectedSince", "retryAfter", "E", "T", "O", "W", "C"}  # fmt: skip
+_PARAM_TIMES = ("startTime", "endTime")
+
+
+def _micro(unit: str | None) -> bool:
+    """Whether ``X-MBX-TIME-UNIT`` (or ``timeUnit``) asks for microseconds (either case)."""
+    return (unit or "").upper() == "MICROSECOND"
+
+
+def _timed(value: Any, micro: bool, endpoint: str = "") -> Any:
+    """``value`` with every time field in µs when ``micro`` (Binance's ``X-MBX-TIME-UNIT`` /
+    ``timeUnit``): the time keys of answers and events (an event's ``C`` only where it is a time,
+    ``u`` in ``outboundAccountPosition``), ``t``/``T`` of a kline event's ``k``, and the open and
+    close times (0 and 6) of ``klines``/``uiKlines`` rows. -1 (no time) stays -1."""
+    if not micro:
+        return value
+    if isinstance(value, list):
+        if endpoint in ("klines", "uiKlines"):
+            return [[v * 1000 if i in (0, 6) else v for i, v in enumerate(row)] for row in value]
+        return [_timed(v, micro) for v in value]
+    if not isinstance(value, dict):
+        return value
+    keys = _TIME_KEYS | ({"u"} if value.get("e") == "outboundAccountPosition" else set())
+    out = {}
+    for k, v in value.items():
+        if k == "k" and isinstance(v, dict):
+            v = {**v, **{t: v[t] * 1000 for t in ("t", "T") if isinstance(v.get(t), int)}}
+        elif k in keys and isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+            v = v * 1000
+        elif isinstance(v, (dict, list)):
+            v = _timed(v, micro)
+        out[k] = v
+    return out
+
+
+def _ms_params(params: dict[str, str]) -> dict[str, str]:
+    """``startTime``/``endTime`` given in µs (above 10^14) as ms: Binance takes either."""
+    for name in _PARAM_TIMES:
+        raw = params.get(name, "")
+        if raw.isdigit() and raw.isascii() and 10**14 < int(raw) < 2**63:  # larger is -1100 later, as Binance
+            params[name] = str(int(raw) // 1000)
+    return params
+
+
+def _ws_value(value: Any) -> str:
+    """A WebSocket API parameter as its REST spelling: booleans lower case, lists as JSON."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else str(value)
 
 
 def _symbol_list(params: Mapping[str, str]) -> list[str] | None:
@@ -247,6 +346,7 @@ class LocalExchange:
         )
         self.venue.events.user.append(self._on_user_event)
         self.venue.events.market.append(self._on_market_event)
+        self.venue.events.wanted = self._wanted
         self._counters = _Counters()
         self._subscriptions: dict[web.WebSocketResponse, _Connection] = {}
         self._market_conns: dict[web.WebSocketResponse, _Connection] = {}
@@ -360,7 +460,7 @@ class LocalExchange:
             return _json({"code": e.code, "msg": e.msg}, e.status, self._weight_headers())
         except BinanceError as e:
             headers = {**self._weight_headers(), **e.headers}
-            return _json({"code": e.code, "msg": e.msg}, e.status, headers)
+            return _json(_timed(e.body(), _micro(request.headers.get("X-MBX-TIME-UNIT"))), e.status, headers)
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         endpoint = request.match_info["endpoint"]
@@ -387,7 +487,7 @@ class LocalExchange:
             raise web.HTTPServiceUnavailable(text="Service Unavailable")
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
-        call = Call(params)
+        call = Call(_ms_params(params))
         if route.signed:
             call.api_key = self._authenticate(request.headers.get("X-MBX-APIKEY"), params, _payload(query, body))
         if placing:
@@ -404,7 +504,7 @@ class LocalExchange:
             if faults.lost_answers:
                 faults.lost_answers -= 1
                 raise BinanceError(503, -1007, LOST_MSG, headers)
-        return _json(result, 200, headers)
+        return _json(_timed(result, _micro(request.headers.get("X-MBX-TIME-UNIT")), endpoint), 200, headers)
 
     def _check_host(self, host: str) -> None:
         """Answer only requests addressed to this exchange by a loopback name (no DNS rebinding)."""
@@ -503,8 +603,11 @@ class LocalExchange:
 
     def _signature_ok(self, payload: str, signature: str) -> bool:
         expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-        if hmac.compare_digest(expected.encode(), signature.lower().encode()):
-            return True
+        hmac_ok = hmac.compare_digest(expected.encode(), signature.lower().encode())
+        return hmac_ok or self._ed25519_ok(payload, signature)
+
+    def _ed25519_ok(self, payload: str, signature: str) -> bool:
+        """Whether ``signature`` is this account's Ed25519 signature of ``payload``."""
         if self.ed25519_public_key:
             from cryptography.exceptions import InvalidSignature
             from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -582,7 +685,14 @@ class LocalExchange:
             window = _window_size(params.get("windowSize") or "1d")
             if not params.get("symbol") and not params.get("symbols"):
                 raise bad_request(-1102, "Param 'symbol' or 'symbols' must be sent, but both were empty/null!")
-            return per_symbol(lambda symbol: v.ticker(symbol, window, full=False))(params)
+            return per_symbol(lambda symbol: _typed(v.ticker(symbol, window, full=False), params))(params)
+
+        def trading_day(params: Mapping[str, str]) -> Any:
+            now, shift = self.now(), _time_zone(params.get("timeZone") or "0")
+            window = max(1, (now + shift) % DAY)  # since the day's midnight in that time zone
+            if not params.get("symbol") and not params.get("symbols"):
+                raise bad_request(-1102, "Param 'symbol' or 'symbols' must be sent, but both were empty/null!")
+            return per_symbol(lambda symbol: _typed(v.ticker(symbol, window, full=False), params))(params)
 
         def order_id(params: Mapping[str, str]) -> tuple[str, str | None, str | None]:
             number = integer(params, "orderId")
@@ -598,8 +708,12 @@ class LocalExchange:
             ("GET", "klines"): public(lambda p: v.klines(need(p, "symbol"), p), _fixed(2)),
             ("GET", "ticker/price"): public(per_symbol(price), _ticker_weight(2, 4)),
             ("GET", "ticker/bookTicker"): public(per_symbol(book_ticker), _ticker_weight(2, 4)),
-            ("GET", "ticker/24hr"): public(per_symbol(v.ticker), _ticker_weight(2, 80)),
+            ("GET", "ticker/24hr"): public(lambda p: per_symbol(lambda s: _typed(v.ticker(s), p))(p),
+                                           _ticker_weight(2, 80)),
             ("GET", "ticker"): public(rolling, _ticker_weight(4, 200)),
+            ("GET", "ticker/tradingDay"): public(trading_day, _per_symbol_weight(4, 200)),
+            ("GET", "uiKlines"): public(lambda p: v.klines(need(p, "symbol"), p), _fixed(2)),
+            ("GET", "historicalTrades"): public(lambda p: v.historical_trades(need(p, "symbol"), p), _fixed(25)),
             ("GET", "avgPrice"): public(lambda p: v.avg_price(need(p, "symbol")), _fixed(2)),
             ("POST", "order"): signed(lambda p: v.create_order(p), _fixed(0)),
             ("POST", "order/test"): signed(lambda p: v.create_order(p, test=True), _commission_weight),
@@ -611,7 +725,25 @@ class LocalExchange:
             ("GET", "myTrades"): signed(lambda p: v.my_trades(need(p, "symbol"), p), _ticker_weight(5, 20, "orderId")),
             ("GET", "account"): signed(lambda p: v.account(p.get("omitZeroBalances") == "true"), _fixed(20)),
             ("GET", "rateLimit/order"): signed(lambda p: self._order_rate_limits(), _fixed(40)),
+            ("POST", "order/cancelReplace"): _Route(self._cancel_replace, True, _fixed(1)),
+            ("GET", "account/commission"): signed(lambda p: v.commission(need(p, "symbol")), _fixed(20)),
+            ("PUT", "order/amend/keepPriority"): signed(lambda p: v.amend(need(p, "symbol"), need(p, "newQty"), p),
+                                                        _fixed(4)),
+            ("GET", "order/amendments"): signed(lambda p: v.amendments(need(p, "symbol"), need(p, "orderId")),
+                                                _fixed(4)),
         }  # fmt: skip
+
+    async def _cancel_replace(self, call: Call) -> dict[str, Any]:
+        """Count the new order first (Binance does): over the unfilled order count, ``DO_NOTHING``
+        (the default) refuses the whole request, ``CANCEL_ONLY`` still cancels."""
+        refused = None
+        try:
+            self._count_order()
+        except BinanceError as e:
+            if call.params.get("orderRateLimitExceededMode") != "CANCEL_ONLY":
+                raise
+            refused = e
+        return self.venue.cancel_replace(call.params, refused)
 
     def _order_rate_limits(self) -> list[dict[str, Any]]:
         counts = (self._counters.orders_10s.used, self._counters.orders_day.used)
@@ -630,6 +762,7 @@ class LocalExchange:
 
     async def _ws_api(self, request: web.Request) -> web.StreamResponse:
         conn = await self._accept(request)
+        conn.micro = _micro(request.query.get("timeUnit"))
         ws = conn.ws
         self._subscriptions[ws] = conn
         try:
@@ -652,53 +785,68 @@ class LocalExchange:
         method = method.removeprefix("v3/")
         limits = str(params.get("returnRateLimits", True)).lower() != "false"  # a general parameter of every method
         try:
-            self._admit(2 if method.startswith("userDataStream") else 1)
-            result = await self._ws_method(
-                conn, method, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
-            )
-            answer = {"id": id_, "status": 200, "result": result}
+            strings = {k: _ws_value(v) for k, v in params.items()}
+            route = WS_PUBLIC.get(method) or WS_SIGNED.get(method)
+            self._admit(max(1, self.routes[route].weight(strings)) if route else 2)  # session.*, userDataStream.*: 2
+            result = await self._ws_method(conn, method, strings)
+            answer = {"id": id_, "status": 200, "result": _timed(result, conn.micro, route[1] if route else "")}
             return answer | ({"rateLimits": self._ws_rate_limits()} if limits else {})
         except BinanceError as e:
-            error: dict[str, Any] = {"code": e.code, "msg": e.msg}
+            error: dict[str, Any] = e.body()
             if e.status in (418, 429):
                 error["data"] = {
                     "serverTime": self.now(),
                     "retryAfter": self.now() + int(e.headers.get("Retry-After", "1")) * 1000,
                 }
-            answer = {"id": id_, "status": e.status, "error": error}
+            answer = {"id": id_, "status": e.status, "error": _timed(error, conn.micro)}
             return answer | ({"rateLimits": self._ws_rate_limits()} if limits else {})
 
     async def _ws_method(self, conn: _Connection, method: str, params: dict[str, str]) -> Any:
-        if method == "ping":
-            return {}
-        if method == "time":
-            return {"serverTime": self.now()}
+        if method in WS_PUBLIC:
+            params.pop("returnRateLimits", None)
+            return await self.routes[WS_PUBLIC[method]].handler(Call(_ms_params(params)))
         if method == "userDataStream.unsubscribe":
             wanted = params.get("subscriptionId")
             conn.subscriptions = {s for s in conn.subscriptions if wanted is not None and str(s) != wanted}
             return {}
-        signed = {"userDataStream.subscribe.signature": None, "order.place": ("POST", "order"),
-                  "order.test": ("POST", "order/test"), "order.status": ("GET", "order"),
-                  "order.cancel": ("DELETE", "order"), "openOrders.status": ("GET", "openOrders"),
-                  "openOrders.cancelAll": ("DELETE", "openOrders"), "allOrders": ("GET", "allOrders"),
-                  "myTrades": ("GET", "myTrades"), "account.status": ("GET", "account")}  # fmt: skip
-        if method not in signed:
+        if method in ("session.status", "session.logout"):
+            if method == "session.logout":
+                conn.api_key, conn.authorized_since = None, None
+            return self._session(conn)
+        if method not in WS_SIGNED and method not in ("userDataStream.subscribe.signature", "session.logon"):
             raise bad_request(-1020, "This operation is not supported.")
         payload = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
-        self._authenticate(params.get("apiKey"), params, payload)
-        params.pop("apiKey")
+        if conn.api_key and "signature" not in params and method != "session.logon":
+            if not params.get("timestamp"):  # a logged-on session signs nothing more, but keeps time
+                raise bad_request(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
+            self._check_time(params, self.now())
+        else:
+            self._authenticate(params.get("apiKey"), params, payload)
+        params.pop("apiKey", None)
         params.pop("returnRateLimits", None)
-        route = signed[method]
-        if route is None:
+        if method == "session.logon":
+            if not self._ed25519_ok(payload, params["signature"]):
+                raise bad_request(-4056, "HMAC_SHA256 API key is not supported.")
+            conn.api_key, conn.authorized_since = self.api_key, self.now()
+            return self._session(conn)
+        if method == "userDataStream.subscribe.signature":
             if conn.subscriptions:
                 raise bad_request(-2035, "User Data Stream subscription already active.")
             subscription = self._next_subscription
             self._next_subscription += 1
             conn.subscriptions.add(subscription)
             return {"subscriptionId": subscription}
+        params.pop("signature", None)
+        route = WS_SIGNED[method]
         if route == ("POST", "order"):
             self._count_order()
-        return await self.routes[route].handler(Call(params, self.api_key))
+        return await self.routes[route].handler(Call(_ms_params(params), self.api_key))
+
+    def _session(self, conn: _Connection) -> dict[str, Any]:
+        """``session.status``: who is logged on to this WebSocket API connection, since when."""
+        return {"apiKey": conn.api_key, "authorizedSince": conn.authorized_since, "connectedSince": conn.connected,
+                "returnRateLimits": True, "serverTime": self.now(),
+                "userDataStream": bool(conn.subscriptions)}  # fmt: skip
 
     def _ws_rate_limits(self) -> list[dict[str, Any]]:
         used = self._counters.tick(self._counters.weight, 60.0, time.time()).used
@@ -710,12 +858,13 @@ class LocalExchange:
             event = {**event, "X": "MISPLACED"}
         for conn in list(self._subscriptions.values()):
             for subscription in conn.subscriptions:
-                conn.push({"subscriptionId": subscription, "event": event})
+                conn.push({"subscriptionId": subscription, "event": _timed(event, conn.micro)})
 
     # -- market streams ---------------------------------------------------------------------
 
     async def _market_ws(self, request: web.Request) -> web.StreamResponse:
         conn = await self._accept(request, market=True)
+        conn.micro = _micro(request.query.get("timeUnit"))
         ws = conn.ws
         conn.combined = request.path == "/stream"
         named = request.query.get("streams", "") if conn.combined else request.match_info.get("streams", "")
@@ -730,10 +879,17 @@ class LocalExchange:
             await conn.close()
         return ws
 
-    def _on_market_event(self, stream: str, payload: dict[str, Any]) -> None:
+    def _wanted(self, stream: str) -> bool:
+        return any(stream in conn.streams for conn in self._market_conns.values())
+
+    def _on_market_event(self, stream: str, payload: Any) -> None:
+        micro = None
         for conn in list(self._market_conns.values()):
             if stream in conn.streams:
-                conn.push({"stream": stream, "data": payload} if conn.combined else payload)
+                if conn.micro:
+                    micro = micro or _timed(payload, True)
+                data = micro if conn.micro else payload
+                conn.push({"stream": stream, "data": data} if conn.combined else data)
 
     # -- admin ------------------------------------------------------------------------------
 
@@ -823,6 +979,10 @@ class _Connection:
     def __init__(self, ws: web.WebSocketResponse, exchange: LocalExchange, market: bool = False) -> None:
         self.ws, self.exchange, self.market = ws, exchange, market
         self.subscriptions: set[int] = set()
+        self.api_key: str | None = None  # the WebSocket API session's key once ``session.logon`` succeeded
+        self.authorized_since: int | None = None
+        self.connected = exchange.now()
+        self.micro = False  # ``timeUnit=MICROSECOND`` in the connection URL: every time field in µs
         self.streams: set[str] = set()
         self.combined = False
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

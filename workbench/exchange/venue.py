@@ -43,7 +43,10 @@ _UNSUPPORTED_TYPES = {
 MINUTE, DAY = 60_000, 86_400_000
 TAPE_LENGTH = 200_000  # public trades remembered per symbol for the tickers' windows (up to 7 days)
 UNSUPPORTED_FEATURES = {"opoAllowed": False, "amendAllowed": False, "pegInstructionsAllowed": False,
-                        "allowTrailingStop": False, "cancelReplaceAllowed": False, "icebergAllowed": False}  # fmt: skip
+                        "allowTrailingStop": False, "cancelReplaceAllowed": True, "icebergAllowed": False}  # fmt: skip
+CANCEL_REPLACE_PARAMS = {"cancelReplaceMode", "cancelNewClientOrderId", "cancelOrigClientOrderId", "cancelOrderId",
+                         "cancelRestrictions", "orderRateLimitExceededMode"}  # fmt: skip
+CANCEL_RESTRICTIONS = {"ONLY_NEW": OrderStatus.NEW, "ONLY_PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED}
 INTERVALS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360,
              "8h": 480, "12h": 720, "1d": 1440}  # fmt: skip
 
@@ -51,10 +54,17 @@ INTERVALS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 12
 class BinanceError(Exception):
     """A Binance error answer: HTTP ``status`` with ``{"code": code, "msg": msg}``."""
 
-    def __init__(self, status: int, code: int, msg: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: int, msg: str, headers: Mapping[str, str] | None = None, data: Any = None
+    ) -> None:
         super().__init__(f"{status} {code} {msg}")
         self.status, self.code, self.msg = status, code, msg
         self.headers = dict(headers or {})
+        self.data = data  # Binance's ``data`` beside code and msg (cancel-replace), if any
+
+    def body(self) -> dict[str, Any]:
+        """The error as Binance writes it: code, msg and, when there is one, data."""
+        return {"code": self.code, "msg": self.msg} | ({} if self.data is None else {"data": self.data})
 
 
 def bad_request(code: int, msg: str) -> BinanceError:
@@ -146,7 +156,8 @@ class VenueEvents:
     stream payloads (stream name, payload)."""
 
     user: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
-    market: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
+    market: list[Callable[[str, Any], None]] = field(default_factory=list)
+    wanted: Callable[[str], bool] = lambda stream: True  # noqa: E731 - is anyone subscribed to this stream?
 
 
 class Venue:
@@ -260,7 +271,11 @@ class Venue:
         now = self.clock()
         if test:
             self._check_only(request, client_id, now)
-            return {}
+            if params.get("computeCommissionRates") != "true":
+                return {}
+            rates = {k: {side: v[side] for side in ("maker", "taker")}
+                     for k, v in self.commission(params["symbol"]).items() if k.endswith("Commission")}  # fmt: skip
+            return {f"{k}ForOrder": v for k, v in rates.items()} | {"discount": self._discount()}
         try:
             executions = self.engine.create_order(request, client_id, now)
         except OrderRejected as e:
@@ -312,6 +327,77 @@ class Venue:
         cancel_id = new_client_id_ or new_client_id()
         self._publish([execution], now, cancel_id=cancel_id)
         return self._cancel_json(execution.order, cancel_id, now)
+
+    def cancel_replace(self, params: Mapping[str, str], refused: BinanceError | None = None) -> dict[str, Any]:
+        """``POST order/cancelReplace``: cancel one order and place another on the same symbol.
+        ``refused`` is the order-count error when the account is over its unfilled order count
+        (the new order is then not placed). Partial or total failure is :class:`BinanceError`
+        -2021 / -2022 with Binance's ``data`` (HTTP 409, 400, or 429 when ``refused``)."""
+        mode = params.get("cancelReplaceMode")
+        if not mode:
+            raise bad_request(-1102, "Mandatory parameter 'cancelReplaceMode' was not sent, was empty/null, or "
+                                     "malformed.")  # fmt: skip
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise bad_request(-1100, "Illegal characters found in parameter 'cancelReplaceMode'; legal range is "
+                                     "'STOP_ON_FAILURE, ALLOW_FAILURE'.")  # fmt: skip
+        restriction = params.get("cancelRestrictions")
+        if restriction and restriction not in CANCEL_RESTRICTIONS:
+            raise bad_request(-1145, "Invalid cancelRestrictions")
+        if params.get("orderRateLimitExceededMode", "DO_NOTHING") not in ("DO_NOTHING", "CANCEL_ONLY"):
+            raise bad_request(-1100, "Illegal characters found in parameter 'orderRateLimitExceededMode'; legal range "
+                                     "is 'DO_NOTHING, CANCEL_ONLY'.")  # fmt: skip
+        cancel_id = integer(params, "cancelOrderId")
+        if cancel_id is None and not params.get("cancelOrigClientOrderId"):
+            raise bad_request(-1102, "Param 'cancelOrigClientOrderId' or 'cancelOrderId' must be sent, but both were "
+                                     "empty/null!")  # fmt: skip
+        placing = {k: v for k, v in params.items() if k not in CANCEL_REPLACE_PARAMS}
+        self.request_from(placing)  # the new order's parameters are checked before anything is done
+        cancel: dict[str, Any]
+        try:
+            order = self._order(params["symbol"], None if cancel_id is None else str(cancel_id),
+                                params.get("cancelOrigClientOrderId"), -2011, "Unknown order sent.")  # fmt: skip
+            if restriction and order.is_open and order.status is not CANCEL_RESTRICTIONS[restriction]:
+                raise bad_request(-2011, "Order was not canceled due to cancel restrictions.")
+            cancel = self.cancel_order(params["symbol"], order.id, None, params.get("cancelNewClientOrderId"))
+        except BinanceError as e:
+            cancel = e.body()
+        new: dict[str, Any] | None = None
+        if "code" not in cancel or mode == "ALLOW_FAILURE":
+            try:
+                if refused is not None:
+                    raise refused
+                new = self.create_order(placing)
+            except BinanceError as e:
+                new = e.body()
+        results = {
+            "cancelResult": "FAILURE" if "code" in cancel else "SUCCESS",
+            "newOrderResult": "NOT_ATTEMPTED" if new is None else "FAILURE" if "code" in new else "SUCCESS",
+            "cancelResponse": cancel,
+            "newOrderResponse": new,
+        }
+        succeeded = [r for r in ("cancelResult", "newOrderResult") if results[r] == "SUCCESS"]
+        if len(succeeded) == 2:
+            return results
+        status = 429 if refused is not None and mode == "STOP_ON_FAILURE" else 409 if succeeded else 400
+        if succeeded:
+            raise BinanceError(status, -2021, "Order cancel-replace partially failed.", data=results)
+        raise BinanceError(status, -2022, "Order cancel-replace failed.", data=results)
+
+    def amend(self, symbol_id: str, new_qty: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """``PUT order/amend/keepPriority``: not enabled on any symbol here (exchangeInfo's
+        ``amendAllowed`` is false), answered as Binance answers for such a symbol."""
+        if not _DECIMAL.fullmatch(new_qty):
+            raise bad_request(-1100, f"Illegal characters found in parameter 'newQty'; legal range is "
+                                     f"'^{_DECIMAL.pattern}$'.")  # fmt: skip
+        order_id = integer(params, "orderId")
+        client_id = params.get("origClientOrderId")
+        self._order(symbol_id, None if order_id is None else str(order_id), client_id, -2013, "Order does not exist.")
+        raise bad_request(-2038, "Order amend is not supported for this symbol.")
+
+    def amendments(self, symbol_id: str, order_id: str) -> list[dict[str, Any]]:
+        """``GET order/amendments``: none, since no order is ever amended here."""
+        self._order(symbol_id, str(integer({"orderId": order_id}, "orderId")), None, -2013, "Order does not exist.")
+        return []
 
     def cancel_all_orders(self, symbol_id: str) -> list[dict[str, Any]]:
         rules = self.rules_for(symbol_id)
@@ -378,6 +464,24 @@ class Venue:
             "uid": 1,
         }
 
+    def commission(self, symbol_id: str) -> dict[str, Any]:
+        """``GET account/commission``: the account's rates on ``symbol_id`` (standard only here:
+        no special or tax rates, no BNB discount)."""
+        fees = self.engine.fees
+        standard = {"maker": fees.maker, "taker": fees.taker, "buyer": ZERO, "seller": ZERO}
+        nothing = dict.fromkeys(standard, ZERO)
+        return {
+            "symbol": self.rules_for(symbol_id).id,
+            "standardCommission": {k: fmt(v) for k, v in standard.items()},
+            "specialCommission": {k: fmt(v) for k, v in nothing.items()},
+            "taxCommission": {k: fmt(v) for k, v in nothing.items()},
+            "discount": self._discount(),
+        }
+
+    @staticmethod
+    def _discount() -> dict[str, Any]:
+        return {"enabledForAccount": False, "enabledForSymbol": False, "discountAsset": "BNB", "discount": fmt(ZERO)}
+
     def deposit(self, asset: str, amount: Decimal) -> None:
         """Credit (or, negative, debit) the account, as a deposit or withdrawal would."""
         now = self.clock()
@@ -433,6 +537,9 @@ class Venue:
         self._market(f"{stream}@trade", {"e": "trade", "E": now, "s": rules.id, "t": trade["id"], "p": trade["price"],
                                         "q": trade["qty"], "T": now, "m": trade["isBuyerMaker"],
                                         "M": True})  # fmt: skip
+        self._market(f"{stream}@aggTrade", {"e": "aggTrade", "E": now, "s": rules.id, "a": trade["id"],
+                                           "p": trade["price"], "q": trade["qty"], "f": trade["id"], "l": trade["id"],
+                                           "T": now, "m": trade["isBuyerMaker"], "M": True})  # fmt: skip
         self._book_changed(rules.id, now)
         if save:
             self.save()
@@ -463,8 +570,27 @@ class Venue:
             self._market(f"{stream}@depth{levels}@100ms", top)
         ticker = self.ticker_event(symbol_id, now)
         self._market(f"{stream}@ticker", ticker)
-        mini = {k: ticker[k] for k in ("E", "s", "c", "o", "h", "l", "v", "q")}
-        self._market(f"{stream}@miniTicker", {"e": "24hrMiniTicker", **mini})
+        self._market("!ticker@arr", [ticker])  # only the tickers that changed, as Binance sends them
+        mini = {"e": "24hrMiniTicker", **{k: ticker[k] for k in ("E", "s", "c", "o", "h", "l", "v", "q")}}
+        self._market(f"{stream}@miniTicker", mini)
+        self._market("!miniTicker@arr", [mini])
+        if self.events.wanted(f"{stream}@avgPrice"):
+            average = self.avg_price(symbol_id)
+            self._market(f"{stream}@avgPrice", {"e": "avgPrice", "E": now, "s": symbol_id, "i": "5m",
+                                               "w": average["price"], "T": average["closeTime"]})  # fmt: skip
+        for name, window in (("1h", 3_600_000), ("4h", 4 * 3_600_000), ("1d", DAY)):
+            if self.events.wanted(f"{stream}@ticker_{name}") or self.events.wanted(f"!ticker_{name}@arr"):
+                event = self.window_ticker_event(symbol_id, name, window, now)
+                self._market(f"{stream}@ticker_{name}", event)
+                self._market(f"!ticker_{name}@arr", [event])
+
+    def window_ticker_event(self, symbol_id: str, name: str, window: int, now: int) -> dict[str, Any]:
+        """The ``<symbol>@ticker_<name>`` event: the rolling ticker of the last ``window`` ms."""
+        t = self.ticker(symbol_id, window, full=False)
+        return {"e": f"{name}Ticker", "E": now, "s": symbol_id, "p": t["priceChange"], "P": t["priceChangePercent"],
+                "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"], "c": t["lastPrice"],
+                "w": t["weightedAvgPrice"], "v": t["volume"], "q": t["quoteVolume"], "O": t["openTime"],
+                "C": t["closeTime"], "F": t["firstId"], "L": t["lastId"], "n": t["count"]}  # fmt: skip
 
     def depth(self, symbol_id: str, limit: int = 100) -> dict[str, Any]:
         rules = self.rules_for(symbol_id)
@@ -479,6 +605,13 @@ class Venue:
     def recent_trades(self, symbol_id: str, limit: int = 500) -> list[dict[str, Any]]:
         prints = self.market.prints.get(self.rules_for(symbol_id).id, [])
         return prints[-max(1, min(limit, 1000)) :]
+
+    def historical_trades(self, symbol_id: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """``GET historicalTrades``: ``limit`` trades from ``fromId``, else the most recent (of the
+        last 1000 the venue keeps)."""
+        prints = self.market.prints.get(self.rules_for(symbol_id).id, [])
+        from_id, limit = integer(params, "fromId"), _limit(params, 500, 1000)
+        return prints[-limit:] if from_id is None else [t for t in prints if t["id"] >= from_id][:limit]
 
     def agg_trades(self, symbol_id: str, limit: int = 500) -> list[dict[str, Any]]:
         """Recent trades as aggregate trades (each print is its own aggregate)."""
@@ -689,7 +822,7 @@ class Venue:
         for listener in self.events.user:
             listener(event)
 
-    def _market(self, stream: str, payload: dict[str, Any]) -> None:
+    def _market(self, stream: str, payload: Any) -> None:
         for listener in self.events.market:
             listener(stream, payload)
 

@@ -266,6 +266,28 @@ def parsed(parse: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def _required_client_id(request: OrderRequest) -> str:
+    if not request.client_order_id:
+        raise OrderRejected("Every real order needs a client_order_id; TradingSession assigns one.", rule="required")
+    return request.client_order_id
+
+
+def _cancel_replace_data(body: str | None) -> dict[str, Any] | None:
+    """The ``data`` of a cancel-replace answer that failed in part or whole (-2021/-2022), if
+    ``body`` is one."""
+    data = _json_answer(body).get("data")
+    return data if isinstance(data, dict) and "cancelResult" in data else None
+
+
+def _json_answer(body: str | None) -> dict[str, Any]:
+    """A JSON object answer, or ``{}`` when ``body`` is not one."""
+    try:
+        answer = json.loads(body or "")
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
 @parsed
 def order_from_ccxt(o: Mapping[str, Any]) -> Order:
     """A ccxt order (from REST or the user data stream) as the workbench's Order."""
@@ -502,11 +524,7 @@ class BinanceExecutor:
     # -- orders -----------------------------------------------------------------------------
 
     async def create_order(self, request: OrderRequest) -> Order:
-        cid = request.client_order_id
-        if not cid:
-            raise OrderRejected(
-                "Every real order needs a client_order_id; TradingSession assigns one.", rule="required"
-            )
+        cid = _required_client_id(request)
         try:
             raw = await self._place(request)
         except VenueUnavailable as e:
@@ -518,12 +536,55 @@ class BinanceExecutor:
                 unresolved.status = OrderStatus.PENDING_NEW
                 self._accept(unresolved)  # known now: reconcile() settles it with the venue
                 raise
+        return self._accept_placed(request, raw)
+
+    def _accept_placed(self, request: OrderRequest, raw: dict[str, Any]) -> Order:
+        """Record a placed order and the trades its answer carries."""
         order = self._accept(order_from_ccxt(raw))
         for trade in raw.get("trades") or []:
             placed = {"symbol": request.symbol, "side": request.side.value, "order": order.id}
             trade = {**trade, **placed, "timestamp": trade.get("timestamp") or order.last_update or order.timestamp}
-            self._accept_fill(fill_from_ccxt(trade, cid))
-        return self._orders[cid].snapshot()
+            self._accept_fill(fill_from_ccxt(trade, request.client_order_id))
+        return self._orders[request.client_order_id].snapshot()
+
+    async def edit_order(self, client_order_id: str, request: OrderRequest) -> Order:
+        """Cancel the open order ``client_order_id`` and place ``request`` (same symbol, its own
+        client order id) in one request: ccxt's ``edit_order``, Binance's ``order/cancelReplace``
+        with STOP_ON_FAILURE (if the cancel fails nothing is placed). Both orders are recorded;
+        returns the new one. A lost answer leaves the new order PENDING_NEW for reconcile()."""
+        cid = _required_client_id(request)
+        type_, params = self._ccxt_type_and_params(request)
+        params["cancelOrigClientOrderId"] = client_order_id
+        amount = float(request.amount) if request.amount is not None else None
+        price = float(request.price) if request.price is not None else None
+        edit = self.client.edit_order
+        try:
+            raw = await self._call(edit, None, request.symbol, type_, request.side.value, amount, price, params)
+        except VenueUnavailable:
+            unresolved = Order.from_request(request, cid, self.now())
+            unresolved.status = OrderStatus.PENDING_NEW
+            self._accept(unresolved)  # known now: reconcile() settles it (and the old one) with the venue
+            raise
+        except ccxt_async.ExchangeError as e:
+            data = _cancel_replace_data(self.client.last_http_response)
+            if data is None:  # refused before anything was done
+                raise rejection(e, last_body=self.client.last_http_response) from None
+            self._accept_cancel(client_order_id, data["cancelResponse"], request.symbol)
+            if data["cancelResult"] == "FAILURE":
+                code, msg = data["cancelResponse"].get("code"), data["cancelResponse"].get("msg")
+                raise OrderNotFound(f"Cannot edit {client_order_id} on {request.symbol}: {msg} (Binance code {code}); "
+                                    "nothing was placed.") from None  # fmt: skip
+            code, msg = data["newOrderResponse"].get("code"), data["newOrderResponse"].get("msg")
+            raise OrderRejected(f"The venue canceled {client_order_id} but rejected its replacement: {msg} (Binance "
+                                f"code {code}).", code=code, msg=msg, rule="venue") from None  # fmt: skip
+        answer = _json_answer(self.client.last_http_response)
+        self._accept_cancel(client_order_id, answer.get("cancelResponse"), request.symbol)
+        return self._accept_placed(request, raw)
+
+    def _accept_cancel(self, client_order_id: str, response: Any, symbol: str) -> None:
+        """Record the cancel half of a cancel-replace answer, when it is this order's cancel."""
+        if isinstance(response, dict) and response.get("origClientOrderId") == client_order_id:
+            self._accept(order_from_ccxt(self.client.parse_order(response, self.client.market(symbol))))
 
     async def _place(self, request: OrderRequest) -> dict[str, Any]:
         """Send ``request`` once. The venue's refusals become :class:`OrderRejected`; an answer that
