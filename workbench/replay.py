@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -30,6 +30,7 @@ from workbench.config import RiskLimits, TradingMode
 from workbench.data import load_klines, load_rules
 from workbench.errors import ConfigError
 from workbench.executors.paper import PaperExecutor
+from workbench.fastreplay import Unsupported, commit, simulate
 from workbench.filters import SymbolRules
 from workbench.matching import BookConfig, Fees
 from workbench.session import TradingSession, _close_times, new_session_id
@@ -149,12 +150,15 @@ def _frames(bars: Bars, symbol: str) -> dict[str, pd.DataFrame]:
 
 @dataclass
 class ReplayResult:
-    """What a replay did. ``orders`` and ``fills`` are the session's rows in the store."""
+    """What a replay did. ``orders`` and ``fills`` are the session's rows in the store; ``engine``
+    is the path that ran it (``"fast"`` or ``"event"``), ``fallback`` why the fast path did not."""
 
     session: TradingSession
     bars: dict[str, pd.DataFrame]
     summary: pd.DataFrame
     seconds: float
+    engine: str = "event"
+    fallback: str | None = None
     _signals: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
@@ -223,12 +227,20 @@ async def replay(
     sweep_id: str | None = None,
     params: Mapping[str, Any] | None = None,
     progress: bool = False,
+    engine: Literal["auto", "fast", "event"] = "auto",
 ) -> ReplayResult:
     """Replay ``strategy`` over ``bars`` (see :func:`load_bars`; a mapping gives one frame per symbol)
     through a paper executor, the shared risk checks and ``store`` (a :class:`Store`, a path, or a
     temporary file). ``balances`` default to 10,000 of each symbol's quote asset. ``params`` are
     recorded with the session beside the strategy's. Orders the risk checks refuse are in the audit
-    log and ``result.session.rejections``, as in a live session."""
+    log and ``result.session.rejections``, as in a live session.
+
+    ``engine="auto"`` replays on the fast path (:mod:`workbench.fastreplay`: the same orders, fills,
+    fees and balances, written in bulk) when it is exact and on the event path (every order through
+    the session, as live) otherwise, saying why in ``result.fallback``; ``"fast"`` raises
+    :class:`~workbench.errors.ConfigError` instead of falling back, ``"event"`` always takes the event path."""
+    if engine not in ("auto", "fast", "event"):
+        raise ConfigError(f"engine={engine!r} is not one of 'auto', 'fast', 'event'.")
     frames = _frames(bars, symbol)
     rules = dict(rules) if rules is not None else load_rules(frames)
     executor = PaperExecutor(rules, balances or {rules[s].quote: 10_000 for s in frames}, fees=fees, book=book)
@@ -260,8 +272,23 @@ async def replay(
         sweep_id=sweep_id,
     )
     started = time.perf_counter()
+    fallback = None
+    if engine != "event":
+        await session.start()
+        try:
+            outcome = simulate(session, frames)
+        except Unsupported as e:
+            if engine == "fast":
+                raise ConfigError(
+                    f"The fast path cannot replay this exactly: {e}; use engine='auto' or 'event'."
+                ) from None
+            fallback = str(e)
+        else:
+            commit(session, outcome)
+            summary = await session.stop()
+            return ReplayResult(session, frames, summary, time.perf_counter() - started, "fast")
     summary = await session.run(frames, progress=progress, skip_idle=True)
-    return ReplayResult(session, frames, summary, time.perf_counter() - started)
+    return ReplayResult(session, frames, summary, time.perf_counter() - started, "event", fallback)
 
 
 async def replay_grid(
