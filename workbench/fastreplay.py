@@ -21,15 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pandas as pd
 
 from workbench.config import RiskLimits
 from workbench.errors import FilterError, OrderRejected, WorkbenchError
-from workbench.filters import SymbolRules, check_order
-from workbench.matching import BookConfig, Fees, Level, synthetic_book
+from workbench.filters import SymbolRules, _on_grid, check_order
+from workbench.matching import BPS, BookConfig, Fees, synthetic_book
 from workbench.model import ZERO, Fill, Order, OrderRequest, OrderStatus, OrderType, Side
 from workbench.risk import RiskChecks, RiskState
 from workbench.session import TradingSession, _close_times, _is_dust
@@ -121,11 +121,9 @@ def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Out
         context = state.context(symbol, price, at, open_orders=0, open_orders_symbol=0, halted="")
         if not market.surely_passes_risk(side, amount, price, context):
             market.check_risk(session.risk, side, amount, price, context)
-        level = market.best(side, price)
-        if amount > level.amount:
-            raise Unsupported(f"an order of {amount} {symbol} walks past the best level of the book")
+        fill_price = market.best(side, amount, price)
         rules = market.rules
-        cost = level.price * amount
+        cost = fill_price * amount
         spend, asset = (cost, rules.quote) if side is Side.BUY else (amount, rules.base)
         if spend > free.get(asset, ZERO):
             raise Unsupported(f"the balance cannot pay an order of {amount} {symbol} (the event path rejects it)")
@@ -147,7 +145,7 @@ def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Out
             status=OrderStatus.FILLED, filled=amount, cost=cost, timestamp=at, last_update=at,
             fees={fee_currency: fee},
         )  # fmt: skip
-        fill = Fill(str(out.trade_seq), oid, cid, symbol, side, level.price, amount, cost, fee, fee_currency, False, at)
+        fill = Fill(str(out.trade_seq), oid, cid, symbol, side, fill_price, amount, cost, fee, fee_currency, False, at)
         state.record_fill(fill, rules.base)
         out.orders.append(order)
         out.fills.append(fill)
@@ -165,7 +163,10 @@ class _Market:
     def __init__(self, rules: SymbolRules, fees: Fees, book: BookConfig, limits: RiskLimits) -> None:
         self.rules, self.fees, self.limits = rules, fees, limits
         self._book = replace(book, levels=1)  # a MARKET order within the best level sees only it
-        self._books: dict[Decimal, tuple[Level, Level]] = {}
+        self._half = book.spread_bps * BPS / 2
+        self._tick = rules.tick_size or Decimal("1e-8")
+        self._step = rules.step_size() or Decimal("1e-8")
+        self._depth = book.level_notional
         self._quantum = {
             Side.BUY: Decimal(1).scaleb(-rules.base_precision),
             Side.SELL: Decimal(1).scaleb(-rules.quote_precision),
@@ -214,15 +215,21 @@ class _Market:
         except OrderRejected as e:
             raise Unsupported(f"a risk check refuses an order (the event path records it): {e}") from None
 
-    def best(self, side: Side, price: Decimal) -> Level:
-        """The best level a MARKET order of ``side`` takes at the last price ``price``."""
-        levels = self._books.get(price)
-        if levels is None:
-            book = synthetic_book(price, self.rules, self._book)
-            if not book.bids:
-                raise Unsupported(f"the book of {self.rules.symbol} at {price} has no bid")
-            levels = self._books[price] = (book.asks[0], book.bids[0])
-        return levels[0] if side is Side.BUY else levels[1]
+    def best(self, side: Side, amount: Decimal, price: Decimal) -> Decimal:
+        """The price a MARKET order of ``amount`` gets at the last price ``price``: the best level's
+        of the matching core's book (its rounding on the tick grid), when the order fits in it."""
+        rules = self.rules
+        half = price * self._half
+        bid = _on_grid(price - half, self._tick, ROUND_FLOOR)
+        best = max(_on_grid(price + half, self._tick, ROUND_CEILING), bid + self._tick) if side is Side.BUY else bid
+        if bid <= 0:
+            raise Unsupported(f"the book of {rules.symbol} at {price} has no bid")
+        if (amount + self._step) * best > self._depth:  # perhaps more than the best level holds: look
+            book = synthetic_book(price, rules, self._book)
+            level = book.asks[0] if side is Side.BUY else book.bids[0]
+            if amount > level.amount or level.price != best:
+                raise Unsupported(f"an order of {amount} {rules.symbol} walks past the best level of the book")
+        return best
 
     def fee(self, side: Side, amount: Decimal, cost: Decimal) -> Decimal:
         """The taker fee, as the matching core charges it: on what the account receives."""
