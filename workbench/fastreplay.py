@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pandas as pd
@@ -111,7 +111,7 @@ def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Out
         price = Decimal(str(closes[i]))
         position = state.positions.get(symbol, ZERO)
         delta = target - position
-        amount = market.rules.round_amount(abs(delta))
+        amount = _on_grid(abs(delta), market.lot_step, ROUND_DOWN)  # rules.round_amount, its step found once
         if not amount:
             continue
         side = Side.BUY if delta > 0 else Side.SELL
@@ -165,7 +165,8 @@ class _Market:
         self._book = replace(book, levels=1)  # a MARKET order within the best level sees only it
         self._half = book.spread_bps * BPS / 2
         self._tick = rules.tick_size or Decimal("1e-8")
-        self._step = rules.step_size() or Decimal("1e-8")
+        self.lot_step = rules.step_size()
+        self._step = self.lot_step or Decimal("1e-8")
         self._depth = book.level_notional
         self._quantum = {
             Side.BUY: Decimal(1).scaleb(-rules.base_precision),

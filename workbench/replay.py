@@ -141,8 +141,24 @@ def _name(source: Bars) -> str:
 
 def _frames(bars: Bars, symbol: str) -> dict[str, pd.DataFrame]:
     if isinstance(bars, Mapping):
-        return {s: load_bars(frame, s) for s, frame in bars.items()}
+        return {s: frame if _loaded(frame) else load_bars(frame, s) for s, frame in bars.items()}
     return {symbol: load_bars(bars, symbol)}
+
+
+def _loaded(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` is as :func:`load_bars` returns it already (a sweep's frames are)."""
+    index = frame.index
+    return (
+        isinstance(frame, pd.DataFrame)
+        and isinstance(index, pd.DatetimeIndex)
+        and index.name == "open_time"
+        and str(index.tz) == "UTC"
+        and not frame.empty
+        and index.is_monotonic_increasing
+        and not {"symbol", "interval"} & set(frame)
+        and all(c in frame and frame[c].dtype == float for c in PRICES)
+        and ("close_time" not in frame or isinstance(frame["close_time"].dtype, pd.DatetimeTZDtype))
+    )
 
 
 # -- replay -----------------------------------------------------------------------------------
