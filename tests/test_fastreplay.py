@@ -130,6 +130,24 @@ def test_a_strategy_that_returns_no_series_of_targets_is_not_for_the_fast_path()
 
 
 async def test_parity_holds_with_the_fast_path_on_real_bars(tmp_path):
-    bars = real_bars("ETH/USDT", 5_000, 600)
+    bars = real_bars("ETH/USDT", 5_000, 300)
     differ = await check_parity(SmaCross(5, 20, 0.01), bars, symbol="ETH/USDT", store=tmp_path / "p.duckdb")
     assert differ.empty, differ
+
+
+async def test_a_long_replay_writes_every_order_in_bulk_and_its_balances_add_up(tmp_path):
+    bars = real_bars("BTC/USDT", 0, 30_000)
+    with Store(tmp_path / "r.duckdb") as store:
+        result = await replay(SmaCross(2, 5, 0.001), bars, store=store)
+        orders, fills = result.orders, result.fills
+        flows = store.sql(
+            "SELECT sum(CASE WHEN side = 'buy' THEN -cost ELSE cost - fee END), "
+            "sum(CASE WHEN side = 'buy' THEN amount - fee ELSE -amount END) FROM fills WHERE session_id = ?",
+            [result.session_id],
+        )[0]
+        audit = store.sql("SELECT kind FROM audit_log WHERE session_id = ? ORDER BY seq", [result.session_id])
+    assert result.engine == "fast" and len(orders) == len(fills) == len(result.session.orders) > 2_500
+    assert list(orders["client_order_id"].str.rsplit("-", n=1).str[1].astype(int)) == list(range(1, len(orders) + 1))
+    balances = result.session.executor.engine.balances()
+    assert balances["USDT"].free == Decimal(10_000) + flows[0] and balances["BTC"].free == flows[1]
+    assert [k for (k,) in audit] == ["session.start", "replay.fast", "session.stop"]
