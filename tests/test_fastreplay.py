@@ -131,8 +131,17 @@ def test_a_strategy_that_returns_no_series_of_targets_is_not_for_the_fast_path()
 
 async def test_parity_holds_with_the_fast_path_on_real_bars(tmp_path):
     bars = real_bars("ETH/USDT", 5_000, 300)
-    differ = await check_parity(SmaCross(5, 20, 0.01), bars, symbol="ETH/USDT", store=tmp_path / "p.duckdb")
+    strategy = SmaCross(5, 20, 0.01)
+    differ = await check_parity(strategy, bars, symbol="ETH/USDT", store=tmp_path / "p.duckdb")
     assert differ.empty, differ
+    with Store(tmp_path / "r.duckdb") as store:
+        result = await replay(strategy, bars, symbol="ETH/USDT", store=store)
+        assert result.engine == "fast" and len(result.orders) > 5  # parity compared real orders
+
+
+async def test_an_unknown_engine_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="engine='numba' is not one of 'auto', 'fast', 'event'"):
+        await replay(SmaCross(), real_bars("BTC/USDT", 0, 100), engine="numba")
 
 
 async def test_a_long_replay_writes_every_order_in_bulk_and_its_balances_add_up(tmp_path):
