@@ -1,11 +1,15 @@
-"""Replay: run a strategy over historical bars through the very code that trades paper.
+"""Replay: run a strategy over historical bars with what the code that trades paper would do.
 
 A replay is a paper :class:`~workbench.session.TradingSession` (the object that trades paper, testnet
 and mainnet) with a :class:`~workbench.executors.PaperExecutor`, the shared risk checks and the DuckDB
-store, run on its fast path: the strategy's targets are computed once, vectorised, and the executor
-sees a price only on the bars where something can happen (the target changes, an order is open, the
-data ends). Its orders and fills land in the store's ``paper_orders`` and ``paper_fills`` like any
-paper session's; the session is marked as a replay (venue ``"replay"``, ``params.replay = true``).
+store. For a plain-target strategy it takes the fast path (:mod:`workbench.fastreplay`): the orders,
+fills, fees and balances the session would produce, computed in one pass over the bars where the
+target changes and written to the store in bulk. Otherwise (or when the fast path cannot be exact:
+an order the filters, risk checks or balance would refuse, ...) it takes the event path: targets
+computed once, vectorised, and the executor fed a price only on the bars where something can happen
+(the target changes, an order is open, the data ends), every order through the session. Either way
+its orders and fills land in the store's ``paper_orders`` and ``paper_fills`` like any paper
+session's; the session is marked as a replay (venue ``"replay"``, ``params.replay = true``).
 
 :func:`check_parity` compares a replay with a session fed the same bars one at a time (the live path);
 :func:`check_lookahead` finds bars whose signal changes when later bars are removed.
