@@ -31,11 +31,11 @@ from workbench.errors import FilterError, OrderRejected, WorkbenchError
 from workbench.filters import SymbolRules, _on_grid, check_order
 from workbench.matching import BPS, BookConfig, Fees, synthetic_book
 from workbench.model import ZERO, Fill, Order, OrderRequest, OrderStatus, OrderType, Side
-from workbench.risk import RiskChecks, RiskState
+from workbench.risk import MINUTE_MS, RiskChecks, RiskContext, RiskState, _day
 from workbench.session import TradingSession, _close_times, _is_dust
 from workbench.store import Store
 
-_DUST = ("LOT_SIZE", "MARKET_LOT_SIZE", "NOTIONAL", "MIN_NOTIONAL")
+DAY_MS = 86_400_000
 
 
 class Unsupported(WorkbenchError):
@@ -101,14 +101,24 @@ def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Out
     markets = {s: _Market(session.rules[s], engine.fees, engine.book_config, limits) for s in frames}
     prefix = session._prefix
     state, free = out.state, out.free
-    for i in changed.tolist():
-        symbol, at = symbols[i], int(times[i])
-        target = Decimal(str(targets[i]))
+    order_times, day = state.order_times, (-1, "")
+    decimals: dict[float, Decimal] = {}  # a target strategy has few distinct targets
+    rows = zip(
+        symbols[changed].tolist(),
+        times[changed].tolist(),
+        targets[changed].tolist(),
+        closes[changed].tolist(),
+        strict=True,
+    )
+    for symbol, at, value, close in rows:
+        target = decimals.get(value)
+        if target is None:
+            target = decimals[value] = Decimal(str(value))
         if out.targets.get(symbol) == target:
             continue
         out.targets[symbol] = target
         market = markets[symbol]
-        price = Decimal(str(closes[i]))
+        price = Decimal(str(close))
         position = state.positions.get(symbol, ZERO)
         delta = target - position
         amount = _on_grid(abs(delta), market.lot_step, ROUND_DOWN)  # rules.round_amount, its step found once
@@ -118,8 +128,13 @@ def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Out
         if not market.surely_passes_filters(amount, price) and market.is_dust(side, amount, price):
             continue
         out.seq += 1
-        context = state.context(symbol, price, at, open_orders=0, open_orders_symbol=0, halted="")
-        if not market.surely_passes_risk(side, amount, price, context):
+        while order_times and order_times[0] <= at - MINUTE_MS:  # what state.context() keeps, inline
+            order_times.popleft()
+        if at // DAY_MS != day[0]:
+            day = (at // DAY_MS, _day(at))
+        daily = state.realised.get(day[1], ZERO)
+        if not market.surely_passes_risk(side, amount, price, position, daily, len(order_times)):
+            context = state.context(symbol, price, at, open_orders=0, open_orders_symbol=0, halted="")
             market.check_risk(session.risk, side, amount, price, context)
         fill_price = market.best(side, amount, price)
         rules = market.rules
@@ -192,24 +207,27 @@ class _Market:
             raise Unsupported(f"the filters refuse an order of {amount} {self.rules.symbol}: {e}") from None
         return False
 
-    def surely_passes_risk(self, side: Side, amount: Decimal, price: Decimal, context) -> bool:  # noqa: ANN001
-        """Whether every risk check passes the MARKET order (its checks, with their numbers);
-        ``False`` means: ask :class:`~workbench.risk.RiskChecks`."""
+    def surely_passes_risk(
+        self, side: Side, amount: Decimal, price: Decimal, position: Decimal, daily: Decimal, last_minute: int
+    ) -> bool:
+        """Whether every risk check passes the MARKET order (its checks, with their numbers), given
+        the position, today's realised PnL and the orders of the last minute; ``False`` means: ask
+        :class:`~workbench.risk.RiskChecks`."""
         limits = self.limits
         signed = amount if side is Side.BUY else -amount
-        after = context.position + signed
-        grows = abs(after) > abs(context.position)
+        after = position + signed
+        grows = abs(after) > abs(position)
         return (
             (limits.max_order_notional is None or amount * price <= limits.max_order_notional)
             and (not grows or limits.max_position is None or abs(after) <= limits.max_position)
             and (
                 not grows or limits.max_position_notional is None or abs(after) * price <= limits.max_position_notional
             )
-            and (limits.max_daily_loss is None or context.daily_realised_pnl > -limits.max_daily_loss)
-            and (limits.max_orders_per_minute is None or context.orders_last_minute < limits.max_orders_per_minute)
+            and (limits.max_daily_loss is None or daily > -limits.max_daily_loss)
+            and (limits.max_orders_per_minute is None or last_minute < limits.max_orders_per_minute)
         )
 
-    def check_risk(self, risk: RiskChecks, side: Side, amount: Decimal, price: Decimal, context) -> None:  # noqa: ANN001
+    def check_risk(self, risk: RiskChecks, side: Side, amount: Decimal, price: Decimal, context: RiskContext) -> None:
         request = OrderRequest(self.rules.symbol, side, OrderType.MARKET, amount=amount)
         try:
             risk.check(request, context)
