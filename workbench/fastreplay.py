@@ -13,8 +13,13 @@ fees, balances and risk state, and :func:`commit` writes the orders and fills to
 What it does not model it refuses with :class:`Unsupported` (saying why) before anything is
 written, and :func:`~workbench.replay.replay` then runs the event path: an order that the filters
 or the risk checks would refuse, one the balance cannot pay, one that walks past the best level of
-the book, a tripped kill switch, a session with orders already, a strategy that returns anything
-but a Series of targets.
+the book, a tripped kill switch (read once, at the start: the fast path is over in seconds), a
+session with orders already, a strategy that returns anything but a Series of targets.
+
+The store has no bulk insert, so :func:`write` inserts into its ``paper_orders`` and ``paper_fills``
+on the store's own DuckDB connection, in one transaction, after flushing its writer thread. Per
+order the audit log gets no rows (the event path writes five); the session's start and stop rows
+and one ``replay.fast`` row with the counts stand for them.
 """
 
 from __future__ import annotations
@@ -82,8 +87,8 @@ def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Out
     limits = session.risk.limits
     if engine is None or session.shadow is not None:
         raise Unsupported("only a paper session without a shadow replays on the fast path")
-    if session.orders:
-        raise Unsupported("the session has orders already")
+    if session.orders or session.state.positions:
+        raise Unsupported("the session has orders or positions already")
     if session.kill_switch.tripped:
         raise Unsupported("the kill switch is tripped")
     if limits.allowed_symbols is not None and not set(frames) <= set(limits.allowed_symbols):
