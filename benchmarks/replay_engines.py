@@ -28,13 +28,19 @@ def real_bars(n: int) -> pd.DataFrame:
     return load_klines("BTC/USDT", limit=n)[["open", "high", "low", "close", "volume"]]
 
 
-def run_workbench(bars: pd.DataFrame, fast: int, slow: int, size: float, store_path: str) -> dict[str, Any]:
-    """workbench.replay: the paper executor, the matching core, the risk checks and the DuckDB store."""
+def run_workbench(
+    bars: pd.DataFrame, fast: int, slow: int, size: float, store_path: str, engine: str = "auto"
+) -> dict[str, Any]:
+    """workbench.replay: its fast path (``engine="auto"`` takes it for this plain-target strategy), or
+    with ``engine="event"`` the paper executor, the matching core, the risk checks and the store's writer
+    thread for every order; ``engine`` in the figures says which ran."""
     from workbench.replay import replay
     from workbench.strategy import SmaCross
 
     started = time.perf_counter()  # with the default risk limits, all checks on
-    result = asyncio.run(replay(SmaCross(fast, slow, size), bars, store=store_path, balances={"USDT": 100_000_000}))
+    result = asyncio.run(
+        replay(SmaCross(fast, slow, size), bars, store=store_path, balances={"USDT": 100_000_000}, engine=engine)
+    )
     seconds = time.perf_counter() - started
     counts = result.store.sql(
         "SELECT (SELECT count(*) FROM orders WHERE session_id = ?), (SELECT count(*) FROM fills WHERE session_id = ?)",
@@ -42,7 +48,7 @@ def run_workbench(bars: pd.DataFrame, fast: int, slow: int, size: float, store_p
     )[0]
     rejected = len(result.session.rejections)
     result.store.close()
-    return {"seconds": seconds, "orders": counts[0], "fills": counts[1], "rejected": rejected}
+    return {"seconds": seconds, "orders": counts[0], "fills": counts[1], "rejected": rejected, "engine": result.engine}
 
 
 def run_nautilus(bars: pd.DataFrame, fast: int, slow: int, size: float) -> dict[str, Any]:

@@ -1,11 +1,15 @@
-"""Replay: run a strategy over historical bars through the very code that trades paper.
+"""Replay: run a strategy over historical bars with what the code that trades paper would do.
 
 A replay is a paper :class:`~workbench.session.TradingSession` (the object that trades paper, testnet
 and mainnet) with a :class:`~workbench.executors.PaperExecutor`, the shared risk checks and the DuckDB
-store, run on its fast path: the strategy's targets are computed once, vectorised, and the executor
-sees a price only on the bars where something can happen (the target changes, an order is open, the
-data ends). Its orders and fills land in the store's ``paper_orders`` and ``paper_fills`` like any
-paper session's; the session is marked as a replay (venue ``"replay"``, ``params.replay = true``).
+store. For a plain-target strategy it takes the fast path (:mod:`workbench.fastreplay`): the orders,
+fills, fees and balances the session would produce, computed in one pass over the bars where the
+target changes and written to the store in bulk. Otherwise (or when the fast path cannot be exact:
+an order the filters, risk checks or balance would refuse, ...) it takes the event path: targets
+computed once, vectorised, and the executor fed a price only on the bars where something can happen
+(the target changes, an order is open, the data ends), every order through the session. Either way
+its orders and fills land in the store's ``paper_orders`` and ``paper_fills`` like any paper
+session's; the session is marked as a replay (venue ``"replay"``, ``params.replay = true``).
 
 :func:`check_parity` compares a replay with a session fed the same bars one at a time (the live path);
 :func:`check_lookahead` finds bars whose signal changes when later bars are removed.
@@ -20,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -30,6 +34,7 @@ from workbench.config import RiskLimits, TradingMode
 from workbench.data import load_klines, load_rules
 from workbench.errors import ConfigError
 from workbench.executors.paper import PaperExecutor
+from workbench.fastreplay import Unsupported, commit, simulate
 from workbench.filters import SymbolRules
 from workbench.matching import BookConfig, Fees
 from workbench.session import TradingSession, _close_times, new_session_id
@@ -140,8 +145,24 @@ def _name(source: Bars) -> str:
 
 def _frames(bars: Bars, symbol: str) -> dict[str, pd.DataFrame]:
     if isinstance(bars, Mapping):
-        return {s: load_bars(frame, s) for s, frame in bars.items()}
+        return {s: frame if _loaded(frame) else load_bars(frame, s) for s, frame in bars.items()}
     return {symbol: load_bars(bars, symbol)}
+
+
+def _loaded(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` is as :func:`load_bars` returns it already (a sweep's frames are)."""
+    index = frame.index
+    return (
+        isinstance(frame, pd.DataFrame)
+        and isinstance(index, pd.DatetimeIndex)
+        and index.name == "open_time"
+        and str(index.tz) == "UTC"
+        and not frame.empty
+        and index.is_monotonic_increasing
+        and not {"symbol", "interval"} & set(frame)
+        and all(c in frame and frame[c].dtype == float for c in PRICES)
+        and ("close_time" not in frame or isinstance(frame["close_time"].dtype, pd.DatetimeTZDtype))
+    )
 
 
 # -- replay -----------------------------------------------------------------------------------
@@ -149,12 +170,15 @@ def _frames(bars: Bars, symbol: str) -> dict[str, pd.DataFrame]:
 
 @dataclass
 class ReplayResult:
-    """What a replay did. ``orders`` and ``fills`` are the session's rows in the store."""
+    """What a replay did. ``orders`` and ``fills`` are the session's rows in the store; ``engine``
+    is the path that ran it (``"fast"`` or ``"event"``), ``fallback`` why the fast path did not."""
 
     session: TradingSession
     bars: dict[str, pd.DataFrame]
     summary: pd.DataFrame
     seconds: float
+    engine: str = "event"
+    fallback: str | None = None
     _signals: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
@@ -223,12 +247,20 @@ async def replay(
     sweep_id: str | None = None,
     params: Mapping[str, Any] | None = None,
     progress: bool = False,
+    engine: Literal["auto", "fast", "event"] = "auto",
 ) -> ReplayResult:
     """Replay ``strategy`` over ``bars`` (see :func:`load_bars`; a mapping gives one frame per symbol)
     through a paper executor, the shared risk checks and ``store`` (a :class:`Store`, a path, or a
     temporary file). ``balances`` default to 10,000 of each symbol's quote asset. ``params`` are
     recorded with the session beside the strategy's. Orders the risk checks refuse are in the audit
-    log and ``result.session.rejections``, as in a live session."""
+    log and ``result.session.rejections``, as in a live session.
+
+    ``engine="auto"`` replays on the fast path (:mod:`workbench.fastreplay`: the same orders, fills,
+    fees and balances, written in bulk) when it is exact and on the event path (every order through
+    the session, as live) otherwise, saying why in ``result.fallback``; ``"fast"`` raises
+    :class:`~workbench.errors.ConfigError` instead of falling back, ``"event"`` always takes the event path."""
+    if engine not in ("auto", "fast", "event"):
+        raise ConfigError(f"engine={engine!r} is not one of 'auto', 'fast', 'event'.")
     frames = _frames(bars, symbol)
     rules = dict(rules) if rules is not None else load_rules(frames)
     executor = PaperExecutor(rules, balances or {rules[s].quote: 10_000 for s in frames}, fees=fees, book=book)
@@ -260,8 +292,23 @@ async def replay(
         sweep_id=sweep_id,
     )
     started = time.perf_counter()
+    fallback = None
+    if engine != "event":
+        await session.start()
+        try:
+            outcome = simulate(session, frames)
+        except Unsupported as e:
+            if engine == "fast":
+                raise ConfigError(
+                    f"The fast path cannot replay this exactly: {e}; use engine='auto' or 'event'."
+                ) from None
+            fallback = str(e)
+        else:
+            commit(session, outcome)
+            summary = await session.stop()
+            return ReplayResult(session, frames, summary, time.perf_counter() - started, "fast")
     summary = await session.run(frames, progress=progress, skip_idle=True)
-    return ReplayResult(session, frames, summary, time.perf_counter() - started)
+    return ReplayResult(session, frames, summary, time.perf_counter() - started, "event", fallback)
 
 
 async def replay_grid(

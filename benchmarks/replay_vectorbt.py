@@ -1,0 +1,186 @@
+"""The replay's fast path against vectorbt's ``Portfolio.from_signals``, side by side in one run.
+
+The same SMA cross (long ``size`` BTC while the fast SMA of the close is above the slow one, else
+flat; market orders; 0.1% fee; a cash account) on genuine Binance BTCUSDT 1m bars, in:
+
+* workbench, fast path: ``workbench.replay.replay`` as a user calls it (signals, the fast path's
+  orders and fills, its bulk write to a DuckDB store, the session's summary);
+* workbench, event path: the same with ``engine="event"`` (every order through the session, the
+  risk checks, the paper executor and the store's writer thread), on a smaller slice;
+* vectorbt: ``Portfolio.from_signals`` on the same crossing signals (entries where the target turns
+  long, exits where it turns flat), ``size`` in base units, the fee as a fraction, then its order
+  count and total profit; cold (its first call, numba compiling) and warm (the best of the next
+  calls), on numpy arrays (its fastest form, the baseline of the ratios) and on pandas objects
+  with the bars' DatetimeIndex (as a user would pass them; much slower under pandas 3).
+
+Cases: one symbol-year of real 1m bars; 1,000,000 bars (the year followed by itself again, rescaled
+to continue from its last close and shifted by a year: real bar shapes, no jump); a 5x5 (fast, slow)
+sweep on the year (``replay_grid`` into one store against one broadcast ``from_signals`` over 25
+columns). Per case: trades and PnL of each engine, wall and CPU seconds, and the ratios to warm
+vectorbt. PnL differs a little by construction: workbench fills at the synthetic book's best level
+(1 bp from the close, on the tick) and charges buy fees in base, so it sells 0.1% less than it
+bought (vectorbt fills at the close and charges every fee in quote).
+
+The machine may be shared: compare CPU seconds, which are the process's own, rather than wall.
+
+vectorbt pins numba and numpy, so it lives in its own environment, with workbench installed beside it::
+
+    python3 -m venv .venv-bench && .venv-bench/bin/pip install vectorbt -e .
+    .venv-bench/bin/python benchmarks/replay_vectorbt.py [--event-bars 50000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DATA = Path("/work/shared/data/binance/spot/1m/BTCUSDT-1m.csv.gz")
+FAST, SLOW, SIZE, FEE = 10, 50, 0.001, 0.001
+GRID = {"fast": [5, 10, 15, 20, 25], "slow": [50, 75, 100, 150, 200]}
+CASH = 100_000_000
+
+
+def year_bars() -> pd.DataFrame:
+    from workbench.replay import load_bars
+
+    return load_bars(DATA, "BTC/USDT")
+
+
+def million_bars(year: pd.DataFrame, n: int = 1_000_000) -> pd.DataFrame:
+    """The year, then the year again rescaled to start at its last close (prices on the 0.01 tick)."""
+    again = year.copy()
+    scale = year["close"].iloc[-1] / year["open"].iloc[0]
+    for column in ("open", "high", "low", "close"):
+        again[column] = (again[column] * scale).round(2)
+    shift = year.index[-1] - year.index[0] + pd.Timedelta(minutes=1)
+    again.index = again.index + shift
+    if "close_time" in again:
+        again["close_time"] = again["close_time"] + shift
+    return pd.concat([year, again]).iloc[:n]
+
+
+def clock(run: Callable[[], Any]) -> tuple[Any, float, float]:
+    """``run()``'s result, wall seconds and CPU seconds (this process's, all threads)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def workbench(bars: pd.DataFrame, engine: str, fast: int = FAST, slow: int = SLOW) -> dict[str, Any]:
+    from workbench.replay import replay
+    from workbench.strategy import SmaCross
+
+    store = Path(tempfile.mkdtemp(prefix="bench-")) / "replay.duckdb"
+    result, wall, cpu = clock(
+        lambda: asyncio.run(
+            replay(SmaCross(fast, slow, SIZE), bars, store=store, balances={"USDT": CASH}, engine=engine)
+        )
+    )
+    assert result.engine == engine, result.fallback
+    row = {"trades": len(result.fills), "pnl": result.pnl(), "wall": wall, "cpu": cpu}
+    result.store.close()
+    return row
+
+
+def workbench_sweep(bars: pd.DataFrame) -> dict[str, Any]:
+    from workbench.replay import replay_grid
+    from workbench.strategy import SmaCross
+
+    store = Path(tempfile.mkdtemp(prefix="bench-")) / "sweep.duckdb"
+    run = lambda: asyncio.run(  # noqa: E731
+        replay_grid(lambda fast, slow: SmaCross(fast, slow, SIZE), bars, GRID, store=store, balances={"USDT": CASH})
+    )
+    grid, wall, cpu = clock(run)
+    return {"trades": int(grid["fills"].sum()), "pnl": float(grid["pnl"].sum()), "wall": wall, "cpu": cpu}
+
+
+def vectorbt(close: pd.Series, fasts: list[int], slows: list[int], *, index: bool = False) -> dict[str, Any]:
+    """One ``from_signals`` over every (fast, slow) column: signals from pandas' rolling means, as
+    the strategy computes them, so both engines see the same crossings. Numpy arrays by default
+    (vectorbt's fastest form); ``index=True`` passes pandas objects on the bars' DatetimeIndex."""
+    import vectorbt as vbt
+
+    def run() -> Any:
+        fast = np.column_stack([close.rolling(f).mean().to_numpy() for f in fasts])
+        slow = np.column_stack([close.rolling(s).mean().to_numpy() for s in slows])
+        long = fast > slow
+        before = np.vstack([np.zeros((1, long.shape[1]), bool), long[:-1]])
+        entries, exits, prices = long & ~before, ~long & before, close.to_numpy()[:, None]
+        extra: dict[str, Any] = {}
+        if index:
+            columns = pd.MultiIndex.from_arrays([fasts, slows], names=["fast", "slow"])
+            entries = pd.DataFrame(entries, index=close.index, columns=columns)
+            exits = pd.DataFrame(exits, index=close.index, columns=columns)
+            prices, extra = close, {"freq": "1min"}
+        portfolio = vbt.Portfolio.from_signals(
+            prices, entries, exits, size=SIZE, size_type="amount", fees=FEE, init_cash=CASH, **extra
+        )
+        return int(np.sum(portfolio.orders.count())), float(np.sum(portfolio.total_profit()))
+
+    (trades, pnl), cold_wall, cold_cpu = clock(run)
+    warm = min((clock(run) for _ in range(REPEAT)), key=lambda r: r[2])
+    return {"trades": trades, "pnl": pnl, "wall": warm[1], "cpu": warm[2], "cold_wall": cold_wall, "cold_cpu": cold_cpu}
+
+
+def show(case: str, bars: int, rows: dict[str, dict[str, Any]]) -> None:
+    base = rows["vectorbt warm"]
+    print(f"\n{case}: {bars:,} bars")
+    print(f"  {'engine':<22}{'trades':>8}{'PnL USDT':>12}{'wall s':>9}{'CPU s':>8}{'CPU / vbt warm':>16}")
+    for name, row in rows.items():
+        print(
+            f"  {name:<22}{row['trades']:>8,}{row['pnl']:>12.2f}{row['wall']:>9.2f}{row['cpu']:>8.2f}"
+            f"{row['cpu'] / base['cpu']:>15.1f}x"
+        )
+
+
+def vectorbt_rows(close: pd.Series, fasts: list[int], slows: list[int]) -> dict[str, dict[str, Any]]:
+    """vectorbt cold (numba compiling, numpy inputs), warm, and warm on a pandas DatetimeIndex."""
+    result = vectorbt(close, fasts, slows)
+    cold = {**result, "wall": result["cold_wall"], "cpu": result["cold_cpu"]}
+    return {
+        "vectorbt cold": cold,
+        "vectorbt warm": result,
+        "vectorbt warm, index": vectorbt(close, fasts, slows, index=True),
+    }
+
+
+REPEAT = 3
+
+
+def main() -> None:
+    global REPEAT
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--event-bars", type=int, default=50_000, help="bars of the event-path slice")
+    parser.add_argument("--repeat", type=int, default=3, help="warm calls of each engine (the best counts)")
+    args = parser.parse_args()
+    REPEAT = args.repeat
+    year = year_bars()
+    cases = [
+        ("event-path slice", year.iloc[: args.event_bars]),
+        ("one symbol-year", year),
+        ("1,000,000 bars", million_bars(year)),
+    ]
+    for case, bars in cases:
+        rows = vectorbt_rows(bars["close"], [FAST], [SLOW])
+        runs = [workbench(bars, "fast") for _ in range(REPEAT)]
+        rows["workbench fast"] = min(runs, key=lambda r: r["cpu"])
+        if case == "event-path slice":
+            rows["workbench event"] = workbench(bars, "event")
+        show(case, len(bars), rows)
+    pairs = [(f, s) for f in GRID["fast"] for s in GRID["slow"]]
+    rows = vectorbt_rows(year["close"], [f for f, _ in pairs], [s for _, s in pairs])
+    rows["workbench fast"] = workbench_sweep(year)
+    show("5x5 (fast, slow) sweep on the year", len(year), rows)
+    print("\nCPU seconds are this process's own; wall seconds depend on what else the machine runs.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The replay's fast path against its event path, on real Binance 1m bars: the same orders, fills,
+fees, balances and risk state, Decimal for Decimal; and a hand-over to the event path, saying why,
+for what the fast path does not model."""
+
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workbench.config import RiskLimits
+from workbench.errors import ConfigError
+from workbench.fastreplay import Unsupported, timeline
+from workbench.matching import Fees
+from workbench.replay import check_parity, load_bars, replay
+from workbench.store import Store
+from workbench.strategy import SmaCross
+
+DATA = Path("/work/shared/data/binance/spot/1m")
+ORDERS = (
+    "client_order_id, order_id, symbol, side, type, time_in_force, amount, quote_amount, price, stop_price, status, "
+    "status_rank, filled, cost, average, signal_price, arrival_price, signal_time, created_at, updated_at"
+)
+FILLS = "trade_id, order_id, client_order_id, symbol, side, price, amount, cost, fee, fee_currency, is_maker, timestamp"
+
+pytestmark = pytest.mark.skipif(not DATA.exists(), reason="the real Binance klines are not on this machine")
+
+
+@cache
+def real_bars(symbol: str, start: int, n: int) -> pd.DataFrame:
+    """``n`` genuine 1m bars of ``symbol`` from bar ``start`` of its year (Binance's CSV layout)."""
+    path = DATA / f"{symbol.replace('/', '')}-1m.csv.gz"
+    return load_bars(pd.read_csv(path, skiprows=range(1, start + 1), nrows=n), symbol)
+
+
+def rows(result, table: str, columns: str) -> pd.DataFrame:
+    """The session's rows, with client order ids without the session's prefix."""
+    frame = result.store.query(f"SELECT {columns} FROM {table} WHERE session_id = ? ORDER BY 1", [result.session_id])
+    if "client_order_id" in frame:
+        frame["client_order_id"] = frame["client_order_id"].str.rsplit("-", n=1).str[1]
+    return frame.sort_values(frame.columns[0], key=lambda c: c.str.rsplit("-").str[-1].astype(int), ignore_index=True)
+
+
+async def both(strategy, bars, store, **kwargs):
+    fast = await replay(strategy, bars, store=store, engine="fast", **kwargs)
+    event = await replay(strategy, bars, store=store, engine="event", **kwargs)
+    assert (fast.engine, event.engine) == ("fast", "event")
+    return fast, event
+
+
+def assert_same(fast, event) -> None:
+    """Orders, fills, fees, balances, positions and PnL equal exactly (Decimals, not floats)."""
+    for table, columns in (("paper_orders", ORDERS), ("paper_fills", FILLS)):
+        pd.testing.assert_frame_equal(rows(fast, table, columns), rows(event, table, columns), check_exact=True)
+    strip = lambda orders: [(cid.rsplit("-", 1)[1], o.amount, o.filled, o.cost, o.fees) for cid, o in orders.items()]  # noqa: E731
+    assert strip(fast.session.orders) == strip(event.session.orders)
+    assert fast.session.executor.engine.balances() == event.session.executor.engine.balances()
+    for name in ("positions", "avg_cost", "realised", "realised_by_symbol"):
+        assert getattr(fast.session.state, name) == getattr(event.session.state, name), name
+    pd.testing.assert_frame_equal(fast.summary, event.summary, check_exact=True)
+    balances = "SELECT asset, free, locked FROM paper_balances WHERE session_id = ? ORDER BY asset"
+    assert fast.store.sql(balances, [fast.session_id]) == event.store.sql(balances, [event.session_id])
+
+
+CASES = [  # symbol, strategy, fees, start bar: sizes near the minimum notional make dust and step rounding bite
+    ("BTC/USDT", SmaCross(5, 20, 0.001), Fees(), 0),
+    ("BTC/USDT", SmaCross(3, 8, 0.00017), Fees(Decimal("0.0002"), Decimal("0.00075")), 200_000),
+    ("ETH/USDT", SmaCross(10, 30, 0.013), Fees(), 100_000),
+    ("ETH/USDT", SmaCross(4, 9, 0.0031), Fees(Decimal(0), Decimal(0)), 400_000),
+    ("SOL/USDT", SmaCross(5, 20, 0.37), Fees(), 50_000),
+    ("SOL/USDT", SmaCross(2, 7, 0.29), Fees(Decimal("0.001"), Decimal("0.0025")), 300_000),
+]
+
+
+@pytest.mark.parametrize(("symbol", "strategy", "fees", "start"), CASES)
+async def test_the_fast_path_replays_exactly_what_the_event_path_does(symbol, strategy, fees, start, tmp_path):
+    bars = real_bars(symbol, start, 1_200)
+    with Store(tmp_path / "r.duckdb") as store:
+        fast, event = await both(strategy, bars, store, symbol=symbol, fees=fees)
+        assert len(fast.session.orders) > 15  # enough trades to compare, on every case
+        assert_same(fast, event)
+
+
+async def test_three_symbols_share_one_balance_alike_on_both_paths(tmp_path):
+    bars = {s: real_bars(s, 10_000, 1_500) for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT")}
+    funds = {"USDT": 6_200}  # 0.2 BTC (about 6,000 USDT) leaves too little for 0.2 ETH...
+    strategy = SmaCross(3, 12, 0.2)  # (0.2 SOL, about 4 USDT, is below the minimum notional: dust)
+    risk = RiskLimits(max_daily_loss=None)  # this size loses more than 1,000 USDT a day
+    with Store(tmp_path / "r.duckdb") as store:
+        auto = await replay(strategy, bars, store=store, balances={"USDT": 10_000}, risk=risk)
+        event = await replay(strategy, bars, store=store, balances={"USDT": 10_000}, risk=risk, engine="event")
+        assert auto.engine == "fast" and auto.fallback is None
+        assert_same(auto, event)
+        assert set(auto.orders["symbol"]) == {"BTC/USDT", "ETH/USDT"}
+        short = await replay(strategy, bars, store=store, balances=funds, risk=risk)
+    assert short.engine == "event" and "balance" in short.fallback  # ...which the event path records
+
+
+async def test_a_risk_check_that_would_refuse_hands_the_replay_to_the_event_path(tmp_path):
+    bars = real_bars("BTC/USDT", 0, 800)
+    strategy = SmaCross(5, 20, 0.002)
+    tight = RiskLimits(max_order_notional=Decimal(50))  # 0.002 BTC is about 60 USDT
+    with Store(tmp_path / "r.duckdb") as store:
+        result = await replay(strategy, bars, store=store, risk=tight)
+        assert result.engine == "event" and "max_order_notional" in result.fallback
+        assert result.session.rejections and result.orders.empty  # the event path refused and recorded each
+        with pytest.raises(ConfigError, match="fast path cannot replay this exactly: a risk check"):
+            await replay(strategy, bars, store=store, risk=tight, engine="fast")
+        loose = await replay(strategy, bars, store=store, risk=RiskLimits(max_order_notional=Decimal(100)))
+        assert loose.engine == "fast" and len(loose.orders) > 0
+
+
+async def test_an_order_deeper_than_the_best_level_hands_over(tmp_path):
+    bars = real_bars("BTC/USDT", 0, 400)
+    with Store(tmp_path / "r.duckdb") as store:
+        result = await replay(
+            SmaCross(5, 20, 5.0), bars, store=store, balances={"USDT": 10**7}, risk=RiskLimits(None, None, None)
+        )
+        assert result.engine == "event" and "best level" in result.fallback
+        assert result.fills["amount"].sum() == result.orders["filled"].sum() > 0
+
+
+def test_a_strategy_that_returns_no_series_of_targets_is_not_for_the_fast_path():
+    bars = real_bars("BTC/USDT", 0, 100)
+    with pytest.raises(Unsupported, match="not a Series"):
+        timeline(lambda b: pd.DataFrame({"target": b["close"] * 0}), {"BTC/USDT": bars})
+    with pytest.raises(Unsupported, match="index"):
+        timeline(lambda b: b["close"].reset_index(drop=True) * 0, {"BTC/USDT": bars})
+
+
+async def test_parity_holds_with_the_fast_path_on_real_bars(tmp_path):
+    bars = real_bars("ETH/USDT", 5_000, 300)
+    strategy = SmaCross(5, 20, 0.01)
+    differ = await check_parity(strategy, bars, symbol="ETH/USDT", store=tmp_path / "p.duckdb")
+    assert differ.empty, differ
+    with Store(tmp_path / "r.duckdb") as store:
+        result = await replay(strategy, bars, symbol="ETH/USDT", store=store)
+        assert result.engine == "fast" and len(result.orders) > 5  # parity compared real orders
+
+
+async def test_an_unknown_engine_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="engine='numba' is not one of 'auto', 'fast', 'event'"):
+        await replay(SmaCross(), real_bars("BTC/USDT", 0, 100), engine="numba")
+
+
+async def test_a_long_replay_writes_every_order_in_bulk_and_its_balances_add_up(tmp_path):
+    bars = real_bars("BTC/USDT", 0, 30_000)
+    with Store(tmp_path / "r.duckdb") as store:
+        result = await replay(SmaCross(2, 5, 0.001), bars, store=store)
+        orders, fills = result.orders, result.fills
+        flows = store.sql(
+            "SELECT sum(CASE WHEN side = 'buy' THEN -cost ELSE cost - fee END), "
+            "sum(CASE WHEN side = 'buy' THEN amount - fee ELSE -amount END) FROM fills WHERE session_id = ?",
+            [result.session_id],
+        )[0]
+        audit = store.sql("SELECT kind FROM audit_log WHERE session_id = ? ORDER BY seq", [result.session_id])
+    assert result.engine == "fast" and len(orders) == len(fills) == len(result.session.orders) > 2_500
+    assert list(orders["client_order_id"].str.rsplit("-", n=1).str[1].astype(int)) == list(range(1, len(orders) + 1))
+    balances = result.session.executor.engine.balances()
+    assert balances["USDT"].free == Decimal(10_000) + flows[0] and balances["BTC"].free == flows[1]
+    assert [k for (k,) in audit] == ["session.start", "replay.fast", "session.stop"]
