@@ -103,9 +103,9 @@ async def test_order_queries_carry_binance_fields(exchange, client):
 
 async def test_exchange_info_flags_avg_price_and_json_errors_everywhere(exchange, client):
     (symbol,) = (await client.public_get_exchangeinfo({"symbol": "BTCUSDT"}))["symbols"]
-    for flag in ("opoAllowed", "amendAllowed", "pegInstructionsAllowed", "allowTrailingStop", "cancelReplaceAllowed",
-                 "icebergAllowed"):  # fmt: skip
+    for flag in ("opoAllowed", "amendAllowed", "pegInstructionsAllowed", "cancelReplaceAllowed"):
         assert symbol[flag] is False, flag  # none of these is implemented here, so none is offered
+    assert all(symbol[flag] for flag in ("allowTrailingStop", "icebergAllowed", "ocoAllowed", "otoAllowed"))
     average = await client.public_get_avgprice({"symbol": "BTCUSDT"})
     assert set(average) == {"mins", "price", "closeTime"}
     async with aiohttp.ClientSession() as http:

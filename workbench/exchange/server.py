@@ -31,6 +31,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from workbench.data import load_klines, load_rules
+from workbench.exchange.order_lists import PLACING_LISTS, WS_METHODS, OrderLists
 from workbench.exchange.venue import BinanceError, Venue, bad_request, integer
 from workbench.matching import BookConfig, Fees
 
@@ -381,7 +382,7 @@ class LocalExchange:
         if faults.errors_5xx:
             faults.errors_5xx -= 1
             raise web.HTTPServiceUnavailable(text="Service Unavailable")
-        placing = (request.method, endpoint) == ("POST", "order")
+        placing = (request.method, endpoint) == ("POST", "order") or (request.method, endpoint) in PLACING_LISTS
         if placing and faults.refused_orders:
             faults.refused_orders -= 1
             raise web.HTTPServiceUnavailable(text="Service Unavailable")
@@ -611,7 +612,7 @@ class LocalExchange:
             ("GET", "myTrades"): signed(lambda p: v.my_trades(need(p, "symbol"), p), _ticker_weight(5, 20, "orderId")),
             ("GET", "account"): signed(lambda p: v.account(p.get("omitZeroBalances") == "true"), _fixed(20)),
             ("GET", "rateLimit/order"): signed(lambda p: self._order_rate_limits(), _fixed(40)),
-        }  # fmt: skip
+        } | {key: signed(fn, weight) for key, (fn, weight) in OrderLists(v).routes().items()}  # fmt: skip
 
     def _order_rate_limits(self) -> list[dict[str, Any]]:
         counts = (self._counters.orders_10s.used, self._counters.orders_day.used)
@@ -681,7 +682,7 @@ class LocalExchange:
                   "order.test": ("POST", "order/test"), "order.status": ("GET", "order"),
                   "order.cancel": ("DELETE", "order"), "openOrders.status": ("GET", "openOrders"),
                   "openOrders.cancelAll": ("DELETE", "openOrders"), "allOrders": ("GET", "allOrders"),
-                  "myTrades": ("GET", "myTrades"), "account.status": ("GET", "account")}  # fmt: skip
+                  "myTrades": ("GET", "myTrades"), "account.status": ("GET", "account"), **WS_METHODS}  # fmt: skip
         if method not in signed:
             raise bad_request(-1020, "This operation is not supported.")
         payload = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
@@ -696,7 +697,7 @@ class LocalExchange:
             self._next_subscription += 1
             conn.subscriptions.add(subscription)
             return {"subscriptionId": subscription}
-        if route == ("POST", "order"):
+        if route == ("POST", "order") or route in PLACING_LISTS:
             self._count_order()
         return await self.routes[route].handler(Call(params, self.api_key))
 
