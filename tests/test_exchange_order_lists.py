@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import hmac
 import itertools
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -239,6 +240,18 @@ async def test_the_sixth_open_stop_is_refused_by_max_num_algo_orders(exchange, c
     status, error = await rest(exchange, "POST", "orderList/oco", **sell_oco())
     assert status == 400 and error == {"code": -1013, "msg": "Filter failure: MAX_NUM_ALGO_ORDERS"}
     assert len(await client.fetch_open_orders("BTC/USDT")) == 6
+
+
+async def test_max_num_order_lists_refuses_the_list_past_the_limit(exchange, client):
+    rules = exchange.venue.rules["BTCUSDT"]
+    limited = replace(rules, filters=(*rules.filters, {"filterType": "MAX_NUM_ORDER_LISTS", "maxNumOrderLists": 2}))
+    exchange.venue.rules["BTCUSDT"] = exchange.venue.engine.rules["BTC/USDT"] = limited  # as if listed so
+    first = await client.privatePostOrderListOco(sell_oco())
+    await client.privatePostOrderListOco(sell_oco())
+    status, error = await rest(exchange, "POST", "orderList/oco", **sell_oco())
+    assert status == 400 and error == {"code": -1013, "msg": "Filter failure: MAX_NUM_ORDER_LISTS"}
+    await client.privateDeleteOrderList({"symbol": "BTCUSDT", "orderListId": first["orderListId"]})
+    assert (await client.privatePostOrderListOco(sell_oco()))["listOrderStatus"] == "EXECUTING"
 
 
 # -- trailing stops, icebergs, STP --------------------------------------------------------------
