@@ -164,6 +164,8 @@ async def test_oto_pending_order_is_placed_when_the_working_order_fills(exchange
         "pendingSide": "SELL", "pendingPrice": "41000", "pendingQuantity": "0.01"})  # fmt: skip
     working, pending = placed["orderReports"]
     assert placed["contingencyType"] == "OTO" and pending["status"] == "PENDING_NEW" and pending["workingTime"] == -1
+    waiting = (await client.fetch_order(str(pending["orderId"]), "BTC/USDT"))["info"]
+    assert (waiting["status"], waiting["isWorking"], waiting["workingTime"]) == ("PENDING_NEW", False, -1)
     exchange.set_price("BTC/USDT", "39500")
     assert (await client.fetch_order(str(working["orderId"]), "BTC/USDT"))["status"] == "closed"
     assert (await client.fetch_order(str(pending["orderId"]), "BTC/USDT"))["status"] == "open"

@@ -127,9 +127,9 @@ class OrderLists:
         contingency, legs = self.legs(params, kind)
         requests = [self.venue.request_from(leg) for leg in legs]
         list_id = params.get("listClientOrderId") or base.new_client_id()
-        if len(list_id) > 36:
+        if len(list_id) > 36 or not set(list_id) <= base._CLIENT_ID_CHARS:
             raise base.bad_request(-1100, "Illegal characters found in parameter 'listClientOrderId'; legal range is "
-                                     "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")  # fmt: skip
+                                          f"'{base.CLIENT_ID_RULE}'.")  # fmt: skip
         now = self.venue.clock()
         try:
             request = OrderListRequest(contingency, tuple(r for r, _ in requests), list_id)

@@ -594,7 +594,7 @@ class Venue:
     # -- Binance JSON -----------------------------------------------------------------------
 
     def _working(self, order: Order) -> bool:
-        return order.is_open and (not order.type.is_stop or order.triggered)
+        return order.is_open and _has_worked(order)
 
     def order_json(self, order: Order, *, with_times: bool = True) -> dict[str, Any]:
         rules = self.rules_for(order.symbol)
@@ -782,8 +782,9 @@ def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
 
 def _has_worked(order: Order) -> bool:
     """Binance's ``isWorking``: the order has been working on the book (every order but a stop
-    that has not triggered), whether it is still open, filled, canceled or expired."""
-    return not order.type.is_stop or order.triggered
+    that has not triggered or an order list's pending order), whether it is still open, filled,
+    canceled or expired."""
+    return order.status is not OrderStatus.PENDING_NEW and (not order.type.is_stop or order.triggered)
 
 
 def _page(items: list[Any], params: Mapping[str, str], from_id: bool) -> list[Any]:
