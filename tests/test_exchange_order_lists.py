@@ -332,3 +332,13 @@ async def test_the_state_file_keeps_an_open_list_across_a_restart(tmp_path):
             assert again["orderListId"] == placed["orderListId"] + 1
         finally:
             await client.close()
+
+
+async def test_ccxt_pro_places_a_trailing_stop_over_the_ws_api_and_watches_it(exchange, client):
+    watched = asyncio.create_task(client.watch_orders("BTC/USDT"))
+    await until(lambda: exchange.user_data_subscriptions > 0, 5, "ccxt's user data subscription")
+    placed = await client.create_order_ws("BTC/USDT", "STOP_LOSS_LIMIT", "sell", 0.01, 39000,
+                                          {"trailingDelta": 150, "timeInForce": "GTC"})  # fmt: skip
+    assert placed["info"]["trailingDelta"] == 150 and placed["info"]["orderListId"] == -1
+    streamed = await asyncio.wait_for(watched, 5)
+    assert streamed[-1]["id"] == placed["id"] and streamed[-1]["info"]["d"] == 150 and streamed[-1]["info"]["g"] == -1
