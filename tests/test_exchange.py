@@ -234,7 +234,7 @@ ERRORS = [
      ccxt_async.OrderImmediatelyFillable),
     ({"newClientOrderId": "bad id!"}, -1100, "Illegal characters found in parameter 'newClientOrderId'; "
      "legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.", ccxt_async.BadRequest),
-    ({"icebergQty": "0.001"}, -2010, "Iceberg orders are not supported for this symbol.", ccxt_async.InvalidOrder),
+    ({"icebergQty": "0.0001"}, -1013, "Filter failure: ICEBERG_PARTS", ccxt_async.BadRequest),
     ({"foo": "bar"}, -1104, "Not all sent parameters were read; read '10' parameter(s) but was sent '11'.",
      ccxt_async.BadRequest),
 ]  # fmt: skip

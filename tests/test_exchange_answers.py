@@ -103,9 +103,10 @@ async def test_order_queries_carry_binance_fields(exchange, client):
 
 async def test_exchange_info_flags_avg_price_and_json_errors_everywhere(exchange, client):
     (symbol,) = (await client.public_get_exchangeinfo({"symbol": "BTCUSDT"}))["symbols"]
-    for flag in ("opoAllowed", "amendAllowed", "pegInstructionsAllowed", "allowTrailingStop", "icebergAllowed"):
+    for flag in ("opoAllowed", "amendAllowed", "pegInstructionsAllowed"):
         assert symbol[flag] is False, flag  # none of these is implemented here, so none is offered
-    assert symbol["cancelReplaceAllowed"] is True  # tests/test_exchange_venue2.py
+    offered = ("cancelReplaceAllowed", "allowTrailingStop", "icebergAllowed", "ocoAllowed", "otoAllowed")
+    assert all(symbol[flag] is True for flag in offered)  # test_exchange_venue2.py, test_exchange_order_lists.py
     average = await client.public_get_avgprice({"symbol": "BTCUSDT"})
     assert set(average) == {"mins", "price", "closeTime"}
     async with aiohttp.ClientSession() as http:

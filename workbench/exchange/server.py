@@ -31,6 +31,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from workbench.data import load_klines, load_rules
+from workbench.exchange.order_lists import PLACING_LISTS, WS_METHODS, OrderLists
 from workbench.exchange.venue import DAY, BinanceError, Venue, bad_request, integer
 from workbench.matching import BookConfig, Fees
 
@@ -228,7 +229,7 @@ WS_SIGNED = {"order.place": ("POST", "order"), "order.test": ("POST", "order/tes
              "account.commission": ("GET", "account/commission"),
              "order.amend.keepPriority": ("PUT", "order/amend/keepPriority"),
              "order.amendments": ("GET", "order/amendments"),
-             "account.rateLimits.orders": ("GET", "rateLimit/order")}  # fmt: skip
+             "account.rateLimits.orders": ("GET", "rateLimit/order"), **WS_METHODS}  # fmt: skip
 
 
 _TIME_KEYS = {"serverTime", "transactTime", "transactionTime", "time", "updateTime", "workingTime", "openTime",
@@ -481,7 +482,7 @@ class LocalExchange:
         if faults.errors_5xx:
             faults.errors_5xx -= 1
             raise web.HTTPServiceUnavailable(text="Service Unavailable")
-        placing = (request.method, endpoint) == ("POST", "order")
+        placing = (request.method, endpoint) == ("POST", "order") or (request.method, endpoint) in PLACING_LISTS
         if placing and faults.refused_orders:
             faults.refused_orders -= 1
             raise web.HTTPServiceUnavailable(text="Service Unavailable")
@@ -731,7 +732,7 @@ class LocalExchange:
                                                         _fixed(4)),
             ("GET", "order/amendments"): signed(lambda p: v.amendments(need(p, "symbol"), need(p, "orderId")),
                                                 _fixed(4)),
-        }  # fmt: skip
+        } | {key: signed(fn, weight) for key, (fn, weight) in OrderLists(v).routes().items()}  # fmt: skip
 
     async def _cancel_replace(self, call: Call) -> dict[str, Any]:
         """Count the new order first (Binance does): over the unfilled order count, ``DO_NOTHING``
@@ -838,7 +839,7 @@ class LocalExchange:
             return {"subscriptionId": subscription}
         params.pop("signature", None)
         route = WS_SIGNED[method]
-        if route == ("POST", "order"):
+        if route == ("POST", "order") or route in PLACING_LISTS:
             self._count_order()
         return await self.routes[route].handler(Call(_ms_params(params), self.api_key))
 

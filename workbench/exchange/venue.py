@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import OrderNotFound, OrderRejected
+from workbench.exchange import order_lists  # a module: it imports this one too
 from workbench.filters import SymbolRules
 from workbench.matching import BookConfig, Execution, Fees, MatchingEngine
 from workbench.model import ZERO, Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
@@ -43,7 +44,7 @@ _UNSUPPORTED_TYPES = {
 MINUTE, DAY = 60_000, 86_400_000
 TAPE_LENGTH = 200_000  # public trades remembered per symbol for the tickers' windows (up to 7 days)
 UNSUPPORTED_FEATURES = {"opoAllowed": False, "amendAllowed": False, "pegInstructionsAllowed": False,
-                        "allowTrailingStop": False, "cancelReplaceAllowed": True, "icebergAllowed": False}  # fmt: skip
+                        "cancelReplaceAllowed": True}  # fmt: skip
 CANCEL_REPLACE_PARAMS = {"cancelReplaceMode", "cancelNewClientOrderId", "cancelOrigClientOrderId", "cancelOrderId",
                          "cancelRestrictions", "orderRateLimitExceededMode"}  # fmt: skip
 CANCEL_RESTRICTIONS = {"ONLY_NEW": OrderStatus.NEW, "ONLY_PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED}
@@ -230,10 +231,6 @@ class Venue:
         type_ = params["type"].upper()
         if type_ in _UNSUPPORTED_TYPES:
             raise bad_request(-2010, _UNSUPPORTED_TYPES[type_])
-        if params.get("icebergQty"):
-            raise bad_request(-2010, "Iceberg orders are not supported for this symbol.")
-        if params.get("trailingDelta"):
-            raise bad_request(-2010, "Trailing stop orders are not supported for this symbol.")
         if type_ == "MARKET" and params.get("timeInForce"):
             raise bad_request(-1106, "Parameter 'timeInForce' sent when not required.")
         if type_ == "LIMIT_MAKER" and params.get("timeInForce"):
@@ -258,6 +255,9 @@ class Venue:
                 time_in_force=params.get("timeInForce"),  # type: ignore[arg-type]
                 quote_amount=params.get("quoteOrderQty"),  # type: ignore[arg-type]
                 client_order_id=client_id,
+                trailing_delta=integer(params, "trailingDelta"),
+                iceberg_amount=params.get("icebergQty"),  # type: ignore[arg-type]
+                self_trade_prevention=params.get("selfTradePreventionMode") or "EXPIRE_MAKER",  # type: ignore[arg-type]
             )
         except OrderRejected as e:
             raise bad_request(e.code or -1102, e.msg or str(e)) from None
@@ -288,7 +288,7 @@ class Venue:
         ack = {
             "symbol": self.rules_for(order.symbol).id,
             "orderId": int(order.id),  # type: ignore[arg-type]
-            "orderListId": -1,
+            "orderListId": order.order_list_id,
             "clientOrderId": client_id,
             "transactTime": now,
         }
@@ -323,10 +323,10 @@ class Venue:
         if not order.is_open:
             raise bad_request(-2011, "Unknown order sent.")
         now = self.clock()
-        execution = self.engine.cancel_order(order.symbol, id=order.id, now=now)
+        executions = self.engine.cancel_order_events(order.symbol, id=order.id, now=now)  # and its list's
         cancel_id = new_client_id_ or new_client_id()
-        self._publish([execution], now, cancel_id=cancel_id)
-        return self._cancel_json(execution.order, cancel_id, now)
+        self._publish(executions, now, cancel_id=cancel_id)
+        return self._cancel_json(executions[0].order, cancel_id, now)
 
     def cancel_replace(self, params: Mapping[str, str], refused: BinanceError | None = None) -> dict[str, Any]:
         """``POST order/cancelReplace``: cancel one order and place another on the same symbol.
@@ -406,6 +406,11 @@ class Venue:
         now = self.clock()
         answers = []
         for execution in self.engine.cancel_all_orders(rules.symbol, now):
+            if execution.order.order_list_id != -1:  # an order list's: answered as its list, once
+                self._publish([execution], now)
+                if execution.order_list is not None:
+                    answers.append(order_lists.OrderLists(self).list_json(execution.order_list, now, reports=True))
+                continue
             cancel_id = new_client_id()
             self._publish([execution], now, cancel_id=cancel_id)
             answers.append(self._cancel_json(execution.order, cancel_id, now))
@@ -722,7 +727,7 @@ class Venue:
     # -- Binance JSON -----------------------------------------------------------------------
 
     def _working(self, order: Order) -> bool:
-        return order.is_open and (not order.type.is_stop or order.triggered)
+        return order.is_open and _has_worked(order)
 
     def order_json(self, order: Order, *, with_times: bool = True) -> dict[str, Any]:
         rules = self.rules_for(order.symbol)
@@ -730,7 +735,7 @@ class Venue:
         body = {
             "symbol": rules.id,
             "orderId": int(order.id),  # type: ignore[arg-type]
-            "orderListId": -1,
+            "orderListId": order.order_list_id,
             "clientOrderId": order.client_order_id,
             "price": fmt(order.price),
             "origQty": fmt(order.amount),
@@ -741,14 +746,16 @@ class Venue:
             "timeInForce": (order.time_in_force or TimeInForce.GTC).value,
             "type": order.type.value,
             "side": order.side.value.upper(),
-            "selfTradePreventionMode": "NONE",
-        }
+            "selfTradePreventionMode": order.self_trade_prevention.value,
+        } | order_lists.order_extras_json(order)
+        if order.iceberg_amount is not None:
+            body["icebergQty"] = fmt(order.iceberg_amount)
         if order.type.is_stop or with_times:  # order queries always carry it, "0.00000000" when none
             body["stopPrice"] = fmt(order.stop_price)
         if with_times:
             working = _has_worked(order)
             body |= {
-                "icebergQty": fmt(ZERO),
+                "icebergQty": fmt(order.iceberg_amount),
                 "time": created,
                 "updateTime": order.last_update,
                 "isWorking": working,
@@ -767,7 +774,7 @@ class Venue:
             "symbol": self.rules_for(fill.symbol).id,
             "id": int(fill.trade_id),
             "orderId": int(fill.order_id),  # type: ignore[arg-type]
-            "orderListId": -1,
+            "orderListId": self.engine.orders[fill.order_id].order_list_id,  # type: ignore[index]
             "price": fmt(fill.price),
             "qty": fmt(fill.amount),
             "quoteQty": fmt(fill.cost),
@@ -788,14 +795,15 @@ class Venue:
             "e": "executionReport", "E": now, "s": self.rules_for(order.symbol).id,
             "c": cancel_id or order.client_order_id, "S": order.side.value.upper(), "o": order.type.value,
             "f": (order.time_in_force or TimeInForce.GTC).value, "q": fmt(order.amount), "p": fmt(order.price),
-            "P": fmt(order.stop_price), "F": fmt(ZERO), "g": -1, "C": order.client_order_id if cancel_id else "",
+            "P": fmt(order.stop_price), "F": fmt(order.iceberg_amount), "g": order.order_list_id,
+            "C": order.client_order_id if cancel_id else "",
             "x": execution.kind, "X": order.status.value, "r": "NONE", "i": int(order.id),  # type: ignore[arg-type]
             "l": fmt(fill.amount if fill else ZERO), "z": fmt(order.filled), "L": fmt(fill.price if fill else ZERO),
             "n": fmt(fill.fee if fill else ZERO), "N": fill.fee_currency if fill else None, "T": now,
             "t": int(fill.trade_id) if fill else -1, "I": self._execution_id, "w": working,
             "m": fill.is_maker if fill else False, "M": False, "O": created, "Z": fmt(order.cost),
-            "Y": fmt(fill.cost if fill else ZERO), "Q": fmt(order.quote_amount), "V": "NONE",
-            **({"W": created} if working else {}),
+            "Y": fmt(fill.cost if fill else ZERO), "Q": fmt(order.quote_amount), "V": order.self_trade_prevention.value,
+            **({"W": created} if working else {}), **order_lists.stream_extras(order),
         }  # fmt: skip
 
     def _position(self, assets: list[str], now: int) -> dict[str, Any]:
@@ -809,6 +817,9 @@ class Venue:
     def _publish(self, executions: list[Execution], now: int, cancel_id: str | None = None) -> None:
         assets: set[str] = set()
         for execution in executions:
+            if execution.order_list is not None:
+                self._user(order_lists.list_status_event(self, execution, now))
+                continue
             if execution.fill is not None:
                 self.trades.append(execution.fill)
             rules = self.rules_for(execution.order.symbol)
@@ -844,7 +855,7 @@ class Venue:
             "orders": [_order_state(o) for o in engine.orders.values()],
             "created": self.created,
             "trades": [asdict(t) for t in self.trades],
-        }
+        } | order_lists.lists_state(engine)
         tmp = self.state_path.with_suffix(self.state_path.suffix + ".tmp")
         with open(tmp, "w") as f:
             json.dump(state, f, default=str)
@@ -871,6 +882,7 @@ class Venue:
                 engine._open[order.id] = order  # type: ignore[index]
         self.created = {k: int(v) for k, v in state["created"].items()}
         self.trades = [_fill_from_state(t) for t in state["trades"]]
+        order_lists.load_lists_state(engine, state)
 
 
 def _order_state(order: Order) -> dict[str, Any]:
@@ -888,7 +900,7 @@ def _order_from_state(raw: Mapping[str, Any]) -> Order:
         client_order_id=raw["client_order_id"], id=raw["id"], status=OrderStatus(raw["status"]),
         filled=Decimal(raw["filled"]), cost=Decimal(raw["cost"]), timestamp=int(raw["timestamp"]),
         last_update=int(raw["last_update"]), triggered=bool(raw["triggered"]),
-        fees={a: Decimal(v) for a, v in raw["fees"].items()}, **dec,  # type: ignore[arg-type]
+        fees={a: Decimal(v) for a, v in raw["fees"].items()}, **dec, **order_lists.order_extras_from_state(raw),  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -903,8 +915,9 @@ def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
 
 def _has_worked(order: Order) -> bool:
     """Binance's ``isWorking``: the order has been working on the book (every order but a stop
-    that has not triggered), whether it is still open, filled, canceled or expired."""
-    return not order.type.is_stop or order.triggered
+    that has not triggered or an order list's pending order), whether it is still open, filled,
+    canceled or expired."""
+    return order.status is not OrderStatus.PENDING_NEW and (not order.type.is_stop or order.triggered)
 
 
 def _page(items: list[Any], params: Mapping[str, str], from_id: bool) -> list[Any]:
