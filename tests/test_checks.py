@@ -10,7 +10,18 @@ from workbench.checks import ID_RULE, check_id, inside, positive_int, positive_n
 from workbench.config import TradingMode
 from workbench.errors import ConfigError
 from workbench.report import report
-from workbench.runs import RunResult, _export, _session_id, check_parameters, halt_sweep, run, sweep
+from workbench.runs import (
+    SESSION_NOTEBOOK,
+    RunResult,
+    _execute,
+    _export,
+    _session_id,
+    check_parameters,
+    halt_sweep,
+    merge_run,
+    run,
+    sweep,
+)
 from workbench.store import Store
 
 INJECTION = "q.parquet' (FORMAT parquet); COPY (SELECT 'injected' AS x) TO 'PWNED.csv' (FORMAT csv); --"
@@ -81,6 +92,16 @@ def test_run_sweep_halt_and_report_refuse_unsafe_ids_and_create_nothing(nest, at
         with pytest.raises(ConfigError, match="must be 1 to 64 letters"):
             call()
     assert tree(nest) == before and not list(nest.rglob("PWNED*"))
+
+
+def test_a_worker_and_the_merge_check_the_ids_again(tmp_path):
+    """A Dask worker runs ``_execute`` in another process, and ``merge_run`` is public: both entries check."""
+    for params in ({"session_id": "../../x", "sweep_id": None}, {"session_id": "ok", "sweep_id": "a=b"}):
+        with pytest.raises(ConfigError, match="must be 1 to 64 letters"):
+            _execute(params, tmp_path, SESSION_NOTEBOOK, 10, False)
+    with pytest.raises(ConfigError, match="must be 1 to 64 letters"):
+        merge_run(tmp_path / "main.duckdb", RunResult("../../x", "failed", "", str(tmp_path / "x"), {"mode": "paper"}))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_halt_sweep_refuses_an_unknown_sweep_and_a_link_out_of_the_runs_folder(tmp_path):

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import json
@@ -112,9 +113,7 @@ def check_parameters(parameters: Mapping[str, Any], environ: Mapping[str, str] |
             "A run parameter cannot switch to mainnet: this worker's environment lacks "
             f"{MAINNET_ENV}={MAINNET_CONSENT}."
         )
-    for name in ("session_id", "sweep_id"):
-        if merged[name] is not None:
-            check_id(merged[name], name)
+    _check_ids(merged)
     positive_int(merged["bars"], "bars")
     merged["speed"] = positive_number(merged["speed"], "speed")
     if merged["start"] is not None:
@@ -124,7 +123,7 @@ def check_parameters(parameters: Mapping[str, Any], environ: Mapping[str, str] |
     symbols = merged["symbols"]
     if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
         raise ConfigError(f"symbols must be a non-empty list of names like BTC/USDT; got {symbols!r}.")
-    load_rules(symbols)
+    _check_symbols(tuple(symbols))
     if not isinstance(merged["strategy"], str) or not isinstance(merged["strategy_params"], Mapping):
         raise ConfigError('strategy must be a name and strategy_params a mapping, e.g. {"fast": 5, "slow": 30}.')
     make_strategy(merged["strategy"], **merged["strategy_params"])
@@ -134,6 +133,18 @@ def check_parameters(parameters: Mapping[str, Any], environ: Mapping[str, str] |
         raise ConfigError(f"A {mode} run on venue {merged['venue']} needs {key} and {secret} in the environment.")
     merged["mode"] = mode.value
     return merged
+
+
+def _check_ids(params: Mapping[str, Any]) -> None:
+    for name in ("session_id", "sweep_id"):
+        if params.get(name) is not None:
+            check_id(params[name], name)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_symbols(symbols: tuple[str, ...]) -> None:
+    """:class:`ConfigError` unless every symbol has trading rules (read once per set of symbols)."""
+    load_rules(symbols)
 
 
 def _credential_names(value: Any, prefix: str = "") -> Iterator[str]:
@@ -167,6 +178,7 @@ def run(
 
 def _execute(params: dict[str, Any], runs: Path, notebook: Path, timeout: float | None, progress: bool) -> RunResult:
     """Run one session in its own store file, export it as Parquet; never raises for a failed run."""
+    _check_ids(params)  # again here: a Dask worker is an entry of its own
     import papermill
 
     session_id = params["session_id"]
@@ -210,6 +222,7 @@ def _export(result: RunResult, folder: Path) -> None:
 def merge_run(main_store: str | Path, result: RunResult) -> None:
     """Fold one run's exported Parquet into ``main_store``: its rows replace any earlier copy of
     the same session, in one transaction; a failed run is recorded with its error and notebook."""
+    check_id(result.session_id, "session_id")
     folder = Path(result.store_path).with_suffix("")
     Store(main_store).close()  # creates the schema if the file is new
     con = duckdb.connect(str(main_store))
