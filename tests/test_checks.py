@@ -1,6 +1,7 @@
 """Ids, parameters and paths are checked at every Python entry before anything is created (issue 14,
 items 3 and 7): the attacks of the issue are refused, SQL never holds a path or an id."""
 
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -26,7 +27,6 @@ from workbench.store import Store
 
 INJECTION = "q.parquet' (FORMAT parquet); COPY (SELECT 'injected' AS x) TO 'PWNED.csv' (FORMAT csv); --"
 ATTACKS = [INJECTION, "../../precious", "../../x", "fast=5", "a/b", "..", "x..y", ".hidden", "-flag", "", "a" * 65]
-SECRET = "s3cr3t-VALUE-4f9a"
 
 
 def tree(root: Path) -> dict[str, int]:
@@ -68,7 +68,8 @@ def test_paths_must_stay_inside_their_folder(tmp_path):
 
 def test_values_are_checked_with_a_message_that_names_them():
     assert positive_int(3, "bars") == 3 and positive_number(2, "speed") == 2.0
-    assert timestamp("2024-01-02", "start") == "2024-01-02T00:00:00"
+    assert timestamp("2024-01-02", "start") == "2024-01-02"
+    assert timestamp(date(2024, 1, 2), "start") == "2024-01-02T00:00:00"
     for check, bad in ((positive_int, True), (positive_int, 0), (positive_int, 1.5), (positive_number, float("nan"))):
         with pytest.raises(ConfigError, match="^bars must be"):
             check(bad, "bars")
@@ -134,31 +135,6 @@ def test_export_writes_parquet_without_an_sql_text_holding_the_path(tmp_path, mo
 
 
 @pytest.mark.parametrize(
-    "params",
-    [
-        {"api_secret": SECRET},
-        {"strategy_params": {"fast": 5, "API_KEY": SECRET}},
-        {"strategy_params": {"nested": {"Passphrase": SECRET}}},
-        {"risk": {"token": SECRET}},
-        {"strategy_params": {"legs": [{"password": SECRET}]}},
-    ],
-)
-def test_credential_like_parameters_are_refused_at_any_depth_without_their_value(params):
-    with pytest.raises(ConfigError, match="look like credentials") as e:
-        check_parameters(params, {})
-    assert SECRET not in str(e.value)
-
-
-def test_a_sweep_with_a_credential_parameter_writes_nothing(nest):
-    before = tree(nest)
-    for grid in ({"api_secret": [SECRET]}, [{"strategy_params": {"Bot_Token": SECRET}}]):
-        with pytest.raises(ConfigError, match="look like credentials") as e:
-            sweep(grid, sweep_id="leak", store_path="main.duckdb", progress=False)
-        assert SECRET not in str(e.value)
-    assert tree(nest) == before
-
-
-@pytest.mark.parametrize(
     "params, message",
     [
         ({"strategy": "moon"}, "Unknown strategy 'moon'"),
@@ -186,7 +162,7 @@ def test_run_parameters_are_checked_as_the_notebook_will_use_them(params, messag
 def test_good_parameters_pass_and_testnet_keys_come_from_the_environment():
     keys = {"BINANCE_TESTNET_API_KEY": "k", "BINANCE_TESTNET_API_SECRET": "s"}
     checked = check_parameters({"mode": "testnet", "venue": "testnet", "start": "2024-01-02"}, keys)
-    assert checked["start"] == "2024-01-02T00:00:00" and checked["mode"] == "testnet"
+    assert checked["start"] == "2024-01-02" and checked["mode"] == "testnet"
     assert check_parameters({"mode": "testnet", "venue": "local"}, {})["venue"] == "local"
 
 

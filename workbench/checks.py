@@ -55,7 +55,7 @@ def positive_number(value: Any, what: str = "") -> float:
 
 
 def timestamp(value: Any, what: str = "") -> str:
-    """``value`` (a string, date or datetime) as an ISO time string, if pandas reads it as a time."""
+    """``value`` if it is a string pandas reads as a time; a date or datetime as an ISO string."""
     import pandas as pd
 
     if isinstance(value, str | date):
@@ -64,7 +64,7 @@ def timestamp(value: Any, what: str = "") -> str:
         except (ValueError, TypeError, OverflowError):
             stamp = pd.NaT
         if stamp is not pd.NaT:
-            return stamp.isoformat()
+            return value if isinstance(value, str) else stamp.isoformat()
     raise ConfigError(f"{_subject(what)}must be a date or time, e.g. 2024-01-02T12:00; got {_shown(value)}.")
 
 

@@ -115,7 +115,7 @@ def check_parameters(parameters: Mapping[str, Any], environ: Mapping[str, str] |
         )
     _check_ids(merged)
     positive_int(merged["bars"], "bars")
-    merged["speed"] = positive_number(merged["speed"], "speed")
+    positive_number(merged["speed"], "speed")
     if merged["start"] is not None:
         merged["start"] = timestamp(merged["start"], "start")
     if merged["venue"] not in ("local", "testnet"):
@@ -453,9 +453,7 @@ def register(subparsers: Any) -> None:
 def _session_flags(p: Any) -> None:
     """The flags ``run`` and ``sweep`` share: the session notebook's parameters and where runs go."""
     modes = [m.value for m in TradingMode]
-    p.add_argument(
-        "--mode", choices=modes, help="paper (default) | testnet; mainnet needs the guard in the environment"
-    )
+    p.add_argument("--mode", type=str.lower, choices=modes, help="paper (default) | testnet; mainnet needs the guard")
     p.add_argument("--symbols", nargs="+", help="symbols, e.g. BTC/USDT ETH/USDT (default BTC/USDT)")
     p.add_argument("--strategy", help="a registered strategy's name (default sma_cross)")
     p.add_argument("--strategy-params", type=_json_object, help='JSON, e.g. \'{"fast": 5, "slow": 30}\'')
