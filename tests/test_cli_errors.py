@@ -122,3 +122,6 @@ def test_every_option_of_every_command_has_a_help_text():
     ]
     assert missing == []
     assert {"paper", "run", "sweep", "halt-sweep", "report", "kill-switch", "exchange"} <= set(commands)
+    for first in ("--help", "-h", "exchange", "bogus"):  # what `workbench --help` lists, each with its text
+        listed = parser(first)._subparsers._group_actions[0]._choices_actions
+        assert {a.dest for a in listed} == set(commands) and all(a.help for a in listed)

@@ -77,8 +77,8 @@ def _kill_switch(args: argparse.Namespace) -> int:
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The command line. ``command``: the one subcommand about to run, when known, so that the
-    local exchange's modules (aiohttp) load only for ``workbench exchange`` and for the help."""
+    """The command line. ``command``: the first argument, when known; if it names another command,
+    the local exchange's modules (aiohttp) are not loaded."""
     p = Parser(prog="workbench", description="Research-to-execution workbench for Binance spot.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -102,12 +102,12 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     kill.set_defaults(func=_kill_switch)
     runs.register(sub)
     report.register(sub)
-    if command in (None, "exchange"):
+    if command in sub.choices:
+        sub.add_parser("exchange")  # a placeholder: another command runs
+    else:
         from workbench.exchange import cli as exchange_cli
 
         exchange_cli.register(sub)
-    else:
-        sub.add_parser("exchange")  # a placeholder: another command runs
     return p
 
 
