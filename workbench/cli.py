@@ -13,10 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import pandas as pd
+
 from workbench import report, runs
 from workbench.checks import command_line, positive_int, positive_number, timestamp
 from workbench.config import DEFAULT_STORE, load_config
+from workbench.data import load_klines
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.killswitch import KillSwitch, flag_path, trip_flag
+from workbench.session import TradingSession
+from workbench.store import Store
+from workbench.strategy import make_strategy
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,12 +34,6 @@ class Parser(argparse.ArgumentParser):
 
 
 def _paper(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from workbench.data import load_klines
-    from workbench.session import TradingSession
-    from workbench.strategy import make_strategy
-
     overrides = {"mode": "paper", "store_path": args.store} if args.store else {"mode": "paper"}
     if args.symbols:
         overrides["symbols"] = args.symbols
@@ -56,9 +57,6 @@ def _paper(args: argparse.Namespace) -> int:
 
 
 def _kill_switch(args: argparse.Namespace) -> int:
-    from workbench.killswitch import KillSwitch, flag_path, trip_flag
-    from workbench.store import Store
-
     store_path = Path(args.store or DEFAULT_STORE)
     if not store_path.is_file():
         raise ConfigError(f"The store {store_path} does not exist: give the --store your sessions trade in.")

@@ -38,13 +38,13 @@ def report(
     Raises :class:`~workbench.analysis.UnknownSession` (before any kernel starts) when the store has
     no such session, and :class:`ReportError` if the notebook fails (its executed copy is kept
     beside ``output`` as ``.ipynb``)."""
-    if (session_id is None) == (sweep_id is None):
-        raise WorkbenchError("A report is of one session or of one sweep: give exactly one of the two.")
-    check_id(session_id or sweep_id, "session_id" if sweep_id is None else "sweep_id")  # ids name files
     import nbformat
     import papermill
     from nbconvert import HTMLExporter
 
+    if (session_id is None) == (sweep_id is None):
+        raise WorkbenchError("A report is of one session or of one sweep: give exactly one of the two.")
+    check_id(session_id or sweep_id, "session_id" if sweep_id is None else "sweep_id")  # ids name files
     store_path = Path(store_path).resolve()
     with analysis._reader(store_path) as read:  # a clear error for an unknown id, before a kernel starts
         analysis._resolve(read, session_id, sweep_id)

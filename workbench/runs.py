@@ -118,8 +118,10 @@ def check_parameters(parameters: Mapping[str, Any], environ: Mapping[str, str] |
     positive_number(merged["speed"], "speed")
     if merged["start"] is not None:
         merged["start"] = timestamp(merged["start"], "start")
-    if merged["venue"] not in ("local", "testnet"):
-        raise ConfigError(f"venue must be local (the bundled exchange) or testnet; got {merged['venue']!r}.")
+    if merged["venue"] not in ("local", "testnet") and not str(merged["venue"]).startswith(("http://", "https://")):
+        raise ConfigError(
+            f"venue must be local, testnet or the URL of a running local exchange; got {merged['venue']!r}."
+        )
     symbols = merged["symbols"]
     if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
         raise ConfigError(f"symbols must be a non-empty list of names like BTC/USDT; got {symbols!r}.")
@@ -464,8 +466,7 @@ def _session_flags(p: Any) -> None:
     )
     p.add_argument("--risk", type=_json_object, help="JSON risk limits, e.g. '{\"max_order_notional\": 500}'")
     p.add_argument("--session-id", type=_id, help="names the session (default: <sweep or run>-<parameter digest>)")
-    venues = ["local", "testnet"]
-    p.add_argument("--venue", choices=venues, help="local: the bundled exchange (default); testnet: Binance's")
+    p.add_argument("--venue", help="local (the bundled exchange, in the kernel) | testnet | a running exchange's URL")
     p.add_argument("--store", dest="store_path", help=f"the DuckDB file runs are merged into (default {DEFAULT_STORE})")
     p.add_argument("--runs-dir", default=str(RUNS_DIR), help=f"where run files go (default {RUNS_DIR})")
     p.add_argument("--timeout", type=command_line(positive_number, float), default=600, help="seconds a run may take")
