@@ -145,7 +145,6 @@ def test_a_sweep_runs_on_a_dask_cluster(workdir):
 
 
 def test_halting_a_sweep_trips_every_session(workdir):
-    (workdir / "runs" / "halted").mkdir(parents=True)  # a sweep halt-sweep knows: its runs folder exists
     halt_sweep("halted", "stop everything")
     frame = sweep(
         {"fast": [3, 5]},

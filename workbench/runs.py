@@ -338,11 +338,10 @@ def sweep(
 
 
 def halt_sweep(sweep_id: str, reason: str, runs_dir: str | Path = RUNS_DIR) -> Path:
-    """Trip the kill switch of every running session of a sweep; :class:`ConfigError` for an
-    unsafe or unknown sweep id."""
+    """Trip the kill switch of every running session of a sweep (and of those it starts later);
+    :class:`ConfigError` for an unsafe sweep id."""
     folder = inside(runs_dir, check_id(sweep_id, "sweep_id"))
-    if not folder.is_dir():
-        raise ConfigError(f"No sweep {sweep_id!r} under {runs_dir}: check the sweep id and --runs-dir.")
+    folder.mkdir(parents=True, exist_ok=True)
     return trip_flag(folder / "sweep", reason, "sweep")
 
 
@@ -530,6 +529,8 @@ def _run_command(args: Any) -> int:
 
 
 def _halt_command(args: Any) -> int:
+    if not (Path(args.runs_dir) / args.sweep_id).is_dir():  # a mistyped id: say so rather than halt nothing
+        raise ConfigError(f"No sweep {args.sweep_id!r} under {args.runs_dir}: check the sweep id and --runs-dir.")
     print(f"halted: {halt_sweep(args.sweep_id, args.reason, args.runs_dir)}")
     return 0
 
