@@ -78,7 +78,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     """The command line. ``command``: the first argument, when known; if it names another command,
     the local exchange's modules (aiohttp) are not loaded."""
     p = Parser(prog="workbench", description="Research-to-execution workbench for Binance spot.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="see workbench COMMAND --help")
 
     paper = sub.add_parser("paper", help="run the SMA-cross strategy over the bundled klines in paper mode")
     paper.add_argument("--config", help="TOML config file")
