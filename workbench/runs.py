@@ -521,11 +521,14 @@ def _run_command(args: Any) -> int:
     print(f"run {result.session_id}: {result.status}; executed notebook {result.notebook}")
     if result.error:  # the notebook's traceback is in the executed notebook; its last line says what failed
         cause = (result.error.strip().splitlines() or ["see the notebook"])[-1]
-        print(f"workbench: run {result.session_id} failed: {cause} ({result.notebook} shows where).", file=sys.stderr)
+        print(
+            f"workbench: run {result.session_id} {result.status}: {cause} ({result.notebook} shows where).",
+            file=sys.stderr,
+        )
         return 1
     print(f"fills are in {store}: SELECT * FROM fills WHERE session_id = '{result.session_id}'")
     print(session_summary(store, result.session_id).to_string(index=False))
-    return 0
+    return 0 if result.status == "completed" else 1
 
 
 def _halt_command(args: Any) -> int:
