@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pandas as pd
 
 from workbench import analysis
 from workbench.store import Store
@@ -89,6 +91,38 @@ def expected_realised(con: duckdb.DuckDBPyConnection, session_id: str) -> float:
     return total
 
 
+def pandas_fifo(con: duckdb.DuckDBPyConnection, session_id: str | None = None) -> pd.DataFrame:
+    """The hand-written reference: the same FIFO (each lot's share of the matched units) in pandas and
+    numpy, in floats, per session and symbol: fills, position, realised PnL."""
+    where = f"WHERE session_id = '{session_id}'" if session_id else ""
+    f = con.execute(
+        "SELECT session_id, symbol, side, CAST(amount AS DOUBLE) AS amount, CAST(cost AS DOUBLE) AS cost, "
+        "CAST(coalesce(fee, 0) AS DOUBLE) AS fee, fee_currency = split_part(symbol, '/', 1) AS base_fee "
+        f'FROM fills {where} ORDER BY session_id, symbol, "timestamp", trade_id'
+    ).df()
+    buy = (f["side"] == "buy").to_numpy()
+    fee, base = f["fee"].to_numpy(), f["base_fee"].to_numpy()
+    units = f["amount"].to_numpy() + np.where(buy, -1, 1) * np.where(base, fee, 0)
+    value = f["cost"].to_numpy() + np.where(buy, 1, -1) * np.where(base, 0, fee)
+    keys = [f["session_id"], f["symbol"]]
+    frame = pd.DataFrame({"buy_units": np.where(buy, units, 0), "sell_units": np.where(buy, 0, units),
+                          "buy_value": np.where(buy, value, 0), "sell_value": np.where(buy, 0, value)})  # fmt: skip
+    grouped = frame.groupby(keys, sort=False)
+    starts = grouped[["buy_units", "sell_units"]].cumsum() - frame[["buy_units", "sell_units"]]
+    totals = grouped[["buy_units", "sell_units"]].transform("sum")
+    matched = np.minimum(totals["buy_units"], totals["sell_units"]).to_numpy()
+    shares = {}
+    for side in ("buy", "sell"):
+        u = frame[f"{side}_units"].to_numpy()
+        taken = np.clip(matched - starts[f"{side}_units"].to_numpy(), 0, u)
+        shares[side] = np.divide(frame[f"{side}_value"].to_numpy(), u, out=np.zeros(len(u)), where=u > 0) * taken
+    frame["realised_pnl"] = shares["sell"] - shares["buy"]
+    frame["position"] = frame["buy_units"] - frame["sell_units"]
+    frame["fills"] = 1
+    out = frame.groupby(keys, sort=True)[["fills", "position", "realised_pnl"]].sum()
+    return out.reset_index()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=1000)
@@ -125,29 +159,44 @@ def run(con: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> None:
     print(f"{total:,} fills in {args.sessions} sessions")
     ids = [f"bench-{i:04d}" for i in random.Random(1).sample(range(args.sessions), min(args.repeat, args.sessions))]
     analysis.fifo_pnl(con, ids[0])  # the first query reads the file's metadata
-    times, rows = [], None
-    for session_id in ids:
-        started = time.perf_counter()
+    times, reference, cpu, cpu_reference, rows = [], [], [], [], None
+    for session_id in ids:  # interleaved, so that both see the same load on a shared machine
+        started = time.perf_counter(), time.process_time()
         rows = analysis.fifo_pnl(con, session_id)
-        times.append(time.perf_counter() - started)
+        times.append(time.perf_counter() - started[0])
+        cpu.append(time.process_time() - started[1])
+        started = time.perf_counter(), time.process_time()
+        mine = pandas_fifo(con, session_id)
+        reference.append(time.perf_counter() - started[0])
+        cpu_reference.append(time.process_time() - started[1])
     row = rows.iloc[0]
     expected = expected_realised(con, ids[-1])
     assert row["fills"] == args.fills, row
     assert abs(row["position"]) < 1e-12, row["position"]
     assert abs(row["realised_pnl"] - expected) < 1e-6 * max(1.0, abs(expected)), (row["realised_pnl"], expected)
+    assert abs(mine["realised_pnl"].iloc[0] - row["realised_pnl"]) < 1e-6 * max(1.0, abs(expected))
+    ratio = statistics.median(times) / statistics.median(reference)
     print(
         f"per-session FIFO PnL (workbench.analysis.fifo_pnl, one session of {args.fills:,} fills): "
-        f"median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms over {len(times)} sessions "
-        f"-> {'under' if max(times) < 1 else 'OVER'} the 1 s goal"
+        f"median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms over {len(times)} sessions; "
+        f"pandas/numpy FIFO of the same sessions, interleaved: median {statistics.median(reference) * 1000:.1f} ms "
+        f"-> {ratio:.2f}x ({'within' if ratio <= 1.5 else 'OVER'} the 1.5x goal); CPU median "
+        f"{statistics.median(cpu) * 1000:.1f} ms against {statistics.median(cpu_reference) * 1000:.1f} ms"
     )
     print(f"  {ids[-1]}: realised {row['realised_pnl']:.6f} USDT (expected {expected:.6f}), fees {row['fees']:.6f}")
-    started = time.perf_counter()
+    started = time.perf_counter(), time.process_time()
     every = analysis.fifo_pnl(con)
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started[0], time.process_time() - started[1]
     assert len(every) == args.sessions and every["fills"].sum() == total
+    started = time.perf_counter(), time.process_time()
+    mine = pandas_fifo(con)
+    theirs = time.perf_counter() - started[0], time.process_time() - started[1]
+    assert abs(mine["realised_pnl"].sum() - every["realised_pnl"].sum()) < 1e-6 * abs(every["realised_pnl"]).sum()
+    assert (every["position"] == 0).all()  # exact decimals: every session closes to exactly zero
     print(
-        f"all sessions grouped (fifo_pnl over {total:,} fills, {len(every)} rows): {seconds:.2f} s; "
-        f"realised PnL summed {every['realised_pnl'].sum():,.2f} USDT"
+        f"all sessions (fifo_pnl over {total:,} fills, {len(every)} rows): {seconds[0]:.2f} s wall, "
+        f"{seconds[1]:.2f} s CPU; pandas/numpy FIFO: {theirs[0]:.2f} s wall, {theirs[1]:.2f} s CPU "
+        f"-> {seconds[0] / theirs[0]:.2f}x; realised PnL summed {every['realised_pnl'].sum():,.2f} USDT"
     )
     started = time.perf_counter()
     metrics = analysis.session_metrics(con, ids[-1])

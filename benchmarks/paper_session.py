@@ -9,17 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from workbench import PaperExecutor, SmaCross, Store, TradingSession, load_rules
-
-
-def bars(n: int) -> pd.DataFrame:
-    rng = np.random.default_rng(1)
-    close = 50_000 * np.exp(np.cumsum(rng.normal(0, 0.001, n)))
-    index = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC", name="open_time")
-    return pd.DataFrame({"open": close, "high": close, "low": close, "close": close, "volume": 1.0}, index=index)
+from workbench import PaperExecutor, SmaCross, Store, TradingSession, load_klines, load_rules
 
 
 async def main(n: int) -> None:
@@ -28,8 +18,11 @@ async def main(n: int) -> None:
         session = TradingSession(
             PaperExecutor(rules, {"USDT": 10_000_000}), store, rules=rules, strategy=SmaCross(10, 50, 0.01)
         )
+        frame = load_klines("BTC/USDT", limit=n)  # real Binance 1m klines, at most one symbol-year
+        n = len(frame)
+        print("Data:", frame.attrs["source"])
         started = time.perf_counter()
-        await session.run({"BTC/USDT": bars(n)}, progress=False)
+        await session.run({"BTC/USDT": frame}, progress=False)
         elapsed = time.perf_counter() - started
         orders = len(session.orders)
     rate = f"{n / elapsed:,.0f} bars/s, {orders / elapsed:,.0f} orders/s"

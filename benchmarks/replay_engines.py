@@ -20,23 +20,12 @@ import numpy as np
 import pandas as pd
 
 
-def synthetic_bars(n: int, seed: int = 1) -> pd.DataFrame:
-    """``n`` one-minute BTC/USDT-like bars, a random walk with prices on the 0.01 tick."""
-    rng = np.random.default_rng(seed)
-    close = np.round(50_000 * np.exp(np.cumsum(rng.normal(0, 0.001, n))), 2)
-    open_ = np.concatenate([[close[0]], close[:-1]])
-    spread = np.round(np.abs(rng.normal(0, 0.0005, n)) * close, 2)
-    index = pd.date_range("2020-01-01", periods=n, freq="1min", tz="UTC", name="open_time")
-    return pd.DataFrame(
-        {
-            "open": open_,
-            "high": np.maximum(open_, close) + spread,
-            "low": np.minimum(open_, close) - spread,
-            "close": close,
-            "volume": 10.0,
-        },
-        index=index,
-    )
+def real_bars(n: int) -> pd.DataFrame:
+    """The first ``n`` real Binance BTCUSDT 1m bars of the catalog (at most one symbol-year: 527,040 with
+    ``../shared/data/binance``, 132,480 from the bundled slice alone), prices on Binance's 0.01 tick."""
+    from workbench.data import load_klines
+
+    return load_klines("BTC/USDT", limit=n)[["open", "high", "low", "close", "volume"]]
 
 
 def run_workbench(bars: pd.DataFrame, fast: int, slow: int, size: float, store_path: str) -> dict[str, Any]:

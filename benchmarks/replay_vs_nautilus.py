@@ -1,7 +1,8 @@
 """Replay throughput against NautilusTrader's BacktestEngine and backtrader, side by side in one run.
 
-The same SMA cross (10/50, market orders, 0.1% taker fee, cash account) on the same synthetic
-one-minute bars in three engines, each in its own subprocess so its peak RSS is its own:
+The same SMA cross (10/50, market orders, 0.1% taker fee, cash account) on the same real Binance
+BTCUSDT one-minute bars (the catalog's, up to one symbol-year) in three engines, each in its own
+subprocess so its peak RSS is its own:
 
 * workbench: ``workbench.replay`` (paper executor, matching core, risk checks, DuckDB store);
 * NautilusTrader: ``BacktestEngine`` with a Binance BTCUSDT ``CurrencyPair``, 1-MINUTE-LAST-EXTERNAL bars;
@@ -11,7 +12,7 @@ Prints bars per second, the ratios and peak memory, and fails (exit 1) if the fi
 Bars per second is bars over the engine's run (for workbench: the whole replay call, signals,
 matching and the store's writes included; for the others: their ``run()``, data loading excluded).
 
-    .venv/bin/python benchmarks/replay_vs_nautilus.py [--bars 1000000] [--engines workbench,nautilus,backtrader]
+    .venv/bin/python benchmarks/replay_vs_nautilus.py [--bars 527040] [--engines workbench,nautilus,backtrader]
 
 NautilusTrader and backtrader are an optional benchmark extra: pip install nautilus_trader backtrader.
 """
@@ -35,7 +36,7 @@ def child(engine: str, n: int, fast: int, slow: int, size: float) -> dict[str, f
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import replay_engines
 
-    bars = replay_engines.synthetic_bars(n)
+    bars = replay_engines.real_bars(n)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if engine == "workbench":
         with tempfile.TemporaryDirectory() as folder:
@@ -47,7 +48,8 @@ def child(engine: str, n: int, fast: int, slow: int, size: float) -> dict[str, f
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "engine": engine,
-        "bars": n,
+        "bars": len(bars),
+        "source": bars.attrs["source"],
         "checksum": float(bars["close"].sum()),
         "peak_rss_mib": round(peak, 1),
         "rss_before_mib": round(before, 1),
@@ -57,7 +59,7 @@ def child(engine: str, n: int, fast: int, slow: int, size: float) -> dict[str, f
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bars", type=int, default=1_000_000)
+    parser.add_argument("--bars", type=int, default=527_040, help="at most one symbol-year of real bars")
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of " + ",".join(ENGINES))
     parser.add_argument("--fast", type=int, default=10)
     parser.add_argument("--slow", type=int, default=50)
@@ -82,6 +84,7 @@ def main() -> int:
         results[engine] = json.loads(done.stdout.strip().splitlines()[-1])
         results[engine]["wall"] = time.perf_counter() - started
 
+    print("Data:", next(iter(results.values()))["source"])
     print(f"{'engine':<12}{'bars/s':>12}{'run s':>9}{'orders':>9}{'fills':>8}{'peak RSS MiB':>14}{'process s':>11}")
     for engine, r in results.items():
         rate = r["bars"] / r["seconds"]

@@ -2,41 +2,60 @@
 
 from __future__ import annotations
 
-import socket
+import os
+import shutil
+import tempfile
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.netguard import sitecustomize as netguard  # installs the guard in this process
 from workbench.data import load_rules
 from workbench.matching import MatchingEngine
 from workbench.store import Store
 
 T0 = 1_700_000_000_000
 
-# No test may reach a mainnet host: every name lookup of one (*.binance.com) is refused and
-# recorded, and a run that recorded one fails even where the refusal was caught.
-MAINNET_LOOKUPS: list[str] = []
-_getaddrinfo = socket.getaddrinfo
-
-
-def _guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
-    name = host.decode() if isinstance(host, bytes) else str(host)
-    if name.rstrip(".").endswith("binance.com"):
-        MAINNET_LOOKUPS.append(name)
-        raise OSError(f"tests must not reach the mainnet host {name}")
-    return _getaddrinfo(host, *args, **kwargs)
+# No test may reach the network: every name lookup of anything but loopback is refused and recorded,
+# in this process and in every subprocess and kernel the tests start (they inherit PYTHONPATH, so
+# they import tests/netguard/sitecustomize.py at start-up); a run that recorded one fails even where
+# the refusal was caught.
+NETGUARD = Path(__file__).parent / "netguard"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    socket.getaddrinfo = _guarded_getaddrinfo
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(NETGUARD) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(NETGUARD), *filter(None, paths)])
+    if netguard.RECORD not in os.environ:  # a pytest the tests start records into its parent's file
+        folder = Path(tempfile.mkdtemp(prefix="workbench-lookups-"))
+        os.environ[netguard.RECORD] = str(folder / "refused.txt")
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+
+def refused_lookups(path: str | Path | None = None) -> list[str]:
+    """The lookups refused so far (``pid function 'host'`` lines), in the run's file or ``path``."""
+    path = Path(path or os.environ[netguard.RECORD])
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if MAINNET_LOOKUPS:
-        print(f"\nA test tried to reach mainnet hosts: {sorted(set(MAINNET_LOOKUPS))}")
+    refused = refused_lookups()
+    if refused:
+        print("\nTests tried to look up names outside loopback (pid, function, name):\n  " + "\n  ".join(refused))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def lookups(tmp_path, monkeypatch):
+    """For a test that looks a name up on purpose: its refused lookups (its own, its subprocesses'
+    and its kernels') go to a file of its own, not the run's; returns a function that reads them."""
+    path = tmp_path / "refused-lookups.txt"
+    monkeypatch.setenv(netguard.RECORD, str(path))
+    return lambda: refused_lookups(path)
 
 
 @pytest.fixture(scope="session")

@@ -111,6 +111,32 @@ class Writer:
                 ),
             )
 
+    def signalled(
+        self,
+        cid: str,
+        side: str,
+        amount: str,
+        price: str,
+        at: int,
+        *,
+        fee: str = "0",
+        filled: str | None = None,
+        signal: str | None = None,
+        arrival: str | None = None,
+        delay: int = 0,
+    ) -> None:
+        """A market order signalled by the bar closing at ``at``, filled ``delay`` ms later in one part."""
+        self.order(
+            cid,
+            side,
+            amount,
+            [(price, filled or amount, fee, "USDT", at + delay)],
+            signal_price=signal or price,
+            arrival_price=arrival or signal or price,
+            signal_time=at,
+            created=at + delay // 2,
+        )
+
 
 # -- the hand-worked session -----------------------------------------------------------------------
 #
@@ -766,3 +792,205 @@ def test_workbench_report_of_an_unknown_session(tmp_path):
 
     assert main(["report", "nope", "--store", str(path), "--output", str(tmp_path / "x.html")]) == 2
     assert not (tmp_path / "x.html").exists()
+
+
+# -- what a trader reads: bar-marked performance, trades, fees, refusals ----------------------------
+#
+# "bars-1": BTC/USDT 1m bars closing at 100, 110, 99, 108.9, 120 (recorded as a live session records
+# them). Buy 1 BTC on the first bar's signal at 100, sell it on the fourth's at 108.9, no fees;
+# capital 1000 USDT. Value at each close: 1000, 1010, 999, 1008.9, 1008.9; buy and hold:
+# 1000 x close / 100 = 1000, 1100, 990, 1089, 1200.
+
+CLOSES = [100.0, 110.0, 99.0, 108.9, 120.0]
+VALUES = [1000.0, 1010.0, 999.0, 1008.9, 1008.9]
+
+
+def write_bars_session(store: Store, session_id: str = "bars-1") -> None:
+    store.start_session(session_id, TradingMode.PAPER, strategy="SmaCross", params={"fast": 2}, symbols=["BTC/USDT"])
+    for i, close in enumerate(CLOSES):
+        opened = T0 + 60_000 * i
+        bar = {
+            "symbol": "BTC/USDT",
+            "open_time": opened,
+            "close_time": opened + 59_999,
+            "open": close,
+            "high": close,
+            "low": close,
+            "close": close,
+            "volume": 1.0,
+        }
+        store.audit("market.bar", bar, session_id=session_id, mode=TradingMode.PAPER)
+    w = Writer(store, session_id)
+    w.signalled("b1", "buy", "1", "100", T0 + 59_999)
+    w.signalled("b2", "sell", "1", "108.9", T0 + 239_999)
+    store.end_session(session_id, "completed")
+
+
+def test_bar_equity_against_buy_and_hold(store):
+    write_bars_session(store)
+    curve = analysis.bar_equity(store, "bars-1", capital=1000)
+    assert curve["value"].tolist() == pytest.approx(VALUES, abs=TOL)
+    assert curve["buy_hold"].tolist() == pytest.approx([1000, 1100, 990, 1089, 1200], abs=TOL)
+    assert curve["in_market"].tolist() == [True, True, True, False, False]
+    assert curve["exposure"].tolist() == pytest.approx([100 / 1000, 110 / 1010, 99 / 999, 0, 0], abs=TOL)
+    returns = [0.0, 1010 / 1000 - 1, 999 / 1010 - 1, 1008.9 / 999 - 1, 0.0]
+    assert curve["returns"].tolist() == pytest.approx(returns, abs=1e-12)
+    assert curve.index[0] == pd.Timestamp(T0 + 59_999, unit="ms", tz="UTC")
+
+
+def test_performance_by_hand_and_against_empyrical(store):
+    empyrical = pytest.importorskip("empyrical")
+    write_bars_session(store)
+    perf = analysis.performance(store, "bars-1", capital=1000, periods_per_year=252)
+    r = np.array([0.0, 0.01, 999 / 1010 - 1, 1008.9 / 999 - 1, 0.0])
+    # by hand: mean / sample std x sqrt(252); Sortino: mean x 252 / (rms of the negative returns x sqrt(252))
+    mean = r.sum() / 5
+    std = np.sqrt(((r - mean) ** 2).sum() / 4)
+    assert perf["sharpe"] == pytest.approx(mean / std * np.sqrt(252), rel=1e-12)
+    downside = np.sqrt((999 / 1010 - 1) ** 2 / 5) * np.sqrt(252)
+    assert perf["sortino"] == pytest.approx(mean * 252 / downside, rel=1e-12)
+    annual = (1008.9 / 1000) ** (252 / 5) - 1
+    assert perf["annual_return"] == pytest.approx(annual, rel=1e-12)
+    assert perf["calmar"] == pytest.approx(annual / (11 / 1010), rel=1e-12)
+    assert perf["total_return"] == pytest.approx(0.0089, abs=1e-12)
+    assert perf["buy_hold_return"] == pytest.approx(0.2, abs=1e-12)
+    assert perf["max_drawdown_pct"] == pytest.approx(-11 / 1010, abs=1e-12)
+    assert perf["max_drawdown_quote"] == pytest.approx(-11, abs=TOL)
+    assert perf["drawdown_peak"] == pd.Timestamp(T0 + 60_000 + 59_999, unit="ms", tz="UTC")
+    assert perf["drawdown_trough"] == pd.Timestamp(T0 + 120_000 + 59_999, unit="ms", tz="UTC")
+    assert pd.isna(perf["drawdown_recovery"])  # 1008.9 never gets back to 1010
+    assert perf["time_in_market"] == pytest.approx(3 / 5)
+    assert perf["exposure"] == pytest.approx((0.1 + 110 / 1010 + 99 / 999) / 5, abs=1e-12)
+    assert perf["gross_pnl"] == perf["net_pnl"] == pytest.approx(8.9, abs=TOL)
+    # empyrical, on the same returns
+    returns = pd.Series(r, index=pd.date_range("2024-01-01", periods=5, freq="D", tz="UTC"))
+    assert perf["sharpe"] == pytest.approx(empyrical.sharpe_ratio(returns, annualization=252), rel=1e-9)
+    assert perf["sortino"] == pytest.approx(empyrical.sortino_ratio(returns, annualization=252), rel=1e-9)
+    assert perf["annual_return"] == pytest.approx(empyrical.annual_return(returns, annualization=252), rel=1e-9)
+    assert perf["calmar"] == pytest.approx(empyrical.calmar_ratio(returns, annualization=252), rel=1e-9)
+    assert perf["max_drawdown_pct"] == pytest.approx(empyrical.max_drawdown(returns), rel=1e-9)
+
+
+def test_ratios_of_no_returns_and_of_flat_returns():
+    assert all(np.isnan(v) for v in analysis.ratios(pd.Series(dtype=float)).values())
+    flat = analysis.ratios(pd.Series([0.0, 0.0, 0.0]))
+    assert np.isnan(flat["sharpe"]) and np.isnan(flat["sortino"]) and np.isnan(flat["calmar"])
+    assert flat["annual_return"] == 0
+
+
+def test_data_source_and_bars_of_a_live_session(store):
+    write_bars_session(store)
+    data = analysis.data_source(store, "bars-1").iloc[0]
+    assert data["symbol"] == "BTC/USDT" and data["bars"] == 5 and not data["synthetic"]
+    assert "source not recorded" in data["source"]
+    assert data["first"] == pd.Timestamp(T0, unit="ms", tz="UTC")
+    assert data["last"] == pd.Timestamp(T0 + 240_000, unit="ms", tz="UTC")
+    bars = analysis.session_bars(store, "bars-1")["BTC/USDT"]
+    assert bars["close"].tolist() == CLOSES
+
+
+async def test_a_paper_session_records_its_data_and_the_report_reloads_it(store, rules):
+    from workbench.data import load_klines
+
+    btc = {"BTC/USDT": rules["BTC/USDT"]}
+    history = load_klines("BTC/USDT", limit=300, allow_sample=True)
+    session = TradingSession(PaperExecutor(btc, {"USDT": 10_000}), store, rules=btc, strategy=SmaCross(5, 20, 0.01))
+    await session.run({"BTC/USDT": history}, progress=False)
+    data = analysis.data_source(store, session.session_id).iloc[0]
+    assert data["source"] == history.attrs["source"] and data["bars"] == 300
+    assert data["synthetic"] == ("SYNTHETIC" in history.attrs["source"])
+    assert data["first"] == history.index[0] and data["last"] == history.index[-1]
+    again = analysis.session_bars(store, session.session_id)["BTC/USDT"]
+    assert again["close"].tolist() == history["close"].tolist()
+    ends = analysis.open_positions(store, session.session_id)
+    assert (ends["mark_price"] == history["close"].iloc[-1]).all()
+
+
+def test_trades_of_the_hand_worked_session(hand_store):
+    trades = analysis.trades(hand_store, HAND)
+    assert trades["trade"].tolist() == [1, 2] and trades["open"].tolist() == [False, True]
+    first, second = trades.iloc[0], trades.iloc[1]
+    assert first["direction"] == "long" and first["units"] == approx(1.0)
+    assert first["entry_price"] == approx(102.6) and first["exit_price"] == approx((54 + 47.405) / 0.999)
+    assert first["pnl"] == approx(O2_PNL + O3_PNL)
+    assert first["return_pct"] == approx((O2_PNL + O3_PNL) / 102.6)
+    assert first["holding_ms"] == 120_000 - 100
+    assert first["fees"] == approx(0.0004 * 102 + 0.0006 * 103 + 0.054 + 0.04741)
+    # slippage: buys (102-100) x 0.4 + (103-100) x 0.6; sells (110-108) x 0.5 + (94-95) x 0.499
+    assert first["slippage_signal_quote"] == approx(2.6 + 1.0 - 0.499)
+    assert first["slippage_signal_bps"] == approx(3.101 / (100 + 55 + 94 * 0.499) * 1e4)
+    assert first["slippage_arrival_quote"] == approx(1.6 + 0.5 - 0.2495)
+    assert first["slippage_arrival_bps"] == approx(1.8505 / (101 + 54.5 + 94.5 * 0.499) * 1e4)
+    assert pd.isna(second["exit_time"]) and second["units"] == approx(0.2)
+    assert second["slippage_signal_quote"] == approx((90 - 91) * 0.2)
+
+
+def test_fees_by_asset_and_liquidity(hand_store):
+    fees = analysis.fees(hand_store, HAND).set_index("fee_currency")
+    assert fees["liquidity"].tolist() == ["taker", "taker"]
+    assert fees.loc["BTC", "fills"] == 2 and fees.loc["USDT", "fills"] == 3
+    assert fees.loc["BTC", "fee"] == approx(0.001)
+    assert fees.loc["BTC", "fee_quote"] == approx(0.0004 * 102 + 0.0006 * 103)
+    assert fees.loc["USDT", "fee_quote"] == approx(0.054 + 0.04741 + 0.018)
+    assert fees.loc["USDT", "fee_bps"] == approx((0.054 + 0.04741 + 0.018) / (54 + 47.405 + 18) * 1e4)
+    assert fees["fee_quote"].sum() == approx(FEES)
+
+
+def test_refusals_by_stage_and_reason(hand_store):
+    for kind, rule in [
+        ("risk.rejected", "max_position"),
+        ("risk.rejected", "max_position"),
+        ("risk.rejected", "kill_switch"),
+        ("order.rejected", "balance"),
+    ]:
+        hand_store.audit(
+            kind,
+            {"symbol": "BTC/USDT", "rule": rule, "error": f"refused by {rule}"},
+            session_id=HAND,
+            mode=TradingMode.PAPER,
+        )
+    frame = analysis.refusals(hand_store, HAND)
+    got = {(r.stage, r.outcome, r.reason): r.orders for r in frame.itertuples()}
+    assert got == {
+        ("risk check or filter", "refused", "max_position"): 2,
+        ("risk check or filter", "not sent", "kill_switch"): 1,
+        ("venue", "refused", "balance"): 1,
+    }
+
+
+def test_sweep_table_labels_runs_by_their_parameters(store):
+    write_random(store, "sw-a", seed=1, sweep_id="sw", params={"fast": 5, "slow": 20})
+    write_random(store, "sw-b", seed=2, sweep_id="sw", params={"fast": 10, "slow": 20})
+    table = analysis.sweep_table(store, "sw")
+    assert list(table.columns) == ["session_id", "fast", *analysis.SWEEP_COLUMNS[1:]]  # slow does not vary
+    metrics = analysis.session_metrics(store, sweep_id="sw").set_index("session_id")
+    assert table.set_index("session_id")["total_pnl"].to_dict() == pytest.approx(metrics["total_pnl"].to_dict())
+    runs = pd.DataFrame(
+        {"session_id": ["sw-a", "sw-b", "sw-c"], "status": ["completed"] * 2 + ["failed"], "store_path": ["x"] * 3}
+    )
+    joined = analysis.sweep_table(store, "sw", runs)
+    assert joined["session_id"].tolist() == ["sw-a", "sw-b", "sw-c"] and "store_path" not in joined
+    assert joined["status"].tolist() == ["completed", "completed", "failed"]  # the runs' own
+    assert joined["total_pnl"].notna().tolist() == [True, True, False]
+    nothing = analysis.sweep_table(store, "no-such-sweep", runs)  # every run failed: still a table
+    assert nothing["total_pnl"].isna().all() and len(nothing) == 3
+
+
+def test_the_new_views_agree_with_the_functions(tmp_path):
+    path = tmp_path / "views2.duckdb"
+    with Store(path) as store:
+        write_hand(store)
+        store.audit("risk.rejected", {"rule": "max_position"}, session_id=HAND, mode=TradingMode.PAPER)
+        analysis.create_views(store)
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        for view, function, order in [
+            ("analysis_trades", analysis.trades, "session_id, entry_time, symbol, trade"),
+            ("analysis_fees", analysis.fees, "session_id, fee_currency, liquidity"),
+            ("analysis_refusals", analysis.refusals, "session_id, orders DESC, reason"),
+        ]:
+            from_view = analysis._tidy(con.execute(f"SELECT * FROM {view} ORDER BY {order}").df())
+            assert len(from_view) > 0
+            _same(from_view, function(path))
+    finally:
+        con.close()

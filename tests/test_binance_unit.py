@@ -2,14 +2,25 @@
 
 import json
 import logging
-import socket
+from dataclasses import replace
 from decimal import Decimal
 
 import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxtpro
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from workbench.config import MAINNET_CONSENT, MAINNET_ENV, Config, Credentials, Secret, TradingMode, load_config
+from workbench.config import (
+    MAINNET_CONSENT,
+    MAINNET_ENV,
+    Config,
+    Credentials,
+    MainnetGuard,
+    Secret,
+    TradingMode,
+    load_config,
+)
 from workbench.errors import (
     ConfigError,
     ExchangeError,
@@ -19,15 +30,18 @@ from workbench.errors import (
     MalformedMessage,
     UnknownSymbol,
 )
-from workbench.executors import build_executor
+from workbench.executors import binance, build_executor
 from workbench.executors.binance import (
-    MAINNET_HOSTS,
+    PRODUCTION_DOMAINS,
+    BinanceClient,
     BinanceExecutor,
     RateLimiter,
     binance_error,
     check_hosts,
+    check_url,
     closed_bars,
     fill_from_ccxt,
+    host_of,
     make_client,
     order_from_ccxt,
     rejection,
@@ -37,45 +51,147 @@ from workbench.model import OrderStatus, OrderType, Side, TimeInForce
 CREDS = Credentials(Secret("K" * 64), Secret("S" * 64))
 
 
+MAINNET = Config(mode=TradingMode.MAINNET, mainnet=True)
+CONSENT = {MAINNET_ENV: MAINNET_CONSENT}
+# Binance's production hosts as a testnet venue_url or request URL could name them; none may be looked up.
+PRODUCTION_URLS = [
+    "https://API.BINANCE.COM",
+    *(f"https://api{n}.binance.com" for n in range(1, 5)),
+    "https://api-gcp.binance.com/api/v3",
+    "https://binance.com",
+    "https://www.binance.com",
+    "https://binance.us",
+    "https://api.binance.us",
+    "https://data.sub.binance.com:443/x",
+    "wss://stream.binance.com:9443/ws",
+    "https://api.binance.com./",  # a trailing dot
+    "https://api%2Ebinance%2Ecom/",  # percent-encoded dots
+    "https://\uff21\uff30\uff29\uff0e\uff42\uff49\uff4e\uff41\uff4e\uff43\uff45\uff0e\uff43\uff4f\uff4d/",  # full width
+    "https://127.0.0.1@api.binance.com/",  # loopback as a user name
+]
+
+
 def all_urls(client):
     return json.dumps(client.urls["api"])
 
 
-def test_testnet_urls_by_default_and_the_local_venue_by_config():
+def test_testnet_urls_by_default_the_local_venue_by_config_and_mainnet_only_with_the_guard():
     testnet = make_client(TradingMode.TESTNET, CREDS)
-    assert "testnet.binance.vision" in all_urls(testnet) and not any(h in all_urls(testnet) for h in MAINNET_HOSTS)
+    assert "testnet.binance.vision" in all_urls(testnet) and "binance.com" not in all_urls(testnet)
     local = make_client(TradingMode.TESTNET, CREDS, "http://127.0.0.1:8765")
     assert local.urls["api"]["public"] == "http://127.0.0.1:8765/api/v3"
     assert local.urls["api"]["ws"]["ws-api"]["spot"] == "ws://127.0.0.1:8765/ws-api/v3"
     assert local.urls["api"]["ws"]["spot"] == "ws://127.0.0.1:8765/ws"
-    mainnet = make_client(TradingMode.MAINNET, CREDS)
-    assert "api.binance.com" in all_urls(mainnet)
+    for loopback in ("http://localhost:1", "http://127.0.0.2:1", "http://[::1]:1"):
+        assert make_client(TradingMode.TESTNET, None, loopback).mode is TradingMode.TESTNET
+    mainnet = make_client(TradingMode.MAINNET, CREDS, guard=MainnetGuard(MAINNET, CONSENT))
+    assert "https://api.binance.com/api/v3" in all_urls(mainnet) and mainnet.mode is TradingMode.MAINNET
     with pytest.raises(ConfigError, match="Paper mode has no venue"):
         make_client(TradingMode.PAPER, CREDS)
 
 
-async def test_no_request_reaches_a_mainnet_host_unless_the_guard_passed(monkeypatch):
-    """Three locks: resolve_mode refuses mainnet without both guards before any client exists; a
-    testnet client's URLs name no mainnet host; and its requests refuse one at the moment of sending."""
+def test_a_mainnet_executor_or_client_built_directly_without_the_guard_is_refused():
+    """The executor itself demands the MainnetGuard, which exists only past resolve_mode."""
+    attempts = [
+        lambda: BinanceExecutor(TradingMode.MAINNET, {}, CREDS),
+        lambda: make_client(TradingMode.MAINNET, CREDS),
+        lambda: make_client(TradingMode.MAINNET, CREDS, guard=object()),  # not a guard
+        lambda: BinanceClient({}, TradingMode.MAINNET),
+    ]
+    for attempt in attempts:
+        with pytest.raises(MainnetGuardError) as e:
+            attempt()
+        assert "`mainnet = true`" in str(e.value) and f"{MAINNET_ENV}={MAINNET_CONSENT}" in str(e.value)
+        assert "\n" not in str(e.value)
+
+
+def test_build_executor_builds_mainnet_only_past_both_guards_and_no_client_before(monkeypatch):
     built = []
-    monkeypatch.setattr(ccxtpro, "binance", lambda *a, **k: built.append(1))
+    monkeypatch.setattr(binance, "make_client", lambda *a, **k: built.append(1))
+    monkeypatch.setenv("BINANCE_API_KEY", "k" * 64)
+    monkeypatch.setenv("BINANCE_API_SECRET", "s" * 64)
     monkeypatch.delenv(MAINNET_ENV, raising=False)
-    for config in (Config(mode=TradingMode.MAINNET), Config(mode=TradingMode.MAINNET, mainnet=True)):
+    for config in (Config(mode=TradingMode.MAINNET), MAINNET):
         with pytest.raises(MainnetGuardError):
             build_executor(config, {})
     monkeypatch.setenv(MAINNET_ENV, MAINNET_CONSENT)
     with pytest.raises(MainnetGuardError):
         build_executor(Config(mode=TradingMode.MAINNET), {})
     assert built == []  # no network object was ever built
-    monkeypatch.undo()
+    monkeypatch.setattr(binance, "make_client", make_client)
+    executor = build_executor(replace(MAINNET, venue_url="http://127.0.0.1:1"), {})
+    assert executor.mode is executor.client.mode is TradingMode.MAINNET and executor.account == "mainnet account"
 
+
+@pytest.mark.parametrize("url", PRODUCTION_URLS)
+async def test_a_testnet_client_refuses_every_binance_production_host_before_looking_it_up(url, lookups, monkeypatch):
+    """At construction (venue_url, from code or a config) and at every request and WebSocket
+    connection (a URL changed afterwards): refused on the parsed host, and never looked up."""
+    with pytest.raises(MainnetGuardError, match="is a Binance production host"):
+        make_client(TradingMode.TESTNET, CREDS, url)
+    monkeypatch.setenv("BINANCE_TESTNET_API_KEY", "k" * 64)
+    monkeypatch.setenv("BINANCE_TESTNET_API_SECRET", "s" * 64)
+    with pytest.raises(MainnetGuardError, match="is a Binance production host"):
+        build_executor(load_config(venue_url=url), {})
     client = make_client(TradingMode.TESTNET, CREDS)
-    client.urls["api"]["public"] = "https://api.binance.com/api/v3"  # a misconfiguration
-    with pytest.raises(ConfigError, match="tried to reach the mainnet URL https://api.binance.com/api/v3/time"):
+    client.urls["api"]["public"] = url.rstrip("/") + "/api/v3"
+    with pytest.raises(MainnetGuardError, match=r"Refused \S+/api/v3/time: api.binance.\w+|production host"):
         await client.fetch_time()
-    with pytest.raises(ConfigError, match="mainnet URL"):
-        client.client("wss://stream.binance.com:9443/ws")
+    with pytest.raises(MainnetGuardError, match="is a Binance production host"):
+        client.client(url)
     await client.close()
+    assert lookups() == []
+
+
+async def test_a_testnet_client_switched_back_to_mainnet_urls_is_refused_at_the_request(lookups):
+    client = make_client(TradingMode.TESTNET, CREDS)
+    client.set_sandbox_mode(False)  # ccxt restores Binance's production URLs
+    with pytest.raises(MainnetGuardError, match=r"Refused https://api.binance.com/api/v3/exchangeInfo: .* `mainnet"):
+        await client.load_markets()
+    with pytest.raises(MainnetGuardError, match="stream.binance.com is a Binance production host"):
+        client.client(client.urls["api"]["ws"]["spot"])
+    await client.close()
+    assert lookups() == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.com", "http://10.0.0.1:8765", "https://data-api.binance.vision", "http://[::1", "http://a..b"],
+)
+def test_a_testnet_client_reaches_only_the_testnets_and_loopback(url, lookups):
+    with pytest.raises(ConfigError, match="reaches only testnet.binance.vision and binancefuture.com or a local"):
+        make_client(TradingMode.TESTNET, CREDS, url)
+    assert lookups() == []
+
+
+def test_a_mainnet_guard_lets_a_mainnet_client_reach_any_host():
+    check_url("https://api.binance.com/api/v3/order?signature=x", TradingMode.MAINNET)
+    check_url("http://127.0.0.1:8765/api/v3", TradingMode.MAINNET)  # a local exchange in mainnet mode
+
+
+def test_an_executor_takes_only_a_guarded_client_of_its_own_mode():
+    for client in (ccxtpro.binance(), make_client(TradingMode.TESTNET, None)):
+        mode = TradingMode.MAINNET if isinstance(client, BinanceClient) else TradingMode.TESTNET
+        with pytest.raises(ConfigError, match=f"A {mode} executor needs a {mode} client from make_client"):
+            BinanceExecutor(mode, {}, None, client=client, guard=MainnetGuard(MAINNET, CONSENT))
+    client = make_client(TradingMode.TESTNET, None, "http://127.0.0.1:1")
+    assert BinanceExecutor(TradingMode.TESTNET, {}, None, client=client).client is client
+
+
+@pytest.mark.parametrize(
+    "url, host",
+    [
+        ("https://API.BINANCE.COM", "api.binance.com"),
+        ("https://api.binance.com../x", "api.binance.com"),
+        ("https://api%2Ebinance%2Ecom/", "api.binance.com"),
+        ("https://b\u00fccher.Binance.com", "xn--bcher-kva.binance.com"),
+        ("http://[::1]:80/", "::1"),
+        ("not a url", ""),
+        ("http://" + "a" * 64 + ".com", ""),  # a label too long for DNS
+    ],
+)
+def test_the_host_is_what_a_resolver_would_look_up(url, host):
+    assert host_of(url) == host
 
 
 def test_building_a_real_executor_needs_keys_from_the_environment(monkeypatch, tmp_path):
@@ -210,9 +326,8 @@ def test_a_testnet_client_naming_a_mainnet_host_is_refused_and_keys_are_optional
     client = make_client(TradingMode.TESTNET, None)
     assert not client.apiKey and not client.secret  # market data needs no keys
     client.urls["api"]["private"] = "https://api.binance.com/api/v3"
-    with pytest.raises(ConfigError, match=r"must not reach mainnet hosts, but its URLs name \['api.binance.com'\]"):
-        check_hosts(client, TradingMode.TESTNET)
-    check_hosts(client, TradingMode.MAINNET)  # mainnet (past the guard) may
+    with pytest.raises(MainnetGuardError, match=r"Refused https://api.binance.com/api/v3: api.binance.com is a"):
+        check_hosts(client)
 
 
 def test_unreadable_venue_messages_become_malformed_message_errors():
@@ -245,15 +360,6 @@ def test_closed_bars_close_each_candle_once_and_skip_stale_ones():
     assert bars == [] and last == c[2]
 
 
-def test_the_suite_refuses_and_records_every_lookup_of_a_mainnet_host():
-    from . import conftest
-
-    with pytest.raises(OSError, match="must not reach the mainnet host api.binance.com"):
-        socket.getaddrinfo("api.binance.com", 443)
-    assert conftest.MAINNET_LOOKUPS.pop() == "api.binance.com"  # this one was on purpose
-    assert socket.getaddrinfo("127.0.0.1", 80)
-
-
 def test_ccxt_s_request_log_never_shows_the_keys(caplog):
     client = make_client(TradingMode.TESTNET, CREDS, "http://127.0.0.1:9")
     caplog.set_level(logging.DEBUG, "ccxt.base.exchange")
@@ -265,3 +371,38 @@ def test_ccxt_s_request_log_never_shows_the_keys(caplog):
     caplog.set_level(logging.WARNING, "ccxt.base.exchange")
     client.logger.debug("not shown %s", "K" * 64)
     assert caplog.text == ""
+
+
+async def test_verbose_ccxt_output_never_shows_the_keys(exchange, capsys):
+    """``verbose = True`` makes ccxt print every request's headers (the API key among them) and
+    every WebSocket message: the client blanks the key and secret out of all of it."""
+    key, secret = exchange.api_key, exchange.secret
+    client = make_client(TradingMode.TESTNET, Credentials(Secret(key), Secret(secret)), exchange.url)
+    client.verbose = True
+    try:
+        assert await client.fetch_balance()
+        ws = client.client(client.urls["api"]["ws"]["spot"])
+        assert ws.log == client.log  # the WebSocket clients print through the same redaction
+        ws.log("sending", {"apiKey": key, "secret": secret})
+        make_client(TradingMode.TESTNET, None).log("keyless", "client")
+    finally:
+        await client.close()
+    out = capsys.readouterr().out
+    assert "fetch Request:" in out and "'X-MBX-APIKEY': '***'" in out and "{'apiKey': '***', 'secret': '***'}" in out
+    assert key not in out and secret not in out and "keyless client" in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    labels=st.lists(st.from_regex(r"[a-z0-9-]{1,12}", fullmatch=True), max_size=3),
+    domain=st.sampled_from(PRODUCTION_DOMAINS),
+    case=st.sampled_from([str.lower, str.upper, str.title, str.swapcase]),
+    dot=st.sampled_from([".", "%2E", "\u3002", "\uff0e"]),  # ASCII, percent-encoded, ideographic, full width
+    trailing=st.sampled_from(["", ".", ".."]),
+    prefix=st.sampled_from(["http://", "https://", "ws://", "wss://", "https://127.0.0.1@", "https://localhost:1@"]),
+    port=st.sampled_from(["", ":443", ":9443"]),
+)
+def test_every_spelling_of_a_production_host_is_refused_in_testnet(labels, domain, case, dot, trailing, prefix, port):
+    host = case(dot.join([*labels, *domain.split(".")]) + trailing)
+    with pytest.raises(MainnetGuardError, match="is a Binance production host"):
+        check_url(f"{prefix}{host}{port}/api/v3/time?timestamp=1", TradingMode.TESTNET)

@@ -8,6 +8,7 @@ from workbench.config import (
     MAINNET_ENV,
     Config,
     Credentials,
+    MainnetGuard,
     RiskLimits,
     Secret,
     TradingMode,
@@ -42,6 +43,15 @@ def test_mainnet_needs_both_guards(mainnet_flag, environ, missing):
 
 def test_mainnet_with_both_guards():
     assert resolve_mode(Config(mode=TradingMode.MAINNET, mainnet=True), GUARD) is TradingMode.MAINNET
+
+
+def test_only_a_config_past_both_mainnet_guards_gets_a_mainnet_guard():
+    """The token the Binance executor demands for mainnet: resolve_mode's verdict, nothing else."""
+    assert isinstance(MainnetGuard(Config(mode=TradingMode.MAINNET, mainnet=True), GUARD), MainnetGuard)
+    with pytest.raises(MainnetGuardError, match=f"needs the environment variable {MAINNET_ENV}"):
+        MainnetGuard(Config(mode=TradingMode.MAINNET, mainnet=True), {})
+    with pytest.raises(MainnetGuardError, match="only for a mainnet config; this one trades on testnet"):
+        MainnetGuard(Config(mainnet=True), GUARD)
 
 
 def test_mainnet_flag_alone_does_not_switch_modes():

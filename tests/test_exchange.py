@@ -16,7 +16,7 @@ import ccxt.async_support as ccxt_async
 import pytest
 
 from workbench.config import Credentials, Secret, TradingMode
-from workbench.exchange import Limits, LocalExchange
+from workbench.exchange import BinanceError, Limits, LocalExchange
 from workbench.exchange.server import _payload
 from workbench.executors.binance import make_client, point_at
 from workbench.matching import BookConfig
@@ -179,12 +179,13 @@ async def test_partial_fill_and_cancel_all():
 
 async def partial_fill_and_cancel_all(exchange, client):
     price = float(last(exchange))
-    big = await client.create_order("BTC/USDT", "limit", "buy", 2, round(price * 0.995, 2))
+    size = round(80_000 / price, 4)  # 80k USDT of the account's 100k: four book levels at any real price
+    big = await client.create_order("BTC/USDT", "limit", "buy", size, round(price * 0.995, 2))
     other = await client.create_order("BTC/USDT", "limit", "buy", 0.01, round(price * 0.9, 2))
     exchange.set_price("BTC/USDT", price * 0.99)  # one book level's worth fills, as maker
     partial = await client.fetch_order(big["id"], "BTC/USDT")
-    assert partial["status"] == "open" and 0 < partial["filled"] < 2
-    assert partial["remaining"] == pytest.approx(2 - partial["filled"])
+    assert partial["status"] == "open" and 0 < partial["filled"] < size
+    assert partial["remaining"] == pytest.approx(size - partial["filled"])
     canceled = await client.cancel_all_orders("BTC/USDT")
     assert {o["id"] for o in canceled} == {big["id"], other["id"]}
     assert all(o["status"] == "canceled" for o in canceled)
@@ -221,7 +222,8 @@ ERRORS = [
     ({"timeInForce": "GTX"}, -1115, "Invalid timeInForce.", ccxt_async.BadRequest),
     ({"price": None}, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.",
      ccxt_async.BadRequest),
-    ({"type": "MARKET", "price": None}, -1114, "TimeInForce parameter sent when not required.", ccxt_async.BadRequest),
+    ({"type": "MARKET", "price": None}, -1106, "Parameter 'timeInForce' sent when not required.",
+     ccxt_async.BadRequest),
     ({"quantity": "-1"}, -1100, "Illegal characters found in parameter 'quantity'; legal range is "
      "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.", ccxt_async.BadRequest),
     ({"type": "STOP_LOSS", "timeInForce": None, "price": None, "stopPrice": "1"}, -2010,
@@ -392,11 +394,10 @@ async def test_lost_answer_leaves_the_order_placed(exchange, client):
 
 
 async def test_5xx_latency_forced_429_and_admin_endpoint(exchange, client):
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{exchange.url}/admin/faults", json={"errors_5xx": 1, "latency_ms": 150}) as r:
-            assert (await r.json())["errors_5xx"] == 1
-        async with http.post(f"{exchange.url}/admin/faults", json={"nonsense": 1}) as r:
-            assert r.status == 400
+    assert (await exchange.admin("faults", {"errors_5xx": 1, "latency_ms": 150}))["errors_5xx"] == 1
+    with pytest.raises(BinanceError, match="Unknown fault 'nonsense'") as refused:
+        await exchange.admin("faults", {"nonsense": 1})
+    assert refused.value.status == 400
     with pytest.raises(ccxt_async.ExchangeNotAvailable):
         await client.fetch_balance()
     assert not exchange.venue.engine.orders
@@ -480,7 +481,8 @@ async def test_market_streams_through_ccxt_pro(exchange, client):
     await asyncio.wait_for(step_until_done(), 10)
     candles, trades, ticker, book = (w.result() for w in watches)
     closed = exchange.venue.market.bar("BTCUSDT")
-    assert candles[-1][0] <= closed.name.value // 1_000_000 and trades[-1]["symbol"] == "BTC/USDT"
+    opened = closed.name.value // 1_000_000 + exchange.venue.market.offset["BTCUSDT"]  # on the market clock
+    assert candles[-1][0] <= opened and trades[-1]["symbol"] == "BTC/USDT"
     assert ticker["symbol"] == "BTC/USDT" and book["bids"][0][0] < book["asks"][0][0]
     exchange.step(1)
     book = await asyncio.wait_for(client.watch_order_book("BTC/USDT"), 5)

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workbench.errors import FilterError, InvalidOrder, UnknownSymbol
-from workbench.filters import SymbolRules, check_order, rules_for
+from workbench.filters import SymbolRules, check_order, check_order_list, rules_for
 from workbench.model import OrderRequest
 
 D = Decimal
@@ -200,3 +200,63 @@ def test_market_step_size_and_legacy_min_notional_that_passes():
     )
     assert rules.step_size(market=True) == 5 and rules.step_size() == 1
     check_order(OrderRequest("X/Y", "buy", "MARKET", amount="10"), rules, avg_price=D(1))
+
+
+def stop(side="sell", type_="STOP_LOSS_LIMIT", delta=100, **kw):
+    return OrderRequest(
+        "BTC/USDT", side, type_, amount="0.01", price="50000", time_in_force="GTC", trailing_delta=delta, **kw
+    )
+
+
+def test_iceberg_parts(btc):
+    check_order(limit("1", "50000", iceberg_amount="0.1"), btc, avg_price=D(50_000))  # 10 parts: the limit
+    e = failure(limit("1", "50000", iceberg_amount="0.09"), btc)
+    assert e.rule == "ICEBERG_PARTS" and "makes 12 parts" in str(e) and "at least 0.1" in str(e)
+
+
+TRAILS = [
+    ("buy", "STOP_LOSS_LIMIT", "Above"),
+    ("sell", "STOP_LOSS_LIMIT", "Below"),
+    ("sell", "TAKE_PROFIT_LIMIT", "Above"),
+    ("buy", "TAKE_PROFIT_LIMIT", "Below"),
+]
+
+
+@pytest.mark.parametrize("side, type_, where", TRAILS)
+def test_trailing_delta_uses_the_above_or_below_range_by_side_and_type(btc, side, type_, where):
+    filters = [f for f in btc.filters if f["filterType"] != "TRAILING_DELTA"]
+    ranges = {"minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000, "minTrailingBelowDelta": 10,
+              "maxTrailingBelowDelta": 2000}  # fmt: skip
+    ranges[f"maxTrailing{where}Delta"] = 500
+    rules = SymbolRules(btc.symbol, btc.id, btc.base, btc.quote, (*filters, {"filterType": "TRAILING_DELTA", **ranges}))
+    check_order(stop(side, type_, delta=500), rules, avg_price=D(50_000))
+    other = "Below" if where == "Above" else "Above"
+    assert ranges[f"maxTrailing{other}Delta"] == 2000
+    e = failure(stop(side, type_, delta=501), rules)
+    assert e.rule == "TRAILING_DELTA" and e.field == "trailing_delta" and "10..500" in str(e)
+    assert failure(stop(side, type_, delta=9), rules).rule == "TRAILING_DELTA"
+
+
+def test_algo_orders_and_order_lists_are_counted(btc):
+    check_order(stop(), btc, avg_price=D(50_000), open_orders=10, open_algo_orders=4)
+    with pytest.raises(FilterError) as e:
+        check_order(stop(), btc, avg_price=D(50_000), open_orders=10, open_algo_orders=5)
+    assert (e.value.code, e.value.msg) == (-1013, "Filter failure: MAX_NUM_ALGO_ORDERS")
+    assert "5 stop orders are already open" in str(e.value)
+    check_order(limit("0.01", "50000"), btc, avg_price=D(50_000), open_algo_orders=5)  # not an algo order
+    check_order_list(btc, 100)  # no MAX_NUM_ORDER_LISTS filter
+    listed = SymbolRules(btc.symbol, btc.id, btc.base, btc.quote,
+                         (*btc.filters, {"filterType": "MAX_NUM_ORDER_LISTS", "maxNumOrderLists": 20}))  # fmt: skip
+    check_order_list(listed, 19)
+    with pytest.raises(FilterError) as e:
+        check_order_list(listed, 20)
+    assert e.value.msg == "Filter failure: MAX_NUM_ORDER_LISTS"
+
+
+def test_exchange_info_says_what_the_venue_supports(btc):
+    info = btc.to_exchange_info()
+    assert info["ocoAllowed"] and info["otoAllowed"] and info["icebergAllowed"] and info["allowTrailingStop"]
+    assert (
+        info["defaultSelfTradePreventionMode"] == "EXPIRE_MAKER"
+        and "DECREMENT" in info["allowedSelfTradePreventionModes"]
+    )

@@ -1,103 +1,88 @@
-"""fetch_klines against a real HTTP server on 127.0.0.1 serving Binance's /api/v3/klines (the local
-exchange, workbench.exchange, was not in the package yet): incremental, no duplicates, gaps reported."""
+"""The REST top-up (workbench.loader.fetch_klines) against the local exchange on 127.0.0.1: it continues
+after the newest archived bar, pages, keeps only closed bars, never fills a gap, refuses unknown symbols."""
 
-import json
+from __future__ import annotations
+
+import datetime as dt
 from pathlib import Path
 
-import ccxt.async_support as ccxt_async
-import duckdb
+import aiohttp
 import pytest
-from aiohttp import web
 
-from workbench.executors.binance import point_at
+from workbench.archive import ArchiveServer, build_archive
+from workbench.catalog import Catalog
+from workbench.download import download, plan
+from workbench.errors import DataError
+from workbench.exchange import LocalExchange
 from workbench.loader import fetch_klines
-from workbench.replay import load_bars
 
-T0 = 1_704_067_200_000  # 2024-01-01T00:00Z
-MINUTE = 60_000
-MISSING = set(range(100, 105))  # five bars the venue never had
-
-
-def kline(i: int) -> list:
-    open_time = T0 + i * MINUTE
-    price = f"{50_000 + i:.2f}"
-    return [open_time, price, price, price, price, "1.5", open_time + MINUTE - 1, "75000", 10, "0.7", "35000"]
+BUNDLED = Catalog(Path(__file__).resolve().parent.parent / "data" / "binance")
 
 
 @pytest.fixture
 async def venue():
-    """A Binance-format klines endpoint with bars 0..299 (minus MISSING); ``now`` is after bar 299 closed."""
-    state = {"bars": 300, "requests": []}
-    info = json.loads((Path(__file__).parent.parent / "workbench" / "exchange_info.json").read_text())
-
-    async def exchange_info(request):
-        return web.json_response(info)
-
-    async def klines(request):
-        q = request.query
-        state["requests"].append(dict(q))
-        assert q["symbol"] == "BTCUSDT" and q["interval"] == "1m"
-        start, limit = int(q.get("startTime", T0)), min(int(q.get("limit", 500)), 1000)
-        rows = [kline(i) for i in range(state["bars"]) if i not in MISSING and T0 + i * MINUTE >= start]
-        return web.json_response(rows[:limit])
-
-    app = web.Application()
-    app.router.add_get("/api/v3/exchangeInfo", exchange_info)
-    app.router.add_get("/api/v3/klines", klines)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    client = ccxt_async.binance({"options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False}})
-    point_at(client, f"http://127.0.0.1:{port}")
-    client.milliseconds = lambda: T0 + state["bars"] * MINUTE + 5  # the venue's clock: bar bars-1 has closed
-    yield client, state
-    await client.close()
-    await runner.cleanup()
+    """The local exchange replaying BTCUSDT from 2023-09-20 (500 bars served as history)."""
+    async with LocalExchange(("BTC/USDT",), start="2023-09-20") as ex:
+        yield ex
 
 
-async def test_fetch_pages_into_duckdb_and_reports_the_gap(venue, tmp_path):
-    client, state = venue
-    con = duckdb.connect(str(tmp_path / "k.duckdb"))
-    report = await fetch_klines(client, "BTC/USDT", con, since=T0, limit=120)
-
-    assert report.received == report.inserted == 300 - len(MISSING)
-    assert len(state["requests"]) >= 3 and all(r["limit"] == "120" for r in state["requests"])
-    stored = con.execute("SELECT epoch_ms(open_time), close FROM klines ORDER BY open_time").fetchall()
-    assert [t for t, _ in stored] == [T0 + i * MINUTE for i in range(300) if i not in MISSING]
-    assert [c for _, c in stored] == [50_000 + i for i in range(300) if i not in MISSING]
-    gaps = report.gaps
-    assert len(gaps) == 1 and gaps["missing"].iloc[0] == len(MISSING)
-    assert int(gaps["after"].iloc[0].timestamp() * 1000) == T0 + 99 * MINUTE
-    assert int(gaps["before"].iloc[0].timestamp() * 1000) == T0 + 105 * MINUTE
-    assert len(load_bars(con, "BTC/USDT")) == 295
+async def served(exchange: LocalExchange, since: int) -> list[list]:
+    """The closed bars the exchange serves from ``since``, asked for directly."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{exchange.url}/api/v3/time") as answer:
+            now = (await answer.json())["serverTime"]
+        params = {"symbol": "BTCUSDT", "interval": "1m", "startTime": since, "limit": 1000}
+        async with http.get(f"{exchange.url}/api/v3/klines", params=params) as answer:
+            return [row for row in await answer.json() if row[6] < now]
 
 
-async def test_a_second_fetch_continues_from_the_last_bar_and_writes_nothing_twice(venue, tmp_path):
-    client, state = venue
-    con = duckdb.connect(str(tmp_path / "k.duckdb"))
-    await fetch_klines(client, "BTC/USDT", con, since=T0, limit=1000)
-    state["requests"].clear()
-    again = await fetch_klines(client, "BTC/USDT", con, since=T0)
-    assert again.inserted == 0
-    assert [int(r["startTime"]) for r in state["requests"]] == [T0 + 300 * MINUTE]
+async def test_download_then_top_up_the_newest_bars_through_rest(venue, tmp_path):
+    build_archive(BUNDLED, tmp_path / "archive", plan("BTCUSDT", "1m", dt.date(2023, 9, 18), dt.date(2023, 9, 19)))
+    async with ArchiveServer(tmp_path / "archive") as archive:
+        [report] = await download(["BTCUSDT"], start="2023-09-18", end="2023-09-19", archive_url=archive.url,
+                                  rest_url=None, folder=tmp_path, progress=False)  # fmt: skip
+    assert len(report.fetched) == 2 and report.rows == 2 * 1440
+    catalog = Catalog(tmp_path / "binance")
+    archived_end = int(catalog.read("BTCUSDT")["open_time"].iloc[-1])
 
-    state["bars"] = 360  # an hour later
-    more = await fetch_klines(client, "BTC/USDT", con)
-    assert more.inserted == more.received == 60
-    assert int(state["requests"][-1]["startTime"]) >= T0 + 300 * MINUTE
-    total, distinct = con.execute("SELECT count(*), count(DISTINCT open_time) FROM klines").fetchone()
-    assert total == distinct == 360 - len(MISSING)
-    assert more.last.value // 1_000_000 == T0 + 359 * MINUTE
+    async with aiohttp.ClientSession() as http:
+        top = await fetch_klines(http, venue.url, "BTCUSDT", catalog, since=0, limit=200)
+    want = await served(venue, archived_end + 60_000)
+    assert len(want) > 400 and top.inserted == top.received == len(want)
+    assert top.requests == len(want) // 200 + 1  # paged 200 bars a request
+    rows = catalog.read("BTCUSDT")
+    assert len(rows) == 2 * 1440 + len(want)
+    rest = rows[rows["open_time"] > archived_end]
+    assert list(rest["open_time"]) == [r[0] for r in want]
+    assert list(rest["close"]) == [float(r[4]) for r in want]
+    assert catalog.sources("BTCUSDT", "1m", "2023-09") >= {"rest", "BTCUSDT-1m-2023-09-19.zip"}
+
+    async with aiohttp.ClientSession() as http:  # again: nothing new, one request
+        again = await fetch_klines(http, venue.url, "BTCUSDT", catalog, since=0)
+    assert again.inserted == 0 and again.requests == 1
 
 
-async def test_only_closed_bars_within_until_are_kept(venue, tmp_path):
-    client, state = venue
-    client.milliseconds = lambda: T0 + 250 * MINUTE + 30_000  # bar 250 is still open
-    con = duckdb.connect(str(tmp_path / "k.duckdb"))
-    report = await fetch_klines(client, "BTC/USDT", con, since="2024-01-01", limit=1000)
-    assert report.last.value // 1_000_000 == T0 + 249 * MINUTE
-    bounded = duckdb.connect(str(tmp_path / "b.duckdb"))
-    report = await fetch_klines(client, "BTC/USDT", bounded, since=T0, until=T0 + 49 * MINUTE)
-    assert report.inserted == 50 and report.gaps.empty
+async def test_the_top_up_starts_after_the_newest_bar_and_never_fills_a_gap(venue, tmp_path):
+    catalog = Catalog(tmp_path / "binance")
+    first = (await served(venue, 0))[0][0]
+    async with aiohttp.ClientSession() as http:
+        await fetch_klines(http, venue.url, "BTCUSDT", catalog, since=first, until=first + 9 * 60_000)
+        catalog.ingest("BTCUSDT", "1m", catalog.read("BTCUSDT").head(5).astype(str), "rest")  # nothing new
+        top = await fetch_klines(http, venue.url, "BTCUSDT", catalog, since=first, until=first + 19 * 60_000)
+    assert top.first == first + 10 * 60_000 and top.last == first + 19 * 60_000 and top.inserted == 10
+    assert len(catalog.read("BTCUSDT")) == 20
+
+
+async def test_an_unknown_symbol_is_refused_in_one_line(venue, tmp_path):
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(DataError, match=r"^Unknown symbol DOGEUSDT at http://127\.0\.0\.1:\d+/api/v3/klines"):
+            await fetch_klines(http, venue.url, "DOGEUSDT", Catalog(tmp_path), since=0)
+
+
+async def test_a_429_and_a_503_are_waited_out(venue, tmp_path):
+    catalog = Catalog(tmp_path / "binance")
+    first = (await served(venue, 0))[0][0]
+    venue.set_faults(too_many_requests=1, retry_after=0.1, errors_5xx=1)
+    async with aiohttp.ClientSession() as http:
+        top = await fetch_klines(http, venue.url, "BTCUSDT", catalog, since=first, until=first + 99 * 60_000)
+    assert top.inserted == 100 and venue.faults.too_many_requests == venue.faults.errors_5xx == 0

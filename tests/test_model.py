@@ -9,6 +9,7 @@ from workbench.model import (
     OrderRequest,
     OrderStatus,
     OrderType,
+    SelfTradePrevention,
     Side,
     TimeInForce,
     split_symbol,
@@ -163,3 +164,49 @@ def test_balance_total_and_split_symbol():
     with pytest.raises(InvalidOrder) as e:
         split_symbol("BTCUSDT")
     assert e.value.code == -1121
+
+
+def stop(**kw):
+    return OrderRequest("BTC/USDT", "sell", "STOP_LOSS_LIMIT", amount="1", price="100", time_in_force="GTC", **kw)
+
+
+def test_trailing_stops_may_leave_out_the_stop_price_but_need_a_whole_positive_delta():
+    assert stop(trailing_delta=100).stop_price is None
+    with pytest.raises(InvalidOrder) as e:
+        stop()
+    assert e.value.code == -1102 and e.value.field == "stop_price"
+    for bad in (0, -5, 1.5, True, "100"):
+        with pytest.raises(InvalidOrder) as e:
+            stop(trailing_delta=bad)
+        assert (e.value.code, e.value.field) == (-1100, "trailing_delta")
+    with pytest.raises(InvalidOrder) as e:
+        OrderRequest("BTC/USDT", "buy", "LIMIT", amount="1", price="1", time_in_force="GTC", trailing_delta=100)
+    assert (e.value.code, e.value.msg) == (-1106, "Parameter 'trailingDelta' sent when not required.")
+
+
+@pytest.mark.parametrize(
+    "kwargs, msg",
+    [
+        (dict(type="LIMIT", price="1", time_in_force="IOC", iceberg_amount="0.1"), "Unsupported order combination"),
+        (dict(type="MARKET", iceberg_amount="0.1"), "Unsupported order combination"),
+        (dict(type="LIMIT_MAKER", price="1", iceberg_amount="1"), "IcebergQty exceeds QTY."),
+    ],
+)
+def test_iceberg_rules(kwargs, msg):
+    with pytest.raises(InvalidOrder) as e:
+        OrderRequest("BTC/USDT", "buy", amount="1", **kwargs)
+    assert (e.value.code, e.value.msg, e.value.field) == (-2010, msg, "iceberg_amount")
+    ok = OrderRequest("BTC/USDT", "buy", "LIMIT_MAKER", amount="1", price="1", iceberg_amount="0.25")
+    order = Order.from_request(ok, "c", 0)
+    assert order.iceberg_amount == Decimal("0.25") and order.visible == Decimal("0.25")
+
+
+def test_self_trade_prevention_defaults_to_expire_maker_and_refuses_unknown_modes():
+    plain = OrderRequest("BTC/USDT", "buy", "MARKET", amount="1")
+    assert plain.self_trade_prevention is SelfTradePrevention.EXPIRE_MAKER
+    assert Order.from_request(plain, "c", 0).self_trade_prevention == "EXPIRE_MAKER"
+    lower = OrderRequest("BTC/USDT", "buy", "MARKET", amount="1", self_trade_prevention="decrement")
+    assert lower.self_trade_prevention is SelfTradePrevention.DECREMENT
+    with pytest.raises(InvalidOrder) as e:
+        OrderRequest("BTC/USDT", "buy", "MARKET", amount="1", self_trade_prevention="BOGUS")
+    assert e.value.code == -1100 and "selfTradePreventionMode" in e.value.msg and "DECREMENT" in e.value.msg

@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import threading
 from decimal import Decimal
 
+import nbformat
 import pandas as pd
 import pytest
+from nbclient import NotebookClient
 
 from workbench.config import MAINNET_CONSENT, MAINNET_ENV, RiskLimits, TradingMode, load_config
-from workbench.data import load_rules
+from workbench.data import load_klines, load_rules
 from workbench.errors import KillSwitchActive
 from workbench.exchange import LocalExchange
 from workbench.executors import PaperExecutor
@@ -101,6 +105,27 @@ def mainnet_env(monkeypatch):
         monkeypatch.setenv(name, value)
 
 
+@pytest.fixture
+def subshell():
+    """A thread with its own running event loop, as ipykernel 7 delivers widget messages on a kernel
+    subshell: ``await subshell(action)`` runs ``action`` (a click, a typed value) there."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="subshell", daemon=True)
+    thread.start()
+
+    async def deliver(action) -> None:
+        async def on_subshell() -> None:
+            assert threading.current_thread() is thread
+            action()
+
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(on_subshell(), loop))
+
+    yield deliver
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.close()
+
+
 # -- the banner -------------------------------------------------------------------------------------
 
 
@@ -133,11 +158,32 @@ async def test_each_mode_has_its_own_banner_with_venue_and_account_and_never_a_k
         # every panel shows it, and so does the session itself in a notebook
         for panel in (OrderTicket(mainnet), EmergencyStopButton(mainnet)):
             assert panel.widget.children[0].value == red
-        assert mainnet._repr_html_() == red and paper._repr_html_() == banners[TradingMode.PAPER].value
     finally:
         for session in (testnet, mainnet):
             await session.executor.close()
             session.store.close()
+
+
+def test_importing_the_session_does_not_import_the_ui():
+    code = "import sys, workbench.session; assert not {'workbench.ui', 'ipywidgets'} & set(sys.modules), sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_session_displayed_in_a_notebook_shows_its_banner(tmp_path):
+    """In a real kernel: importing the panels registers the banner as every session's HTML."""
+    setup = (
+        "import workbench.ui\n"
+        "from workbench import PaperExecutor, Store, TradingSession, load_rules\n"
+        "rules = load_rules(['BTC/USDT'])\n"
+        f"session = TradingSession(PaperExecutor(rules, {{'USDT': 1000}}), Store({str(tmp_path / 'nb.duckdb')!r}), "
+        "rules=rules, session_id='nb-banner')"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup), nbformat.v4.new_code_cell("session")])
+    NotebookClient(notebook, timeout=120, kernel_name="python3", cwd=str(tmp_path)).execute()
+    [shown_as] = notebook.cells[1].outputs
+    banner = shown_as["data"]["text/html"]
+    assert banner.startswith(f'<div style="background:{MODE_STYLES[TradingMode.PAPER].background}')
+    assert "PAPER" in banner and "session nb-banner" in banner and "no order leaves this machine" in banner
 
 
 # -- paper ------------------------------------------------------------------------------------------
@@ -177,7 +223,9 @@ async def test_a_paper_order_goes_straight_through_is_audited_and_reaches_the_bl
 
 async def test_fields_are_checked_live_with_rounded_suggestions_and_every_risk_check_previewed(paper):
     ticket = OrderTicket(paper)
-    assert ticket.price.value == "50000"  # a limit ticket starts at the last price
+    type_in(ticket, amount="0.01")
+    assert ticket.price.value == "" and ticket.price.placeholder == "limit price (last 50000)"
+    assert ticket.review().problems == ["The price field is empty: type the limit price (the last price is 50000)."]
     type_in(ticket, amount="0.0123456", price="49999.995")
     review = ticket.review()
     assert "The price 49999.995 is not a multiple of the tick size 0.01: use 50000." in review.hints
@@ -208,6 +256,78 @@ async def test_fields_are_checked_live_with_rounded_suggestions_and_every_risk_c
     assert ticket.review().problems == ["The quantity 'abc' is not a positive number: type e.g. 0.001."]
     type_in(ticket, amount="0.001", quote_amount="50")
     assert "clear the other" in ticket.review().problems[0]
+
+
+async def test_rounding_never_inflates_the_quantity_at_a_price_outside_the_exchange_band(paper, store):
+    ticket = OrderTicket(paper)
+    type_in(ticket, amount="0.001", price="1.00")  # 0.001 USDT: below the minimum notional, at an absurd price
+    review = ticket.review()
+    assert "amount" not in review.suggestions and not shown(ticket.apply_button)
+    assert (
+        "The price 1 is outside 10000..250000, the band the exchange allows around the last price 50000 for a buy "
+        "(PERCENT_PRICE_BY_SIDE): fix the price first; the quantity is not resized at it."
+    ) in review.hints
+    assert "PERCENT_PRICE_BY_SIDE" in ticket.hints.value and ticket.send_button.disabled
+    ticket.apply_button.click()
+    assert ticket.amount.value == "0.001"  # never 5 BTC
+
+    type_in(ticket, amount="0.0001", price="49000")  # 4.9 USDT at a sane price: at least 0.000102 -> 0.00011
+    assert ticket.review().suggestions == {"amount": "0.00011"}
+    ticket.apply_button.click()
+    assert ticket.amount.value == "0.00011" and ticket.review().ok
+
+    type_in(ticket, price="")  # an empty limit price is refused, never replaced by the last price
+    assert ticket.price.value == "" and ticket.send_button.disabled
+    assert "The price field is empty: type the limit price (the last price is 50000)." in ticket.hints.value
+    ticket.send_button.click()
+    await ticket.wait()
+    assert ticket.sent == [] and ticket.price.value == ""
+    kind, detail = ui_audit(store)[-1]
+    assert kind == "ui_refuse" and detail["reason"] == (
+        "Not sent: The price field is empty: type the limit price (the last price is 50000)."
+    )
+
+
+async def test_buy_and_sell_look_different_in_the_ticket(paper):
+    ticket = OrderTicket(paper)
+    css = next(w.value for w in ticket.widget.children if "<style>" in getattr(w, "value", ""))
+    assert '.wb-side button[data-value="buy"].mod-active {color:#ffffff;background:#1b5e20' in css
+    assert '.wb-side button[data-value="sell"].mod-active {color:#ffffff;background:#b71c1c' in css
+    assert ticket.send_button.button_style == "success"
+    assert ticket.send_button.description == "Send BUY" and "wb-side-buy" in ticket.widget._dom_classes
+    type_in(ticket, side="sell")
+    assert ticket.send_button.button_style == "danger"
+    assert ticket.send_button.description == "Send SELL" and "wb-side-sell" in ticket.widget._dom_classes
+    assert "wb-side-buy" not in ticket.widget._dom_classes
+
+
+async def test_a_fresh_paper_panel_starts_at_the_latest_bundled_bar_and_its_first_order_fills(store):
+    rules = load_rules(SYMBOLS)
+    session = TradingSession(PaperExecutor(rules, {"USDT": 100_000}), store, rules=rules, session_id="ui-fresh")
+    latest = load_klines("BTC/USDT", allow_sample=True).iloc[-1]
+    panel = TradingPanel(session)
+    await panel.wait()
+    ticket = panel.ticket
+    assert session.last_price["BTC/USDT"] == D(str(latest["close"]))
+    assert f"starts at {D(str(latest['close'])).normalize():f}, the close of the latest bar" in ticket.message.value
+    type_in(ticket, type="MARKET", amount="0.001")
+    ticket.send_button.click()
+    await panel.wait()
+    [order] = ticket.sent
+    assert order.status.value == "FILLED" and order.filled == D("0.001")
+    assert session.state.positions["BTC/USDT"] > 0  # less the fee, paid in BTC
+
+
+async def test_a_paper_send_without_a_price_yet_fetches_one_first(store):
+    rules = load_rules(SYMBOLS)
+    session = TradingSession(PaperExecutor(rules, {"USDT": 100_000}), store, rules=rules, session_id="ui-first")
+    ticket = OrderTicket(session)
+    ticket.close()  # its own price fetch is canceled: Send must find the price itself
+    type_in(ticket, type="MARKET", amount="0.001")
+    assert ticket.send_button.disabled
+    assert "ETH/USDT" not in session.last_price and "BTC/USDT" not in session.last_price
+    await ticket.send()
+    assert ticket.sent[0].status.value == "FILLED"
 
 
 async def test_a_failing_risk_check_refuses_the_order_and_nothing_is_sent(store):
@@ -496,6 +616,122 @@ async def test_mainnet_sends_exactly_what_was_typed_back(exchange, tmp_path, mon
         assert detail["confirmation"] == "typed symbol and quantity" and detail["mode"] == "mainnet"
         assert detail["typed"] == {"symbol": "btc/usdt ", "quantity": "0.00150"} and detail["amount"] == "0.0015"
         assert not shown(ticket.confirmation)
+    finally:
+        await session.executor.close()
+        session.store.close()
+
+
+# -- clicks on another thread (ipykernel 7's subshells) -----------------------------------------------
+
+
+async def test_clicks_on_a_subshell_thread_run_on_the_sessions_loop_and_never_hang(
+    exchange, tmp_path, monkeypatch, subshell
+):
+    """The ticket sequence of issue 14 item 10, every value typed and every click delivered on a thread
+    with its own running loop; then a MARKET Send right after a LIMIT, and the emergency stop."""
+    session = await real_session(exchange, tmp_path, monkeypatch, "testnet", "ui-subshell")
+    venue = exchange.venue.engine
+    try:
+        panel = TradingPanel(session)
+        ticket = panel.ticket
+        await panel.wait()
+        changed_on: set[int] = set()
+        for widget in (ticket.message, ticket.hints, ticket.confirm_summary, panel.emergency.report_html):
+            widget.observe(lambda change: changed_on.add(threading.get_ident()), names="value")
+
+        async def settled() -> None:
+            await asyncio.wait_for(panel.wait(), timeout=30)  # a hang fails here
+
+        last = session.last_price["BTC/USDT"]
+        await subshell(lambda: type_in(ticket, type="LIMIT", amount="0.001", price="1.00"))
+        await subshell(ticket.apply_button.click)  # "Use rounded values"
+        await settled()
+        assert ticket.amount.value == "0.001" and "PERCENT_PRICE_BY_SIDE" in ticket.hints.value
+        await subshell(lambda: type_in(ticket, price="", amount="0.001"))
+        await subshell(ticket.send_button.click)
+        await settled()
+        assert "Not sent: The price field is empty" in ticket.message.value and not shown(ticket.confirmation)
+        assert ticket.price.value == "" and venue.orders == {}
+
+        price = session.rules["BTC/USDT"].round_price(last * D("0.97"))
+        await subshell(lambda: type_in(ticket, price=f"{price:f}"))
+        await subshell(ticket.send_button.click)
+        await settled()
+        assert shown(ticket.confirmation) and not ticket.send_button.disabled
+        await subshell(ticket.confirm_button.click)
+        await settled()
+        [limit] = ticket.sent
+        assert limit.status.value == "NEW" and venue.get_order("BTC/USDT", client_order_id=limit.client_order_id)
+
+        await subshell(lambda: type_in(ticket, type="MARKET"))  # a MARKET Send right after the LIMIT
+        await subshell(ticket.send_button.click)
+        await settled()
+        assert "BUY 0.001 BTC on BTC/USDT MARKET" in ticket.confirm_summary.value
+        await subshell(ticket.confirm_button.click)
+        await settled()
+        assert ticket.sent[-1].status.value == "FILLED" and session.state.positions["BTC/USDT"] > 0
+
+        await subshell(panel.emergency.button.click)
+        await settled()
+        assert [o.client_order_id for o in panel.emergency.report.canceled] == [limit.client_order_id]
+        assert "HALTED" in panel.halted_bar.value
+        await subshell(panel.emergency.clear_button.click)
+        await settled()
+        assert not session.kill_switch.tripped and not shown(panel.halted_bar)
+        assert changed_on == {threading.get_ident()}  # every widget changed on the session's loop
+    finally:
+        await session.executor.close()
+        session.store.close()
+
+
+async def test_an_error_in_work_clicked_on_a_subshell_shows_in_the_panel(paper, subshell):
+    ticket = OrderTicket(paper)
+
+    async def broken() -> None:
+        raise RuntimeError("venue on fire")
+
+    await subshell(lambda: ticket._spawn(broken()))
+    await ticket.wait()
+    assert "Unexpected error: RuntimeError(&#x27;venue on fire&#x27;)" in ticket.message.value
+
+
+def test_panels_made_before_any_loop_run_their_work_on_the_loop_of_the_first_panel_made_in_one(store, subshell):
+    rules = load_rules(SYMBOLS)
+    session = TradingSession(PaperExecutor(rules, {"USDT": 100_000}), store, rules=rules, session_id="ui-noloop")
+    session.executor.update_price("BTC/USDT", D(50_000), 1_704_067_200_000)
+    session.last_price["BTC/USDT"] = D(50_000)
+    ticket = OrderTicket(session)  # no event loop is running here
+    type_in(ticket, type="MARKET", amount="0.001")
+
+    async def in_a_loop() -> int:
+        blotter = Blotter(session)  # the session's loop from now on
+        await subshell(ticket.send_button.click)
+        await asyncio.wait_for(ticket.wait(), timeout=30)
+        await blotter.wait()
+        return threading.get_ident()
+
+    changed_on: list[int] = []
+    ticket.message.observe(lambda change: changed_on.append(threading.get_ident()), names="value")
+    loop_thread = asyncio.run(in_a_loop())
+    assert ticket.sent[0].status.value == "FILLED" and set(changed_on) == {loop_thread}
+
+
+async def test_the_confirmation_shows_buy_in_green_and_sell_in_red(tmp_path, closed_port, mainnet_env):
+    config = load_config(
+        mode="testnet", symbols=["BTC/USDT"], store_path=tmp_path / "t.duckdb",
+        venue_url=f"http://127.0.0.1:{closed_port}",
+    )  # fmt: skip
+    session = TradingSession.from_config(config, session_id="ui-sides")
+    try:
+        session.last_price["BTC/USDT"] = D(50_000)
+        ticket = OrderTicket(session)
+        for side, colour in (("buy", "#1b5e20"), ("sell", "#b71c1c")):
+            type_in(ticket, side=side, type="MARKET", amount="0.001")
+            ticket.send_button.click()
+            await ticket.wait()
+            badge = f'<span class="wb-side-badge" style="background:{colour};'
+            assert shown(ticket.confirmation) and badge in ticket.confirm_summary.value
+            assert f">{side.upper()}</span> {side.upper()} 0.001 BTC" in ticket.confirm_summary.value
     finally:
         await session.executor.close()
         session.store.close()

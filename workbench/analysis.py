@@ -27,6 +27,13 @@ Conventions, the same in the functions and the views:
 * Slippage is in basis points, positive when worse for the trader: a buy filled above the
   reference price or a sell filled below it. References are the signal price (the bar close the
   strategy saw) and the arrival price (the last price when the order was sent).
+* A trade (:func:`trades`) runs from flat to flat per symbol; a position worth less than the
+  symbol's minimum notional (the dust a fee in the base asset leaves) counts as flat.
+* :func:`bar_equity` and :func:`performance` mark the session at every bar close it saw (the bars
+  it recorded live, or its historical data reloaded), a fill counting from the bar that signalled
+  its order; ratios are empyrical's, annualised for 1m bars around the clock. These, like
+  :func:`data_source`, :func:`open_positions` and :mod:`workbench.explain`, are pandas only; trades,
+  fees and refusals are also views.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -322,12 +330,94 @@ SELECT * EXCLUDE (sign),
 FROM (SELECT *, real_client_order_id IS NOT NULL AS r_matched, paper_client_order_id IS NOT NULL AS p_matched FROM j)
 """
 
+# A trade runs from flat to flat, per session and symbol; the fills' slippage is against their
+# order's signal and arrival prices, in quote (positive = worse for the trader).
+_TRADES = """
+WITH p AS ({fills_pnl}), {dust}, o AS (
+    SELECT session_id, client_order_id, CAST(signal_price AS DOUBLE) AS signal_price,
+           CAST(arrival_price AS DOUBLE) AS arrival_price
+    FROM orders {where}
+), n AS (
+    SELECT p.*, o.signal_price, o.arrival_price,
+           CASE WHEN p.side = 'buy' THEN 1 ELSE -1 END AS sign,
+           coalesce(dust.notional, 0) AS dust,
+           CASE WHEN abs(coalesce(lag(p.position) OVER w, 0)) * p.price <= coalesce(dust.notional, 0) + 1e-12
+                THEN 1 ELSE 0 END AS opens
+    FROM p LEFT JOIN o USING (session_id, client_order_id) LEFT JOIN dust USING (symbol)
+    WINDOW w AS (PARTITION BY p.session_id, p.symbol ORDER BY p.seq)
+), k AS (
+    SELECT *, sum(opens) OVER (PARTITION BY session_id, symbol ORDER BY seq
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS trade
+    FROM n
+), g AS (
+    SELECT session_id, any_value(mode) AS mode, symbol, trade,
+           CASE WHEN any_value(opening) = 'buy' THEN 'long' ELSE 'short' END AS direction,
+           min("timestamp") AS entry_time,
+           CASE WHEN abs(arg_max(position, seq)) * arg_max(price, seq) <= any_value(dust) + 1e-12
+                THEN max("timestamp") END AS exit_time,
+           sum(amount) FILTER (WHERE side = opening) AS units,
+           sum(cost) FILTER (WHERE side = opening) / sum(amount) FILTER (WHERE side = opening) AS entry_price,
+           sum(cost) FILTER (WHERE side <> opening) / sum(amount) FILTER (WHERE side <> opening) AS exit_price,
+           sum(cost) FILTER (WHERE side = opening) AS entry_value,
+           sum(realised_delta) AS pnl, sum(fee_quote) AS fees, count(*) AS fills,
+           sum(sign * (price - signal_price) * amount) AS slippage_signal_quote,
+           sum(sign * (price - arrival_price) * amount) AS slippage_arrival_quote,
+           sum(signal_price * amount) AS signal_notional, sum(arrival_price * amount) AS arrival_notional,
+           abs(arg_max(position, seq)) * arg_max(price, seq) > any_value(dust) + 1e-12 AS open
+    FROM (SELECT *, first_value(side) OVER (PARTITION BY session_id, symbol, trade ORDER BY seq) AS opening FROM k)
+    GROUP BY session_id, symbol, trade
+)
+SELECT session_id, mode, symbol, CAST(trade AS BIGINT) AS trade, direction, entry_time, exit_time,
+       epoch_ms(exit_time) - epoch_ms(entry_time) AS holding_ms, units, entry_price, exit_price, pnl,
+       pnl / nullif(entry_value, 0) AS return_pct, fees, fills, open,
+       slippage_signal_quote, slippage_signal_quote / nullif(signal_notional, 0) * 1e4 AS slippage_signal_bps,
+       slippage_arrival_quote, slippage_arrival_quote / nullif(arrival_notional, 0) * 1e4 AS slippage_arrival_bps
+FROM g
+"""
+
+_FEES = """
+WITH {units}
+SELECT session_id, any_value(mode) AS mode, coalesce(fee_currency, '') AS fee_currency,
+       CASE WHEN is_maker THEN 'maker' ELSE 'taker' END AS liquidity,
+       count(*) AS fills, sum(CAST(fee AS DOUBLE)) AS fee, sum(fee_quote) AS fee_quote,
+       sum(CAST(cost AS DOUBLE)) AS turnover, sum(fee_quote) / nullif(sum(CAST(cost AS DOUBLE)), 0) * 1e4 AS fee_bps,
+       bool_or(fee_unconverted) AS unconverted
+FROM u
+GROUP BY session_id, fee_currency, liquidity
+"""
+
+# Orders the session refused before the venue (invalid, risk checks, kill switch) or the venue refused.
+_REFUSALS_SQL = """
+SELECT session_id, any_value(mode) AS mode,
+       CASE kind WHEN 'order.invalid' THEN 'invalid order' WHEN 'risk.rejected' THEN 'risk check or filter'
+                 ELSE 'venue' END AS stage,
+       CASE WHEN detail->>'rule' IN ({not_sent}) THEN 'not sent' ELSE 'refused' END AS outcome,
+       coalesce(detail->>'rule', '') AS reason, count(*) AS orders, min(ts) AS first, max(ts) AS last,
+       any_value(detail->>'error') AS example
+FROM audit_log
+WHERE kind IN ('order.invalid', 'risk.rejected', 'order.rejected') {and_where}
+GROUP BY session_id, stage, outcome, reason
+"""
+
+
+@cache
+def _dust() -> str:
+    """Per symbol, the notional below which a position is dust (cannot be sold: Binance's minimum
+    notional), so a trade ends when only dust is left (a fee paid in the base asset leaves some)."""
+    from workbench.data import load_rules
+
+    rows = ", ".join(
+        f"({_literal(s)}, {float((r.filter('NOTIONAL') or r.filter('MIN_NOTIONAL') or {}).get('minNotional', 0))!r})"
+        for s, r in load_rules().items()
+    )
+    return f"dust(symbol, notional) AS (VALUES {rows})"
+
 
 def _where(column: str, ids: Sequence[str] | None) -> str:
     """A WHERE clause keeping ``ids`` as literals: DuckDB prunes row groups on a constant filter."""
     if ids is None:
         return ""
-    literals = ", ".join("'" + i.replace("'", "''") + "'" for i in ids) or "NULL"
+    literals = ", ".join(map(_literal, ids)) or "NULL"
     return f"WHERE {column} IN ({literals})"
 
 
@@ -344,6 +434,11 @@ def _sql(kind: str, ids: Sequence[str] | None = None, *, shadows: Sequence[str] 
         "equity": _EQUITY.format(fills_pnl=fills_pnl),
         "round_trips": _ROUND_TRIPS.format(fills_pnl=fills_pnl),
         "execution": execution,
+        "trades": _TRADES.format(fills_pnl=fills_pnl, where=where, dust=_dust()),
+        "fees": _FEES.format(units=units),
+        "refusals": _REFUSALS_SQL.format(
+            not_sent=", ".join(map(_literal, NOT_SENT_RULES)), and_where=where.replace("WHERE", "AND", 1)
+        ),
     }
     if kind == "metrics":
         return _METRICS.format(where=where, **{k: v for k, v in parts.items() if k != "fills_pnl"})
@@ -362,6 +457,9 @@ VIEWS = {
     "analysis_execution_quality": "execution",
     "analysis_session_metrics": "metrics",
     "analysis_paper_vs_real": "paper_vs_real",
+    "analysis_trades": "trades",
+    "analysis_fees": "fees",
+    "analysis_refusals": "refusals",
 }
 
 
@@ -703,3 +801,294 @@ def paper_vs_real_summary(source: Source, real_session_id: str) -> pd.DataFrame:
     }
     row["pnl_gap"] = row["real_total_pnl"] - row["paper_total_pnl"]
     return pd.DataFrame([row])
+
+
+# -- what a trader reads: data, bars, trades, fees, refusals, performance -------------------------
+
+# 1m bars trade around the clock: 365 days of 1,440 bars.
+BARS_PER_YEAR = 365 * 24 * 60
+# Refusals that never reached the venue because trading was stopped, not because the order was wrong.
+NOT_SENT_RULES = ("kill_switch", "ban", "banned", "halted")
+
+
+def data_source(source: Source, session_id: str) -> pd.DataFrame:
+    """Where the bars a session traded came from, one row per symbol: ``source`` (as the loader or
+    the venue labelled them), ``first`` and ``last`` bar open time, ``bars``, and ``synthetic``
+    (True for the seeded sample, which is not market data). Read from what the session recorded:
+    the historical data it was given (``session.data``) or the bars it saw live (``market.bar``)."""
+    with _reader(source) as read:
+        _resolve(read, session_id, None)
+        sid = _literal(session_id)
+        recorded = read(f"SELECT detail FROM audit_log WHERE session_id = {sid} AND kind = 'session.data' ORDER BY seq")
+        live = read(
+            f"""SELECT detail->>'symbol' AS symbol, count(*) AS bars,
+                       min(CAST(detail->>'open_time' AS BIGINT)) AS first,
+                       max(CAST(detail->>'open_time' AS BIGINT)) AS last
+                FROM audit_log WHERE session_id = {sid} AND kind = 'market.bar' GROUP BY 1 ORDER BY 1"""
+        )
+        venue = read(f"SELECT venue, symbols FROM sessions WHERE session_id = {sid}")
+    rows: dict[str, dict[str, Any]] = {}
+    for detail in recorded["detail"]:
+        for symbol, d in json.loads(detail).get("symbols", {}).items():
+            rows[symbol] = {**rows.get(symbol, {}), **{k: v for k, v in d.items() if v not in (None, "")}}
+    where = str(venue["venue"].iloc[0] or "the venue")
+    for r in live.itertuples():
+        row = rows.setdefault(r.symbol, {})
+        row.setdefault("source", f"bars streamed by {where} (source not recorded)")
+        row.update(first=pd.Timestamp(r.first, unit="ms", tz="UTC"), last=pd.Timestamp(r.last, unit="ms", tz="UTC"))
+        row["bars"] = int(r.bars)
+    for symbol in venue["symbols"].iloc[0] if len(venue) else []:
+        rows.setdefault(symbol, {"source": "not recorded (the session predates data recording)", "bars": 0})
+    frame = pd.DataFrame([{"symbol": s, **d} for s, d in sorted(rows.items())])
+    for column in ("first", "last"):
+        frame[column] = pd.to_datetime(frame.get(column), utc=True)
+    frame["bars"] = frame.get("bars", 0).fillna(0).astype(int)
+    frame["synthetic"] = frame["source"].str.contains("SYNTHETIC", case=False, na=False)
+    return frame[["symbol", "source", "first", "last", "bars", "synthetic"]]
+
+
+def session_bars(source: Source, session_id: str) -> dict[str, pd.DataFrame]:
+    """The bars a session saw, per symbol (indexed by open time, with ``close_time``): the live bars
+    it recorded, else its historical data reloaded from the same source. ``{}`` if neither can be
+    had (the source is gone, or the session recorded no data)."""
+    with _reader(source) as read:
+        _resolve(read, session_id, None)
+        live = read(
+            f"""SELECT detail->>'symbol' AS symbol, CAST(detail->>'open_time' AS BIGINT) AS open_time,
+                       CAST(detail->>'close_time' AS BIGINT) AS close_time,
+                       CAST(detail->>'open' AS DOUBLE) AS open, CAST(detail->>'high' AS DOUBLE) AS high,
+                       CAST(detail->>'low' AS DOUBLE) AS low, CAST(detail->>'close' AS DOUBLE) AS close,
+                       CAST(detail->>'volume' AS DOUBLE) AS volume
+                FROM audit_log WHERE session_id = {_literal(session_id)} AND kind = 'market.bar' ORDER BY seq"""
+        )
+    if len(live):
+        bars = {}
+        for symbol, part in live.groupby("symbol", sort=True):
+            frame = part.drop(columns="symbol").drop_duplicates("open_time", keep="last")
+            frame.index = pd.to_datetime(frame.pop("open_time"), unit="ms", utc=True).rename("open_time")
+            frame["close_time"] = pd.to_datetime(frame["close_time"], unit="ms", utc=True)
+            bars[str(symbol)] = frame.sort_index()
+        return bars
+    from workbench.data import load_klines
+
+    bars = {}
+    for row in data_source(source, session_id).itertuples():
+        if not row.bars or pd.isna(row.first):
+            continue
+        frame = load_klines(row.symbol, start=row.first, end=row.last, allow_sample=True)
+        if frame.attrs.get("source") == row.source and len(frame) == row.bars:
+            bars[row.symbol] = frame
+    return bars
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def trades(source: Source, sessions: Sessions = None, *, sweep_id: str | None = None) -> pd.DataFrame:
+    """One row per trade (a position from flat back to flat, per symbol): direction, entry and exit
+    time and average price, ``holding_ms``, units, FIFO ``pnl`` net of fees, ``return_pct`` (of the
+    entry value), fees, and slippage against the signal and arrival prices in quote and bps
+    (positive = worse). A trade still open at the end has ``open`` True and no exit."""
+    return _query(source, "trades", sessions, sweep_id, "session_id, entry_time, symbol, trade")
+
+
+def fees(source: Source, sessions: Sessions = None, *, sweep_id: str | None = None) -> pd.DataFrame:
+    """Fees per session, asset paid in and liquidity (maker or taker): fills, the fee in its asset,
+    in quote, the turnover and the fee in bps of it."""
+    return _query(source, "fees", sessions, sweep_id, "session_id, fee_currency, liquidity")
+
+
+def refusals(source: Source, sessions: Sessions = None, *, sweep_id: str | None = None) -> pd.DataFrame:
+    """Orders that never traded because they were refused, per session, stage (invalid order, risk
+    check or filter, venue), outcome (``refused``, or ``not sent``: the kill switch or a ban) and
+    reason (the rule), with a count and an example message."""
+    return _query(source, "refusals", sessions, sweep_id, "session_id, orders DESC, reason")
+
+
+def ratios(returns: pd.Series, *, periods_per_year: float = BARS_PER_YEAR) -> dict[str, float]:
+    """Return ratios of per-period simple ``returns`` (risk-free rate zero), as empyrical defines them:
+    ``sharpe`` (mean / sample std, annualised by sqrt(periods)), ``sortino`` (annualised mean over
+    the root mean square of the negative returns, annualised), ``annual_return`` (compounded) and
+    ``calmar`` (annual return over the largest drawdown of the compounded value)."""
+    r = pd.Series(returns, dtype=float).dropna()
+    if r.empty:
+        return {"sharpe": np.nan, "sortino": np.nan, "annual_return": np.nan, "calmar": np.nan}
+    std = r.std(ddof=1)
+    downside = float(np.sqrt(np.mean(np.minimum(r, 0) ** 2)) * np.sqrt(periods_per_year))
+    growth = float((1 + r).prod())
+    annual = growth ** (periods_per_year / len(r)) - 1 if growth > 0 else -1.0
+    value = (1 + r).cumprod()
+    worst = float((value / value.cummax() - 1).min())
+    return {
+        "sharpe": float(r.mean() / std * np.sqrt(periods_per_year)) if std > 0 else np.nan,
+        "sortino": float(r.mean() * periods_per_year / downside) if downside > 0 else np.nan,
+        "annual_return": annual,
+        "calmar": annual / -worst if worst < 0 else np.nan,
+    }
+
+
+def bar_equity(
+    source: Source,
+    session_id: str,
+    *,
+    bars: Mapping[str, pd.DataFrame] | None = None,
+    capital: float | None = None,
+) -> pd.DataFrame:
+    """The session's value at each bar close it saw (all symbols marked at their close), beside
+    buy-and-hold of the same symbols (the capital split equally, bought at the first close).
+
+    A fill counts from the bar whose close signalled its order (its ``signal_time``; the fill
+    time for an order without one), so that venue and market clocks need not agree. Columns:
+    ``value`` and ``buy_hold`` (quote), ``equity`` (value - capital), ``exposure`` (gross position
+    value / value), ``in_market``, ``returns`` and ``buy_hold_returns`` (per bar); the starting
+    capital is in ``attrs["capital"]``. Empty if no bars are known."""
+    bars = session_bars(source, session_id) if bars is None else dict(bars)
+    fills = market_fills(source, session_id)
+    if capital is None:
+        known = starting_capital(source, session_id)
+        capital = float(known.get(session_id, np.nan))
+    if not bars:
+        return pd.DataFrame(columns=["value", "buy_hold", "equity", "exposure", "in_market", "returns"])
+    capital = capital if np.isfinite(capital) else float(fills["cost"].max()) if len(fills) else 1.0
+    closes = pd.concat({s: f.set_index(_close_ms(f))["close"] for s, f in bars.items()}, axis=1).sort_index().ffill()
+    cash = pd.Series(0.0, index=closes.index)
+    gross = pd.Series(0.0, index=closes.index)
+    held = pd.Series(False, index=closes.index)
+    for symbol in closes.columns:
+        base, quote = symbol.split("/")
+        f = fills[fills["symbol"] == symbol]
+        buy = (f["side"] == "buy").to_numpy()
+        base_fee = np.where(f["fee_currency"] == base, f["fee"], 0.0)
+        quote_fee = np.where(f["fee_currency"] == quote, f["fee"], 0.0)
+        units = np.where(buy, f["amount"] - base_fee, -(f["amount"] + base_fee))
+        flow = np.where(buy, -(f["cost"] + quote_fee), f["cost"] - quote_fee)
+        at = np.searchsorted(closes.index.to_numpy(), f["effect_ms"].to_numpy(), side="left")
+        step = pd.DataFrame({"units": units, "flow": flow}).groupby(np.minimum(at, len(closes) - 1)).sum()
+        position = pd.Series(0.0, index=range(len(closes))).add(step["units"], fill_value=0).cumsum().to_numpy()
+        cash += pd.Series(0.0, index=range(len(closes))).add(step["flow"], fill_value=0).cumsum().to_numpy()
+        marked = position * closes[symbol].to_numpy()
+        cash += marked
+        gross += np.abs(marked)
+        held |= np.abs(position) > 1e-12
+    frame = pd.DataFrame({"equity": cash.to_numpy()}, index=pd.to_datetime(closes.index, unit="ms", utc=True))
+    frame.index.name = "close_time"
+    frame["value"] = capital + frame["equity"]
+    first = closes.bfill().iloc[0]
+    frame["buy_hold"] = (capital / len(closes.columns) * closes.div(first)).sum(axis=1).to_numpy()
+    frame["exposure"] = gross.to_numpy() / frame["value"]
+    frame["in_market"] = held.to_numpy()
+    frame["returns"] = frame["value"] / frame["value"].shift().fillna(capital) - 1
+    frame["buy_hold_returns"] = frame["buy_hold"] / frame["buy_hold"].shift().fillna(capital) - 1
+    frame.attrs["capital"] = capital
+    return frame[["value", "buy_hold", "equity", "exposure", "in_market", "returns", "buy_hold_returns"]]
+
+
+def market_fills(source: Source, session_id: str) -> pd.DataFrame:
+    """A session's fills on the market's time axis: ``effect_ms`` (and ``at``) is the close of the bar
+    that signalled the fill's order, or the fill's own time for an order without a signal, so that a
+    venue's clock need not agree with the market's. Also symbol, side, price, amount, cost, fee."""
+    with _reader(source) as read:
+        _resolve(read, session_id, None)
+        frame = read(
+            f"""SELECT f.symbol, f.side, CAST(f.price AS DOUBLE) AS price, CAST(f.amount AS DOUBLE) AS amount,
+                       CAST(f.cost AS DOUBLE) AS cost, CAST(coalesce(f.fee, 0) AS DOUBLE) AS fee, f.fee_currency,
+                       epoch_ms(coalesce(o.signal_time, f."timestamp")) AS effect_ms
+                FROM fills f LEFT JOIN orders o USING (session_id, client_order_id)
+                WHERE f.session_id = {_literal(session_id)} ORDER BY effect_ms, f."timestamp", f.trade_id"""
+        )
+    frame["at"] = pd.to_datetime(frame["effect_ms"], unit="ms", utc=True)
+    return frame
+
+
+def _close_ms(bars: pd.DataFrame) -> np.ndarray:
+    if "close_time" in bars:
+        return pd.to_datetime(bars["close_time"], utc=True).dt.as_unit("ms").astype("int64").to_numpy()
+    return bars.index.as_unit("ms").astype("int64").to_numpy() + 60_000 - 1
+
+
+def performance(
+    source: Source,
+    session_id: str,
+    *,
+    bars: Mapping[str, pd.DataFrame] | None = None,
+    capital: float | None = None,
+    periods_per_year: float = BARS_PER_YEAR,
+) -> pd.Series:
+    """What a trader asks of a session, from :func:`bar_equity`: capital, final value, return and
+    buy-and-hold return (fractions), :func:`ratios` of the per-bar returns (annualised with
+    ``periods_per_year``, 1m bars around the clock by default), the largest drawdown as a fraction
+    and in quote with its peak, trough and recovery times (recovery NaT if it never recovered),
+    time in market (share of bars with a position) and average exposure (gross position value /
+    value); gross and net PnL (net of the fees in quote)."""
+    curve = bar_equity(source, session_id, bars=bars, capital=capital)
+    metrics = session_metrics(source, session_id).iloc[0]
+    row: dict[str, Any] = {"session_id": session_id, "bars": len(curve)}
+    row["net_pnl"] = float(metrics["total_pnl"])
+    row["fees"] = float(metrics["fees"])
+    row["gross_pnl"] = row["net_pnl"] + row["fees"]
+    if curve.empty:
+        return pd.Series(row)
+    capital = float(curve.attrs["capital"])
+    value = pd.concat([pd.Series([capital], index=[curve.index[0] - pd.Timedelta(minutes=1)]), curve["value"]])
+    peak = value.cummax()
+    dd = value / peak - 1
+    trough = dd.idxmin()
+    peak_at = value.loc[:trough].idxmax()
+    recovered = value.loc[trough:][value.loc[trough:] >= value.loc[peak_at]]
+    row.update(
+        capital=capital,
+        final_value=float(curve["value"].iloc[-1]),
+        total_return=float(curve["value"].iloc[-1] / capital - 1),
+        buy_hold_return=float(curve["buy_hold"].iloc[-1] / capital - 1),
+        **ratios(curve["returns"], periods_per_year=periods_per_year),
+        max_drawdown_pct=float(dd.min()),
+        max_drawdown_quote=float((value - peak).min()),
+        drawdown_peak=peak_at,
+        drawdown_trough=trough,
+        drawdown_recovery=recovered.index[0] if len(recovered) and dd.min() < 0 else pd.NaT,
+        time_in_market=float(curve["in_market"].mean()),
+        exposure=float(curve["exposure"].mean()),
+        start=curve.index[0],
+        end=curve.index[-1],
+    )
+    return pd.Series(row)
+
+
+def open_positions(source: Source, session_id: str, *, bars: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The positions a session held at its end: units, average open price, the mark (the last bar's
+    close when the bars are known, else the last fill price) and the unrealised PnL there."""
+    bars = session_bars(source, session_id) if bars is None else bars
+    marks = {s: float(f["close"].iloc[-1]) for s, f in bars.items() if len(f)}
+    frame = fifo_pnl(source, session_id, mark=marks or None)
+    frame = frame[frame["position"].abs() > 1e-12]
+    frame = frame.assign(mark_source=frame["symbol"].map(lambda s: "last bar close" if s in marks else "last fill"))
+    return frame[["symbol", "position", "avg_open_price", "mark_price", "mark_source", "unrealised_pnl"]].reset_index(
+        drop=True
+    )
+
+
+SWEEP_COLUMNS = ("session_id", "status", "fills", "fees", "total_pnl", "return_pct", "max_drawdown")
+
+
+def sweep_table(source: Source, sweep_id: str, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A sweep's sessions, one row each, labelled by the parameters that vary: status, fills, fees,
+    total PnL (quote), return and max drawdown. ``runs`` (what :func:`workbench.runs.sweep` returned)
+    gives the rows instead, failed runs too, with the figures of those in the store beside them
+    (its ``store_path`` and ``notebook`` columns left out: they run off a console)."""
+    try:
+        frame = compare_sessions(source, sweep_id=sweep_id)
+    except UnknownSession:
+        if runs is None:
+            raise
+        frame = pd.DataFrame(columns=list(SWEEP_COLUMNS))
+    params = [c for c in frame.columns if c.startswith("param_")]
+    varying = [c for c in params if frame[c].astype(str).nunique() > 1] or params
+    table = frame[["session_id", *varying, *SWEEP_COLUMNS[1:]]]
+    table = table.rename(columns={c: c.removeprefix("param_") for c in varying})
+    if runs is None:
+        return table.reset_index(drop=True)
+    shown = runs.drop(columns=["store_path", "notebook"], errors="ignore")
+    return shown.merge(
+        table.drop(columns=[c for c in table if c in shown and c != "session_id"]), on="session_id", how="left"
+    )

@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import pandas as pd
 
-from workbench import report, runs
+from workbench import download, explain, report, runs
 from workbench.checks import command_line, positive_int, positive_number, timestamp
 from workbench.config import DEFAULT_STORE, load_config
 from workbench.data import load_klines
@@ -98,8 +98,10 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     kill.add_argument("--store", help=f"DuckDB file (default {DEFAULT_STORE})")
     kill.add_argument("--reason", default="tripped from the command line", help="why, for the audit log")
     kill.set_defaults(func=_kill_switch)
+    download.register(sub)
     runs.register(sub)
     report.register(sub)
+    explain.register(sub)
     if command in sub.choices:
         sub.add_parser("exchange")  # a placeholder: another command runs
     else:

@@ -2,8 +2,9 @@
 decides which mode a session trades in; nothing builds a network object before it has run.
 
 Mainnet needs two guards: ``mainnet = true`` in the config *and* the environment variable
-``WORKBENCH_ALLOW_MAINNET=I_UNDERSTAND_REAL_MONEY``. API keys come from the environment only
-and are wrapped in :class:`Secret`, whose repr and str never show them.
+``WORKBENCH_ALLOW_MAINNET=I_UNDERSTAND_REAL_MONEY``. Only past both does a :class:`MainnetGuard`
+exist, the token the Binance executor demands before it reaches a production host. API keys come
+from the environment only and are wrapped in :class:`Secret`, whose repr and str never show them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, final
 
 from workbench.errors import ConfigError, MainnetGuardError
 
@@ -191,3 +192,17 @@ def resolve_mode(config: Config, environ: Mapping[str, str] | None = None) -> Tr
             + ". Use mode='testnet' (the default) or mode='paper' to rehearse."
         )
     return TradingMode.MAINNET
+
+
+@final
+class MainnetGuard:
+    """Proof that :func:`resolve_mode` let ``config`` through to mainnet: the token without which
+    the Binance executor refuses to be built for mainnet. Raises :class:`MainnetGuardError` like
+    :func:`resolve_mode` when the guards are missing, or when ``config`` is not a mainnet config."""
+
+    __slots__ = ()
+
+    def __init__(self, config: Config, environ: Mapping[str, str] | None = None) -> None:
+        mode = resolve_mode(config, environ)
+        if mode is not TradingMode.MAINNET:
+            raise MainnetGuardError(f"A mainnet guard is only for a mainnet config; this one trades on {mode}.")

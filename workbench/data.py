@@ -1,13 +1,16 @@
-"""Market data: the bundled real Binance klines and the symbol rules, as pandas and DuckDB.
+"""Market data: Binance spot klines from the catalog, the symbol rules, and a labelled synthetic sample.
 
-Klines live under ``data/binance/spot/<interval>/<SYMBOL>-<interval>.csv[.gz]`` in Binance's
-kline column layout (see ``data/README.md``). ``WORKBENCH_DATA`` overrides the folder. Where no
-real klines are present, ``load_klines(..., allow_sample=True)`` gives a deterministic synthetic
-sample instead, labelled as such in ``frame.attrs["source"]``, so examples still run.
+:func:`load_klines` reads every :class:`~workbench.catalog.Catalog` that holds the symbol, as one
+series: the repository's ``data/binance`` (the bundled real slice, plus what ``workbench data
+download`` adds) and, when it is there, the full year in ``<repo>/../shared/data/binance``
+(``$WORKBENCH_SHARED_DATA`` names another folder; set it empty to leave it out). ``$WORKBENCH_DATA``
+replaces both with one data folder. The synthetic sample (:func:`sample_klines`) is only returned
+where asked for with ``allow_sample=True`` and no real klines exist, labelled in ``attrs["source"]``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -18,48 +21,52 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from workbench.catalog import INTERVAL_MS, KLINE_COLUMNS, Catalog
 from workbench.errors import ConfigError
 from workbench.filters import SymbolRules
 
-KLINE_COLUMNS = (
-    "open_time",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "close_time",
-    "quote_volume",
-    "trades",
-    "taker_buy_base_volume",
-    "taker_buy_quote_volume",
-)
+__all__ = ["KLINE_COLUMNS", "Catalog", "catalogs", "find_gaps", "load_klines", "load_rules", "sample_klines"]
+
 _EXCHANGE_INFO = Path(__file__).with_name("exchange_info.json")
+_REPO = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
 def data_dir() -> Path:
-    """The folder holding ``binance/``: ``$WORKBENCH_DATA`` or the repository's ``data/``."""
-    return Path(os.environ.get("WORKBENCH_DATA") or Path(__file__).resolve().parent.parent / "data")
+    """The data folder holding ``binance/``: ``$WORKBENCH_DATA`` or the repository's ``data/``."""
+    return Path(os.environ.get("WORKBENCH_DATA") or _REPO / "data")
 
 
-def kline_path(symbol: str, interval: str = "1m") -> Path:
-    folder = data_dir() / "binance" / "spot" / interval
-    name = symbol.replace("/", "")
-    for path in (folder / f"{name}-{interval}.csv", folder / f"{name}-{interval}.csv.gz"):
-        if path.exists():
-            return path
-    have = ", ".join(available_symbols(interval)) or "none"
-    raise ConfigError(f"No {interval} klines for {symbol} under {folder}; bundled symbols: {have}.")
+def shared_dir() -> Path | None:
+    """The shared full year, if present: ``$WORKBENCH_SHARED_DATA`` (empty: none), else the nearest
+    ``shared/data/binance`` beside the repository (``<repo>/../shared``) or beside one of its parents."""
+    if os.environ.get("WORKBENCH_DATA"):
+        return None
+    named = os.environ.get("WORKBENCH_SHARED_DATA")
+    if named is not None:
+        return Path(named) if named and Path(named).is_dir() else None
+    beside = (parent / "shared" / "data" / "binance" for parent in _REPO.parents)  # a clone or a worktree of one
+    return next((folder for folder in beside if folder.is_dir()), None)
 
 
-def available_symbols(interval: str = "1m") -> list[str]:
-    """Symbols with bundled klines, as ``"BTC/USDT"``."""
-    folder = data_dir() / "binance" / "spot" / interval
-    names = sorted(p.name.split("-")[0] for p in folder.glob(f"*-{interval}.csv*"))
-    rules = load_rules()
-    by_id = {r.id: r.symbol for r in rules.values()}
-    return [by_id.get(n, n) for n in names]
+def catalogs(folder: str | Path | None = None) -> list[Catalog]:
+    """The catalogs :func:`load_klines` reads, in order: the data folder's, then the shared year's;
+    or only ``folder``'s (a data folder holding ``binance/``)."""
+    if folder is not None:
+        return [Catalog(Path(folder) / "binance")]
+    shared = shared_dir()
+    return [Catalog(data_dir() / "binance"), *([Catalog(shared)] if shared else [])]
+
+
+def symbol_id(symbol: str) -> str:
+    """``"BTC/USDT"`` or ``"btcusdt"`` as Binance's id ``"BTCUSDT"``."""
+    return symbol.replace("/", "").upper()
+
+
+def available_symbols(interval: str = "1m", folder: str | Path | None = None) -> list[str]:
+    """Symbols with real klines in the catalogs, as ``"BTC/USDT"`` where the rules know them."""
+    by_id = {r.id: r.symbol for r in load_rules().values()}
+    return [by_id.get(n, n) for n in sorted({s for c in catalogs(folder) for s in c.symbols(interval)})]
 
 
 def load_klines(
@@ -70,30 +77,99 @@ def load_klines(
     end: str | pd.Timestamp | None = None,
     limit: int | None = None,
     allow_sample: bool = False,
+    folder: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Bundled klines of ``symbol`` as a DataFrame indexed by UTC open time, with ``open``,
-    ``high``, ``low``, ``close``, ``volume`` (floats) and Binance's other kline columns.
-    ``start``/``end`` bound the open time (inclusive); ``limit`` keeps the first rows.
+    """Real klines of ``symbol`` as a DataFrame indexed by UTC open time, with ``open``, ``high``,
+    ``low``, ``close``, ``volume`` (floats) and Binance's other kline columns; ``attrs["source"]``
+    names the data and its period. ``start``/``end`` bound the open time (inclusive); ``limit``
+    keeps the first rows. Missing minutes stay missing (see :func:`find_gaps`). ``folder`` reads only
+    that data folder's catalog (see :func:`catalogs`).
 
-    Raises :class:`ConfigError` when no klines of ``symbol`` are bundled, unless ``allow_sample``:
-    then a synthetic sample is returned, with ``attrs["source"]`` saying so."""
-    try:
-        path = kline_path(symbol, interval)
-    except ConfigError:
+    Raises :class:`ConfigError` when no catalog holds klines of ``symbol``, unless ``allow_sample``:
+    then a synthetic sample is returned, with ``attrs["source"]`` saying so; and when ``start``..``end``
+    selects no bar."""
+    found = [c for c in catalogs(folder) if c.files(symbol_id(symbol), interval)]
+    if not found:
         if not allow_sample or interval != "1m":
-            raise
-        log.warning("No real klines of %s are bundled: using a synthetic sample (see data/README.md).", symbol)
-        frame = sample_klines(symbol)
+            have = ", ".join(available_symbols(interval, folder)) or "none"
+            where = ", ".join(str(c.root) for c in catalogs(folder))
+            raise ConfigError(
+                f"No {interval} klines for {symbol} in {where}; bundled symbols: {have}. "
+                f"Fetch them with `workbench data download {symbol_id(symbol)} --start YYYY-MM-DD`."
+            )
+        log.warning("No real klines of %s: using a SYNTHETIC sample (see data/README.md).", symbol)
+        frame = _indexed(sample_klines(symbol))
     else:
-        frame = pd.read_csv(path)
-        frame.attrs["source"] = f"Binance spot klines, {path.name}"
+        frame = _cached(
+            symbol_id(symbol),
+            interval,
+            tuple((p, p.stat().st_mtime_ns) for c in found for p in c.files(symbol_id(symbol), interval)),
+            tuple(c.root for c in found),
+        )
+    opened = frame.index
+    first = opened.searchsorted(_utc(start)) if start is not None else 0
+    last = opened.searchsorted(_utc(end), side="right") if end is not None else len(frame)
+    if limit is not None:
+        last = min(last, first + limit)
+    if first >= last:
+        raise ConfigError(
+            f"No {interval} klines of {symbol} between {start} and {end}: "
+            f"there are {frame.index[0]} .. {frame.index[-1]}."
+        )
+    window = frame.iloc[first:last].copy()
+    window.attrs["source"] = _describe(frame.attrs["source"], window)
+    return window
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(symbol: str, interval: str, files: tuple[tuple[Path, int], ...], roots: tuple[Path, ...]) -> pd.DataFrame:
+    parts = [Catalog(root).read(symbol, interval) for root in roots]
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        frame = frame.drop_duplicates("open_time").sort_values("open_time", ignore_index=True)
+    frame = _indexed(frame)
+    frame.attrs["source"] = f"Binance spot {interval} klines of {symbol} ({', '.join(map(_short, roots))})"
+    return frame
+
+
+def _indexed(frame: pd.DataFrame) -> pd.DataFrame:
+    source = frame.attrs.get("source")
+    frame = frame.copy()
     frame.index = pd.to_datetime(frame.pop("open_time"), unit="ms", utc=True).rename("open_time")
     frame["close_time"] = pd.to_datetime(frame["close_time"], unit="ms", utc=True)
-    if start is not None:
-        frame = frame[frame.index >= _utc(start)]
-    if end is not None:
-        frame = frame[frame.index <= _utc(end)]
-    return frame.head(limit) if limit is not None else frame
+    if source:
+        frame.attrs["source"] = source
+    return frame
+
+
+def _describe(source: str, window: pd.DataFrame) -> str:
+    if source.startswith("SYNTHETIC"):
+        return source
+    span = f"{window.index[0]:%Y-%m-%d %H:%M} .. {window.index[-1]:%Y-%m-%d %H:%M} UTC"
+    return f"{source}, {span}, {len(window):,} bars"
+
+
+def _short(root: Path) -> str:
+    """``data/binance`` inside the repository, ``shared/data/binance`` beside it, else the full path."""
+    for base in (_REPO, *_REPO.parents):
+        if root.resolve().is_relative_to(base):
+            return str(root.resolve().relative_to(base))
+    return str(root)
+
+
+def find_gaps(frame: pd.DataFrame, interval: str = "1m") -> pd.DataFrame:
+    """Missing bars between consecutive klines of ``frame`` (indexed by open time): one row per gap with
+    the first and last ``missing`` open time and how many bars (``bars``) are missing."""
+    step = pd.Timedelta(milliseconds=INTERVAL_MS[interval])
+    opened = frame.index
+    holes = np.flatnonzero(np.diff(opened.as_unit("ns").asi8) > step.value)
+    return pd.DataFrame(
+        {
+            "first_missing": opened[holes] + step,
+            "last_missing": opened[holes + 1] - step,
+            "bars": ((opened[holes + 1] - opened[holes]) // step - 1).astype("int64"),
+        }
+    )
 
 
 def _utc(when: str | pd.Timestamp) -> pd.Timestamp:
@@ -106,7 +182,7 @@ SAMPLE_START = {"BTC/USDT": 42_000.0, "ETH/USDT": 2_300.0, "BNB/USDT": 310.0, "S
 
 def sample_klines(symbol: str, bars: int = 20_160, seed: int = 20240101) -> pd.DataFrame:
     """A SYNTHETIC two-week 1m kline sample in Binance's layout: a seeded random walk with
-    intrabar ranges and volume. Not market data; for examples and tests where none is bundled."""
+    intrabar ranges and volume. Not market data: only for tests that need a constructed price path."""
     rules = load_rules([symbol])[symbol]
     rng = np.random.default_rng(seed + sum(map(ord, symbol)))
     opened = pd.Timestamp("2024-01-01", tz="UTC").value // 1_000_000 + 60_000 * np.arange(bars)

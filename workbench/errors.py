@@ -86,3 +86,7 @@ class MalformedMessage(ExchangeError):
 class VenueUnavailable(ExchangeError):
     """The venue did not answer (timeout, 5xx, lost connection): the request may or may not have
     taken effect. Orders are looked up by client order id; reconciliation settles the rest."""
+
+
+class DataError(WorkbenchError):
+    """Market data could not be fetched or was refused (a corrupt archive, a checksum mismatch)."""

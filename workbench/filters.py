@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 from functools import cached_property
 from typing import Any
 
@@ -58,11 +58,11 @@ class SymbolRules:
             "baseCommissionPrecision": self.base_precision,
             "quoteCommissionPrecision": self.quote_precision,
             "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
-            "icebergAllowed": False,
-            "ocoAllowed": False,
-            "otoAllowed": False,
+            "icebergAllowed": True,
+            "ocoAllowed": True,
+            "otoAllowed": True,
             "quoteOrderQtyMarketAllowed": True,
-            "allowTrailingStop": False,
+            "allowTrailingStop": True,
             "cancelReplaceAllowed": False,
             "isSpotTradingAllowed": True,
             "isMarginTradingAllowed": False,
@@ -70,7 +70,7 @@ class SymbolRules:
             "permissions": [],
             "permissionSets": [["SPOT"]],
             "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
-            "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "NONE"],
+            "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT", "NONE"],
         }
 
     def filter(self, name: str) -> dict[str, Decimal | bool | int] | None:
@@ -152,12 +152,14 @@ def check_order(
     *,
     avg_price: Decimal,
     open_orders: int = 0,
+    open_algo_orders: int = 0,
 ) -> None:
     """Apply every filter of ``rules`` to ``request`` as Binance would.
 
     ``avg_price`` is the symbol's average price (Binance's ``avgPrice``, or the last price), used
     for PERCENT_PRICE_BY_SIDE and for the notional of MARKET orders; ``open_orders`` is how many
-    orders are already open on the symbol. Raises :class:`FilterError` on the first failure and
+    orders are already open on the symbol, ``open_algo_orders`` how many of them are stop or
+    take-profit ("algo") orders. Raises :class:`FilterError` on the first failure and
     :class:`InvalidOrder` (-1111) when a quantity has more decimals than the asset allows.
     """
     for name, value in (("amount", request.amount), ("quote_amount", request.quote_amount)):
@@ -176,7 +178,16 @@ def check_order(
         _check_percent_price(request, rules, avg_price)
     _check_lot_size(request, rules, market)
     _check_notional(request, rules, market, avg_price)
+    _check_iceberg_parts(request, rules)
+    _check_trailing_delta(request, rules)
     _check_max_num_orders(rules, open_orders)
+    if request.type.is_stop:
+        _check_max_count(rules, "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders", open_algo_orders, "stop orders")
+
+
+def check_order_list(rules: SymbolRules, open_lists: int) -> None:
+    """MAX_NUM_ORDER_LISTS: ``open_lists`` order lists are open on the symbol (an OTOCO is one)."""
+    _check_max_count(rules, "MAX_NUM_ORDER_LISTS", "maxNumOrderLists", open_lists, "order lists")
 
 
 def _check_price_filter(request: OrderRequest, rules: SymbolRules) -> None:
@@ -269,10 +280,45 @@ def _check_notional(request: OrderRequest, rules: SymbolRules, market: bool, avg
 
 
 def _check_max_num_orders(rules: SymbolRules, open_orders: int) -> None:
-    f = rules.filter("MAX_NUM_ORDERS")
-    if f is not None and open_orders + 1 > f["maxNumOrders"]:  # type: ignore[operator]
+    _check_max_count(rules, "MAX_NUM_ORDERS", "maxNumOrders", open_orders, "orders")
+
+
+def _check_max_count(rules: SymbolRules, name: str, key: str, open_: int, what: str) -> None:
+    f = rules.filter(name)
+    if f is not None and open_ + 1 > f[key]:  # type: ignore[operator]
+        raise _fail(name, "symbol", f"{open_} {what} are already open on {rules.symbol}, the most allowed is {f[key]}")
+
+
+def _check_iceberg_parts(request: OrderRequest, rules: SymbolRules) -> None:
+    f = rules.filter("ICEBERG_PARTS")
+    if f is None or request.iceberg_amount is None:
+        return
+    parts = (request.amount / request.iceberg_amount).to_integral_value(ROUND_CEILING)  # type: ignore[operator]
+    if parts > f["limit"]:  # type: ignore[operator]
         raise _fail(
-            "MAX_NUM_ORDERS",
-            "symbol",
-            f"{open_orders} orders are already open on {rules.symbol}, the most allowed is {f['maxNumOrders']}",
+            "ICEBERG_PARTS",
+            "iceberg_amount",
+            f"amount {plain(request.amount)} in parts of {plain(request.iceberg_amount)} makes {parts} parts, "  # type: ignore[arg-type]
+            f"more than {f['limit']}; raise iceberg_amount to at least {plain(request.amount / f['limit'])}",  # type: ignore[arg-type, operator]
+        )
+
+
+def trails_above(request: OrderRequest) -> bool:
+    """Whether a trailing stop triggers on a rise (stop-loss buy, take-profit sell): Binance's
+    "above" deltas of TRAILING_DELTA apply to it, the "below" ones otherwise."""
+    return (request.type is OrderType.STOP_LOSS_LIMIT) == (request.side is Side.BUY)
+
+
+def _check_trailing_delta(request: OrderRequest, rules: SymbolRules) -> None:
+    f = rules.filter("TRAILING_DELTA")
+    delta = request.trailing_delta
+    if f is None or delta is None:
+        return
+    where = "Above" if trails_above(request) else "Below"
+    low, high = f[f"minTrailing{where}Delta"], f[f"maxTrailing{where}Delta"]
+    if not low <= delta <= high:  # type: ignore[operator]
+        raise _fail(
+            "TRAILING_DELTA",
+            "trailing_delta",
+            f"trailing_delta {delta} bps is outside {low}..{high} for a {request.type} {request.side.value}",
         )

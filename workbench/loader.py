@@ -1,127 +1,107 @@
-"""Fetch klines from an exchange with ccxt's ``fetch_ohlcv`` into DuckDB, incrementally.
+"""Top up the catalog with the newest closed klines from Binance's REST API, ``GET /api/v3/klines``.
 
-:func:`fetch_klines` takes any ccxt exchange object (sync or ``ccxt.async_support``: Binance, its
-testnet, or the local exchange), continues from the last bar already in the ``klines`` table (the
-layout :func:`~workbench.data.klines_to_duckdb` writes, which :func:`workbench.replay.load_bars`
-reads), never writes a bar twice, keeps only closed bars and reports the gaps it finds.
+:func:`fetch_klines` continues one bar after the newest bar the catalog holds (it never fills a gap
+inside the data), pages ``limit`` bars a request, keeps only bars that have closed by the venue's
+clock (``GET /api/v3/time``), and watches the request weight Binance reports in
+``X-MBX-USED-WEIGHT-1M``: near the limit it waits for the next minute, and after a 429 or 418 it
+waits for ``Retry-After``. It works against Binance, its testnet and the local exchange alike.
 """
 
 from __future__ import annotations
 
-import inspect
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
+import aiohttp
 import pandas as pd
 
-KLINES_TABLE = (
-    "CREATE TABLE IF NOT EXISTS klines (symbol VARCHAR, interval VARCHAR, open_time TIMESTAMPTZ, open DOUBLE, "
-    "high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, PRIMARY KEY (symbol, interval, open_time))"
-)
+from workbench.catalog import INTERVAL_MS, KLINE_COLUMNS, Catalog
+from workbench.errors import DataError
+
+KLINES_WEIGHT = 2  # Binance's weight of GET /api/v3/klines
 
 
 @dataclass(frozen=True)
 class FetchReport:
-    """What a fetch did: bars ``received`` from the exchange and ``inserted`` (new ones), the open
-    times of the first and last bar now stored, and ``gaps`` (``after``, ``before``, ``missing``
-    bars) between stored bars of the symbol and interval."""
+    """What a top-up did: ``requests`` sent, bars ``received``, bars ``inserted`` (new ones), and the
+    open times (ms) of the first and last bar it inserted."""
 
     symbol: str
     interval: str
+    requests: int
     received: int
     inserted: int
-    first: pd.Timestamp | None
-    last: pd.Timestamp | None
-    gaps: pd.DataFrame
+    first: int | None
+    last: int | None
 
 
 async def fetch_klines(
-    exchange: Any,
-    symbol: str,
-    con: duckdb.DuckDBPyConnection,
+    http: aiohttp.ClientSession,
+    rest_url: str,
+    symbol_id: str,
+    catalog: Catalog,
     *,
     interval: str = "1m",
-    since: int | str | pd.Timestamp | None = None,
-    until: int | str | pd.Timestamp | None = None,
+    since: int,
+    until: int | None = None,
     limit: int = 1000,
-    max_requests: int = 1000,
+    weight_limit: int = 6000,
 ) -> FetchReport:
-    """Fetch ``symbol``'s ``interval`` klines into ``con``'s ``klines`` table and report.
-
-    Starts one bar after the last stored bar of the symbol and interval, or at ``since`` (default:
-    ``limit`` bars before now), pages ``limit`` bars a request until ``until`` (default: now) or the
-    exchange has no more, and keeps only bars that have closed. ccxt errors (network, rate limit)
-    propagate; what was inserted before stays.
-    """
-    step = int(exchange.parse_timeframe(interval) * 1000)
-    now = int(exchange.milliseconds())
-    end = _ms(until) if until is not None else now
-    con.execute(KLINES_TABLE)
-    stored = con.execute(
-        "SELECT epoch_ms(max(open_time)) FROM klines WHERE symbol = ? AND interval = ?", [symbol, interval]
-    ).fetchall()[0][0]
-    start = stored + step if stored is not None else _ms(since) if since is not None else now - limit * step
-    received = inserted = 0
-    for _ in range(max_requests):
-        if start > end:
+    """Fetch ``symbol_id``'s closed ``interval`` bars from ``max(since, newest stored + 1 bar)`` to
+    ``until`` (ms, default: now) into ``catalog``. Raises :class:`DataError` for an unknown symbol or a
+    venue that keeps failing."""
+    step = INTERVAL_MS[interval]
+    stored = catalog.read(symbol_id, interval)["open_time"]
+    start = max(since, int(stored.iloc[-1]) + step) if len(stored) else since
+    now = int((await _get(http, f"{rest_url}/api/v3/time", {}, weight_limit))[0]["serverTime"])
+    end = min(until, now) if until is not None else now
+    requests = received = inserted = 0
+    first = last = None
+    while start <= end:
+        params = {"symbol": symbol_id, "interval": interval, "startTime": start, "endTime": end, "limit": limit}
+        rows, _ = await _get(http, f"{rest_url}/api/v3/klines", params, weight_limit)
+        requests += 1
+        closed = [r[: len(KLINE_COLUMNS)] for r in rows if start <= int(r[0]) <= end and int(r[6]) < now]
+        if not closed:
             break
-        rows = await _maybe_await(exchange.fetch_ohlcv(symbol, interval, since=start, limit=limit))
-        rows = [r for r in rows if start <= r[0] <= end and r[0] + step <= now]  # closed bars in range only
-        if not rows:
+        received += len(closed)
+        inserted += catalog.ingest(symbol_id, interval, pd.DataFrame(closed, columns=list(KLINE_COLUMNS)), "rest")
+        first = first if first is not None else int(closed[0][0])
+        last = int(closed[-1][0])
+        start = last + step
+        if len(rows) < limit:
             break
-        received += len(rows)
-        inserted += _insert(con, symbol, interval, rows)
-        start = int(rows[-1][0]) + step
-    first, last = con.execute(
-        "SELECT min(open_time), max(open_time) FROM klines WHERE symbol = ? AND interval = ?", [symbol, interval]
-    ).fetchall()[0]
-    return FetchReport(
-        symbol, interval, received, inserted, _stamp(first), _stamp(last), find_gaps(con, symbol, interval, step)
-    )
+    return FetchReport(symbol_id, interval, requests, received, inserted, first, last)
 
 
-def find_gaps(con: duckdb.DuckDBPyConnection, symbol: str, interval: str, step_ms: int) -> pd.DataFrame:
-    """Gaps between consecutive stored bars: ``after`` and ``before`` (open times) and ``missing`` bars."""
-    return con.execute(
-        "SELECT after, before, CAST((epoch_ms(before) - epoch_ms(after)) / ? AS BIGINT) - 1 AS missing FROM ("
-        "  SELECT open_time AS before, lag(open_time) OVER (ORDER BY open_time) AS after"
-        "  FROM klines WHERE symbol = ? AND interval = ?"
-        ") WHERE epoch_ms(before) - epoch_ms(after) > ? ORDER BY after",
-        [step_ms, symbol, interval, step_ms],
-    ).df()
-
-
-def _insert(con: duckdb.DuckDBPyConnection, symbol: str, interval: str, rows: list[list[Any]]) -> int:
-    frame = pd.DataFrame(rows, columns=["ts", "open", "high", "low", "close", "volume"])
-    frame.insert(0, "interval", interval)
-    frame.insert(0, "symbol", symbol)
-    before = con.execute(
-        "SELECT count(*) FROM klines WHERE symbol = ? AND interval = ?", [symbol, interval]
-    ).fetchall()[0]
-    con.register("fetched", frame)
-    con.execute(
-        "INSERT INTO klines SELECT symbol, interval, make_timestamptz(ts * 1000), open, high, low, close, volume "
-        "FROM fetched ON CONFLICT DO NOTHING"
-    )
-    con.unregister("fetched")
-    after = con.execute("SELECT count(*) FROM klines WHERE symbol = ? AND interval = ?", [symbol, interval]).fetchall()[
-        0
-    ]
-    return int(after[0] - before[0])
-
-
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-def _ms(when: int | str | pd.Timestamp) -> int:
-    if isinstance(when, int):
-        return when
-    stamp = pd.Timestamp(when)
-    stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp
-    return int(stamp.timestamp() * 1000)
-
-
-def _stamp(value: Any) -> pd.Timestamp | None:
-    return None if value is None else pd.Timestamp(value).tz_convert("UTC")
+async def _get(
+    http: aiohttp.ClientSession, url: str, params: dict[str, Any], weight_limit: int, attempts: int = 5
+) -> tuple[Any, int]:
+    """One public GET, weight-aware: returns the JSON answer and the weight used this minute."""
+    for attempt in range(attempts):
+        try:
+            async with http.get(url, params=params) as answer:
+                used = int(answer.headers.get("X-MBX-USED-WEIGHT-1M", 0))
+                if answer.status in (418, 429):
+                    await asyncio.sleep(float(answer.headers.get("Retry-After", 2**attempt)))
+                    continue
+                if answer.status >= 500:  # transient: retried below
+                    answer.raise_for_status()
+                body = await answer.json(content_type=None)
+                if answer.status != 200:
+                    code = body.get("code") if isinstance(body, dict) else None
+                    known = f"Unknown symbol {params.get('symbol')} at {url}: check its spelling, e.g. BTCUSDT."
+                    raise DataError(known if code == -1121 else f"{url} answered {answer.status}: {body}.")
+        except (TimeoutError, aiohttp.ClientError):
+            if attempt == attempts - 1:
+                raise DataError(
+                    f"{url} failed {attempts} times; check --rest-url and the network, then run again."
+                ) from None
+            await asyncio.sleep(0.2 * 2**attempt)
+            continue
+        if used + KLINES_WEIGHT > 0.9 * weight_limit:  # leave room for the rest of the program
+            await asyncio.sleep(60 - time.time() % 60)
+        return body, used
+    raise DataError(f"{url} kept refusing for request weight; wait a minute and run again.")

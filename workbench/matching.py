@@ -13,7 +13,20 @@ built around each symbol's last price:
   price rises to the stop, sell when it falls to it; take-profit the reverse), then work as
   limit orders; a stop that would trigger at once is rejected (-2010);
 * fees are charged on what the account receives: base on buys, quote on sells, rounded to the
-  asset's precision; funds for open orders are locked and balances never go negative.
+  asset's precision; funds for open orders are locked and balances never go negative;
+* trailing stops (``trailing_delta`` in bips) start tracking at placement, or once the stop price
+  is reached when one is given, and trigger when the price retraces by the delta from the best
+  price since (buys: a rise from the lowest, sells: a fall from the highest; trailing-stop FAQ);
+* icebergs show ``iceberg_amount`` at a time: a resting iceberg fills at most one part a price update;
+* self-trade prevention: a taker that reaches the account's own working order on the other side
+  (at that order's price, ahead of the synthetic liquidity at the same or worse prices) applies
+  its ``self_trade_prevention`` mode (stp_faq.md) instead of trading; ``NONE`` lets the taker
+  trade the synthetic book past it (the own order fills later, when the price reaches it);
+* order lists (rest-api.md "New order list"): an OCO's legs share one lock of funds; when one
+  leg triggers, fills or is STP-expired the other expires, and the list is ``ALL_DONE``; an
+  OTO(CO)'s pending orders are ``PENDING_NEW``, hold nothing, and are placed when the working
+  order fills completely (expired if it ends otherwise); canceling any order of a list cancels
+  the list; ``LIST_STATUS`` executions report a list's ``EXEC_STARTED`` and ``ALL_DONE``.
 
 Every call returns the :class:`Execution` events it caused, in order, for a store, a user data
 stream or a blotter to consume.
@@ -26,17 +39,25 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from workbench.errors import InsufficientBalance, InvalidOrder, OrderNotFound, OrderRejected
-from workbench.filters import SymbolRules, _on_grid, check_order, rules_for
+from workbench.filters import SymbolRules, _on_grid, check_order, check_order_list, rules_for, trails_above
 from workbench.model import (
     ZERO,
     Balance,
+    ContingencyType,
     Fill,
+    ListOrderStatus,
+    ListStatusType,
     Order,
+    OrderList,
+    OrderListRequest,
     OrderRequest,
     OrderStatus,
     OrderType,
+    PreventedMatch,
+    SelfTradePrevention,
     Side,
     TimeInForce,
+    missing_parameter,
 )
 
 BPS = Decimal("0.0001")
@@ -100,11 +121,14 @@ def synthetic_book(last_price: Decimal, rules: SymbolRules, config: BookConfig) 
 @dataclass(frozen=True)
 class Execution:
     """One event of an order: ``kind`` is Binance's execution type (NEW, TRADE, CANCELED,
-    EXPIRED); ``order`` is a snapshot after the event; ``fill`` is set for TRADE."""
+    EXPIRED, TRADE_PREVENTION) or LIST_STATUS; ``order`` is a snapshot after the event; ``fill``
+    is set for TRADE; ``order_list`` (a snapshot) for LIST_STATUS, whose ``order`` is the order
+    that changed the list."""
 
     kind: str
     order: Order
     fill: Fill | None = None
+    order_list: OrderList | None = None
 
 
 class MatchingEngine:
@@ -130,6 +154,10 @@ class MatchingEngine:
         self._books: dict[str, tuple[Decimal, Book]] = {}
         self._order_seq = 0
         self._trade_seq = 0
+        self.order_lists: dict[int, OrderList] = {}
+        self._lists_by_client: dict[str, int] = {}
+        self._list_seq = 0
+        self.prevented: list[PreventedMatch] = []
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -159,6 +187,26 @@ class MatchingEngine:
         """The order with venue ``id`` or ``client_order_id``; :class:`OrderNotFound` if none."""
         return self._find(symbol, id, client_order_id).snapshot()
 
+    def get_order_list(
+        self, symbol: str | None = None, *, id: int | None = None, list_client_order_id: str | None = None
+    ) -> OrderList:
+        """The order list with ``id`` or ``list_client_order_id``; :class:`OrderNotFound` if none."""
+        return self._find_list(symbol, id, list_client_order_id).snapshot()
+
+    def order_lists_of(self, symbol: str | None = None, *, open_only: bool = False) -> list[OrderList]:
+        """Order lists oldest first (Binance's ``allOrderList``; ``openOrderList`` with ``open_only``)."""
+        return [
+            lst.snapshot()
+            for lst in self.order_lists.values()
+            if symbol in (None, lst.symbol) and (lst.is_open or not open_only)
+        ]
+
+    def prevented_matches(self, symbol: str, *, order_id: str | None = None) -> list[PreventedMatch]:
+        """Self-trades prevented on ``symbol`` (Binance's ``myPreventedMatches``), optionally of one order."""
+        return [
+            m for m in self.prevented if m.symbol == symbol and order_id in (None, m.taker_order_id, m.maker_order_id)
+        ]
+
     # -- commands ---------------------------------------------------------------------------
 
     def set_price(self, symbol: str, price: Decimal | int | str, now: int) -> list[Execution]:
@@ -166,14 +214,7 @@ class MatchingEngine:
         self.last_price[symbol] = Decimal(str(price))
         events: list[Execution] = []
         for order in [o for o in self._open.values() if o.symbol == symbol]:  # a copy: fills close orders
-            if order.type.is_stop and not order.triggered:
-                if not self._trigger_reached(order, self.last_price[symbol]):
-                    continue
-                order.triggered = True
-                events += self._take(order, order.price, now)
-                events += self._finish_taker(order, now)
-            else:
-                events += self._fill_resting(order, now)
+            events += self._follow(self._work(order, now), now)
         return events
 
     def create_order(self, request: OrderRequest, client_order_id: str, now: int) -> list[Execution]:
@@ -181,56 +222,150 @@ class MatchingEngine:
         Binance's code and message, and changes nothing, when the order is refused."""
         rules = rules_for(request.symbol, self.rules)
         book = self.book(request.symbol)
-        previous = self._by_client.get(client_order_id)
-        if previous is not None and self.orders[previous].is_open:
-            raise OrderRejected(
-                f"An open order with client_order_id={client_order_id!r} exists already.",
-                code=-2010,
-                msg="Duplicate order sent.",
-                field="client_order_id",
-                rule="unique",
-            )
+        self._check_unique(client_order_id, "client_order_id", self._by_client, self.orders)
         last = self.last_price[request.symbol]
-        check_order(request, rules, avg_price=last, open_orders=len(self.open_orders(request.symbol)))
+        open_orders, open_algo = self._open_counts(request.symbol)
+        check_order(request, rules, avg_price=last, open_orders=open_orders, open_algo_orders=open_algo)
         self._check_would_trigger_or_take(request, book, last)
         self._check_funds(request, rules, book)
 
-        self._order_seq += 1
-        order = Order.from_request(request, client_order_id, now, id=str(self._order_seq))
-        self.orders[order.id] = order  # type: ignore[index]
-        self._open[order.id] = order  # type: ignore[index]
-        self._by_client[client_order_id] = order.id  # type: ignore[assignment]
-        self._lock(order, order.remaining)  # type: ignore[arg-type]
+        order = self._accept(request, client_order_id, now)
         events = [Execution("NEW", order.snapshot())]
         if not order.type.is_stop:
-            limit = None if order.type is OrderType.MARKET else order.price
-            events += self._take(order, limit, now)
-            events += self._finish_taker(order, now)
+            events += self._take_now(order, now)
+        return self._follow(events, now)
+
+    def create_order_list(self, request: OrderListRequest, list_client_order_id: str, now: int) -> list[Execution]:
+        """Validate, accept and start one order list (OCO, OTO or OTOCO): every leg must carry a
+        ``client_order_id``. Returns the NEW events of its orders (pending ones read
+        ``PENDING_NEW``), its ``EXEC_STARTED`` LIST_STATUS, then whatever the working order did.
+        Raises an :class:`OrderRejected` subclass, and changes nothing, when the list is refused."""
+        symbol, kind, legs = request.symbol, request.contingency_type, request.orders
+        rules = rules_for(symbol, self.rules)
+        book = self.book(symbol)
+        last = self.last_price[symbol]
+        self._check_unique(list_client_order_id, "list_client_order_id", self._lists_by_client, self.order_lists)
+        ids = [leg.client_order_id for leg in legs]
+        if None in ids or len(set(ids)) < len(ids):
+            raise missing_parameter("client_order_id", "Every order of a list needs its own.")
+        for cid in ids:
+            self._check_unique(cid, "client_order_id", self._by_client, self.orders)  # type: ignore[arg-type]
+        check_order_list(rules, len(self.order_lists_of(symbol, open_only=True)))
+        open_orders, open_algo = self._open_counts(symbol)
+        for leg in legs:
+            check_order(leg, rules, avg_price=last, open_orders=open_orders, open_algo_orders=open_algo)
+            open_orders, open_algo = open_orders + 1, open_algo + leg.type.is_stop
+        working = legs if kind is ContingencyType.OCO else legs[:1]
+        for leg in working:
+            self._check_would_trigger_or_take(leg, book, last)
+        if kind is ContingencyType.OCO:
+            _check_oco_prices(legs[0], legs[1], last)
+        pair = () if kind is ContingencyType.OTO else legs[-2:]
+        sharing = min(pair, key=lambda leg: self._held(leg, leg.amount)[1]) if pair else None  # type: ignore[arg-type]
+        self._check_funds(legs[0] if kind is not ContingencyType.OCO else _other(pair, sharing), rules, book)
+
+        self._list_seq += 1
+        placed = [
+            self._accept(leg, leg.client_order_id, now, self._list_seq, leg not in working, leg is not sharing)  # type: ignore[arg-type]
+            for leg in legs
+        ]
+        order_list = OrderList(
+            self._list_seq,
+            list_client_order_id,
+            symbol,
+            kind,
+            tuple(o.id for o in placed),  # type: ignore[misc]
+            timestamp=now,
+            last_update=now,
+        )
+        self.order_lists[order_list.id] = order_list
+        self._lists_by_client[list_client_order_id] = order_list.id
+        events = [Execution("NEW", o.snapshot()) for o in placed]
+        events.append(Execution("LIST_STATUS", placed[0].snapshot(), order_list=order_list.snapshot()))
+        if kind is not ContingencyType.OCO:
+            events += self._follow(self._take_now(placed[0], now), now)
         return events
 
     def cancel_order(
         self, symbol: str, *, id: str | None = None, client_order_id: str | None = None, now: int
     ) -> Execution:
         """Cancel one open order; :class:`OrderNotFound` (-2011) if it is not open."""
+        return self.cancel_order_events(symbol, id=id, client_order_id=client_order_id, now=now)[0]
+
+    def cancel_order_events(
+        self, symbol: str, *, id: str | None = None, client_order_id: str | None = None, now: int
+    ) -> list[Execution]:
+        """Cancel one open order: its CANCELED event, then, if it belongs to an order list, the
+        cancellation of the list's other open orders and the list's ALL_DONE."""
         order = self._find(symbol, id, client_order_id)
         if not order.is_open:
             raise OrderNotFound(
                 f"Order {order.client_order_id} on {symbol} is {order.status}, not open: nothing to cancel."
             )
-        return self._close(order, OrderStatus.CANCELED, now)
+        return self._follow([self._close(order, OrderStatus.CANCELED, now)], now)
 
     def cancel_all_orders(self, symbol: str, now: int) -> list[Execution]:
-        return [self._close(self.orders[o.id], OrderStatus.CANCELED, now) for o in self.open_orders(symbol)]  # type: ignore[index]
+        """Cancel every open order of ``symbol``, order lists included (with their LIST_STATUS)."""
+        events: list[Execution] = []
+        for order in [o for o in self._open.values() if o.symbol == symbol]:
+            if order.is_open:  # canceling a list's order cancels its siblings
+                events += self._follow([self._close(order, OrderStatus.CANCELED, now)], now)
+        return events
+
+    def cancel_order_list(
+        self, symbol: str, *, id: int | None = None, list_client_order_id: str | None = None, now: int
+    ) -> list[Execution]:
+        """Cancel every open order of an order list: their CANCELED events and the list's ALL_DONE;
+        :class:`OrderNotFound` if the list is unknown or done."""
+        order_list = self._find_list(symbol, id, list_client_order_id)
+        if not order_list.is_open:
+            raise OrderNotFound(
+                f"Order list {order_list.list_client_order_id} on {symbol} is ALL_DONE: nothing to cancel."
+            )
+        first = next(self.orders[i] for i in order_list.orders if self.orders[i].is_open)
+        return self._follow([self._close(first, OrderStatus.CANCELED, now)], now)
 
     # -- rules ------------------------------------------------------------------------------
 
     @staticmethod
     def _trigger_reached(order: Order | OrderRequest, price: Decimal) -> bool:
-        rising = (order.type is OrderType.STOP_LOSS_LIMIT) == (order.side is Side.BUY)
-        return price >= order.stop_price if rising else price <= order.stop_price  # type: ignore[operator]
+        """Whether ``price`` meets the stop price (stop-loss buys and take-profit sells: at or above)."""
+        return price >= order.stop_price if trails_above(order) else price <= order.stop_price  # type: ignore[arg-type, operator]
+
+    def _should_trigger(self, order: Order, price: Decimal, now: int) -> bool:
+        """Whether a stop triggers at ``price``; a trailing stop also tracks its best price here."""
+        if order.trailing_delta is None:
+            return self._trigger_reached(order, price)
+        best = order.trail_extreme
+        if best is None:  # not tracking yet: it starts when the stop price is reached
+            if self._trigger_reached(order, price):
+                order.trail_extreme, order.trailing_time = price, now
+            return False
+        retrace = order.trailing_delta * BPS
+        if order.side is Side.BUY:  # buys trigger on a rise from the lowest price
+            order.trail_extreme = min(best, price)
+            return price >= order.trail_extreme * (1 + retrace)
+        order.trail_extreme = max(best, price)  # sells on a fall from the highest
+        return price <= order.trail_extreme * (1 - retrace)
+
+    def _check_unique(self, key: str, name: str, index: Mapping[str, object], items: Mapping[object, object]) -> None:
+        previous = index.get(key)
+        if previous is not None and items[previous].is_open:  # type: ignore[attr-defined]
+            raise OrderRejected(
+                f"An open order or list with {name}={key!r} exists already.",
+                code=-2010,
+                msg="Duplicate order sent.",
+                field=name,
+                rule="unique",
+            )
+
+    def _open_counts(self, symbol: str) -> tuple[int, int]:
+        """How many orders, and how many algo (stop) orders, are open on ``symbol``."""
+        open_ = [o for o in self._open.values() if o.symbol == symbol]
+        return len(open_), sum(o.type.is_stop for o in open_)
 
     def _check_would_trigger_or_take(self, request: OrderRequest, book: Book, last: Decimal) -> None:
-        if request.type.is_stop and self._trigger_reached(request, last):
+        if request.type.is_stop and request.trailing_delta is None and self._trigger_reached(request, last):
             raise OrderRejected(
                 f"stop_price {request.stop_price} would trigger at once: the last price is {last}.",
                 code=-2010,
@@ -272,19 +407,230 @@ class MatchingEngine:
                 rule="balance",
             )
 
-    # -- matching ---------------------------------------------------------------------------
+    # -- accepting and working --------------------------------------------------------------
+
+    def _accept(
+        self,
+        request: OrderRequest,
+        client_order_id: str,
+        now: int,
+        list_id: int = -1,
+        pending: bool = False,
+        holds_funds: bool = True,
+    ) -> Order:
+        self._order_seq += 1
+        order = Order.from_request(request, client_order_id, now, id=str(self._order_seq))
+        order.order_list_id, order.holds_funds = list_id, holds_funds
+        if pending:
+            order.status = OrderStatus.PENDING_NEW
+        self.orders[order.id] = order  # type: ignore[index]
+        self._open[order.id] = order  # type: ignore[index]
+        self._by_client[client_order_id] = order.id  # type: ignore[assignment]
+        if not pending:
+            self._start(order, now)
+        return order
+
+    def _start(self, order: Order, now: int) -> None:
+        """An order goes on the book: its funds are locked, a trailing stop may start tracking."""
+        self._lock(order, order.remaining)  # type: ignore[arg-type]
+        if order.trailing_delta is not None and order.stop_price is None:
+            last = self.last_price[order.symbol]
+            order.trail_extreme, order.trailing_time = last, now
+
+    def _take_now(self, order: Order, now: int) -> list[Execution]:
+        """A new non-stop order takes what it can; market, IOC and FOK orders expire the rest."""
+        limit = None if order.type is OrderType.MARKET else order.price
+        return self._take(order, limit, now) + self._finish_taker(order, now)
+
+    def _work(self, order: Order, now: int) -> list[Execution]:
+        """What the last price does to one open order: trigger a stop or fill a resting order."""
+        if not order.is_open or order.status is OrderStatus.PENDING_NEW:
+            return []
+        last = self.last_price[order.symbol]
+        if order.type.is_stop and not order.triggered:
+            if not self._should_trigger(order, last, now):
+                return []
+            events = self._resolve_oco(order, now)
+            order.triggered = True
+            return events + self._take(order, order.price, now) + self._finish_taker(order, now)
+        return self._fill_resting(order, now)
+
+    # -- order lists ------------------------------------------------------------------------
+
+    def _find_list(self, symbol: str | None, id: int | None, list_client_order_id: str | None) -> OrderList:
+        key = id if id is not None else self._lists_by_client.get(list_client_order_id or "")
+        order_list = self.order_lists.get(key)  # type: ignore[arg-type]
+        if order_list is None or symbol not in (None, order_list.symbol):
+            raise OrderNotFound(
+                f"No order list id={id!r} list_client_order_id={list_client_order_id!r} on {symbol}; "
+                "check the symbol and the id (open order lists are listed by order_lists_of)."
+            )
+        return order_list
+
+    def _pair(self, order: Order) -> list[Order]:
+        """The other leg of ``order``'s OCO pair (an OCO's two orders, an OTOCO's pending ones)."""
+        order_list = self.order_lists.get(order.order_list_id)
+        pair = () if order_list is None or order_list.kind is ContingencyType.OTO else order_list.orders[-2:]
+        return [self.orders[i] for i in pair if i != order.id] if order.id in pair else []
+
+    def _resolve_oco(self, order: Order, now: int) -> list[Execution]:
+        """One OCO leg triggers, fills or is prevented: the other expires and hands it the funds."""
+        events = [self._close(o, OrderStatus.EXPIRED, now) for o in self._pair(order) if o.is_open]
+        if events and order.is_open and not order.holds_funds:
+            order.holds_funds = True
+            self._lock(order, order.remaining)  # type: ignore[arg-type]
+        return events
+
+    def _follow(self, events: list[Execution], now: int) -> list[Execution]:
+        """``events`` with what they cause in their order lists, in order; a list that ends says
+        so (LIST_STATUS ALL_DONE) after the events that ended it."""
+        out: list[Execution] = []
+        touched: list[tuple[OrderList, Order]] = []
+        for event in events:
+            out.append(event)
+            order_list = self.order_lists.get(event.order.order_list_id)
+            if order_list is not None and order_list.is_open:
+                order = self.orders[event.order.id]  # type: ignore[index]
+                out += self._follow(self._list_step(order_list, order, event.kind, now), now)
+                touched.append((order_list, order))
+        for order_list, order in touched:
+            out += self._list_done(order_list, order, now)
+        return out
+
+    def _list_step(self, order_list: OrderList, order: Order, kind: str, now: int) -> list[Execution]:
+        """What one event of ``order`` does to the other orders of its list."""
+        members = [self.orders[i] for i in order_list.orders]
+        if kind == "CANCELED":  # canceling one order cancels the list
+            return [self._close(o, OrderStatus.CANCELED, now) for o in members if o.is_open]
+        if order_list.kind is not ContingencyType.OCO and order is members[0]:  # an OTO's working order
+            if order.status is OrderStatus.FILLED:
+                return self._activate(members[1:], now)
+            if order.status.is_final:
+                return [self._close(o, OrderStatus.EXPIRED, now) for o in members[1:] if o.is_open]
+            return []
+        return self._resolve_oco(order, now) if kind == "TRADE_PREVENTION" else []
+
+    def _list_done(self, order_list: OrderList, order: Order, now: int) -> list[Execution]:
+        """ALL_DONE once no order of the list can still act on another."""
+        open_ = [self.orders[i] for i in order_list.orders if self.orders[i].is_open]
+        if not order_list.is_open or len(open_) > 1 or any(o.status is OrderStatus.PENDING_NEW for o in open_):
+            return []
+        order_list.list_status_type = ListStatusType.ALL_DONE
+        order_list.list_order_status = ListOrderStatus.ALL_DONE
+        order_list.last_update = now
+        return [Execution("LIST_STATUS", order.snapshot(), order_list=order_list.snapshot())]
+
+    def _activate(self, pending: list[Order], now: int) -> list[Execution]:
+        """An OTO's working order filled: its pending orders go on the book (expired if unfunded)."""
+        rules = self.rules[pending[0].symbol]
+        events: list[Execution] = []
+        for order in pending:
+            order.status, order.last_update = OrderStatus.NEW, now
+            try:
+                if order.holds_funds:
+                    self._check_funds(order, rules, self.book(order.symbol))  # type: ignore[arg-type]
+            except InsufficientBalance:
+                events.append(self._close(order, OrderStatus.EXPIRED, now))
+                continue
+            self._start(order, now)
+            events.append(Execution("NEW", order.snapshot()))
+        for order in pending:
+            if order.type.is_stop or order.type is OrderType.LIMIT_MAKER:
+                events += self._work(order, now)
+            elif order.is_open:
+                events += self._take_now(order, now)
+        return events
+
+    # -- self-trade prevention --------------------------------------------------------------
+
+    def _own_makers(self, taker: Order, limit: Decimal | None) -> list[Order]:
+        """The account's working orders a taker would reach, best price first, then oldest."""
+        if taker.self_trade_prevention is SelfTradePrevention.NONE:
+            return []
+        buy = taker.side is Side.BUY
+        makers = [
+            o
+            for o in self._open.values()
+            if o.symbol == taker.symbol
+            and o.side is not taker.side
+            and o.status is not OrderStatus.PENDING_NEW
+            and (o.triggered or not o.type.is_stop)
+            and (limit is None or (o.price <= limit if buy else o.price >= limit))  # type: ignore[operator]
+        ]
+        return sorted(makers, key=lambda o: (o.price if buy else -o.price, int(o.id)))  # type: ignore[operator, arg-type]
 
     def _take(self, order: Order, limit: Decimal | None, now: int) -> list[Execution]:
+        """Take the synthetic book up to ``limit``, meeting the account's own orders on the way."""
+        events: list[Execution] = []
+        tick = self.rules[order.symbol].tick_size or Decimal("1e-8")
+        start = None
+        for maker in self._own_makers(order, limit):
+            before = maker.price - tick if order.side is Side.BUY else maker.price + tick  # type: ignore[operator]
+            events += self._take_book(order, before, now, start)
+            if order.status is OrderStatus.FILLED:
+                return events
+            events += self._follow(self._prevent(order, maker, now), now)
+            if not order.is_open:
+                return events
+            start = maker.price
+        return events + self._take_book(order, limit, now, start)
+
+    def _prevent(self, taker: Order, maker: Order, now: int) -> list[Execution]:
+        """Apply the taker's STP mode to a match with ``maker`` (stp_faq.md)."""
+        mode, mine, theirs = taker.self_trade_prevention, taker.remaining, maker.remaining
+        if mode is SelfTradePrevention.DECREMENT:  # both lose the match; the smaller expires
+            quantity = theirs if mine is None else min(mine, theirs)  # type: ignore[type-var]
+            amounts = (None if mine is None else quantity, quantity)
+            expire = (mine is not None and mine <= theirs, mine is None or theirs <= mine)  # type: ignore[operator]
+        else:
+            expire = (mode is not SelfTradePrevention.EXPIRE_MAKER, mode is not SelfTradePrevention.EXPIRE_TAKER)
+            amounts = (mine if expire[0] else None, theirs if expire[1] else None)
+        match = PreventedMatch(
+            len(self.prevented) + 1,
+            taker.symbol,
+            taker.id,
+            maker.id,
+            mode,
+            maker.price,
+            *amounts,
+            now,  # type: ignore[arg-type]
+        )
+        self.prevented.append(match)
+        events = []
+        for order, amount, expires in ((maker, amounts[1], expire[1]), (taker, amounts[0], expire[0])):
+            if amount is None and not expires:  # an order the match did not touch
+                continue
+            order.prevented_match_id, order.last_update = match.id, now
+            if amount is not None:
+                self._unlock(order, amount)
+                order.prevented_quantity += amount
+            if expires:
+                events.append(self._close(order, OrderStatus.EXPIRED_IN_MATCH, now, kind="TRADE_PREVENTION"))
+            else:
+                events.append(Execution("TRADE_PREVENTION", order.snapshot()))
+        return events
+
+    # -- matching ---------------------------------------------------------------------------
+
+    def _take_book(
+        self, order: Order, limit: Decimal | None, now: int, start: Decimal | None = None
+    ) -> list[Execution]:
+        """Walk the synthetic book up to ``limit`` from ``start`` (levels better than it are taken)."""
         rules = self.rules[order.symbol]
         book = self.book(order.symbol)
-        levels = book.asks if order.side is Side.BUY else book.bids
+        buy = order.side is Side.BUY
+        levels = [
+            v
+            for v in (book.asks if buy else book.bids)
+            if start is None or (v.price >= start if buy else v.price <= start)
+        ]
         quote_left = None if order.quote_amount is None else order.quote_amount - order.cost
         portions, exhausted = _walk(levels, order.remaining, quote_left, limit, rules, order.side)
         taken = sum((p.amount for p in portions), ZERO)
         if order.time_in_force is TimeInForce.FOK and taken < order.remaining:  # type: ignore[operator]
             return []
         if order.amount is None and not exhausted:  # the quote is spent to the last whole step
-            order.amount = taken
+            order.amount = order.filled + taken
         return [self._fill(order, p.price, p.amount, False, now) for p in portions]
 
     def _finish_taker(self, order: Order, now: int) -> list[Execution]:
@@ -302,7 +648,8 @@ class MatchingEngine:
             return []
         rules = self.rules[order.symbol]
         available = max(rules.round_amount(self.book_config.level_notional / order.price), rules.step_size())  # type: ignore[operator]
-        return [self._fill(order, order.price, min(available, order.remaining), True, now)]  # type: ignore[arg-type, type-var]
+        events = self._resolve_oco(order, now)
+        return events + [self._fill(order, order.price, min(available, order.visible), True, now)]  # type: ignore[arg-type, type-var]
 
     def _fill(self, order: Order, price: Decimal, amount: Decimal, maker: bool, now: int) -> Execution:
         rules = self.rules[order.symbol]
@@ -324,7 +671,7 @@ class MatchingEngine:
         order.cost += cost
         order.fees[fee_currency] = order.fees.get(fee_currency, ZERO) + fee
         order.last_update = now
-        complete = order.amount is not None and order.filled >= order.amount
+        complete = order.amount is not None and order.remaining <= 0  # type: ignore[operator]
         order.status = OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED
         if complete:
             self._open.pop(order.id, None)  # type: ignore[arg-type]
@@ -345,20 +692,20 @@ class MatchingEngine:
         )
         return Execution("TRADE", order.snapshot(), fill)
 
-    def _close(self, order: Order, status: OrderStatus, now: int) -> Execution:
+    def _close(self, order: Order, status: OrderStatus, now: int, kind: str | None = None) -> Execution:
         if order.amount is None:  # a quote-amount market order: what it filled is what it was
             order.amount = order.filled
         self._unlock(order, order.remaining)  # type: ignore[arg-type]
         self._open.pop(order.id, None)  # type: ignore[arg-type]
         order.status = status
         order.last_update = now
-        return Execution(status.value, order.snapshot())
+        return Execution(kind or status.value, order.snapshot())
 
     # -- balances ---------------------------------------------------------------------------
 
     def _lock(self, order: Order, amount: Decimal) -> None:
         """Move the funds a resting order may spend from free to locked."""
-        if order.type is OrderType.MARKET:
+        if not _holds(order):
             return
         asset, value = self._held(order, amount)
         self.free[asset] -= value
@@ -366,7 +713,7 @@ class MatchingEngine:
 
     def _unlock(self, order: Order, amount: Decimal) -> None:
         """Return the locked funds of ``amount`` of ``order`` to free (fills then spend them)."""
-        if order.type is OrderType.MARKET:
+        if not _holds(order):
             return
         asset, value = self._held(order, amount)
         self.locked[asset] -= value
@@ -391,6 +738,35 @@ class MatchingEngine:
                 "check the symbol and the id (fetch_open_orders lists open ones)."
             )
         return order
+
+
+def _holds(order: Order) -> bool:
+    """Whether ``order`` has funds locked: not market orders, pending orders, or the OCO leg
+    that shares its sibling's lock."""
+    return order.type is not OrderType.MARKET and order.holds_funds and order.status is not OrderStatus.PENDING_NEW
+
+
+def _other(pair: tuple[OrderRequest, ...], leg: OrderRequest | None) -> OrderRequest:
+    return pair[1] if pair[0] is leg else pair[0]
+
+
+def _check_oco_prices(above: OrderRequest, below: OrderRequest, last: Decimal) -> None:
+    """Binance's OCO price rule: the limit leg's price (a sell's above, a buy's below the last
+    price) and the stop-loss leg's stop price on the other side of the last price."""
+    limit, stop = (below, above) if above.type is OrderType.STOP_LOSS_LIMIT else (above, below)
+    sell = above.side is Side.SELL
+    ok = limit.price > last if sell else limit.price < last  # type: ignore[operator]
+    if stop.stop_price is not None:
+        ok = ok and (stop.stop_price < last if sell else stop.stop_price > last)
+    if not ok:
+        rule = "limit price > last price > stop price" if sell else "limit price < last price < stop price"
+        raise OrderRejected(
+            f"A {above.side.value} OCO needs {rule}; the last price is {last}.",
+            code=-2010,
+            msg="The relationship of the prices for the orders is not correct.",
+            field="price",
+            rule="oco_prices",
+        )
 
 
 def _marketable(side: Side, price: Decimal | None, book: Book) -> bool:

@@ -36,6 +36,37 @@ class OrderType(StrEnum):
         return self in (OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT)
 
 
+class SelfTradePrevention(StrEnum):
+    """Binance's ``selfTradePreventionMode``: what happens when an order would trade with the
+    same account's resting order (faqs/stp_faq.md). Binance's default is ``EXPIRE_MAKER``."""
+
+    EXPIRE_TAKER = "EXPIRE_TAKER"
+    EXPIRE_MAKER = "EXPIRE_MAKER"
+    EXPIRE_BOTH = "EXPIRE_BOTH"
+    DECREMENT = "DECREMENT"
+    NONE = "NONE"
+
+
+class ContingencyType(StrEnum):
+    """The kind of an order list; Binance reports an OTOCO's ``contingencyType`` as ``OTO``."""
+
+    OCO = "OCO"
+    OTO = "OTO"
+    OTOCO = "OTOCO"
+
+
+class ListStatusType(StrEnum):
+    RESPONSE = "RESPONSE"
+    EXEC_STARTED = "EXEC_STARTED"
+    ALL_DONE = "ALL_DONE"
+
+
+class ListOrderStatus(StrEnum):
+    EXECUTING = "EXECUTING"
+    ALL_DONE = "ALL_DONE"
+    REJECT = "REJECT"
+
+
 class TimeInForce(StrEnum):
     GTC = "GTC"
     IOC = "IOC"
@@ -98,6 +129,11 @@ _BINANCE_NAMES = {
     "price": "price",
     "stop_price": "stopPrice",
     "time_in_force": "timeInForce",
+    "trailing_delta": "trailingDelta",
+    "iceberg_amount": "icebergQty",
+    "self_trade_prevention": "selfTradePreventionMode",
+    "client_order_id": "newClientOrderId",
+    "list_client_order_id": "listClientOrderId",
 }
 _LEGAL_DECIMAL = r"^([0-9]{1,20})(\.[0-9]{1,20})?$"
 
@@ -145,6 +181,9 @@ class OrderRequest:
     time_in_force: TimeInForce | None = None
     quote_amount: Decimal | None = None
     client_order_id: str | None = None
+    trailing_delta: int | None = None
+    iceberg_amount: Decimal | None = None
+    self_trade_prevention: SelfTradePrevention = SelfTradePrevention.EXPIRE_MAKER
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -153,18 +192,57 @@ class OrderRequest:
         if self.time_in_force is not None:
             tif = _enum(TimeInForce, self.time_in_force, "time_in_force", -1115, "Invalid timeInForce.")
             set_(self, "time_in_force", tif)
-        for name in ("amount", "price", "stop_price", "quote_amount"):
+        for name in ("amount", "price", "stop_price", "quote_amount", "iceberg_amount"):
             set_(self, name, to_decimal(getattr(self, name), name))
+        set_(self, "self_trade_prevention", _stp_mode(self.self_trade_prevention))
         if not isinstance(self.symbol, str) or not self.symbol:
-            raise _missing("symbol")
+            raise missing_parameter("symbol")
         self._check_parameters()
+        self._check_trailing_and_iceberg()
+
+    def _check_trailing_and_iceberg(self) -> None:
+        delta = self.trailing_delta
+        if delta is not None:
+            if not self.type.is_stop:
+                raise _not_required("trailing_delta", f"only stop and take-profit orders trail, not {self.type}.")
+            if isinstance(delta, bool) or not isinstance(delta, int) or delta <= 0:
+                raise InvalidOrder(
+                    f"trailing_delta={delta!r} must be a whole, positive number of basis points (100 = 1%).",
+                    code=-1100,
+                    msg="Illegal characters found in parameter 'trailingDelta'; legal range is '^([0-9]{1,20})$'.",
+                    field="trailing_delta",
+                    rule="number",
+                )
+        iceberg = self.iceberg_amount
+        if iceberg is None:
+            return
+        if self.type in (OrderType.MARKET,) or self.time_in_force not in (None, TimeInForce.GTC):
+            raise InvalidOrder(
+                f"iceberg_amount needs a resting order: LIMIT_MAKER or a GTC limit, not {self.type} "
+                f"{self.time_in_force or ''}".rstrip()
+                + ".",
+                code=-2010,
+                msg="Unsupported order combination",
+                field="iceberg_amount",
+                rule="iceberg",
+            )
+        if not 0 < iceberg < self.amount:  # type: ignore[operator]
+            raise InvalidOrder(
+                f"iceberg_amount {iceberg} must be above zero and below the order's amount {self.amount}.",
+                code=-2010,
+                msg="IcebergQty exceeds QTY.",
+                field="iceberg_amount",
+                rule="iceberg",
+            )
 
     def _check_parameters(self) -> None:
         rules = _PARAMETERS[self.type]
         for name, needed in rules.items():
             given = getattr(self, name) is not None
+            if name == "stop_price" and self.trailing_delta is not None:
+                needed = None  # a trailing stop may leave out its stop price (trailing-stop FAQ)
             if needed and not given:
-                raise _missing(name, f"{self.type} orders need {name}.")
+                raise missing_parameter(name, f"{self.type} orders need {name}.")
             if needed is False and given:
                 raise _not_required(name, f"{self.type} orders do not take {name}.")
         if self.type is OrderType.MARKET:
@@ -179,7 +257,7 @@ class OrderRequest:
         elif self.quote_amount is not None:
             raise _not_required("quote_amount", f"only MARKET orders take quote_amount, not {self.type}.")
         elif self.amount is None:
-            raise _missing("amount", f"{self.type} orders need amount.")
+            raise missing_parameter("amount", f"{self.type} orders need amount.")
         for name in ("amount", "quote_amount", "price", "stop_price"):
             if getattr(self, name) == 0:
                 what = "price" if "price" in name else "quantity"
@@ -201,7 +279,22 @@ def _enum(kind: type, value: object, name: str, code: int, msg: str):  # type: i
     raise InvalidOrder(f"{name}={value!r} is not one of {choices}.", code=code, msg=msg, field=name, rule="enum")
 
 
-def _missing(name: str, why: str = "") -> InvalidOrder:
+def _stp_mode(value: object) -> SelfTradePrevention:
+    text = value.value if isinstance(value, SelfTradePrevention) else str(value).upper()
+    if text in SelfTradePrevention.__members__:
+        return SelfTradePrevention(text)
+    modes = ", ".join(SelfTradePrevention)
+    raise InvalidOrder(
+        f"self_trade_prevention={value!r} is not one of {modes}.",
+        code=-1100,
+        msg=f"Illegal characters found in parameter 'selfTradePreventionMode'; legal range is '{modes}'.",
+        field="self_trade_prevention",
+        rule="enum",
+    )
+
+
+def missing_parameter(name: str, why: str = "") -> InvalidOrder:
+    """Binance's -1102 for a parameter that was not sent."""
     binance = _BINANCE_NAMES.get(name, name)
     return InvalidOrder(
         f"{name} is required. {why}".strip(),
@@ -244,6 +337,15 @@ class Order:
     last_update: int = 0
     triggered: bool = False
     fees: dict[str, Decimal] = field(default_factory=dict)
+    order_list_id: int = -1
+    trailing_delta: int | None = None
+    trailing_time: int | None = None
+    iceberg_amount: Decimal | None = None
+    self_trade_prevention: SelfTradePrevention = SelfTradePrevention.EXPIRE_MAKER
+    prevented_quantity: Decimal = ZERO
+    prevented_match_id: int | None = None
+    trail_extreme: Decimal | None = None  # the best price since a trailing stop started tracking
+    holds_funds: bool = True  # False for the OCO leg that shares its sibling's locked funds
 
     @classmethod
     def from_request(cls, request: OrderRequest, client_order_id: str, timestamp: int, id: str | None = None) -> Order:
@@ -260,11 +362,22 @@ class Order:
             quote_amount=request.quote_amount,
             timestamp=timestamp,
             last_update=timestamp,
+            trailing_delta=request.trailing_delta,
+            iceberg_amount=request.iceberg_amount,
+            self_trade_prevention=request.self_trade_prevention,
         )
 
     @property
     def remaining(self) -> Decimal | None:
-        return None if self.amount is None else self.amount - self.filled
+        """What may still fill: amount less filled less what self-trade prevention took away."""
+        return None if self.amount is None else self.amount - self.filled - self.prevented_quantity
+
+    @property
+    def visible(self) -> Decimal | None:
+        """What the book shows of this order: an iceberg shows at most ``iceberg_amount``."""
+        if self.iceberg_amount is None:
+            return self.remaining
+        return min(self.iceberg_amount, self.remaining)  # type: ignore[type-var]
 
     @property
     def average(self) -> Decimal | None:
@@ -277,6 +390,158 @@ class Order:
     def snapshot(self) -> Order:
         """A copy that later changes to this order do not touch."""
         return replace(self, fees=dict(self.fees))
+
+
+@dataclass(frozen=True)
+class OrderListRequest:
+    """An order list: OCO ``(above, below)``, OTO ``(working, pending)`` or OTOCO ``(working,
+    pending_above, pending_below)``; every leg carries its own ``client_order_id``.
+
+    Construction checks the shape Binance requires (rest-api.md, "New order list"): OCO legs share
+    symbol, side and amount, one is LIMIT_MAKER or TAKE_PROFIT(_LIMIT) and the other
+    STOP_LOSS(_LIMIT); an OTO's working order is LIMIT or LIMIT_MAKER and its pending order is not a
+    quote-amount MARKET order. Prices against the last price are the venue's to check.
+    """
+
+    contingency_type: ContingencyType
+    orders: tuple[OrderRequest, ...]
+    list_client_order_id: str | None = None
+
+    def __post_init__(self) -> None:
+        kind = _enum(ContingencyType, self.contingency_type, "contingency_type", -1100, "Invalid contingencyType.")
+        object.__setattr__(self, "contingency_type", kind)
+        object.__setattr__(self, "orders", tuple(self.orders))
+        sizes = {ContingencyType.OCO: 2, ContingencyType.OTO: 2, ContingencyType.OTOCO: 3}
+        if len(self.orders) != sizes[kind]:
+            raise InvalidOrder(
+                f"An {kind} list has {sizes[kind]} orders, not {len(self.orders)}.",
+                code=-1102,
+                msg="Mandatory parameter 'orders' was not sent, was empty/null, or malformed.",
+                field="orders",
+                rule="list_shape",
+            )
+        if len({o.symbol for o in self.orders}) > 1:
+            raise _combination("orders", "every order of a list must be on the same symbol.")
+        if kind is not ContingencyType.OCO:
+            self._check_oto(self.orders[0], self.orders[1:])
+        if kind is not ContingencyType.OTO:
+            _check_oco_pair(*self.orders[-2:])
+
+    @property
+    def symbol(self) -> str:
+        return self.orders[0].symbol
+
+    @staticmethod
+    def _check_oto(working: OrderRequest, pending: tuple[OrderRequest, ...]) -> None:
+        if working.type not in (OrderType.LIMIT, OrderType.LIMIT_MAKER):
+            raise InvalidOrder(
+                f"The working order of an OTO must be LIMIT or LIMIT_MAKER, not {working.type}.",
+                code=-1158,
+                msg="Order type not supported in OCO.",
+                field="orders",
+                rule="list_type",
+            )
+        if any(o.quote_amount is not None for o in pending):
+            raise _combination("orders", "a pending order cannot be a quote_amount MARKET order.")
+
+
+_ABOVE_OR_BELOW = (OrderType.LIMIT_MAKER, OrderType.TAKE_PROFIT_LIMIT)  # the "limit" leg of an OCO
+
+
+def _check_oco_pair(above: OrderRequest, below: OrderRequest) -> None:
+    if above.side is not below.side or above.amount != below.amount:
+        raise _combination("orders", "both legs of an OCO need the same side and amount.")
+    if {above.type, below.type} - {*_ABOVE_OR_BELOW, OrderType.STOP_LOSS_LIMIT}:
+        raise InvalidOrder(
+            f"OCO legs are LIMIT_MAKER, TAKE_PROFIT_LIMIT or STOP_LOSS_LIMIT, not {above.type}/{below.type}.",
+            code=-1158,
+            msg="Order type not supported in OCO.",
+            field="orders",
+            rule="list_type",
+        )
+    stops = [o for o in (above, below) if o.type is OrderType.STOP_LOSS_LIMIT]
+    if len(stops) != 1:
+        raise InvalidOrder(
+            "An OCO needs one STOP_LOSS_LIMIT leg and one LIMIT_MAKER or TAKE_PROFIT_LIMIT leg.",
+            code=-1168,
+            msg="At least one OCO order must be contingent.",
+            field="orders",
+            rule="list_type",
+        )
+    buy = above.side is Side.BUY
+    if (stops[0] is above) != buy:  # a sell OCO's stop-loss is below, a buy OCO's above
+        limit = above if buy else below
+        code, msg = (
+            (-1165, "A limit order in a buy OCO must be below.")
+            if buy
+            else (
+                -1166,
+                "A limit order in a sell OCO must be above.",
+            )
+        )
+        if limit.type is OrderType.TAKE_PROFIT_LIMIT:
+            code, msg = (
+                (-1198, "A take profit order in a buy OCO must be below.")
+                if buy
+                else (
+                    -1199,
+                    "A take profit order in a sell OCO must be above.",
+                )
+            )
+        raise InvalidOrder(f"{msg} Swap the legs.", code=code, msg=msg, field="orders", rule="list_legs")
+
+
+def _combination(name: str, why: str) -> InvalidOrder:
+    return InvalidOrder(
+        f"Invalid order list: {why}",
+        code=-1128,
+        msg="Combination of optional parameters invalid.",
+        field=name,
+        rule="list_shape",
+    )
+
+
+@dataclass
+class OrderList:
+    """An order list as the venue knows it: ``orders`` are the venue ids of its orders, in the
+    order of the request."""
+
+    id: int
+    list_client_order_id: str
+    symbol: str
+    kind: ContingencyType
+    orders: tuple[str, ...]
+    list_status_type: ListStatusType = ListStatusType.EXEC_STARTED
+    list_order_status: ListOrderStatus = ListOrderStatus.EXECUTING
+    timestamp: int = 0
+    last_update: int = 0
+
+    @property
+    def contingency_type(self) -> ContingencyType:
+        """Binance's ``contingencyType``: ``OCO`` or ``OTO`` (an OTOCO reports ``OTO``)."""
+        return ContingencyType.OCO if self.kind is ContingencyType.OCO else ContingencyType.OTO
+
+    @property
+    def is_open(self) -> bool:
+        return self.list_order_status is ListOrderStatus.EXECUTING
+
+    def snapshot(self) -> OrderList:
+        return replace(self)
+
+
+@dataclass(frozen=True)
+class PreventedMatch:
+    """A trade self-trade prevention stopped (Binance's ``myPreventedMatches`` entry)."""
+
+    id: int
+    symbol: str
+    taker_order_id: str
+    maker_order_id: str
+    mode: SelfTradePrevention
+    price: Decimal
+    taker_prevented_quantity: Decimal | None
+    maker_prevented_quantity: Decimal | None
+    timestamp: int
 
 
 @dataclass(frozen=True)

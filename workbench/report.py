@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ def report(
     notebook: str | Path = REPORT_NOTEBOOK,
     show_code: bool = False,
     timeout: float | None = 600,
+    progress: bool = False,
 ) -> Path:
     """Execute the analysis notebook for ``session_id`` (or every session of ``sweep_id``) in the
     store at ``store_path`` and write it as one HTML file: ``output``, by default
@@ -37,17 +39,19 @@ def report(
 
     Raises :class:`~workbench.analysis.UnknownSession` (before any kernel starts) when the store has
     no such session, and :class:`ReportError` if the notebook fails (its executed copy is kept
-    beside ``output`` as ``.ipynb``)."""
-    import nbformat
-    import papermill
-    from nbconvert import HTMLExporter
-
+    beside ``output`` as ``.ipynb``). ``progress`` reports each step and cell on stderr."""
     if (session_id is None) == (sweep_id is None):
         raise WorkbenchError("A report is of one session or of one sweep: give exactly one of the two.")
     check_id(session_id or sweep_id, "session_id" if sweep_id is None else "sweep_id")  # ids name files
     store_path = Path(store_path).resolve()
     with analysis._reader(store_path) as read:  # a clear error for an unknown id, before a kernel starts
         analysis._resolve(read, session_id, sweep_id)
+    say = _progress if progress else lambda _: None
+    say("starting the analysis kernel")
+    import nbformat  # imported only now: together they take a second or two
+    import papermill
+    from nbconvert import HTMLExporter
+
     name = session_id or f"sweep-{sweep_id}"
     target = Path(output or REPORTS_DIR / f"{name}.html").resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +63,7 @@ def report(
                 str(executed),
                 parameters={"store_path": str(store_path), "session_id": session_id, "sweep_id": sweep_id},
                 kernel_name="python3",
-                progress_bar=False,
+                progress_bar=progress,
                 execution_timeout=timeout,
             )
         except Exception as e:  # papermill's errors carry the cell's traceback
@@ -68,6 +72,7 @@ def report(
                 kept.write_bytes(executed.read_bytes())
             raise ReportError(f"The analysis notebook failed for {name}: {e}. Executed notebook: {kept}.") from None
         node = nbformat.read(executed, as_version=4)
+    say("exporting HTML")
     node.metadata["title"] = f"Post-trade analysis: {name}"
     exporter = HTMLExporter(
         exclude_input=not show_code, exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True
@@ -75,6 +80,10 @@ def report(
     body, _ = exporter.from_notebook_node(node)
     target.write_text(body, encoding="utf-8")
     return target
+
+
+def _progress(step: str) -> None:
+    print(f"report: {step}", file=sys.stderr, flush=True)
 
 
 def register(subparsers: Any) -> None:
@@ -91,6 +100,8 @@ def register(subparsers: Any) -> None:
 
 def _report_command(args: argparse.Namespace) -> int:
     ids = {"sweep_id": args.session_id} if args.sweep else {"session_id": args.session_id}
-    path = report(**ids, store_path=args.store, output=args.output, show_code=args.show_code, timeout=args.timeout)
+    path = report(
+        **ids, store_path=args.store, output=args.output, show_code=args.show_code, timeout=args.timeout, progress=True
+    )
     print(path)
     return 0

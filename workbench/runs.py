@@ -32,6 +32,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from workbench.analysis import sweep_table
 from workbench.checks import check_id, command_line, inside, positive_int, positive_number, timestamp
 from workbench.config import DEFAULT_STORE, MAINNET_CONSENT, MAINNET_ENV, Credentials, TradingMode, load_config
 from workbench.data import load_rules
@@ -569,7 +570,7 @@ def _sweep_command(args: Any) -> int:
         timeout=args.timeout,
     )
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 60):
-        print(frame.drop(columns=["store_path"]).to_string())
+        print(sweep_table(store, args.sweep_id, frame).to_string())  # each run's PnL beside its parameters
     print(f"merged into {store}: SELECT * FROM sessions WHERE sweep_id = '{args.sweep_id}'")
     return 0 if (frame["status"] != "failed").all() else 1
 

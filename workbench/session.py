@@ -135,12 +135,6 @@ class TradingSession:
             paper = cls(build_executor(replace(config, mode=TradingMode.PAPER), rules), store, **common)
         return cls(executor, store, session_id=session_id, shadow=paper, **common)
 
-    def _repr_html_(self) -> str:
-        """In a notebook a session shows its mode banner (mode, venue, account; never a key)."""
-        from workbench.ui import banner_html
-
-        return banner_html(self)
-
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -244,13 +238,16 @@ class TradingSession:
         await self.start()
         self._seq += 1
         request = replace(request, client_order_id=f"{self._prefix}{self._seq}")
-        detail = _request_detail(request)
+        detail = _request_detail(request) | ({"signal_time": signal_time} if signal_time is not None else {})
         self._audit("order.request", detail)
         try:
             last = await self._price(request.symbol)
             self.risk.check(request, self.risk_context(request.symbol, last))
         except OrderRejected as e:
             self._reject("risk.rejected", detail, e)
+        # The arrival price is the market's when the order leaves: a live venue's latest trade (the
+        # market moved since the bar closed), else the last price the session saw.
+        arrival = getattr(self.executor, "market_prices", {}).get(request.symbol, last)
         self._audit("risk.passed", detail)
         self.state.record_order(self._now())
         pending = Order.from_request(request, request.client_order_id, self._now())  # type: ignore[arg-type]
@@ -260,7 +257,7 @@ class TradingSession:
             self.mode,
             pending,
             signal_price=signal_price,
-            arrival_price=last,
+            arrival_price=arrival,
             signal_time=signal_time,
             durable=self.mode.is_real,
         )
@@ -274,7 +271,7 @@ class TradingSession:
             self._audit("order.unresolved", {**detail, "error": str(e)})
             raise
         self.store.record_order(
-            self.session_id, self.mode, order, signal_price=signal_price, arrival_price=last, signal_time=signal_time
+            self.session_id, self.mode, order, signal_price=signal_price, arrival_price=arrival, signal_time=signal_time
         )
         self._audit("order.response", {**detail, "status": order.status.value, "id": order.id})
         return order
@@ -368,7 +365,11 @@ class TradingSession:
         row = bar.to_frame().T
         self._history[symbol] = row if history is None else pd.concat([history.iloc[-self._window() :], row])
         target = self.strategy(self._history[symbol]).iloc[-1] if self.strategy else None
-        return await self._step(symbol, Decimal(str(bar["close"])), _close_ms(bar), target)
+        at = _close_ms(bar)
+        opened = int(pd.Timestamp(bar.name).timestamp() * 1000)
+        prices = {k: float(bar[k]) for k in ("open", "high", "low", "close", "volume") if k in bar}
+        self._audit("market.bar", {"symbol": symbol, "open_time": opened, "close_time": at, **prices})
+        return await self._step(symbol, Decimal(str(bar["close"])), at, target)
 
     async def run(
         self, bars: Mapping[str, pd.DataFrame], *, progress: bool = True, skip_idle: bool = False
@@ -386,6 +387,7 @@ class TradingSession:
         if self.strategy is None:
             raise WorkbenchError("This session has no strategy: pass strategy=... to run bars through it.")
         await self.start()
+        self._audit("session.data", {"symbols": {s: _data_detail(f) for s, f in bars.items()}})
         steps = []
         for symbol, frame in bars.items():
             rules_for(symbol, self.rules)
@@ -603,6 +605,12 @@ def _total_fees(orders: list[Order]) -> dict[str, float]:
 
 def _request_detail(request: OrderRequest) -> dict[str, Any]:
     return {k: (v.value if hasattr(v, "value") else v) for k, v in vars(request).items() if v is not None}
+
+
+def _data_detail(frame: pd.DataFrame) -> dict[str, Any]:
+    """Where a session's historical bars came from: their source, first and last open time, count."""
+    first, last = (str(frame.index[0]), str(frame.index[-1])) if len(frame) else (None, None)
+    return {"source": str(frame.attrs.get("source", "")), "first": first, "last": last, "bars": len(frame)}
 
 
 def _is_dust(request: OrderRequest, rules: SymbolRules, price: Decimal) -> bool:

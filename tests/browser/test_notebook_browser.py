@@ -1,6 +1,8 @@
 """The trading panels in a real browser: JupyterLab on loopback, headless Debian Chromium driven by
 Playwright. It opens notebooks/02_interactive_trading.ipynb, runs every cell, fills in the order ticket,
-presses Send and Confirm, finds the order in the blotter, presses Emergency stop and sees HALTED.
+presses Send and Confirm, finds the order in the blotter; replays the ticket sequence that hung the
+panels (issue 14 item 10: JupyterLab delivers widget messages on an ipykernel subshell thread) and a
+MARKET Send right after a LIMIT; presses Emergency stop and sees HALTED.
 
 A screenshot of each step is saved under test-artifacts/browser/. Every wait is a Playwright wait
 (or an event) with a deadline. Needs /usr/bin/chromium (``apt-get install -y chromium``) and the
@@ -133,6 +135,7 @@ def lab(tmp_path) -> Iterator[Lab]:
 def test_a_user_trades_from_the_notebook_and_stops_everything(lab):
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=STEP)  # every expectation waits as long as a step may take (2 busy cores)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):
         old.unlink()
@@ -160,11 +163,23 @@ def test_a_user_trades_from_the_notebook_and_stops_everything(lab):
             expect(audit).to_be_visible(timeout=RUN_ALL)  # the last code cell: every cell ran
             panel = page.locator(".wb-trading-panel")
             expect(panel).to_be_visible()
+            session_banner = page.locator(".jp-OutputArea-output", has_text="Orders go to a test exchange")
+            expect(session_banner.filter(has_not=panel).first).to_be_visible()  # the session, displayed
             expect(panel.locator(".wb-banner")).to_contain_text("TESTNET")
             panel.scroll_into_view_if_needed()
             shot("cells-run-panel-shown")
 
             ticket = panel.locator(".wb-ticket")
+            buy, sell = (ticket.locator(f'.wb-side button[data-value="{side}"]') for side in ("buy", "sell"))
+            send = ticket.locator("button.wb-send")
+            sell.click()  # buy and sell never look alike: green buy, red sell, and Send says which
+            expect(sell).to_have_css("background-color", "rgb(183, 28, 28)")
+            expect(buy).to_have_css("background-color", "rgb(232, 245, 233)")
+            expect(send).to_have_text("Send SELL")
+            buy.click()
+            expect(buy).to_have_css("background-color", "rgb(27, 94, 32)")
+            expect(sell).to_have_css("background-color", "rgb(255, 235, 238)")
+            expect(send).to_have_text("Send BUY")
             ticket.locator(".wb-type select").select_option("LIMIT")
             last = ticket.locator(".wb-last-price")
             expect(last).to_contain_text("Last price of BTC/USDT")
@@ -173,7 +188,6 @@ def test_a_user_trades_from_the_notebook_and_stops_everything(lab):
             ticket.locator(".wb-amount input").fill("0.002")
             ticket.locator(".wb-price input").fill(f"{limit:f}")
             expect(ticket.locator(".wb-preview")).to_contain_text("price_band_pct")
-            send = ticket.locator("button.wb-send")
             expect(send).to_be_enabled()  # the kernel reviewed the typed values: every check passes
             ticket.scroll_into_view_if_needed()
             shot("ticket-filled")
@@ -197,12 +211,52 @@ def test_a_user_trades_from_the_notebook_and_stops_everything(lab):
             blotter.scroll_into_view_if_needed()
             shot("order-in-blotter")
 
+            # The sequence that hung: 0.001 at an absurd price, Use rounded values, clear the price...
+            amount, price_box = ticket.locator(".wb-amount input"), ticket.locator(".wb-price input")
+            amount.fill("0.001")
+            price_box.fill("1.005")
+            hints = ticket.locator(".wb-hints")
+            expect(hints).to_contain_text("PERCENT_PRICE_BY_SIDE")
+            ticket.locator("button.wb-apply").click()  # Use rounded values
+            expect(price_box).to_have_value("1.01")
+            expect(amount).to_have_value("0.001")  # never sized up at the absurd price
+            expect(hints).to_contain_text("the quantity is not resized at it")
+            ticket.scroll_into_view_if_needed()
+            shot("rounded-not-inflated")
+            price_box.fill("")
+            amount.fill("0.001")
+            expect(hints).to_contain_text("The price field is empty: type the limit price")
+            expect(send).to_be_disabled()
+            expect(price_box).to_have_value("")  # never silently the last price
+            shot("empty-price-refused")
+            price_box.fill(f"{limit:f}")
+            expect(send).to_be_enabled()
+            send.click()  # ... and Send answers
+            expect(confirmation).to_contain_text(f"BUY 0.001 BTC on BTC/USDT LIMIT at {limit.normalize():f} GTC")
+            ticket.locator("button.wb-confirm").click()
+            second = blotter.locator(".wb-open-orders .wb-order", has_text="BUY 0.001 BTC/USDT LIMIT")
+            expect(second).to_be_visible()
+            second_id = second.inner_text().split(":")[0].strip()
+            shot("limit-after-the-sequence-sent")
+
+            ticket.locator(".wb-type select").select_option("MARKET")  # a MARKET Send right after a LIMIT
+            expect(send).to_be_enabled()
+            send.click()
+            expect(confirmation).to_contain_text("BUY 0.001 BTC on BTC/USDT MARKET")
+            expect(confirmation.locator(".wb-side-badge")).to_have_text("BUY")
+            shot("market-confirmation")
+            ticket.locator("button.wb-confirm").click()
+            expect(ticket.locator(".wb-message")).to_contain_text("is FILLED")
+            expect(blotter.locator(".wb-fills")).to_contain_text("0.001 BTC/USDT")
+            shot("market-after-limit-filled")
+
             panel.locator("button.wb-emergency").click()
             halted = panel.locator(".wb-halted")
             expect(halted).to_contain_text("HALTED")
             report = panel.locator(".wb-emergency-report")
-            expect(report).to_contain_text("Canceled 1 order(s)")
+            expect(report).to_contain_text("Canceled 2 order(s)")
             expect(report).to_contain_text(order_id)
+            expect(report).to_contain_text(second_id)
             expect(blotter.locator(".wb-open-orders")).to_contain_text("No open orders")
             expect(send).to_be_disabled()
             halted.scroll_into_view_if_needed()
@@ -220,6 +274,11 @@ def test_a_user_trades_from_the_notebook_and_stops_everything(lab):
         "03-ticket-filled.png",
         "04-confirmation.png",
         "05-order-in-blotter.png",
-        "06-halted.png",
+        "06-rounded-not-inflated.png",
+        "07-empty-price-refused.png",
+        "08-limit-after-the-sequence-sent.png",
+        "09-market-confirmation.png",
+        "10-market-after-limit-filled.png",
+        "11-halted.png",
     ]
     assert all((ARTIFACTS / name).stat().st_size > 10_000 for name in shots)

@@ -772,8 +772,10 @@ async def _child(spec: dict[str, Any]) -> None:
     async with aiohttp.ClientSession() as http:
 
         async def move(symbol: str, price: Decimal) -> None:
-            async with http.post(f"{spec['url']}/admin/price", json={"symbol": symbol, "price": str(price)}) as answer:
-                answer.raise_for_status()
+            from workbench.exchange import admin_call
+
+            await admin_call(http, spec["url"], spec["api_key"], spec["secret"], "price",
+                             {"symbol": symbol, "price": str(price)})  # fmt: skip
             prices[symbol] = price
 
         await session.start()

@@ -2,7 +2,7 @@
 URLs pointed at 127.0.0.1. The embedded default "testnet" of the workbench, and the ground on which
 every testnet and mainnet code path is tested. See :class:`LocalExchange`."""
 
-from workbench.exchange.server import Faults, Limits, LocalExchange
+from workbench.exchange.server import Faults, Limits, LocalExchange, admin_call
 from workbench.exchange.venue import BinanceError, Venue
 
-__all__ = ["BinanceError", "Faults", "Limits", "LocalExchange", "Venue"]
+__all__ = ["BinanceError", "Faults", "Limits", "LocalExchange", "Venue", "admin_call"]

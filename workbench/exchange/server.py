@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import random
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,10 +27,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import aiohttp
 from aiohttp import WSMsgType, web
 
 from workbench.data import load_klines, load_rules
-from workbench.exchange.venue import BinanceError, Venue, bad_request
+from workbench.exchange.venue import BinanceError, Venue, bad_request, integer
 from workbench.matching import BookConfig, Fees
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,31 @@ class Faults:
     seed: int = 0
 
 
+_FAULT_MAXIMA = {"latency_ms": 600_000, "ws_delay_ms": 600_000, "retry_after": 3600, "ban_seconds": 86_400,
+                 "duplicate_events": 1, "reorder_events": 1}  # fmt: skip
+
+
+def checked_faults(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``changes`` to :class:`Faults` checked field by field (name, type, range); ValueError names
+    the first bad one, so that nothing is changed by a bad request."""
+    kinds = {f.name: str(f.type) for f in fields(Faults)}
+    checked: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name not in kinds:
+            raise ValueError(f"Unknown fault {name!r}; known: {', '.join(sorted(kinds))}.")
+        kind = kinds[name]
+        if value is None and kind.endswith("None"):
+            checked[name] = None
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (kind.startswith("int") and not isinstance(value, int)) or not math.isfinite(value):
+            raise ValueError(f"Fault {name!r} takes {kind.replace(' | None', ' or null')}, not {value!r}.")
+        if (value < 0 and name != "clock_skew_ms") or value > _FAULT_MAXIMA.get(name, math.inf):
+            raise ValueError(f"Fault {name!r} is out of range (0 to {_FAULT_MAXIMA.get(name, 'any')}): {value!r}.")
+        checked[name] = value if kind.startswith("int") else float(value)
+    return checked
+
+
 @dataclass
 class Call:
     """One REST or WebSocket API request: its parameters and what the router worked out."""
@@ -121,8 +148,13 @@ def _fixed(n: int) -> Callable[[Mapping[str, str]], int]:
 
 
 def _depth_weight(params: Mapping[str, str]) -> int:
-    limit = int(params.get("limit") or 100) if str(params.get("limit") or "100").isdigit() else 100
+    limit = integer(params, "limit", 100) or 100
     return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+def _commission_weight(params: Mapping[str, str]) -> int:
+    """``order/test``: 20 with ``computeCommissionRates=true``, else 1."""
+    return 20 if params.get("computeCommissionRates") == "true" else 1
 
 
 def _ticker_weight(one: int, many: int, key: str = "symbol") -> Callable[[Mapping[str, str]], int]:
@@ -131,11 +163,36 @@ def _ticker_weight(one: int, many: int, key: str = "symbol") -> Callable[[Mappin
 
 
 def _int(params: Mapping[str, str], name: str, default: int) -> int:
-    try:
-        return int(params.get(name) or default)
-    except ValueError:
-        msg = f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
-        raise bad_request(-1100, msg) from None
+    return integer(params, name, default)  # type: ignore[return-value]
+
+
+_SYMBOLS = re.compile(r'\[("[A-Z0-9\-_.]{1,20}"(,"[A-Z0-9\-_.]{1,20}")*)?\]')
+_RECV_WINDOW = re.compile(r"[0-9]{1,20}(\.[0-9]{1,3})?")
+_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+_WINDOW_SIZE = re.compile(r"([1-9][0-9]?)([mhd])")
+_WINDOW_UNITS = {"m": (60_000, 59), "h": (3_600_000, 23), "d": (86_400_000, 7)}
+
+
+def _window_size(raw: str) -> int:
+    """The rolling ticker's ``windowSize`` in ms: 1m..59m, 1h..23h or 1d..7d."""
+    match = _WINDOW_SIZE.fullmatch(raw)
+    unit, most = _WINDOW_UNITS[match.group(2)] if match else (0, 0)
+    if not match or int(match.group(1)) > most:
+        raise bad_request(-1100, "Invalid windowSize: give 1m..59m, 1h..23h or 1d..7d.")
+    return int(match.group(1)) * unit
+
+
+def _symbol_list(params: Mapping[str, str]) -> list[str] | None:
+    """The ``symbols`` parameter, a JSON list of Binance symbol ids (None when absent)."""
+    raw = params.get("symbols")
+    if not raw:
+        return None
+    if not _SYMBOLS.fullmatch(raw):
+        raise bad_request(-1100, "Illegal characters found in parameter 'symbols'; legal range is "
+                                 f"'^{_SYMBOLS.pattern}$'.")  # fmt: skip
+    return json.loads(raw)  # type: ignore[no-any-return]
 
 
 class LocalExchange:
@@ -216,6 +273,7 @@ class LocalExchange:
         app.router.add_get("/ws/{streams:.*}", self._market_ws)
         app.router.add_get("/stream", self._market_ws)
         app.router.add_route("*", "/admin/{action}", self._admin)
+        app.router.add_route("*", "/{path:.*}", self._unknown)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -242,8 +300,16 @@ class LocalExchange:
         await self.stop()
 
     async def _replay(self) -> None:
-        while self.venue.step(1):
-            await asyncio.sleep(60.0 / self.speed)
+        """Step once every 60/speed s on a fixed schedule (no drift: at speed 60 each step lands
+        in the next wall minute, so the newest bar stays the current minute)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        step = 0
+        while True:
+            step += 1
+            await asyncio.sleep(max(0.0, started + step * 60.0 / self.speed - loop.time()))
+            if not self.venue.step(1):
+                break
         log.warning("The local exchange has replayed all its klines: the market stands still from here.")
 
     # -- the Python admin API ---------------------------------------------------------------
@@ -254,12 +320,9 @@ class LocalExchange:
         return sum(len(conn.subscriptions) for conn in self._subscriptions.values())
 
     def set_faults(self, **changes: Any) -> Faults:
-        """Switch faults on or off at run time, e.g. ``set_faults(lost_answers=1)``."""
-        names = {f.name for f in fields(Faults)}
-        unknown = set(changes) - names
-        if unknown:
-            raise ValueError(f"Unknown faults {sorted(unknown)}; known: {sorted(names)}.")
-        for name, value in changes.items():
+        """Switch faults on or off at run time, e.g. ``set_faults(lost_answers=1)``; ValueError
+        (and nothing changed) for an unknown fault or a bad value."""
+        for name, value in checked_faults(changes).items():
             setattr(self.faults, name, value)
         if self.faults.ban_seconds:
             self._counters.banned_until = time.time() + self.faults.ban_seconds
@@ -290,7 +353,11 @@ class LocalExchange:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         try:
+            self._check_host(request.headers.get("Host", ""))
             return await handler(request)
+        except web.HTTPMethodNotAllowed:
+            e = BinanceError(405, -1000, f"Unknown endpoint {request.method} {request.path}.")
+            return _json({"code": e.code, "msg": e.msg}, e.status, self._weight_headers())
         except BinanceError as e:
             headers = {**self._weight_headers(), **e.headers}
             return _json({"code": e.code, "msg": e.msg}, e.status, headers)
@@ -301,7 +368,7 @@ class LocalExchange:
         if route is None:
             raise BinanceError(404, -1000, f"Unknown endpoint {request.method} /api/v3/{endpoint}.")
         query = request.raw_path.partition("?")[2]
-        body = (await request.read()).decode() if request.can_read_body else ""
+        body = await _body(request)
         params = _parse(query, body)
         self._admit(route.weight(params))
         faults = self.faults
@@ -338,6 +405,17 @@ class LocalExchange:
                 faults.lost_answers -= 1
                 raise BinanceError(503, -1007, LOST_MSG, headers)
         return _json(result, 200, headers)
+
+    def _check_host(self, host: str) -> None:
+        """Answer only requests addressed to this exchange by a loopback name (no DNS rebinding)."""
+        names = {*_HOSTS, self.host.lower(), f"[{self.host.lower()}]"}
+        name, _, port = host.lower().rpartition(":")
+        if name not in names or port != str(self.port):
+            raise BinanceError(421, -1000, f"This exchange answers only to Host 127.0.0.1:{self.port} or "
+                                           f"localhost:{self.port}.")  # fmt: skip
+
+    async def _unknown(self, request: web.Request) -> web.StreamResponse:
+        raise BinanceError(404, -1000, f"Unknown endpoint {request.method} {request.path}.")
 
     def _admit(self, weight: int) -> None:
         """Charge ``weight`` to the IP; 429 over the limit, 418 for those who keep going."""
@@ -406,9 +484,12 @@ class LocalExchange:
 
     # -- signing ----------------------------------------------------------------------------
 
-    def _authenticate(self, api_key: str | None, params: Mapping[str, str], payload: str) -> str:
-        """Check the API key, signature, timestamp and recvWindow as Binance does."""
-        if not api_key:
+    def _authenticate(
+        self, api_key: str | None, params: Mapping[str, str], payload: str, server: int | None = None
+    ) -> str:
+        """Check the API key, signature, timestamp and recvWindow as Binance does (against
+        ``server`` ms, by default the server's clock)."""
+        if not api_key or not api_key.isascii() or not api_key.isprintable():
             raise BinanceError(401, -2014, "API-key format invalid.")
         if not hmac.compare_digest(api_key, self.api_key):
             raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
@@ -417,12 +498,12 @@ class LocalExchange:
                 raise bad_request(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
         if not self._signature_ok(payload, params["signature"]):
             raise bad_request(-1022, "Signature for this request is not valid.")
-        self._check_time(params)
+        self._check_time(params, self.now() if server is None else server)
         return api_key
 
     def _signature_ok(self, payload: str, signature: str) -> bool:
         expected = hmac.new(self.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-        if hmac.compare_digest(expected, signature.lower()):
+        if hmac.compare_digest(expected.encode(), signature.lower().encode()):
             return True
         if self.ed25519_public_key:
             from cryptography.exceptions import InvalidSignature
@@ -436,19 +517,20 @@ class LocalExchange:
                 return False
         return False
 
-    def _check_time(self, params: Mapping[str, str]) -> None:
-        try:
-            timestamp = int(float(params["timestamp"]))
-            window = float(params.get("recvWindow") or 5000)
-        except ValueError:
-            raise bad_request(
-                -1100, "Illegal characters found in parameter 'timestamp'; legal range is '^[0-9]{1,20}$'."
-            ) from None
+    @staticmethod
+    def _check_time(params: Mapping[str, str], server: int) -> None:
+        """``timestamp`` (integer ms or µs) within ``recvWindow`` (0 < ms <= 60000, 3 decimals)."""
+        timestamp = integer(params, "timestamp")
+        raw_window = params.get("recvWindow") or "5000"
+        if not _RECV_WINDOW.fullmatch(raw_window):
+            raise bad_request(-1100, "Illegal characters found in parameter 'recvWindow'; legal range is "
+                                     f"'^{_RECV_WINDOW.pattern}$'.")  # fmt: skip
+        window = Decimal(raw_window)
+        if not 0 < window <= 60_000:
+            raise bad_request(-1131, "recvWindow must be less than 60000")
+        assert timestamp is not None  # checked present by the caller
         if timestamp > 10**14:  # microseconds
             timestamp //= 1000
-        if window > 60_000:
-            raise bad_request(-1131, "recvWindow must be less than 60000")
-        server = self.now()
         if timestamp >= server + 1000:
             raise bad_request(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if server - timestamp > window:
@@ -479,8 +561,7 @@ class LocalExchange:
             def answer(params: Mapping[str, str]) -> Any:
                 if params.get("symbol"):
                     return fn(params["symbol"])
-                listed = json.loads(params["symbols"]) if params.get("symbols") else list(v.market.klines)
-                return [fn(s) for s in listed]
+                return [fn(s) for s in _symbol_list(params) or list(v.market.klines)]
 
             return answer
 
@@ -494,11 +575,18 @@ class LocalExchange:
                     "askPrice": book["asks"][0][0], "askQty": book["asks"][0][1]}  # fmt: skip
 
         def exchange_info(params: Mapping[str, str]) -> dict[str, Any]:
-            symbols = [params["symbol"]] if params.get("symbol") else json.loads(params.get("symbols") or "null")
+            symbols = [params["symbol"]] if params.get("symbol") else _symbol_list(params)
             return v.exchange_info(symbols) | {"rateLimits": self.rate_limits()}
 
+        def rolling(params: Mapping[str, str]) -> Any:
+            window = _window_size(params.get("windowSize") or "1d")
+            if not params.get("symbol") and not params.get("symbols"):
+                raise bad_request(-1102, "Param 'symbol' or 'symbols' must be sent, but both were empty/null!")
+            return per_symbol(lambda symbol: v.ticker(symbol, window, full=False))(params)
+
         def order_id(params: Mapping[str, str]) -> tuple[str, str | None, str | None]:
-            return need(params, "symbol"), params.get("orderId"), params.get("origClientOrderId")
+            number = integer(params, "orderId")
+            return need(params, "symbol"), None if number is None else str(number), params.get("origClientOrderId")
 
         return {
             ("GET", "ping"): public(lambda p: {}, _fixed(1)),
@@ -510,16 +598,17 @@ class LocalExchange:
             ("GET", "klines"): public(lambda p: v.klines(need(p, "symbol"), p), _fixed(2)),
             ("GET", "ticker/price"): public(per_symbol(price), _ticker_weight(2, 4)),
             ("GET", "ticker/bookTicker"): public(per_symbol(book_ticker), _ticker_weight(2, 4)),
-            ("GET", "ticker/24hr"): public(per_symbol(v.ticker_24hr), _ticker_weight(2, 80)),
-            ("GET", "avgPrice"): public(lambda p: {"mins": 5, "price": price(need(p, "symbol"))["price"]}, _fixed(2)),
+            ("GET", "ticker/24hr"): public(per_symbol(v.ticker), _ticker_weight(2, 80)),
+            ("GET", "ticker"): public(rolling, _ticker_weight(4, 200)),
+            ("GET", "avgPrice"): public(lambda p: v.avg_price(need(p, "symbol")), _fixed(2)),
             ("POST", "order"): signed(lambda p: v.create_order(p), _fixed(0)),
-            ("POST", "order/test"): signed(lambda p: v.create_order(p, test=True), _fixed(1)),
+            ("POST", "order/test"): signed(lambda p: v.create_order(p, test=True), _commission_weight),
             ("GET", "order"): signed(lambda p: v.fetch_order(*order_id(p)), _fixed(4)),
             ("DELETE", "order"): signed(lambda p: v.cancel_order(*order_id(p), p.get("newClientOrderId")), _fixed(0)),
             ("GET", "openOrders"): signed(lambda p: v.open_orders(p.get("symbol")), _ticker_weight(6, 80)),
             ("DELETE", "openOrders"): signed(lambda p: v.cancel_all_orders(need(p, "symbol")), _fixed(0)),
             ("GET", "allOrders"): signed(lambda p: v.all_orders(need(p, "symbol"), p), _fixed(20)),
-            ("GET", "myTrades"): signed(lambda p: v.my_trades(need(p, "symbol"), p), _ticker_weight(20, 5, "orderId")),
+            ("GET", "myTrades"): signed(lambda p: v.my_trades(need(p, "symbol"), p), _ticker_weight(5, 20, "orderId")),
             ("GET", "account"): signed(lambda p: v.account(p.get("omitZeroBalances") == "true"), _fixed(20)),
             ("GET", "rateLimit/order"): signed(lambda p: self._order_rate_limits(), _fixed(40)),
         }  # fmt: skip
@@ -554,18 +643,21 @@ class LocalExchange:
         return ws
 
     async def _ws_request(self, conn: _Connection, text: str) -> dict[str, Any]:
-        try:
-            message = json.loads(text)
-            id_, method, params = message.get("id"), message["method"], dict(message.get("params") or {})
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return {"id": None, "status": 400, "error": {"code": -1000, "msg": "Malformed request."}}
+        message = _json_object(text)
+        id_, method, params = message.get("id"), message.get("method"), message.get("params", {})
+        if not isinstance(id_, (str, int, type(None))) or isinstance(id_, bool):
+            return {"id": None, "status": 400, "error": {"code": -1000, "msg": "Malformed request: a bad 'id'."}}
+        if not isinstance(method, str) or not isinstance(params, dict):
+            return {"id": id_, "status": 400, "error": {"code": -1000, "msg": "Malformed request."}}
         method = method.removeprefix("v3/")
+        limits = str(params.get("returnRateLimits", True)).lower() != "false"  # a general parameter of every method
         try:
             self._admit(2 if method.startswith("userDataStream") else 1)
             result = await self._ws_method(
                 conn, method, {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
             )
-            return {"id": id_, "status": 200, "result": result, "rateLimits": self._ws_rate_limits()}
+            answer = {"id": id_, "status": 200, "result": result}
+            return answer | ({"rateLimits": self._ws_rate_limits()} if limits else {})
         except BinanceError as e:
             error: dict[str, Any] = {"code": e.code, "msg": e.msg}
             if e.status in (418, 429):
@@ -573,7 +665,8 @@ class LocalExchange:
                     "serverTime": self.now(),
                     "retryAfter": self.now() + int(e.headers.get("Retry-After", "1")) * 1000,
                 }
-            return {"id": id_, "status": e.status, "error": error, "rateLimits": self._ws_rate_limits()}
+            answer = {"id": id_, "status": e.status, "error": error}
+            return answer | ({"rateLimits": self._ws_rate_limits()} if limits else {})
 
     async def _ws_method(self, conn: _Connection, method: str, params: dict[str, str]) -> Any:
         if method == "ping":
@@ -594,6 +687,7 @@ class LocalExchange:
         payload = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
         self._authenticate(params.get("apiKey"), params, payload)
         params.pop("apiKey")
+        params.pop("returnRateLimits", None)
         route = signed[method]
         if route is None:
             if conn.subscriptions:
@@ -644,29 +738,83 @@ class LocalExchange:
     # -- admin ------------------------------------------------------------------------------
 
     async def _admin(self, request: web.Request) -> web.StreamResponse:
+        """``/admin/<action>``: signed like a SIGNED Binance request with this exchange's own key
+        (see :func:`admin_call`), from loopback only, with a JSON body."""
         if request.remote not in ("127.0.0.1", "::1"):
-            raise web.HTTPForbidden()
-        action = request.match_info["action"]
-        body = await request.json() if request.can_read_body else {}
+            raise BinanceError(403, -1000, "The admin API answers only on loopback.")
+        action, method = request.match_info["action"], request.method
+        allowed = {"faults": ("GET", "POST"), "state": ("GET",), "step": ("POST",), "price": ("POST",),
+                   "drop": ("POST",)}.get(action)  # fmt: skip
+        if allowed is None:
+            raise BinanceError(404, -1000, f"Unknown admin action {action!r}.")
+        if method not in allowed:
+            raise BinanceError(405, -1000, f"/admin/{action} takes {' or '.join(allowed)}.")
+        if method == "POST" and request.content_type != "application/json":
+            raise BinanceError(415, -1000, "Admin requests take a JSON body (Content-Type: application/json).")
+        query, text = request.raw_path.partition("?")[2], await _body(request)
+        self._authenticate(
+            request.headers.get("X-MBX-APIKEY"), _parse(query, ""), _payload(query, "") + text, int(time.time() * 1000)
+        )
+        body = _json_object(text or "{}")
+        if text and not body and text.strip() != "{}":
+            raise bad_request(-1130, "The admin body must be a JSON object.")
+        try:
+            return web.json_response(await self._admin_action(action, method, body))
+        except (ValueError, ArithmeticError) as e:
+            raise bad_request(-1130, str(e)) from None
+
+    async def _admin_action(self, action: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
         if action == "faults":
-            if request.method == "POST":
-                try:
-                    self.set_faults(**body)
-                except (ValueError, TypeError) as e:
-                    return web.json_response({"error": str(e)}, status=400)
-            return web.json_response(asdict(self.faults))
+            if method == "POST":
+                self.set_faults(**body)
+            return asdict(self.faults)
         if action == "step":
-            return web.json_response({"bars": self.step(int(body.get("bars", 1)))})
+            bars = body.get("bars", 1)
+            if not isinstance(bars, int) or isinstance(bars, bool) or not 1 <= bars <= 1_000_000:
+                raise ValueError(f"'bars' takes an integer from 1 to 1000000, not {bars!r}.")
+            return {"bars": self.step(bars)}
         if action == "price":
-            self.set_price(body["symbol"], body["price"])
-            return web.json_response({})
+            price = Decimal(str(body.get("price"))) if isinstance(body.get("price"), (str, int, float)) else None
+            if price is None or not price.is_finite() or price <= 0:
+                raise ValueError(f"'price' takes a positive number, not {body.get('price')!r}.")
+            self.set_price(str(body.get("symbol")), price)
+            return {}
         if action == "drop":
-            return web.json_response({"dropped": await self.drop_connections()})
-        if action == "state":
-            venue = self.venue
-            state = {"account": venue.account(), "open_orders": venue.open_orders(None), "trades": len(venue.trades)}
-            return web.json_response(state | {"cursor": venue.market.cursor})
-        raise web.HTTPNotFound()
+            return {"dropped": await self.drop_connections()}
+        venue = self.venue
+        state = {"account": venue.account(), "open_orders": venue.open_orders(None), "trades": len(venue.trades)}
+        return state | {"cursor": venue.market.cursor}
+
+    async def admin(self, action: str, body: Mapping[str, Any] | None = None) -> Any:
+        """One authenticated call of this exchange's admin API over HTTP (see :func:`admin_call`)."""
+        async with aiohttp.ClientSession() as http:
+            return await admin_call(http, self.url, self.api_key, self.secret, action, body)
+
+
+async def admin_call(
+    http: aiohttp.ClientSession,
+    url: str,
+    api_key: str,
+    secret: str,
+    action: str,
+    body: Mapping[str, Any] | None = None,
+) -> Any:
+    """Call ``/admin/<action>`` of the exchange at ``url`` with its API key and secret: GET without
+    a body, else POST of ``body`` as JSON. The signature is HMAC-SHA256 of ``timestamp=<ms>``
+    followed by the body. Raises :class:`BinanceError` with the exchange's answer."""
+    text = "" if body is None else json.dumps(body)
+    query = f"timestamp={int(time.time() * 1000)}"
+    signature = hmac.new(secret.encode(), (query + text).encode(), hashlib.sha256).hexdigest()
+    async with http.request(
+        "GET" if body is None else "POST",
+        f"{url}/admin/{action}?{query}&signature={signature}",
+        data=text or None,
+        headers={"X-MBX-APIKEY": api_key, "Content-Type": "application/json"},
+    ) as answer:
+        result = await answer.json(content_type=None)
+        if answer.status != 200:
+            raise BinanceError(answer.status, result.get("code", -1000), result.get("msg", ""))
+        return result
 
 
 class _Connection:
@@ -729,22 +877,35 @@ class _Connection:
             await self.ws.close()
 
 
-def _control(conn: _Connection, text: str) -> dict[str, Any]:
-    """Answer a market-stream control message (SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, ...)."""
+def _json_object(text: str) -> dict[str, Any]:
+    """``text`` as a JSON object, or ``{}`` when it is not one."""
     try:
         message = json.loads(text)
-        method, params, id_ = message["method"], message.get("params") or [], message.get("id")
-    except (ValueError, KeyError, TypeError):
-        return {"code": 3, "msg": "Invalid JSON: expected a JSON object with a method", "id": None}
+    except (ValueError, RecursionError):
+        return {}
+    return message if isinstance(message, dict) else {}
+
+
+def _control(conn: _Connection, text: str) -> dict[str, Any]:
+    """Answer a market-stream control message (SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, ...)."""
+    message = _json_object(text)
+    method, params, id_ = message.get("method"), message.get("params", []), message.get("id")
+    if not isinstance(id_, (int, str, type(None))) or isinstance(id_, bool):
+        id_ = None
+    if not isinstance(method, str):
+        return {"code": 3, "msg": "Invalid JSON: expected a JSON object with a method", "id": id_}
+    if not isinstance(params, list) or not all(isinstance(p, (str, bool)) for p in params):
+        return {"code": 2, "msg": "Invalid request: 'params' must be an array of strings", "id": id_}
+    names = {p for p in params if isinstance(p, str)}
     if method == "SUBSCRIBE":
-        conn.streams |= set(params)
+        conn.streams |= names
         return {"result": None, "id": id_}
     if method == "UNSUBSCRIBE":
-        conn.streams -= set(params)
+        conn.streams -= names
         return {"result": None, "id": id_}
     if method == "LIST_SUBSCRIPTIONS":
         return {"result": sorted(conn.streams), "id": id_}
-    if method == "SET_PROPERTY" and params[:1] == ["combined"]:
+    if method == "SET_PROPERTY" and len(params) == 2 and params[0] == "combined":
         conn.combined = bool(params[1])
         return {"result": None, "id": id_}
     if method == "GET_PROPERTY" and params[:1] == ["combined"]:
@@ -757,6 +918,14 @@ def _json(body: Any, status: int, headers: Mapping[str, str]) -> web.Response:
     return web.Response(
         text=json.dumps(body, separators=(",", ":")), status=status, content_type="application/json", headers=headers
     )
+
+
+async def _body(request: web.Request) -> str:
+    """The request body as text; a body that is not UTF-8 is -1100."""
+    try:
+        return (await request.read()).decode() if request.can_read_body else ""
+    except UnicodeDecodeError:
+        raise bad_request(-1100, "Illegal characters found in a parameter.") from None
 
 
 def _parse(query: str, body: str) -> dict[str, str]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import secrets
 import string
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -38,6 +40,10 @@ _UNSUPPORTED_TYPES = {
     "STOP_LOSS": "Stop loss orders are not supported for this symbol.",
     "TAKE_PROFIT": "Take profit orders are not supported for this symbol.",
 }
+MINUTE, DAY = 60_000, 86_400_000
+TAPE_LENGTH = 200_000  # public trades remembered per symbol for the tickers' windows (up to 7 days)
+UNSUPPORTED_FEATURES = {"opoAllowed": False, "amendAllowed": False, "pegInstructionsAllowed": False,
+                        "allowTrailingStop": False, "cancelReplaceAllowed": False, "icebergAllowed": False}  # fmt: skip
 INTERVALS = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360,
              "8h": 480, "12h": 720, "1d": 1440}  # fmt: skip
 
@@ -55,6 +61,23 @@ def bad_request(code: int, msg: str) -> BinanceError:
     return BinanceError(400, code, msg)
 
 
+_INTEGER = re.compile(r"[0-9]{1,20}")
+_DECIMAL = re.compile(r"([0-9]{1,20})(\.[0-9]{1,20})?")
+DECIMAL_PARAMS = ("quantity", "quoteOrderQty", "price", "stopPrice", "icebergQty")
+_INT64_MAX = 2**63 - 1
+
+
+def integer(params: Mapping[str, str], name: str, default: int | None = None) -> int | None:
+    """The integer parameter ``name`` (``default`` when absent or empty), checked as Binance
+    checks ids, times and limits: ASCII digits, at most 20, within a signed 64-bit integer."""
+    raw = params.get(name)
+    if not raw:
+        return default
+    if not _INTEGER.fullmatch(raw) or int(raw) > _INT64_MAX:
+        raise bad_request(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
+    return int(raw)
+
+
 def fmt(value: Decimal | None) -> str:
     """A decimal as Binance writes it: eight places, ``"0.00000000"`` for none."""
     return f"{value or ZERO:.8f}"
@@ -68,18 +91,44 @@ def new_client_id() -> str:
 
 @dataclass
 class Market:
-    """Klines replayed bar by bar: ``cursor`` is the index of the last bar that has closed."""
+    """Klines replayed bar by bar: ``cursor`` is the index of the newest replayed bar.
+
+    One market clock: bar ``i`` of a symbol opens at its recorded open time plus ``offset[symbol]``
+    ms. The offset is set so that the newest replayed bar opens in the current minute of the
+    server's clock, and it never decreases: replayed in real time (or slower) the newest bar is
+    the current minute; replayed faster, each new bar opens one minute after the one before, so
+    the bars run ahead of the clock until it catches up. See docs/binance-spot-api.md §9.
+    """
 
     klines: dict[str, pd.DataFrame]
     cursor: int
-    trade_seq: int = 0
+    trade_ids: dict[str, int] = field(default_factory=dict)  # the last public trade id, per symbol
     depth_seq: dict[str, int] = field(default_factory=dict)
     prints: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # recent public trades
+    tape: dict[str, list[tuple[int, int, Decimal, Decimal]]] = field(default_factory=dict)  # time, id, price, qty
     last_depth: dict[str, dict[str, Any]] = field(default_factory=dict)  # the book last streamed
+    offset: dict[str, int] = field(default_factory=dict)
+    bar_trades: dict[str, tuple[int, int]] = field(default_factory=dict)  # first, last trade id of the newest bar
 
     @property
     def length(self) -> int:
         return min(len(frame) for frame in self.klines.values())
+
+    def restamp(self, now: int) -> None:
+        """Move the offsets (never back) so that the newest bar opens no earlier than ``now``'s minute."""
+        minute = now - now % MINUTE
+        for symbol_id, frame in self.klines.items():
+            recorded = int(frame.index[self.cursor].value // 1_000_000)
+            self.offset[symbol_id] = max(self.offset.get(symbol_id, minute - recorded), minute - recorded)
+
+    def opened(self, symbol_id: str, frame: pd.DataFrame) -> np.ndarray:
+        """The open times (ms, on the market clock) of ``frame``'s bars."""
+        return frame.index.as_unit("ms").asi8 + self.offset[symbol_id]
+
+    def stamped(self, symbol_id: str, stop: int, start: int = 0) -> pd.DataFrame:
+        """Bars ``start..stop-1`` indexed by their open time on the market clock."""
+        frame = self.klines[symbol_id].iloc[max(0, start) : stop]
+        return frame.set_axis(pd.to_datetime(self.opened(symbol_id, frame), unit="ms", utc=True))
 
     def bar(self, symbol_id: str, index: int | None = None) -> pd.Series:
         return self.klines[symbol_id].iloc[self.cursor if index is None else index]
@@ -129,6 +178,7 @@ class Venue:
         self._execution_id = 0
         if self.state_path and self.state_path.exists():
             self._load(self.state_path)
+        self.market.restamp(self.clock())
         for symbol_id in self.market.klines:
             self.engine.set_price(self.rules[symbol_id].symbol, self.market.bar(symbol_id)["close"], self.clock())
 
@@ -173,8 +223,14 @@ class Venue:
             raise bad_request(-2010, "Iceberg orders are not supported for this symbol.")
         if params.get("trailingDelta"):
             raise bad_request(-2010, "Trailing stop orders are not supported for this symbol.")
-        if type_ in ("MARKET", "LIMIT_MAKER") and params.get("timeInForce"):
+        if type_ == "MARKET" and params.get("timeInForce"):
+            raise bad_request(-1106, "Parameter 'timeInForce' sent when not required.")
+        if type_ == "LIMIT_MAKER" and params.get("timeInForce"):
             raise bad_request(-1114, "TimeInForce parameter sent when not required.")
+        for name in DECIMAL_PARAMS:
+            if params.get(name) and not _DECIMAL.fullmatch(params[name]):
+                raise bad_request(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
+                                         f"'^{_DECIMAL.pattern}$'.")  # fmt: skip
         client_id = params.get("newClientOrderId") or new_client_id()
         if len(client_id) > 36 or not set(client_id) <= _CLIENT_ID_CHARS:
             raise bad_request(
@@ -223,8 +279,7 @@ class Venue:
         }
         if kind == "ACK":
             return ack
-        working = not order.type.is_stop or order.triggered
-        result = ack | self.order_json(order, with_times=False) | {"workingTime": now if working else -1}
+        result = ack | self.order_json(order, with_times=False) | {"workingTime": now if _has_worked(order) else -1}
         if kind == "RESULT":
             return result
         fills = [e.fill for e in executions if e.fill is not None]
@@ -277,22 +332,24 @@ class Venue:
     def all_orders(self, symbol_id: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
         symbol = self.rules_for(symbol_id).symbol
         orders = sorted((o for o in self.engine.orders.values() if o.symbol == symbol), key=lambda o: int(o.id))  # type: ignore[arg-type]
-        if params.get("orderId"):
-            orders = [o for o in orders if int(o.id) >= int(params["orderId"])]  # type: ignore[arg-type]
+        from_id = integer(params, "orderId")
+        if from_id is not None:
+            orders = [o for o in orders if int(o.id) >= from_id]  # type: ignore[arg-type]
         else:
             orders = _in_window(orders, params, lambda o: self.created.get(o.id, o.timestamp))  # type: ignore[arg-type]
-        return [self.order_json(o) for o in orders[: _limit(params, 500, 1000)]]
+        return [self.order_json(o) for o in _page(orders, params, from_id is not None)]
 
     def my_trades(self, symbol_id: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
         rules = self.rules_for(symbol_id)
         trades = [t for t in self.trades if t.symbol == rules.symbol]
-        if params.get("orderId"):
-            trades = [t for t in trades if t.order_id == params["orderId"]]
-        if params.get("fromId"):
-            trades = [t for t in trades if int(t.trade_id) >= int(params["fromId"])]
-        elif not params.get("orderId"):
+        order_id, from_id = integer(params, "orderId"), integer(params, "fromId")
+        if order_id is not None:
+            trades = [t for t in trades if int(t.order_id) == order_id]  # type: ignore[arg-type]
+        if from_id is not None:
+            trades = [t for t in trades if int(t.trade_id) >= from_id]
+        elif order_id is None:
             trades = _in_window(trades, params, lambda t: t.timestamp)
-        return [self.trade_json(t) for t in trades[: _limit(params, 500, 1000)]]
+        return [self.trade_json(t) for t in _page(trades, params, from_id is not None)]
 
     def account(self, omit_zero: bool = False) -> dict[str, Any]:
         fees = self.engine.fees
@@ -340,9 +397,12 @@ class Venue:
             if self.market.cursor + 1 >= self.market.length:
                 break
             self.market.cursor += 1
+            self.market.restamp(self.clock())
             for symbol_id in self.market.klines:
+                first = self.market.trade_ids.get(symbol_id, 0) + 1
                 for price in self.market.path(symbol_id, self.market.cursor):
                     self.set_price(symbol_id, price, save=False)
+                self.market.bar_trades[symbol_id] = (first, self.market.trade_ids[symbol_id])
                 self._market(f"{symbol_id.lower()}@kline_1m", self.kline_event(symbol_id))
             done += 1
         if done:
@@ -356,14 +416,19 @@ class Venue:
         now = self.clock()
         price = rules.round_price(Decimal(str(price)))
         self._publish(self.engine.set_price(rules.symbol, price, now), now)
-        self.market.trade_seq += 1
-        bar = self.market.bar(rules.id)
+        market = self.market
+        trade_id = market.trade_ids[rules.id] = market.trade_ids.get(rules.id, 0) + 1
+        bar = market.bar(rules.id)
         qty = rules.round_amount(Decimal(repr(float(bar["volume"]))) / 4) or rules.step_size() or Decimal(1)
-        trade = {"id": self.market.trade_seq, "price": fmt(price), "qty": fmt(qty), "quoteQty": fmt(price * qty),
-                 "time": now, "isBuyerMaker": bool(self.market.trade_seq % 2), "isBestMatch": True}  # fmt: skip
-        prints = self.market.prints.setdefault(rules.id, [])
+        trade = {"id": trade_id, "price": fmt(price), "qty": fmt(qty), "quoteQty": fmt(price * qty),
+                 "time": now, "isBuyerMaker": bool(trade_id % 2), "isBestMatch": True}  # fmt: skip
+        prints = market.prints.setdefault(rules.id, [])
         prints.append(trade)
         del prints[:-1000]
+        tape = market.tape.setdefault(rules.id, [])
+        tape.append((now, trade_id, price, qty))
+        if len(tape) > 2 * TAPE_LENGTH:
+            del tape[:-TAPE_LENGTH]
         stream = rules.id.lower()
         self._market(f"{stream}@trade", {"e": "trade", "E": now, "s": rules.id, "t": trade["id"], "p": trade["price"],
                                         "q": trade["qty"], "T": now, "m": trade["isBuyerMaker"],
@@ -429,61 +494,87 @@ class Venue:
         minutes = INTERVALS.get(params.get("interval", ""))
         if minutes is None:
             raise bad_request(-1120, "Invalid interval.")
-        frame = self.market.klines[rules.id].iloc[: self.market.cursor + 1]
+        frame = self.market.stamped(rules.id, self.market.cursor + 1)
         if minutes > 1:
             frame = _resample(frame, minutes)
         opened = frame.index.as_unit("ms").asi8
-        keep = np.ones(len(frame), dtype=bool)
-        if params.get("startTime"):
-            keep &= opened >= int(params["startTime"])
-        if params.get("endTime"):
-            keep &= opened <= int(params["endTime"])
-        frame, opened = frame[keep], opened[keep]
+        start, end = integer(params, "startTime"), integer(params, "endTime")
         limit = _limit(params, 500, 1000)
+        keep = np.ones(len(frame), dtype=bool)
+        if start is not None:
+            keep &= opened >= start
+        if end is not None:
+            keep &= opened <= end
+        frame, opened = frame[keep], opened[keep]
         frame, opened = (
-            (frame.head(limit), opened[:limit]) if params.get("startTime") else (frame.tail(limit), opened[-limit:])
+            (frame.head(limit), opened[:limit]) if start is not None else (frame.tail(limit), opened[-limit:])
         )
         return [_kline_row(int(t), row, minutes) for t, row in zip(opened, frame.itertuples(), strict=True)]
 
     def kline_event(self, symbol_id: str) -> dict[str, Any]:
+        """The newest bar's kline event: its first and last trade ids are the public trades the
+        venue printed while replaying it (``n = L - f + 1``)."""
         bar = self.market.bar(symbol_id)
-        opened = int(bar.name.value // 1_000_000)
+        opened = int(bar.name.value // 1_000_000) + self.market.offset[symbol_id]
         row = _kline_row(opened, bar, 1)
+        first, last = self.market.bar_trades.get(symbol_id, (-1, -1))
         return {
             "e": "kline", "E": self.clock(), "s": symbol_id,
-            "k": {"t": row[0], "T": row[6], "s": symbol_id, "i": "1m", "f": -1, "L": -1, "o": row[1], "c": row[4],
-                  "h": row[2], "l": row[3], "v": row[5], "n": row[8], "x": True, "q": row[7], "V": row[9],
-                  "Q": row[10], "B": "0"},
+            "k": {"t": row[0], "T": row[6], "s": symbol_id, "i": "1m", "f": first, "L": last, "o": row[1],
+                  "c": row[4], "h": row[2], "l": row[3], "v": row[5], "n": last - first + 1 if first > 0 else 0,
+                  "x": True, "q": row[7], "V": row[9], "Q": row[10], "B": "0"},
         }  # fmt: skip
 
-    def ticker_24hr(self, symbol_id: str) -> dict[str, Any]:
-        rules = self.rules_for(symbol_id)
-        frame = self.market.klines[rules.id].iloc[max(0, self.market.cursor - 1439) : self.market.cursor + 1]
+    def ticker(self, symbol_id: str, window: int = DAY, *, full: bool = True) -> dict[str, Any]:
+        """Price change statistics of the ``window`` ms up to now (``GET ticker/24hr`` with
+        ``full``, else the rolling ``GET ticker``): prices and volumes from the bars that open in
+        the window, ids, count and last quantity from the public trades printed in it."""
+        rules, market = self.rules_for(symbol_id), self.market
+        now = self.clock()
+        opened_at = now - window
+        stop = market.cursor + 1  # bars are a minute apart or more: the window's are among the last few
+        frame = market.klines[rules.id].iloc[max(0, stop - window // MINUTE - 2) : stop]
+        keep = market.opened(rules.id, frame) >= opened_at - opened_at % MINUTE
+        opens, highs, lows, closes, volumes = (
+            frame[k].to_numpy()[keep] for k in ("open", "high", "low", "close", "volume")
+        )
         last = self.engine.last_price[rules.symbol]
-        first = Decimal(repr(float(frame["open"].iloc[0])))
-        volume = Decimal(repr(float(frame["volume"].sum())))
-        quote = Decimal(repr(float((frame["volume"] * frame["close"]).sum())))
-        book = self.depth(rules.id, 1)
-        opened = int(frame.index[0].value // 1_000_000)
-        return {
+        tape = market.tape.get(rules.id, [])
+        since = bisect_left(tape, (opened_at,))  # the window's first trade
+        traded = since < len(tape)
+        first = _dec(opens[0]) if len(opens) else tape[since][2] if traded else last
+        volume, quote = _dec(volumes.sum()), _dec((volumes * closes).sum())
+        prices = [last, _dec(highs.max()), _dec(lows.min())] if len(opens) else [last]
+        high, low = max(prices), min(prices)
+        first_id, last_id = (tape[since][1], tape[-1][1]) if traded else (-1, -1)
+        body = {
             "symbol": rules.id, "priceChange": fmt(last - first),
             "priceChangePercent": f"{(last - first) / first * 100:.3f}",
             "weightedAvgPrice": fmt(quote / volume if volume else last), "prevClosePrice": fmt(first),
-            "lastPrice": fmt(last), "lastQty": fmt(ZERO), "bidPrice": book["bids"][0][0], "bidQty": book["bids"][0][1],
-            "askPrice": book["asks"][0][0], "askQty": book["asks"][0][1], "openPrice": fmt(first),
-            "highPrice": fmt(Decimal(repr(float(frame["high"].max())))),
-            "lowPrice": fmt(Decimal(repr(float(frame["low"].min())))),
-            "volume": fmt(volume), "quoteVolume": fmt(quote), "openTime": opened, "closeTime": self.clock(),
-            "firstId": 0, "lastId": self.market.trade_seq, "count": len(frame),
+            "lastPrice": fmt(last), "lastQty": fmt(tape[-1][3] if traded else ZERO), "openPrice": fmt(first),
+            "highPrice": fmt(high), "lowPrice": fmt(low), "volume": fmt(volume), "quoteVolume": fmt(quote),
+            "openTime": opened_at, "closeTime": now, "firstId": first_id, "lastId": last_id,
+            "count": last_id - first_id + 1 if traded else 0,
         }  # fmt: skip
+        if not full:
+            return {k: v for k, v in body.items() if k not in ("prevClosePrice", "lastQty")}
+        book = self.depth(rules.id, 1)
+        return body | {"bidPrice": book["bids"][0][0], "bidQty": book["bids"][0][1], "askPrice": book["asks"][0][0],
+                       "askQty": book["asks"][0][1]}  # fmt: skip
+
+    def avg_price(self, symbol_id: str) -> dict[str, Any]:
+        """``GET avgPrice``: the volume-weighted price of the last 5 minutes' bars."""
+        t = self.ticker(symbol_id, 5 * MINUTE, full=False)
+        return {"mins": 5, "price": t["weightedAvgPrice"], "closeTime": self.market.tape[t["symbol"]][-1][0]
+                if t["count"] else t["closeTime"]}  # fmt: skip
 
     def ticker_event(self, symbol_id: str, now: int) -> dict[str, Any]:
-        t = self.ticker_24hr(symbol_id)
+        t = self.ticker(symbol_id)
         return {"e": "24hrTicker", "E": now, "s": symbol_id, "p": t["priceChange"], "P": t["priceChangePercent"],
                 "w": t["weightedAvgPrice"], "x": t["prevClosePrice"], "c": t["lastPrice"], "Q": t["lastQty"],
                 "b": t["bidPrice"], "B": t["bidQty"], "a": t["askPrice"], "A": t["askQty"], "o": t["openPrice"],
                 "h": t["highPrice"], "l": t["lowPrice"], "v": t["volume"], "q": t["quoteVolume"], "O": t["openTime"],
-                "C": t["closeTime"], "F": 0, "L": t["lastId"], "n": t["count"]}  # fmt: skip
+                "C": t["closeTime"], "F": t["firstId"], "L": t["lastId"], "n": t["count"]}  # fmt: skip
 
     def exchange_info(self, symbols: list[str] | None = None) -> dict[str, Any]:
         listed = [self.rules_for(s) for s in symbols] if symbols else [self.rules[s] for s in self.market.klines]
@@ -492,7 +583,7 @@ class Venue:
             "serverTime": self.clock(),
             "rateLimits": [],  # filled in by the server, which enforces them
             "exchangeFilters": [],
-            "symbols": [r.to_exchange_info() for r in listed],
+            "symbols": [r.to_exchange_info() | UNSUPPORTED_FEATURES for r in listed],
         }
 
     # -- Binance JSON -----------------------------------------------------------------------
@@ -519,15 +610,16 @@ class Venue:
             "side": order.side.value.upper(),
             "selfTradePreventionMode": "NONE",
         }
-        if order.type.is_stop:
+        if order.type.is_stop or with_times:  # order queries always carry it, "0.00000000" when none
             body["stopPrice"] = fmt(order.stop_price)
         if with_times:
+            working = _has_worked(order)
             body |= {
                 "icebergQty": fmt(ZERO),
                 "time": created,
                 "updateTime": order.last_update,
-                "isWorking": self._working(order),
-                "workingTime": created if self._working(order) or order.filled else -1,
+                "isWorking": working,
+                "workingTime": created if working else -1,
             }
         return body
 
@@ -609,7 +701,8 @@ class Venue:
         state = {
             "version": 1,
             "cursor": self.market.cursor,
-            "trade_seq": self.market.trade_seq,
+            "trade_ids": self.market.trade_ids,
+            "offset": self.market.offset,
             "free": {a: str(v) for a, v in engine.free.items()},
             "locked": {a: str(v) for a, v in engine.locked.items()},
             "last_price": {s: str(v) for s, v in engine.last_price.items()},
@@ -630,7 +723,9 @@ class Venue:
         state = json.loads(path.read_text())
         engine = self.engine
         self.market.cursor = min(int(state["cursor"]), self.market.length - 1)
-        self.market.trade_seq = int(state["trade_seq"])
+        ids = state.get("trade_ids") or dict.fromkeys(self.market.klines, int(state.get("trade_seq", 0)))
+        self.market.trade_ids = {s: int(v) for s, v in ids.items()}
+        self.market.offset = {s: int(v) for s, v in state.get("offset", {}).items() if s in self.market.klines}
         engine.free = {a: Decimal(v) for a, v in state["free"].items()}
         engine.locked = {a: Decimal(v) for a, v in state["locked"].items()}
         engine.last_price = {s: Decimal(v) for s, v in state["last_price"].items()}
@@ -670,19 +765,31 @@ def _fill_from_state(raw: Mapping[str, Any]) -> Fill:
 
 
 def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
-    try:
-        return max(1, min(int(params.get("limit") or default), maximum))
-    except ValueError:
-        raise bad_request(
-            -1100, "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'."
-        ) from None
+    return max(1, min(integer(params, "limit", default), maximum))  # type: ignore[type-var]
+
+
+def _has_worked(order: Order) -> bool:
+    """Binance's ``isWorking``: the order has been working on the book (every order but a stop
+    that has not triggered), whether it is still open, filled, canceled or expired."""
+    return not order.type.is_stop or order.triggered
+
+
+def _page(items: list[Any], params: Mapping[str, str], from_id: bool) -> list[Any]:
+    """``limit`` records, oldest first: from ``fromId``/``orderId`` or ``startTime`` the first
+    ones, else (as Binance does) the most recent."""
+    limit = _limit(params, 500, 1000)
+    return items[:limit] if from_id or params.get("startTime") else items[-limit:]
 
 
 def _in_window(items: list[Any], params: Mapping[str, str], when: Callable[[Any], int]) -> list[Any]:
-    start, end = params.get("startTime"), params.get("endTime")
-    if start and end and int(end) - int(start) > 24 * 3600 * 1000:
+    start, end = integer(params, "startTime"), integer(params, "endTime")
+    if start is not None and end is not None and end - start > 24 * 3600 * 1000:
         raise bad_request(-1127, "More than 24 hours between startTime and endTime.")
-    return [i for i in items if (not start or when(i) >= int(start)) and (not end or when(i) <= int(end))]
+    return [i for i in items if (start is None or when(i) >= start) and (end is None or when(i) <= end)]
+
+
+def _dec(value: Any) -> Decimal:
+    return Decimal(repr(float(value)))
 
 
 def _resample(frame: pd.DataFrame, minutes: int) -> pd.DataFrame:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from workbench.config import Config, Credentials, TradingMode, resolve_mode
+from workbench.config import Config, Credentials, MainnetGuard, TradingMode, resolve_mode
 from workbench.errors import ConfigError
 from workbench.executors.base import Executor, Listener
 from workbench.executors.paper import PaperExecutor
@@ -30,4 +30,5 @@ def build_executor(config: Config, rules: Mapping[str, SymbolRules]) -> Executor
     if credentials is None:
         names = " and ".join(Credentials.ENV[mode])
         raise ConfigError(f"{mode} trading needs API keys: set {names} in the environment.")
-    return BinanceExecutor(mode, rules, credentials, venue_url=config.venue_url)
+    guard = MainnetGuard(config) if mode is TradingMode.MAINNET else None
+    return BinanceExecutor(mode, rules, credentials, venue_url=config.venue_url, guard=guard)

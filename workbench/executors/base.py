@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from workbench.config import TradingMode
 from workbench.matching import Execution
-from workbench.model import Balance, Fill, Order, OrderRequest
+from workbench.model import Balance, Fill, Order, OrderList, OrderListRequest, OrderRequest
 
 Listener = Callable[[Execution], None]
 
@@ -51,3 +51,17 @@ class Executor(Protocol):
         """Connect, and reconcile the orders a restarted session ``known`` (client id -> order)."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class OrderListExecutor(Protocol):
+    """What an executor that trades order lists (OCO, OTO, OTOCO) adds; lists are addressed by
+    the workbench's ``list_client_order_id``. A separate protocol, so executors adopt it one by one."""
+
+    async def create_order_list(self, request: OrderListRequest) -> OrderList: ...
+
+    async def cancel_order_list(self, list_client_order_id: str, symbol: str) -> OrderList: ...
+
+    async def fetch_order_list(self, list_client_order_id: str, symbol: str) -> OrderList: ...
+
+    async def fetch_open_order_lists(self, symbol: str | None = None) -> list[OrderList]: ...

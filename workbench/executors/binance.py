@@ -4,8 +4,10 @@ A thin adapter: it translates between ccxt and the workbench's model and does th
 work, nothing else.
 
 * URLs come from the mode alone (:func:`make_client`): Binance Spot Testnet by default, a local
-  exchange when ``venue_url`` is given, mainnet only for ``TradingMode.MAINNET``, which only
-  :func:`~workbench.config.resolve_mode` hands out past the guard.
+  exchange when ``venue_url`` is given, mainnet only for ``TradingMode.MAINNET``, which needs the
+  :class:`~workbench.config.MainnetGuard` that exists only past :func:`~workbench.config.resolve_mode`.
+  A testnet client reaches the testnets and loopback only: every URL's parsed host is checked when
+  the client is built and again at every request and WebSocket connection (:class:`BinanceClient`).
 * Every order carries the workbench's client order id. When an answer is lost (timeout, 5xx,
   -1007) the order is looked up by that id before anything is retried, so it is never placed twice.
 * The user data stream (``watch_orders``, ``watch_my_trades``) reports orders and fills as they
@@ -20,23 +22,26 @@ work, nothing else.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxtpro
 import pandas as pd
 
-from workbench.config import Credentials, TradingMode
+from workbench.config import MAINNET_CONSENT, MAINNET_ENV, Credentials, MainnetGuard, TradingMode
 from workbench.errors import (
     ConfigError,
     ExchangeError,
     FilterError,
     InsufficientBalance,
+    MainnetGuardError,
     MalformedMessage,
     OrderNotFound,
     OrderRejected,
@@ -51,7 +56,6 @@ from workbench.model import ZERO, Balance, Fill, Order, OrderRequest, OrderStatu
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAINNET_HOSTS = ("api.binance.com", "stream.binance.com", "ws-api.binance.com")
 # ccxt's errors after which a request may or may not have taken effect (VenueUnavailable to callers).
 AMBIGUOUS = (
     ccxt_async.RequestTimeout,
@@ -61,25 +65,114 @@ AMBIGUOUS = (
 )
 
 
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` with every (non-empty) secret in it replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 class Redacted(logging.LoggerAdapter):  # type: ignore[type-arg]
     """ccxt's logger with the client's API key and secret blanked out: ccxt logs every request's
     headers (``X-MBX-APIKEY`` among them) at DEBUG."""
 
     def __init__(self, logger: logging.Logger, *secrets: str) -> None:
         super().__init__(logger, {})
-        self._secrets = [s for s in secrets if s]
+        self._secrets = secrets
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if self.isEnabledFor(level):
-            text = str(msg) % args if args else str(msg)
-            for secret in self._secrets:
-                text = text.replace(secret, "***")
-            self.logger.log(level, "%s", text, **kwargs)
+            self.logger.log(level, "%s", redact(str(msg) % args if args else str(msg), *self._secrets), **kwargs)
 
 
-def make_client(mode: TradingMode, credentials: Credentials | None, venue_url: str | None = None) -> ccxtpro.binance:
+# Binance's production domains (real money) and the testnets' (spot; futures in ccxt's sandbox URLs).
+# A domain stands for itself and every host under it.
+PRODUCTION_DOMAINS = ("binance.com", "binance.us")
+TESTNET_DOMAINS = ("testnet.binance.vision", "binancefuture.com")
+GUARD_NEEDED = (
+    f"Mainnet trades real money: set `mode = \"mainnet\"` and `mainnet = true` in the config and "
+    f"{MAINNET_ENV}={MAINNET_CONSENT}, then build the session with TradingSession.from_config(config) "
+    "or build_executor(config), which pass the MainnetGuard."
+)
+
+
+def host_of(url: str) -> str:
+    """The host ``url`` reaches, as a resolver sees it: percent-decoded, IDNA-encoded, lowercased,
+    without trailing dots; ``""`` when it has none or it cannot be encoded."""
+    try:
+        host = unquote(urlsplit(url).hostname or "").rstrip(".")
+        return host.encode("idna").decode("ascii").lower().rstrip(".")
+    except ValueError:  # UnicodeError among them
+        return ""
+
+
+def _within(host: str, domains: tuple[str, ...]) -> bool:
+    return any(host == domain or host.endswith("." + domain) for domain in domains)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, mode: TradingMode) -> None:
+    """Refuse ``url`` unless a ``mode`` client may reach it. A testnet client reaches the testnets
+    and loopback only, never a Binance production host (:class:`MainnetGuardError`); a mainnet
+    client, which exists only with a :class:`~workbench.config.MainnetGuard`, reaches any."""
+    if mode is TradingMode.MAINNET:
+        return
+    host, where = host_of(url), url.split("?")[0]
+    if _within(host, PRODUCTION_DOMAINS):
+        raise MainnetGuardError(f"Refused {where}: {host} is a Binance production host. {GUARD_NEEDED}")
+    if not (_within(host, TESTNET_DOMAINS) or _loopback(host)):
+        raise ConfigError(
+            f"Refused {where}: a {mode} client reaches only {' and '.join(TESTNET_DOMAINS)} or a local "
+            "exchange on loopback (localhost, 127.0.0.1, ::1); set venue_url to one of those."
+        )
+
+
+class BinanceClient(ccxtpro.binance):  # type: ignore[misc]
+    """ccxt.pro's Binance client held to its mode: every REST request (``fetch``) and WebSocket
+    connection (``client``) passes :func:`check_url` at the moment it is made, a mainnet one cannot
+    be built without a :class:`~workbench.config.MainnetGuard`, and ``verbose`` output never shows
+    the API key or secret."""
+
+    def __init__(self, config: dict[str, Any], mode: TradingMode, guard: MainnetGuard | None = None) -> None:
+        if mode is TradingMode.MAINNET and not isinstance(guard, MainnetGuard):
+            raise MainnetGuardError(GUARD_NEEDED)
+        self._mode = mode
+        super().__init__(config)
+
+    @property
+    def mode(self) -> TradingMode:
+        return self._mode
+
+    async def fetch(self, url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+        check_url(url, self._mode)
+        return await super().fetch(url, method, headers, body)
+
+    def client(self, url: str) -> Any:
+        check_url(url, self._mode)
+        return super().client(url)
+
+    def log(self, *args: Any) -> None:
+        """ccxt's ``verbose`` output (REST and WebSocket), with the API key and secret blanked out."""
+        print(redact(" ".join(map(str, args)), self.apiKey, self.secret))
+
+
+def make_client(
+    mode: TradingMode,
+    credentials: Credentials | None,
+    venue_url: str | None = None,
+    *,
+    guard: MainnetGuard | None = None,
+) -> BinanceClient:
     """The ccxt.pro client for ``mode``. The one place URLs are chosen: testnet (sandbox) URLs for
-    TESTNET, ``venue_url`` (a local exchange) when given, Binance's own only for MAINNET."""
+    TESTNET, ``venue_url`` (a local exchange) when given, Binance's own only for MAINNET, which
+    needs the ``guard`` that :class:`~workbench.config.MainnetGuard` issues past :func:`resolve_mode`."""
     if mode is TradingMode.PAPER:
         raise ConfigError("Paper mode has no venue: use PaperExecutor.")
     config: dict[str, Any] = {
@@ -99,13 +192,12 @@ def make_client(mode: TradingMode, credentials: Credentials | None, venue_url: s
             "secret": secret,
             "logger": Redacted(logging.getLogger("ccxt.base.exchange"), key, secret),
         }
-    client = ccxtpro.binance(config)
+    client = BinanceClient(config, mode, guard)
     if mode is TradingMode.TESTNET:
         client.set_sandbox_mode(True)
     if venue_url is not None:
         point_at(client, venue_url)
-    check_hosts(client, mode)
-    guard_requests(client, mode)
+    check_hosts(client)
     return client
 
 
@@ -124,36 +216,16 @@ def point_at(client: ccxtpro.binance, venue_url: str) -> None:
     api["ws"]["ws-api"]["spot"] = f"{ws}/ws-api/v3"
 
 
-def check_hosts(client: ccxtpro.binance, mode: TradingMode) -> None:
-    """Refuse a client that could reach a mainnet host unless the mode is MAINNET."""
-    if mode is TradingMode.MAINNET:
-        return
-    urls = json.dumps(client.urls["api"])
-    reachable = [host for host in MAINNET_HOSTS if host in urls]
-    if reachable:
-        raise ConfigError(f"A {mode} client must not reach mainnet hosts, but its URLs name {reachable}.")
+def check_hosts(client: BinanceClient) -> None:
+    """Refuse, before anything is sent, a client whose URLs name a host its mode may not reach."""
+    for url in _urls(client.urls["api"]):
+        check_url(url, client.mode)
 
 
-def guard_requests(client: ccxtpro.binance, mode: TradingMode) -> None:
-    """Make every HTTP request and WebSocket connection of ``client`` refuse a mainnet host unless
-    the mode is MAINNET: a second lock behind :func:`check_hosts`, at the moment of sending."""
-    if mode is TradingMode.MAINNET:
-        return
-    fetch, connect = client.fetch, client.client
-
-    def refuse(url: str) -> None:
-        if any(host in url for host in MAINNET_HOSTS):
-            raise ConfigError(f"Refused: a {mode} session tried to reach the mainnet URL {url.split('?')[0]}.")
-
-    async def guarded_fetch(url: str, *args: Any, **kwargs: Any) -> Any:
-        refuse(url)
-        return await fetch(url, *args, **kwargs)
-
-    def guarded_client(url: str) -> Any:
-        refuse(url)
-        return connect(url)
-
-    client.fetch, client.client = guarded_fetch, guarded_client
+def _urls(tree: Any) -> list[str]:
+    if isinstance(tree, str):
+        return [tree]
+    return [url for value in tree.values() for url in _urls(value)]
 
 
 def _bar(candle: list[float], close_time: int) -> pd.Series:
@@ -329,11 +401,16 @@ class BinanceExecutor:
         venue_url: str | None = None,
         reconcile_every: float = 30.0,
         limiter: RateLimiter | None = None,
-        client: ccxtpro.binance | None = None,
+        client: BinanceClient | None = None,
+        guard: MainnetGuard | None = None,
     ) -> None:
+        """For MAINNET, ``guard`` is the :class:`~workbench.config.MainnetGuard` (else
+        :class:`MainnetGuardError`); a ``client`` given must be a :class:`BinanceClient` of ``mode``."""
         self.mode = mode
         self.rules = dict(rules)
-        self.client = client or make_client(mode, credentials, venue_url)
+        self.client = client or make_client(mode, credentials, venue_url, guard=guard)
+        if not (isinstance(self.client, BinanceClient) and self.client.mode is mode):
+            raise ConfigError(f"A {mode} executor needs a {mode} client from make_client().")
         self.venue = venue_url or self.client.urls["api"]["public"]
         self.account = "testnet account" if mode is TradingMode.TESTNET else "mainnet account"
         self.limiter = limiter or RateLimiter()
@@ -351,6 +428,7 @@ class BinanceExecutor:
         self._gap_tasks: set[asyncio.Task[None]] = set()
         self._stream_errors = 0
         self._started = False
+        self.market_prices: dict[str, Decimal] = {}  # the latest trade price each bar stream showed
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -398,6 +476,8 @@ class BinanceExecutor:
         last: list[float] | None = None
         while True:
             bars, last = closed_bars(last, await self.client.watch_ohlcv(symbol, timeframe))
+            # the forming candle's close: the price now, for an order's arrival price
+            self.market_prices.update({symbol: Decimal(str(last[4]))} if last else {})
             for bar in bars:
                 yield bar
 

@@ -7,11 +7,19 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from workbench.config import TradingMode
-from workbench.errors import InvalidOrder
 from workbench.executors.base import Listener
 from workbench.filters import SymbolRules
 from workbench.matching import BookConfig, Execution, Fees, MatchingEngine
-from workbench.model import Balance, Fill, Order, OrderRequest
+from workbench.model import (
+    Balance,
+    Fill,
+    Order,
+    OrderList,
+    OrderListRequest,
+    OrderRequest,
+    PreventedMatch,
+    missing_parameter,
+)
 
 
 class PaperExecutor:
@@ -48,27 +56,43 @@ class PaperExecutor:
         self._emit(self.engine.set_price(symbol, price, timestamp))
 
     async def create_order(self, request: OrderRequest) -> Order:
-        if not request.client_order_id:
-            raise InvalidOrder(
-                "The paper executor needs a client_order_id on every request; TradingSession assigns one.",
-                code=-1102,
-                msg="Mandatory parameter 'newClientOrderId' was not sent, was empty/null, or malformed.",
-                field="client_order_id",
-                rule="required",
-            )
-        events = self.engine.create_order(request, request.client_order_id, self.now())
+        _require_id(request.client_order_id, "client_order_id")
+        events = self.engine.create_order(request, request.client_order_id, self.now())  # type: ignore[arg-type]
         self._emit(events)
-        return events[-1].order
+        return next(e.order for e in reversed(events) if e.order.client_order_id == request.client_order_id)
+
+    async def create_order_list(self, request: OrderListRequest) -> OrderList:
+        """Place an OCO, OTO or OTOCO; the list and every leg carry the workbench's client ids."""
+        _require_id(request.list_client_order_id, "list_client_order_id")
+        for leg in request.orders:
+            _require_id(leg.client_order_id, "client_order_id")
+        events = self.engine.create_order_list(request, request.list_client_order_id, self.now())  # type: ignore[arg-type]
+        self._emit(events)
+        return self.engine.get_order_list(request.symbol, list_client_order_id=request.list_client_order_id)
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
-        event = self.engine.cancel_order(symbol, client_order_id=client_order_id, now=self.now())
-        self._emit([event])
-        return event.order
+        events = self.engine.cancel_order_events(symbol, client_order_id=client_order_id, now=self.now())
+        self._emit(events)
+        return events[0].order
 
     async def cancel_all_orders(self, symbol: str) -> list[Order]:
         events = self.engine.cancel_all_orders(symbol, self.now())
         self._emit(events)
-        return [e.order for e in events]
+        return [e.order for e in events if e.kind == "CANCELED"]
+
+    async def cancel_order_list(self, list_client_order_id: str, symbol: str) -> OrderList:
+        events = self.engine.cancel_order_list(symbol, list_client_order_id=list_client_order_id, now=self.now())
+        self._emit(events)
+        return events[-1].order_list  # type: ignore[return-value]
+
+    async def fetch_order_list(self, list_client_order_id: str, symbol: str) -> OrderList:
+        return self.engine.get_order_list(symbol, list_client_order_id=list_client_order_id)
+
+    async def fetch_open_order_lists(self, symbol: str | None = None) -> list[OrderList]:
+        return self.engine.order_lists_of(symbol, open_only=True)
+
+    async def fetch_prevented_matches(self, symbol: str) -> list[PreventedMatch]:
+        return self.engine.prevented_matches(symbol)
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
         return self.engine.get_order(symbol, client_order_id=client_order_id)
@@ -92,8 +116,14 @@ class PaperExecutor:
         """Nothing to release: the paper venue lives in this process."""
 
     def _emit(self, events: list[Execution]) -> None:
+        """Record fills and pass every event, LIST_STATUS included, to the listeners."""
         for event in events:
             if event.fill is not None:
                 self._fills.append(event.fill)
             for listener in self._listeners:
                 listener(event)
+
+
+def _require_id(value: str | None, name: str) -> None:
+    if not value:
+        raise missing_parameter(name, "The paper executor needs one on every request; TradingSession assigns one.")

@@ -1,0 +1,116 @@
+"""``workbench report`` as a user runs it: a subprocess, on a real DuckDB store."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.config import load_config
+from workbench.data import load_klines
+from workbench.session import TradingSession
+from workbench.strategy import SmaCross
+
+WORKBENCH = Path(sys.executable).with_name("workbench")
+SECTIONS = ("Data", "Performance", "Fees", "Trades", "Open positions at the end", "Execution quality",
+            "Refusals and drops", "Explain", "Paper versus real", "Sweep")  # fmt: skip
+SCIENTIFIC = re.compile(r"(?<![\w.])\d+(\.\d+)?[eE][+-]?\d+(?![\w])")
+
+
+def paper_session(store_path: Path, bars: int = 600) -> str:
+    """A paper session over the bundled klines (or the labelled synthetic sample), as `workbench paper` trades."""
+    config = load_config(mode="paper", symbols=["BTC/USDT"], store_path=store_path)
+    session = TradingSession.from_config(config, strategy=SmaCross(fast=5, slow=20, size=0.001))
+    asyncio.run(session.run({"BTC/USDT": load_klines("BTC/USDT", limit=bars, allow_sample=True)}, progress=False))
+    session.store.close()
+    return session.session_id
+
+
+def visible_text(html: str) -> str:
+    """The page's text: no scripts, styles, embedded images or tags."""
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S | re.I)
+    html = re.sub(r'src="data:[^"]*"', " ", html)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def write_report(folder: Path) -> tuple[str, Path, subprocess.CompletedProcess]:
+    """A paper session in a new store in ``folder`` and its report, written by ``workbench report``."""
+    store = folder / "report.duckdb"
+    session_id = paper_session(store)
+    output = folder / "report.html"
+    done = subprocess.run(
+        [str(WORKBENCH), "report", session_id, "--store", str(store), "--output", str(output)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return session_id, output, done
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory) -> tuple[str, Path, subprocess.CompletedProcess]:
+    return write_report(tmp_path_factory.mktemp("report"))
+
+
+def test_an_unknown_session_fails_with_one_clear_line_before_any_heavy_import(tmp_path):
+    store = tmp_path / "one.duckdb"
+    paper_session(store, bars=100)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", str(WORKBENCH), "report", "no-such-session", "--store", str(store)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert len(lines) == 1 and lines[0].startswith("workbench: Unknown session id(s) ['no-such-session']")
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "duckdb" in imported  # the check ran, and nothing of the notebook machinery was loaded for it
+    assert not imported & {"papermill", "nbconvert", "nbformat", "matplotlib", "jupyter_client"}
+
+
+def test_the_report_of_a_session_shows_progress_and_every_section(reported):
+    session_id, output, done = reported
+    assert done.stdout.strip() == str(output)
+    assert "report: starting the analysis kernel" in done.stderr and "report: exporting HTML" in done.stderr
+    assert re.search(r"Executing: 100%", done.stderr)  # the notebook's cells, counted as they run
+    html = output.read_text()
+    text = visible_text(html)
+    for section in SECTIONS:
+        assert re.search(rf"<h2[^>]*>{re.escape(section)}", html), section
+    assert session_id in text and "Traceback" not in text
+    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 1  # the equity against buy and hold
+    data = load_klines("BTC/USDT", limit=1, allow_sample=True).attrs["source"]
+    assert data in text and (("SYNTHETIC DATA" in text) == ("SYNTHETIC" in data))
+    for figure in ("Sharpe ratio (annualised)", "Max drawdown (USDT)", "Buy and hold return", "Time in market"):
+        assert figure in text
+    assert not SCIENTIFIC.findall(text), SCIENTIFIC.findall(text)[:5]
+    assert re.search(r"\d %", text) and "bps" in text  # percentages and basis points, with their units
+
+
+def test_the_report_of_a_paper_session_says_in_words_what_has_nothing_to_plot(reported):
+    text = visible_text(reported[1].read_text())
+    assert "Slippage: every order within" in text  # paper fills within a fraction of a bp: no histogram
+    assert "Latency: zero for every order" in text
+
+
+def test_the_report_of_a_sweep_labels_runs_by_their_parameters(tmp_path):
+    from tests.test_analysis import write_random
+    from workbench.store import Store
+
+    store = tmp_path / "sweep.duckdb"
+    with Store(store) as s:
+        for i, (fast, slow) in enumerate([(5, 20), (10, 20), (5, 40), (10, 40)]):
+            write_random(s, f"grid-{i}", seed=i, sweep_id="grid", params={"fast": fast, "slow": slow})
+    output = tmp_path / "sweep.html"
+    done = subprocess.run(
+        [str(WORKBENCH), "report", "grid", "--sweep", "--store", str(store), "--output", str(output)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    html = output.read_text()
+    text = visible_text(html)
+    assert re.search(r"<th[^>]*>fast</th>\s*<th[^>]*>slow</th>", html)  # the parameter columns head the table
+    assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 2  # the heatmap and the PnL lines
+    assert not SCIENTIFIC.findall(text), SCIENTIFIC.findall(text)[:5]
