@@ -99,7 +99,7 @@ def test_a_worker_and_the_merge_check_the_ids_again(tmp_path):
     """A Dask worker runs ``_execute`` in another process, and ``merge_run`` is public: both entries check."""
     for params in ({"session_id": "../../x", "sweep_id": None}, {"session_id": "ok", "sweep_id": "a=b"}):
         with pytest.raises(ConfigError, match="must be 1 to 64 letters"):
-            _execute(params, tmp_path, SESSION_NOTEBOOK, 10, False)
+            _execute(params, tmp_path, SESSION_NOTEBOOK, 10, False, tmp_path / "main.duckdb")
     with pytest.raises(ConfigError, match="must be 1 to 64 letters"):
         merge_run(tmp_path / "main.duckdb", RunResult("../../x", "failed", "", str(tmp_path / "x"), {"mode": "paper"}))
     assert list(tmp_path.iterdir()) == []

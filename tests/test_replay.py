@@ -132,7 +132,10 @@ async def test_the_risk_checks_guard_a_replay_as_they_guard_a_session(tmp_path):
 
         KillSwitch(store).trip("test", "test")
         halted = await replay(SmaCross(5, 20, 0.01), bars, store=store)
-        assert halted.orders.empty and {e.rule for e in halted.session.rejections} == {"kill_switch"}
+        assert halted.orders.empty and not halted.session.rejections  # a halted session stops before its first bar
+        assert store.sql("SELECT status FROM sessions WHERE session_id = ?", [halted.session.session_id]) == [
+            ("halted",)
+        ]
 
 
 async def test_a_replay_of_several_symbols_trades_each_on_its_own_signals(tmp_path):

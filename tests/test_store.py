@@ -197,3 +197,54 @@ def test_a_journal_naming_another_table_is_refused(tmp_path):
     Path(f"{path}.journal").write_text(json.dumps({"table": "audit_log", "columns": [], "values": []}) + "\n")
     with pytest.raises(StoreError, match="names the table 'audit_log'; move it aside"):
         Store(path)
+
+
+FULL_DISK = textwrap.dedent(
+    """
+    import json, os, sys
+    from workbench.config import TradingMode
+    from workbench.store import Store, StoreError
+    folder = sys.argv[1]
+    store = Store(f"{folder}/s.duckdb")
+    store.audit("before", {})
+    store.flush()
+    with open(f"{folder}/filler", "wb") as filler:  # the disk fills up
+        try:
+            while True:
+                filler.write(b"x" * 65536)
+                filler.flush()
+        except OSError:
+            pass
+    for n in range(300):
+        store.audit("while full", {"n": n, "pad": "y" * 200})
+    try:
+        store.flush()
+        error = ""
+    except StoreError as e:
+        error = str(e)
+    os.unlink(f"{folder}/filler")  # space returns
+    store.audit("after", {})
+    store.flush()
+    kinds = dict(store.sql("SELECT kind, count(*) FROM audit_log GROUP BY kind"))
+    store.close()
+    print(json.dumps({"error": error, "kinds": kinds}))
+    """
+)
+
+
+@pytest.mark.skipif(
+    subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0,
+    reason="needs unshare (a user and mount namespace) for a small tmpfs to fill",
+)
+def test_a_full_disk_is_retried_reported_as_enospc_and_loses_nothing(tmp_path):
+    """A real full disk (a 2 MB tmpfs): the commit fails, is retried, is reported naming ENOSPC; the
+    writer lives on, and once space returns the rows it kept are committed."""
+    (tmp_path / "FULL_DISK.py").write_text(FULL_DISK)
+    mnt = tmp_path / "mnt"
+    script = f"mount -t tmpfs -o size=2m tmpfs {mnt} && exec {sys.executable} {tmp_path}/FULL_DISK.py {mnt}"
+    (tmp_path / "mnt").mkdir()
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "the disk is full (ENOSPC)" in result["error"] and "tried 5 times" in result["error"], result
+    assert result["kinds"] == {"before": 1, "while full": 300, "after": 1}

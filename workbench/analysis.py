@@ -848,14 +848,15 @@ def data_source(source: Source, session_id: str) -> pd.DataFrame:
 
 
 def session_bars(source: Source, session_id: str) -> dict[str, pd.DataFrame]:
-    """The bars a session saw, per symbol (indexed by open time, with ``close_time``): the live bars
-    it recorded, else its historical data reloaded from the same source. ``{}`` if neither can be
-    had (the source is gone, or the session recorded no data)."""
+    """The bars a session saw, per symbol (indexed by open time, with ``close_time``: when the bar was
+    known closed, its signal time, see :meth:`TradingSession.on_bar`): the live bars it recorded,
+    else its historical data reloaded from the same source. ``{}`` if neither can be had (the source
+    is gone, or the session recorded no data)."""
     with _reader(source) as read:
         _resolve(read, session_id, None)
         live = read(
             f"""SELECT detail->>'symbol' AS symbol, CAST(detail->>'open_time' AS BIGINT) AS open_time,
-                       CAST(detail->>'close_time' AS BIGINT) AS close_time,
+                       CAST(coalesce(detail->>'signal_time', detail->>'close_time') AS BIGINT) AS close_time,
                        CAST(detail->>'open' AS DOUBLE) AS open, CAST(detail->>'high' AS DOUBLE) AS high,
                        CAST(detail->>'low' AS DOUBLE) AS low, CAST(detail->>'close' AS DOUBLE) AS close,
                        CAST(detail->>'volume' AS DOUBLE) AS volume

@@ -1,8 +1,9 @@
 """The kill switch: once tripped it blocks new orders in every mode until cleared explicitly.
 
 Its state is recorded in the store (so a restarted session stays halted) and mirrored in a flag
-file beside the store, ``<store>.halt``, through which another process (the CLI, a sweep's
-controller) can trip every session that uses that store.
+file beside the store, ``<store>.halt``, through which another process (the CLI, a panel, a sweep's
+controller) trips every session that uses that store: a trip writes the flag, and every session
+watches the flags of its account (a run watches the main store's and its sweep's too).
 """
 
 from __future__ import annotations
@@ -49,14 +50,22 @@ class KillSwitch:
     @property
     def tripped(self) -> bool:
         for flag in self.flags if not self._tripped else ():
-            if flag.exists():
+            try:
                 detail = json.loads(flag.read_text() or "{}")
-                self.trip(detail.get("reason", "tripped from another process"), detail.get("source", "flag file"))
+            except FileNotFoundError:
+                continue
+            else:
+                self._halt(detail.get("reason", "tripped from another process"), detail.get("source", "flag file"))
                 break
         return self._tripped
 
     def trip(self, reason: str, source: str = "code") -> None:
-        """Halt: persist the state, then tell every listener."""
+        """Halt: write this store's flag (so every process on the store halts too), persist the
+        state, then tell every listener."""
+        trip_flag(self.store.path, reason, source)
+        self._halt(reason, source)
+
+    def _halt(self, reason: str, source: str) -> None:
         self._tripped, self.reason = True, reason
         self.store.set_kill_switch(True, reason, source)
         self.store.audit("kill_switch.trip", {"reason": reason, "source": source})

@@ -7,6 +7,11 @@
   own DuckDB file, exports it as Parquet, and one step (:func:`merge_run`) folds each run into
   the main store: idempotently (a run's rows are replaced, never doubled), so re-running a sweep
   skips what completed and merges nothing twice.
+* Durability is the session's own: a run's store and journal are kept, so restarting a session id
+  resumes it (see :func:`_execute`); one session id runs once at a time; a killed run is merged
+  at its next run or by :func:`merge_unmerged` (``workbench merge``).
+* The kill switch: a run watches the main store's flag and its sweep's, and none starts while one
+  is tripped; before a run trades, the main store must take a write.
 * Safety: a parameter cannot switch a run to mainnet (``mainnet`` is not a parameter, and
   ``mode="mainnet"`` still needs the guard's environment variable in the worker); API keys never
   enter parameters, so they never reach an executed notebook.
@@ -15,6 +20,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import functools
 import hashlib
 import itertools
@@ -25,7 +32,7 @@ import traceback
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +43,9 @@ from workbench.analysis import sweep_table
 from workbench.checks import check_id, command_line, inside, positive_int, positive_number, timestamp
 from workbench.config import DEFAULT_STORE, MAINNET_CONSENT, MAINNET_ENV, Credentials, TradingMode, load_config
 from workbench.data import load_rules
-from workbench.errors import ConfigError, MainnetGuardError
-from workbench.killswitch import flag_path, trip_flag
-from workbench.store import Store
+from workbench.errors import ConfigError, KillSwitchActive, MainnetGuardError
+from workbench.killswitch import KillSwitch, flag_path, trip_flag
+from workbench.store import Store, StoreError
 from workbench.strategy import make_strategy
 
 SESSION_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_session.ipynb"
@@ -57,6 +64,7 @@ PARAMETERS = {
     "venue": "local",
     "store_path": str(DEFAULT_STORE),
     "halt_flag": None,
+    "main_flag": None,
 }
 _TABLES = (
     "sessions",
@@ -73,8 +81,9 @@ _SECRET_WORDS = ("key", "secret", "password", "passphrase", "token", "credential
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one run did: its session, status (``completed`` or ``failed``), executed notebook,
-    its own store file, and the error if it failed."""
+    """What one run did: its session, status (``completed``, ``halted`` by the kill switch,
+    ``failed``, ``interrupted`` (killed, merged later), ``busy`` (running elsewhere) or
+    ``skipped``), executed notebook, its own store file, and the error if it failed."""
 
     session_id: str
     status: str
@@ -174,13 +183,33 @@ def run(
     runs = Path(runs_dir).resolve()  # absolute: runs share nothing with the process's working directory
     session_id = params["session_id"] or _session_id(params)
     main_store = Path(merge_into or params["store_path"]).resolve()
-    own = _execute(params | {"session_id": session_id}, runs, Path(notebook), timeout, progress)
-    merge_run(main_store, own)
+    _preflight(main_store, runs / "single")
+    own = _execute(params | {"session_id": session_id}, runs, Path(notebook), timeout, progress, main_store)
+    if own.status == "busy":
+        raise ConfigError(own.error or f"Session {session_id} is already running.")
+    try:
+        merge_run(main_store, own)
+    except duckdb.Error as e:
+        first = str(e).splitlines()[0]
+        raise StoreError(
+            f"Run {session_id} ended {own.status} but merging it into {main_store} failed ({first}); "
+            f"`workbench merge --store {main_store}` merges it once the store takes writes."
+        ) from None
     return own
 
 
-def _execute(params: dict[str, Any], runs: Path, notebook: Path, timeout: float | None, progress: bool) -> RunResult:
-    """Run one session in its own store file, export it as Parquet; never raises for a failed run."""
+def _execute(
+    params: dict[str, Any], runs: Path, notebook: Path, timeout: float | None, progress: bool, main_store: Path
+) -> RunResult:
+    """Run one session in its own store file, export it as Parquet; never raises for a failed run.
+
+    A session id runs once at a time (an exclusive lock beside its store, held while it runs and
+    released by the OS if this process dies: a twin gets status ``busy``). A real-mode run keeps
+    its store and journal: a restart of the id replays them, and the session reconciles with the
+    venue by client order id before it sends anything, continuing the client order sequence and
+    the positions. A paper run, whose venue lives in the kernel, starts over. The run watches the
+    kill switch of the main store and of its sweep (``runs/<sweep>/sweep.halt``) and does not
+    start while either is tripped."""
     _check_ids(params)  # again here: a Dask worker is an entry of its own
     import papermill
 
@@ -189,24 +218,165 @@ def _execute(params: dict[str, Any], runs: Path, notebook: Path, timeout: float 
     folder.mkdir(parents=True, exist_ok=True)
     own_store = folder / f"{session_id}.duckdb"
     executed = folder / f"{session_id}.ipynb"
-    for stale in (own_store, Path(f"{own_store}.wal"), Path(f"{own_store}.journal")):
-        stale.unlink(missing_ok=True)
-    run_params = params | {"store_path": str(own_store)}
-    status, error = "completed", None
-    try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(executed),
-            parameters=run_params,
-            kernel_name="python3",
-            progress_bar=progress,
-            execution_timeout=timeout,
-        )
-    except Exception as e:  # noqa: BLE001 - a failed run is a result, the sweep goes on
-        status, error = "failed", f"{type(e).__name__}: {e}".strip()[:2000] or traceback.format_exc(limit=3)
-    result = RunResult(session_id, status, str(executed), str(own_store), params, error)
-    _export(result, folder / session_id)
+    flags = (flag_path(main_store), _halt_flag(runs, folder.name))
+    with _session_lock(folder / f"{session_id}.lock") as held:
+        if not held:
+            return RunResult(session_id, "busy", str(executed), str(own_store), params, _busy(session_id, folder))
+        tripped = next((f for f in flags if f.exists()), None)
+        if tripped is not None:
+            return RunResult(
+                session_id, "halted", str(executed), str(own_store), params, f"not started: {_trip_line(tripped)}"
+            )
+        (folder / session_id / MERGED).unlink(missing_ok=True)
+        if params["mode"] == TradingMode.PAPER.value:  # a paper venue lives in the kernel: replay from the start
+            for stale in (own_store, Path(f"{own_store}.wal"), Path(f"{own_store}.journal")):
+                stale.unlink(missing_ok=True)
+        elif own_store.exists():
+            _resume(own_store)
+        _write_result(RunResult(session_id, "running", str(executed), str(own_store), params), folder / session_id)
+        run_params = params | {
+            "store_path": str(own_store),
+            "main_flag": str(flags[0]),
+            "halt_flag": str(flags[1]),
+        }
+        status, error = "completed", None
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=run_params,
+                kernel_name="python3",
+                progress_bar=progress,
+                execution_timeout=timeout,
+            )
+        except Exception as e:  # noqa: BLE001 - a failed run is a result, the sweep goes on
+            status, error = "failed", f"{type(e).__name__}: {e}".strip()[:2000] or traceback.format_exc(limit=3)
+        ended = _session_status(own_store, session_id)
+        if status == "completed" and ended != "completed":
+            status = ended if ended == "halted" else "failed"
+            error = None if ended == "halted" else f"the notebook ended with the session {ended!r}"
+        result = RunResult(session_id, status, str(executed), str(own_store), params, error)
+        _export(result, folder / session_id)
     return result
+
+
+MERGED = "merged.json"  # in a run's export folder once merge_run folded it into a main store
+
+
+@contextlib.contextmanager
+def _session_lock(path: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` (``True``), or ``False`` if another process holds it. The
+    OS releases it when the holder dies, however it dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _busy(session_id: str, folder: Path) -> str:
+    return (
+        f"Session {session_id} is already running (another process holds {folder / session_id}.lock): "
+        "wait for it to end, or give this run another --session-id."
+    )
+
+
+def _trip_line(flag: Path) -> str:
+    detail = json.loads(flag.read_text() or "{}")
+    store = str(flag)[: -len(".halt")]
+    how = f"`workbench halt-sweep {flag.parent.name} --clear`" if flag.name == "sweep.halt" else (
+        f"`workbench kill-switch clear --store {store}`"
+    )  # fmt: skip
+    return f"the kill switch is tripped ({detail.get('reason', 'no reason given')}); clear it with {how}."
+
+
+def _resume(own_store: Path) -> None:
+    """Ready a killed or halted run's store for its restart: wait for a dying kernel to let go of
+    it, replay its journal, and clear its own kill switch (the main store's, checked before, is
+    clear: the account may trade again)."""
+    with Store(own_store, wait=30) as store:
+        switch = KillSwitch(store)
+        if switch.tripped:
+            switch.clear("the run's restart (the main store's kill switch is clear)")
+
+
+def _session_status(own_store: Path, session_id: str) -> str:
+    """The status a session recorded in its own store (``running`` if it never ended), replaying
+    the journal a killed kernel left first."""
+    if not own_store.exists():
+        return "missing"
+    with Store(own_store, wait=10) as store:
+        rows = store.sql("SELECT status FROM sessions WHERE session_id = ?", [session_id])
+    return rows[0][0] if rows else "missing"
+
+
+def _preflight(main_store: Path, folder: Path) -> None:
+    """Refuse a run before it trades: the main store must take a write, and its kill switch (its
+    record or its flag file) and the sweep's (``folder/sweep.halt``) must be clear. Raises
+    :class:`StoreError` or :class:`KillSwitchActive` with one line."""
+    with Store(main_store) as store:
+        store.audit("run.preflight", {"folder": str(folder)})
+        store.flush()  # the main store takes a write: a read-only one fails here, not after the run
+        tripped, reason = store.kill_switch_state()
+    flag = next((f for f in (flag_path(main_store), _halt_flag(folder.parent, folder.name)) if f.exists()), None)
+    if flag is not None or tripped:
+        how = (
+            f"the kill switch is tripped ({reason}); clear it with `workbench kill-switch clear --store {main_store}`."
+        )
+        raise KillSwitchActive(
+            f"No run starts on {main_store}: {_trip_line(flag) if flag else how}", rule="kill_switch"
+        )
+
+
+def merge_unmerged(main_store: str | Path, runs_dir: str | Path = RUNS_DIR) -> list[RunResult]:
+    """Merge into ``main_store`` every run under ``runs_dir`` that was never merged (a run whose
+    process was killed, or whose merge failed); a run still going is left alone. A run killed
+    before it ended is merged with status ``interrupted``: run its session id again to resume it."""
+    main = Path(main_store).resolve()
+    results = []
+    for own_store in sorted(Path(runs_dir).resolve().glob("*/*.duckdb")):
+        folder, session_id = own_store.parent, own_store.stem
+        if (folder / session_id / MERGED).exists():
+            continue
+        result = _recover(folder, session_id)
+        if result.status != "busy":
+            merge_run(main, result)
+        results.append(result)
+    return results
+
+
+def _recover(folder: Path, session_id: str, params: dict[str, Any] | None = None) -> RunResult:
+    """The result of a run whose process died: its store (journal replayed) exported as Parquet."""
+    own_store = folder / f"{session_id}.duckdb"
+    executed = folder / f"{session_id}.ipynb"
+    saved = folder / session_id / "result.json"
+    if params is None:
+        params = json.loads(saved.read_text())["parameters"] if saved.exists() else {"mode": "testnet"}
+    with _session_lock(folder / f"{session_id}.lock") as held:
+        if not held:
+            return RunResult(session_id, "busy", str(executed), str(own_store), params, _busy(session_id, folder))
+        status = _session_status(own_store, session_id)
+        error = None
+        if status not in ("completed", "halted"):
+            status, error = (
+                "interrupted",
+                (f"the run was killed before it ended; `workbench run --session-id {session_id}` resumes it"),
+            )
+        result = RunResult(session_id, status, str(executed), str(own_store), params, error)
+        _export(result, folder / session_id)
+    return result
+
+
+def _write_result(result: RunResult, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text(json.dumps(asdict(result), default=str))
 
 
 def _export(result: RunResult, folder: Path) -> None:
@@ -219,14 +389,17 @@ def _export(result: RunResult, folder: Path) -> None:
                 con.table(table).write_parquet(str(inside(folder, f"{table}.parquet")))
         finally:
             con.close()
-    (folder / "result.json").write_text(json.dumps(asdict(result), default=str))
+    _write_result(result, folder)
 
 
 def merge_run(main_store: str | Path, result: RunResult) -> None:
     """Fold one run's exported Parquet into ``main_store``: its rows replace any earlier copy of
-    the same session, in one transaction; a failed run is recorded with its error and notebook."""
+    the same session, in one transaction; a failed or interrupted run is recorded with its error
+    and notebook. A run that is busy elsewhere, or was refused before it started, is left alone."""
     check_id(result.session_id, "session_id")
     folder = Path(result.store_path).with_suffix("")
+    if result.status == "busy" or not (folder / "sessions.parquet").exists() and result.status == "halted":
+        return
     Store(main_store).close()  # creates the schema if the file is new
     con = duckdb.connect(str(main_store))
     try:
@@ -240,26 +413,30 @@ def merge_run(main_store: str | Path, result: RunResult) -> None:
                     f"INSERT INTO {table} BY NAME SELECT {columns} FROM read_parquet(?) WHERE session_id = ?",
                     [str(parquet), result.session_id],
                 )
-        if result.status != "completed":
+        if result.status in ("failed", "interrupted"):
             summary = json.dumps({"error": result.error, "notebook": result.notebook})
             con.execute(
                 "INSERT INTO sessions (session_id, mode, params, status, summary, sweep_id) "
-                "VALUES (?, ?, ?, 'failed', ?, ?) "
-                "ON CONFLICT (session_id) DO UPDATE SET status = 'failed', summary = excluded.summary",
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (session_id) DO UPDATE SET status = excluded.status, summary = excluded.summary",
                 [
                     result.session_id,
-                    result.parameters["mode"],
+                    result.parameters.get("mode", "testnet"),
                     json.dumps(result.parameters, default=str),
+                    result.status,
                     summary,
                     result.parameters.get("sweep_id"),
                 ],
             )
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
         raise
     finally:
         con.close()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MERGED).write_text(json.dumps({"into": str(main_store), "status": result.status}))
 
 
 def expand_grid(grid: Mapping[str, Iterable[Any]] | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -316,15 +493,15 @@ def sweep(
     check_id(sweep_id, "sweep_id")
     runs = Path(runs_dir).resolve()  # absolute: runs share nothing with the process's working directory
     store_path = Path(store_path).resolve()
-    halt = _halt_flag(runs, sweep_id)
     sets = []
     for params in expand_grid(grid):
-        merged = check_parameters({**(base or {}), **params, "sweep_id": sweep_id, "halt_flag": str(halt)})
+        merged = check_parameters({**(base or {}), **params, "sweep_id": sweep_id})
         merged["session_id"] = merged["session_id"] or _session_id(merged)
         sets.append(merged)
     twins = sorted(sid for sid, n in Counter(p["session_id"] for p in sets).items() if n > 1)
     if twins:
         raise ConfigError(f"Several parameter sets of the grid would run as session(s) {twins}: make each distinct.")
+    _preflight(store_path, runs / sweep_id)
     done = _completed(store_path, sweep_id)
     todo = [p for p in sets if p["session_id"] not in done]
     results = [RunResult(p["session_id"], "skipped", "", "", p) for p in sets if p["session_id"] in done]
@@ -338,11 +515,15 @@ def sweep(
     return frame.drop(columns=["parameters"]).sort_values("session_id").reset_index(drop=True)
 
 
-def halt_sweep(sweep_id: str, reason: str, runs_dir: str | Path = RUNS_DIR) -> Path:
-    """Trip the kill switch of every running session of a sweep (and of those it starts later);
-    :class:`ConfigError` for an unsafe sweep id."""
+def halt_sweep(sweep_id: str, reason: str, runs_dir: str | Path = RUNS_DIR, *, clear: bool = False) -> Path:
+    """Trip the kill switch of every running session of a sweep (``single``: of every single
+    run); its runs, and new ones, stay halted until ``clear=True`` clears it. :class:`ConfigError`
+    for an unsafe sweep id."""
     folder = inside(runs_dir, check_id(sweep_id, "sweep_id"))
     folder.mkdir(parents=True, exist_ok=True)
+    if clear:
+        _halt_flag(Path(runs_dir), sweep_id).unlink(missing_ok=True)
+        return _halt_flag(Path(runs_dir), sweep_id)
     return trip_flag(folder / "sweep", reason, "sweep")
 
 
@@ -356,7 +537,9 @@ def _on_processes(todo, workers, runs, notebook, timeout, store_path, bar) -> li
     so a killed kernel fails its own run and nothing else."""
     results = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending: set[Future[RunResult]] = {pool.submit(_execute, p, runs, notebook, timeout, False) for p in todo}
+        pending: set[Future[RunResult]] = {
+            pool.submit(_execute, p, runs, notebook, timeout, False, store_path) for p in todo
+        }
         by_future = dict(zip(pending, todo, strict=True))
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -372,7 +555,15 @@ def _on_dask(todo, scheduler, runs, notebook, timeout, store_path, bar) -> list[
     with Client(scheduler) as client:
         futures = {
             client.submit(
-                _execute, p, runs.resolve(), notebook, timeout, False, key=f"run-{p['session_id']}", pure=False
+                _execute,
+                p,
+                runs.resolve(),
+                notebook,
+                timeout,
+                False,
+                store_path,
+                key=f"run-{p['session_id']}",
+                pure=False,
             ): p
             for p in todo
         }
@@ -385,16 +576,10 @@ def _settle(future: Any, params: dict[str, Any], runs: Path, store_path: str | P
     """A finished run's result (a crashed worker becomes a failed run), merged into the main store."""
     try:
         result = future.result()
-    except Exception as e:  # noqa: BLE001 - a killed worker: record it and go on
-        folder = runs / params["sweep_id"]
-        result = RunResult(
-            params["session_id"],
-            "failed",
-            str(folder / f"{params['session_id']}.ipynb"),
-            str(folder / f"{params['session_id']}.duckdb"),
-            params,
-            f"worker died: {type(e).__name__}: {e}",
-        )
+    except Exception as e:  # noqa: BLE001 - a killed worker: record what its store holds and go on
+        result = _recover(runs / params["sweep_id"], params["session_id"], params)
+        if result.status != "busy":
+            result = replace(result, status="failed", error=f"worker died: {type(e).__name__}: {e}")
     merge_run(store_path, result)
     bar.update(1)
     bar.set_postfix_str(f"{result.session_id}: {result.status}")
@@ -413,7 +598,9 @@ def _session_id(params: Mapping[str, Any]) -> str:
     """A run's session id: the sweep id and a digest of its parameters, so a re-run finds it."""
     digest = hashlib.sha1(
         json.dumps(
-            {k: v for k, v in params.items() if k not in ("halt_flag", "store_path")}, sort_keys=True, default=str
+            {k: v for k, v in params.items() if k not in ("halt_flag", "main_flag", "store_path")},
+            sort_keys=True,
+            default=str,
         ).encode()
     ).hexdigest()[:8]
     return f"{(params.get('sweep_id') or 'run')[:55]}-{digest}"  # at most 64 characters, as ids are
@@ -449,7 +636,20 @@ def register(subparsers: Any) -> None:
     halt.add_argument("sweep_id", type=_id, help="the sweep to halt (its --sweep-id)")
     halt.add_argument("--reason", default="halted from the command line", help="why, for the audit log")
     halt.add_argument("--runs-dir", default=str(RUNS_DIR), help=f"the sweep's runs folder (default {RUNS_DIR})")
+    halt.add_argument("--clear", action="store_true", help="clear the sweep's kill switch: its runs may start again")
     halt.set_defaults(func=_halt_command)
+    merge = subparsers.add_parser("merge", help="merge every run that was never merged (a killed one) into the store")
+    merge.add_argument("--store", default=str(DEFAULT_STORE), help=f"the main DuckDB file (default {DEFAULT_STORE})")
+    merge.add_argument("--runs-dir", default=str(RUNS_DIR), help=f"the runs folder (default {RUNS_DIR})")
+    merge.set_defaults(func=_merge_command)
+
+
+def _merge_command(args: Any) -> int:
+    results = merge_unmerged(args.store, args.runs_dir)
+    for r in results:
+        print(f"{r.session_id}: {r.status}{' (' + r.error + ')' if r.error else ''}")
+    print(f"merged {sum(r.status != 'busy' for r in results)} run(s) into {args.store}")
+    return 0 if all(r.status != "busy" for r in results) else 1
 
 
 def _session_flags(p: Any) -> None:
@@ -535,7 +735,8 @@ def _run_command(args: Any) -> int:
 def _halt_command(args: Any) -> int:
     if not (Path(args.runs_dir) / args.sweep_id).is_dir():  # a mistyped id: say so rather than halt nothing
         raise ConfigError(f"No sweep {args.sweep_id!r} under {args.runs_dir}: check the sweep id and --runs-dir.")
-    print(f"halted: {halt_sweep(args.sweep_id, args.reason, args.runs_dir)}")
+    flag = halt_sweep(args.sweep_id, args.reason, args.runs_dir, clear=args.clear)
+    print(f"{'cleared' if args.clear else 'halted'}: {flag}")
     return 0
 
 

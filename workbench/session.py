@@ -6,6 +6,7 @@ differs, and :func:`workbench.executors.build_executor` picks it from the mode.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,8 @@ from workbench.model import ZERO, Order, OrderRequest, OrderStatus, OrderType, S
 from workbench.risk import RiskChecks, RiskContext, RiskState
 from workbench.store import Store
 from workbench.strategy import Strategy, describe
+
+HALT_POLL = 0.25  # seconds between looks at the kill switch's flag files while a session runs
 
 
 @dataclass
@@ -93,6 +96,7 @@ class TradingSession:
         self._trade_keys: set[tuple[str, str]] = set()
         self._history: dict[str, pd.DataFrame] = {}
         self._seq = 0
+        self._halt_checked = -HALT_POLL
         self._started = False
         self._halting = False
         self._flattening = False
@@ -166,7 +170,9 @@ class TradingSession:
             await self.shadow.start()
 
     async def stop(self, status: str = "completed") -> pd.DataFrame:
-        """End the session: snapshot balances, record its summary, flush the store."""
+        """End the session: snapshot balances, record its summary, flush the store. The cancels a
+        kill switch's trip started are awaited first."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         balances = await self.executor.fetch_balance()
         self.store.record_balances(self.session_id, self.mode, balances.values(), self._now())
         summary = self.summary()
@@ -366,10 +372,14 @@ class TradingSession:
         self._history[symbol] = row if history is None else pd.concat([history.iloc[-self._window() :], row])
         target = self.strategy(self._history[symbol]).iloc[-1] if self.strategy else None
         at = _close_ms(bar)
+        # The signal exists once the bar has closed and reached the session: a venue replaying faster
+        # than real time stamps its bars ahead of this clock, and then the bar's arrival is the signal's time.
+        signal_time = min(at, int(time.time() * 1000))
         opened = int(pd.Timestamp(bar.name).timestamp() * 1000)
         prices = {k: float(bar[k]) for k in ("open", "high", "low", "close", "volume") if k in bar}
-        self._audit("market.bar", {"symbol": symbol, "open_time": opened, "close_time": at, **prices})
-        return await self._step(symbol, Decimal(str(bar["close"])), at, target)
+        detail = {"symbol": symbol, "open_time": opened, "close_time": at, "signal_time": signal_time, **prices}
+        self._audit("market.bar", detail)
+        return await self._step(symbol, Decimal(str(bar["close"])), signal_time, target)
 
     async def run(
         self, bars: Mapping[str, pd.DataFrame], *, progress: bool = True, skip_idle: bool = False
@@ -405,15 +415,17 @@ class TradingSession:
         timeline = pd.concat(steps).sort_index(kind="stable")
         if skip_idle:
             await self._run_sparse(timeline, progress)
-            return await self.stop()
+            return await self.stop(self._status())
         rows = zip(timeline["symbol"], timeline["close"].astype(str), timeline["target"], timeline["at"], strict=True)
         if progress:
             from tqdm.auto import tqdm
 
             rows = tqdm(rows, total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
         for symbol, close, target, at in rows:
+            if self._halted():
+                break
             await self._step(symbol, Decimal(close), int(at), target)
-        return await self.stop()
+        return await self.stop(self._status())
 
     async def _run_sparse(self, timeline: pd.DataFrame, progress: bool) -> None:
         """Step only the bars of ``timeline`` where something can happen (see :meth:`run`)."""
@@ -432,7 +444,7 @@ class TradingSession:
 
             bar = tqdm(total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
         i, done = 0, 0
-        while i < len(timeline):
+        while i < len(timeline) and not self._halted():
             if not self._busy():  # skip to the next bar that matters (the last bar always does)
                 i = int(needed[np.searchsorted(needed, i)])
             await self._step(symbols[i], Decimal(str(closes[i])), int(times[i]), targets[i])
@@ -457,16 +469,45 @@ class TradingSession:
             raise WorkbenchError(f"The {self.mode} executor has no live market: use run() with historical bars.")
         await self.start()
 
+        steps: set[asyncio.Future[Order | None]] = set()  # shielded: a halt never cuts an order's step short
+
         async def trade(symbol: str) -> None:
             seen = 0
             async for bar in watch(symbol):
-                await self.on_bar(symbol, bar)
+                step = asyncio.ensure_future(self.on_bar(symbol, bar))
+                steps.add(step)
+                step.add_done_callback(steps.discard)
+                await asyncio.shield(step)
                 seen += 1
                 if seen >= bars:
                     return
 
-        await asyncio.gather(*(trade(symbol) for symbol in self.rules))
-        return await self.stop()
+        async def watch_kill_switch() -> None:
+            while not self._halted():
+                await asyncio.sleep(HALT_POLL)
+
+        trading = asyncio.ensure_future(asyncio.gather(*(trade(symbol) for symbol in self.rules)))
+        watcher = asyncio.ensure_future(watch_kill_switch())
+        await asyncio.wait((trading, watcher), return_when=asyncio.FIRST_COMPLETED)
+        for task in (trading, watcher):
+            task.cancel()
+        await asyncio.gather(trading, watcher, *steps, return_exceptions=True)
+        if not self._halted():
+            await trading  # re-raise what ended the trading, if it failed
+        return await self.stop(self._status())
+
+    def _halted(self) -> bool:
+        """Whether the kill switch is tripped (by this process or, through a flag file, another),
+        looking at the flag files at most every ``HALT_POLL`` seconds."""
+        now = time.monotonic()
+        if now >= self._halt_checked + HALT_POLL:
+            self._halt_checked = now
+            return self.kill_switch.tripped
+        return self.kill_switch._tripped
+
+    def _status(self) -> str:
+        """How a run ends: ``halted`` by the kill switch, else ``completed``."""
+        return "halted" if self.kill_switch.tripped else "completed"
 
     async def _step(self, symbol: str, price: Decimal, timestamp: int, target: float | None) -> Order | None:
         await self.start()
@@ -495,6 +536,8 @@ class TradingSession:
             return await self.submit(request, signal_price=price, signal_time=timestamp)
         except OrderRejected:
             return None  # recorded in self.rejections and the audit log
+        except ExchangeError:
+            return None  # the venue could not be asked (it restarted?): reconcile settles the order, audited
 
     # -- events and reporting ---------------------------------------------------------------
 

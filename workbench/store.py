@@ -15,6 +15,8 @@ the two loses nothing, and empties it once every journaled row is committed.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
 import os
@@ -218,28 +220,65 @@ class StoreError(WorkbenchError):
     """A write to the store failed; the batch it was in was rolled back."""
 
 
+COMMIT_RETRIES = (0.05, 0.2, 0.5, 1.0)  # seconds before each retry of a commit the disk failed
+
+
+def _disk_fault(error: Exception) -> bool:
+    """Whether a failed commit is the disk's fault (full, or an I/O error), so a retry may pass."""
+    text = str(error)
+    return isinstance(error, duckdb.IOException | OSError) or "Could not write" in text or "No space left" in text
+
+
+def _failure(path: Path, error: Exception, retries: int) -> str:
+    """One line about a commit that failed: its cause named (ENOSPC for a full disk) and what to do."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "No space left" in text or getattr(error, "errno", None) == errno.ENOSPC:
+        cause = f"the disk is full (ENOSPC): {text}. Free space on {path.parent}; the rows are kept and commit then"
+    elif retries:
+        cause = f"the disk failed: {text}. The rows are kept and commit once it works again"
+    else:
+        cause = f"{text}. That batch was rolled back"
+    tried = f" (tried {retries + 1} times)" if retries else ""
+    return f"A write to the store {path} failed{tried}: {cause}."
+
+
+def _connect(path: Path, wait: float) -> duckdb.DuckDBPyConnection:
+    """A read-write connection to ``path``, waiting up to ``wait`` seconds for another process's lock."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException as e:
+            text = str(e)
+            if "Permission denied" in text or "Read-only file system" in text:
+                raise StoreError(f"The store {path} is not writable ({text.splitlines()[0]}): fix its permissions "
+                                 "or choose another --store.") from None  # fmt: skip
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"Cannot open the store {path}: {text}. Another process may hold it open; DuckDB allows "
+                    "one writer process per file, so give each process its own store file."
+                ) from None
+            time.sleep(0.1)
+
+
 class Store:
     """The workbench's DuckDB file. Open it once per process: ``Store("data/workbench.duckdb")``.
 
     The writer commits what arrives within ``linger`` seconds (at most ``batch_size`` rows) in one
     transaction; :meth:`flush` commits at once."""
 
-    def __init__(self, path: str | Path, *, batch_size: int = 500, linger: float = 0.02) -> None:
+    def __init__(self, path: str | Path, *, batch_size: int = 500, linger: float = 0.02, wait: float = 0.0) -> None:
+        """``wait``: seconds to keep trying while another process holds the file (one that is dying)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._con = duckdb.connect(str(self.path))
-        except duckdb.IOException as e:
-            raise StoreError(
-                f"Cannot open the store {self.path}: {e}. Another process may hold it open; DuckDB allows "
-                "one writer process per file, so give each process its own store file."
-            ) from None
+        self._con = _connect(self.path, wait)
         self._con.execute("SET TimeZone = 'UTC'")
         self._con.execute(_SCHEMA)
         self._con.execute(_TRADING_TABLES.format(p="paper", mode=""))
         self._con.execute(_TRADING_TABLES.format(p="real", mode="mode VARCHAR,"))
         self._con.execute(_VIEWS)
-        self._error: Exception | None = None
+        self._error: StoreError | None = None
+        self._held: list[_Write | _Row] = []  # a batch the disk refused, committed with the next one
         self._journal_path = Path(f"{self.path}.journal")
         self._replay_journal()
         self._journal_fd = os.open(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -263,7 +302,7 @@ class Store:
             raise StoreError(f"The store writer did not drain within {timeout}s.")
         if self._error is not None:
             error, self._error = self._error, None
-            raise StoreError(f"A write to {self.path} failed and its batch was rolled back: {error}") from error
+            raise error
 
     def close(self) -> None:
         """Commit what is queued and close the file."""
@@ -569,10 +608,8 @@ class Store:
                     item = self._queue.get(timeout=max(due - time.monotonic(), 0.0))
                 except queue.Empty:
                     break
-            if batch:
+            if batch or (waiters and self._held):
                 self._commit(cursor, batch)
-                if self._error is None:
-                    self._journal_committed(batch)
             for waiter in waiters:
                 waiter.set()
             if stop:
@@ -580,33 +617,52 @@ class Store:
                 return
 
     def _commit(self, cursor: duckdb.DuckDBPyConnection, batch: list[_Write | _Row]) -> None:
-        try:
-            cursor.execute("BEGIN TRANSACTION")
-            groups: dict[tuple[str, tuple[str, ...], str], dict[Any, _Row]] = {}
-            for item in batch:
-                if isinstance(item, _Write):  # a statement of its own: rows queued before it go first
-                    self._insert(cursor, groups)
-                    cursor.execute(item.sql, item.params)
+        """Commit ``batch`` in one transaction, retrying a failure of the disk (a full disk, an I/O
+        error) ``COMMIT_RETRIES`` times; a batch that still fails stays queued for the next commit
+        when the disk was at fault (nothing is lost once space returns), and the error is reported
+        at the next :meth:`flush`."""
+        held = self._held + batch
+        for pause in (*COMMIT_RETRIES, None):
+            try:
+                self._commit_once(cursor, held)
+            except Exception as e:  # noqa: BLE001 - reported to the caller at the next flush()
+                with contextlib.suppress(duckdb.Error):
+                    cursor.execute("ROLLBACK")  # DuckDB may have ended the transaction itself
+                if pause is not None and _disk_fault(e):
+                    time.sleep(pause)
                     continue
-                rows = groups.setdefault((item.table, item.columns, item.conflict), {})
-                key = item.key if item.key is not None else id(item)
-                earlier = rows.get(key)
-                if earlier is None:
-                    rows[key] = item
-                elif item.merge is not None:
-                    rows[key] = _Row(
-                        item.table,
-                        item.columns,
-                        item.merge(item.columns, earlier.values, item.values),
-                        item.conflict,
-                        item.key,
-                        item.merge,
-                    )
-            self._insert(cursor, groups)
-            cursor.execute("COMMIT")
-        except Exception as e:  # noqa: BLE001 - reported to the caller at the next flush()
-            cursor.execute("ROLLBACK")
-            self._error = e
+                self._held = held if _disk_fault(e) else []
+                self._error = StoreError(_failure(self.path, e, len(COMMIT_RETRIES) if _disk_fault(e) else 0))
+                self._error.__cause__ = e
+                return
+            self._held = []
+            self._journal_committed(held)
+            return
+
+    def _commit_once(self, cursor: duckdb.DuckDBPyConnection, batch: list[_Write | _Row]) -> None:
+        cursor.execute("BEGIN TRANSACTION")
+        groups: dict[tuple[str, tuple[str, ...], str], dict[Any, _Row]] = {}
+        for item in batch:
+            if isinstance(item, _Write):  # a statement of its own: rows queued before it go first
+                self._insert(cursor, groups)
+                cursor.execute(item.sql, item.params)
+                continue
+            rows = groups.setdefault((item.table, item.columns, item.conflict), {})
+            key = item.key if item.key is not None else id(item)
+            earlier = rows.get(key)
+            if earlier is None:
+                rows[key] = item
+            elif item.merge is not None:
+                rows[key] = _Row(
+                    item.table,
+                    item.columns,
+                    item.merge(item.columns, earlier.values, item.values),
+                    item.conflict,
+                    item.key,
+                    item.merge,
+                )
+        self._insert(cursor, groups)
+        cursor.execute("COMMIT")
 
     @staticmethod
     def _insert(

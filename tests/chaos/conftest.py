@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from .harness import TOTALS, Runner
+from .harness import CLI_TOTALS, TOTALS, Runner
 
 
 @pytest.fixture(scope="session")
@@ -25,5 +25,6 @@ def chaos_runs(request, tmp_path_factory):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    if TOTALS.scenarios:
-        terminalreporter.write_line(TOTALS.line())
+    for totals in (TOTALS, CLI_TOTALS):
+        if totals.scenarios:
+            terminalreporter.write_line(totals.line())

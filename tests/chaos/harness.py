@@ -259,6 +259,7 @@ class Report:
     balance_mismatches: int = 0  # assets whose balance differs (executor view, store snapshot, fills' ledger)
     problems: list[Problem] = field(default_factory=list)
     outcomes: list[tuple[int, str, str, str]] = field(default_factory=list)
+    path: str = "python"  # how the session was driven: the Python API, or the `workbench` CLI (cli.py)
 
     @property
     def clean(self) -> bool:
@@ -280,23 +281,25 @@ def _fill_key(symbol: str, trade_id: Any, price: Any, amount: Any, fee: Any, cur
 
 
 async def inspect(run: Chaos, *, balances: bool = True) -> Report:
-    """Compare the store and the executor with the exchange's records."""
-    assert run.store is not None and run.session is not None
+    """Compare the store and the executor with the exchange's records (``balances``: the
+    executor's view too, for a run whose session is in this process)."""
+    assert run.store is not None and (run.session is not None or not balances)
     ex, store = run.exchange, run.store
     report = Report(run.scenario.name, run.seed)
     problems = report.problems
-    placed = list(ex.venue.engine.orders.values())
+    prefix = f"{run.session_id[:24]}-"  # the session's orders (another client may trade the account too)
+    placed = [o for o in ex.venue.engine.orders.values() if o.client_order_id.startswith(prefix)]
     cids = [o.client_order_id for o in placed]
-    report.orders, report.fills = len(placed), len(ex.venue.trades)
+    cid_of = {o.id: o.client_order_id for o in placed}
+    trades = [t for t in ex.venue.trades if t.order_id in cid_of]
+    report.orders, report.fills = len(placed), len(trades)
     twice = sorted(c for c in set(cids) if cids.count(c) > 1)
     report.duplicates = len(cids) - len(set(cids))
     problems += [Problem(f"{cid}: placed {cids.count(cid)} times on the exchange", order=cid) for cid in twice]
 
     store.flush()
-    cid_of = {o.id: o.client_order_id for o in placed}
     theirs = {
-        _fill_key(t.symbol, t.trade_id, t.price, t.amount, t.fee, t.fee_currency): cid_of.get(t.order_id, "?")
-        for t in ex.venue.trades
+        _fill_key(t.symbol, t.trade_id, t.price, t.amount, t.fee, t.fee_currency): cid_of[t.order_id] for t in trades
     }
     rows = [
         _fill_key(*row)
@@ -335,9 +338,11 @@ async def inspect(run: Chaos, *, balances: bool = True) -> Report:
     problems += [Problem(f"{cid}: on the exchange, not in the store", order=cid)
                  for cid in sorted(set(by_cid) - {cid for cid, _, _ in recorded})]  # fmt: skip
 
-    ledger = dict(run.initial)
+    ledger = dict(run.initial)  # every session trading the account (a sweep's runs share one)
+    sessions = list(getattr(run, "account_sessions", None) or [run.session_id])
     for symbol, side, amount, cost, fee, currency in store.sql(
-        "SELECT symbol, side, amount, cost, fee, fee_currency FROM real_fills WHERE session_id = ?", [run.session_id]
+        "SELECT symbol, side, amount, cost, fee, fee_currency FROM real_fills WHERE list_contains(?, session_id)",
+        [sessions],
     ):
         base, quote = symbol.split("/")
         sign = 1 if side == "buy" else -1
@@ -350,7 +355,7 @@ async def inspect(run: Chaos, *, balances: bool = True) -> Report:
     problems += [Problem(f"ledger: {a} is {ledger.get(a, 0).normalize()} by the starting balance and the store's "
                          f"fills, {totals.get(a, Decimal(0)).normalize()} on the exchange") for a in wrong]  # fmt: skip
 
-    if balances:
+    if balances and run.session is not None:
         mine = await run.session.executor.fetch_balance()
         report.balance_mismatches += _balance_mismatches(
             "the executor's", {a: (b.free, b.locked) for a, b in mine.items()}, ex, problems
@@ -865,14 +870,20 @@ class Runner:
     async def _run(self, name: str, seed: int) -> Report:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
+        from .cli import CLI_SCENARIOS, CLI_TIMEOUT, run_cli_chaos
+
         async with self._slots:
             folder = self.folder / f"{name}-{seed}"
             folder.mkdir(parents=True, exist_ok=True)
+            if name in CLI_SCENARIOS:
+                return await asyncio.wait_for(run_cli_chaos(name, seed, folder), CLI_TIMEOUT)
             return await asyncio.wait_for(run_chaos(SCENARIOS[name](), seed, folder), RUN_TIMEOUT)
 
     def result(self, name: str, seed: int) -> Report:
+        from .cli import CLI_TIMEOUT
+
         self.submit([(name, seed)])
-        return self.futures[(name, seed)].result(timeout=RUN_TIMEOUT * (1 + len(self.futures)))
+        return self.futures[(name, seed)].result(timeout=max(RUN_TIMEOUT, CLI_TIMEOUT) * (1 + len(self.futures)))
 
     def close(self) -> None:
         for future in self.futures.values():
@@ -894,6 +905,7 @@ class Runner:
 
 @dataclass
 class Totals:
+    path: str = "python"
     scenarios: set[str] = field(default_factory=set)
     seeds: set[int] = field(default_factory=set)
     duplicates: int = 0
@@ -915,10 +927,12 @@ class Totals:
 
     def line(self) -> str:
         return (
-            f"chaos: {len(self.scenarios)} scenarios x {len(self.seeds)} seeds, {self.duplicates} duplicate orders, "
+            f"chaos ({self.path} path): {len(self.scenarios)} scenarios x {len(self.seeds)} seeds, "
+            f"{self.duplicates} duplicate orders, "
             f"{self.lost} lost fills, {self.doubled} doubled fills, {self.balance_mismatches} balance mismatches, "
             f"{self.orders} orders, {self.fills} fills"
         )
 
 
 TOTALS = Totals()
+CLI_TOTALS = Totals("cli")  # the `workbench run`/`sweep` scenarios (cli.py)

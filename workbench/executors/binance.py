@@ -474,12 +474,30 @@ class BinanceExecutor:
         """The venue's closed bars of ``symbol`` as they close (a bar is closed once the next opens),
         each a Series named by its open time with open, high, low, close, volume and close_time."""
         last: list[float] | None = None
+        drops = 0
         while True:
-            bars, last = closed_bars(last, await self.client.watch_ohlcv(symbol, timeframe))
+            try:
+                candles = await self.client.watch_ohlcv(symbol, timeframe)
+            except ccxt_async.NetworkError as e:  # the venue restarted or the connection dropped (1006)
+                drops += 1
+                log.warning("bar stream %s dropped: %s; reconnecting", symbol, e)
+                await asyncio.sleep(min(0.1 * 2**drops, 5.0))
+                continue
+            if drops:
+                drops = 0
+                await self._reconcile_quietly("after the bar stream reconnected")
+            bars, last = closed_bars(last, candles)
             # the forming candle's close: the price now, for an order's arrival price
             self.market_prices.update({symbol: Decimal(str(last[4]))} if last else {})
             for bar in bars:
                 yield bar
+
+    async def _reconcile_quietly(self, when: str) -> None:
+        """Reconcile, logging (not raising) a failure: the next reconcile settles what this missed."""
+        try:
+            await self.reconcile()
+        except (ccxt_async.BaseError, ExchangeError) as e:
+            log.warning("reconcile %s failed: %s", when, e)
 
     # -- orders -----------------------------------------------------------------------------
 
@@ -673,10 +691,7 @@ class BinanceExecutor:
             if reconnected:
                 reconnected = False
                 await asyncio.sleep(0)  # let the new subscription go out before asking REST
-                try:
-                    await self.reconcile()
-                except (ccxt_async.BaseError, ExchangeError) as e:
-                    log.warning("reconcile after reconnect failed: %s", e)
+                await self._reconcile_quietly("after reconnect")
             try:
                 batch = await updates
             except (ccxt_async.NetworkError, ccxt_async.ExchangeError) as e:
