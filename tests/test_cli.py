@@ -7,6 +7,7 @@ import pytest
 from workbench.cli import main
 from workbench.data import available_symbols, klines_to_duckdb, load_klines, load_rules
 from workbench.errors import ConfigError
+from workbench.store import Store
 
 
 def test_loader_reads_binance_klines_into_pandas_and_duckdb(data_dir):
@@ -34,14 +35,13 @@ def test_workbench_paper_prints_a_summary_and_where_the_fills_are(data_dir, tmp_
     assert main([*args, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "Paper session wb-" in out and "300 bars" in out and "BTC/USDT" in out and str(store) in out
-    from workbench.store import Store
-
     with Store(store) as s:
         assert s.sql("SELECT count(*) > 0 FROM fills")[0][0]
 
 
 def test_kill_switch_commands(tmp_path, capsys):
     store = str(tmp_path / "k.duckdb")
+    Store(store).close()
     assert main(["kill-switch", "status", "--store", store]) == 0
     assert "clear" in capsys.readouterr().out
     assert main(["kill-switch", "trip", "--store", store, "--reason", "lunch"]) == 0

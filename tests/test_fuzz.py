@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from workbench.checks import check_id, inside
 from workbench.cli import main
 from workbench.config import load_config
 from workbench.errors import ConfigError, MalformedMessage, WorkbenchError
@@ -178,14 +179,87 @@ def test_cli_flags_fail_with_a_message_not_a_traceback(argv, capsys, tmp_path, m
     capsys.readouterr()  # the fixture lives across examples: start each with nothing captured
     if argv[:1] in (["run"], ["sweep"]) and "--bars" not in argv:
         argv = [*argv, "--bars", "abc"]  # keep the fuzzer from starting real runs
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse: usage error, printed to stderr
-        assert e.code in (0, 2)
-        return
+    code = main(argv)  # a usage error too is a status, not a SystemExit
     assert code in (0, 1, 2)
     if code == 2:
-        assert capsys.readouterr().err.startswith("workbench: ")
+        err = capsys.readouterr().err
+        assert err.startswith("workbench: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+ids = st.one_of(
+    st.text(max_size=70),
+    st.text(st.sampled_from("aZ09_.-=/\\'\" ;\n\x00é"), max_size=70),
+    st.sampled_from(["..", "../x", "a/../b", "fast=5", "x" * 64, "x" * 65, ".", "-", "a..b", "ok.1"]),
+)
+
+
+@FUZZ
+@given(value=ids)
+def test_an_id_is_refused_or_names_one_file_inside_its_folder(value, tmp_path):
+    try:
+        checked = check_id(value, "session_id")
+    except ConfigError as e:
+        assert "must be 1 to 64 letters" in str(e) and "\n" not in str(e)
+        return
+    assert inside(tmp_path, checked) == tmp_path.resolve() / value and len(value) <= 64
+    assert not set(value) & set("/=\\'\" \n\x00") and ".." not in value
+
+
+@FUZZ
+@given(value=ids, command=st.sampled_from(["halt-sweep", "report", "run", "sweep"]))
+def test_every_command_refuses_a_bad_id_or_an_unknown_one_and_creates_nothing(value, command, capsys, tmp_path):
+    """In-process for speed (tests/test_cli_errors.py runs the same refusals as subprocesses);
+    ``--strategy moon`` keeps run and sweep from starting a kernel when the id is good."""
+    work = tmp_path / "fuzz-cli"
+    work.mkdir(exist_ok=True)
+    before = sorted(work.rglob("*"))
+    store, runs = str(work / "no-store.duckdb"), str(work / "runs")
+    argv = {
+        "halt-sweep": ["halt-sweep", value, "--runs-dir", runs],
+        "report": ["report", value, "--store", store],
+        "run": ["run", "--session-id", value, "--strategy", "moon", "--runs-dir", runs, "--store", store],
+        "sweep": ["sweep", "--sweep-id", value, "--param", "fast=3", "--strategy", "moon", "--runs-dir", runs],
+    }[command]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("workbench: ") and err.count("\n") == 1
+    assert sorted(work.rglob("*")) == before
+
+
+flag_values = st.one_of(
+    st.sampled_from(["0", "-1", "1", "3", "1e3", "inf", "nan", "NaN", "1.5", "", " ", "2024-01-02", "notadate"]),
+    st.sampled_from(['{"fast": 3}', '{"max_open_orders": 2}', '{"bogus": 1}', "[]", "{", "5", '{"api_key": "k"}']),
+    st.text(max_size=8),
+)
+run_flags = st.sampled_from(
+    ["--bars", "--speed", "--start", "--timeout", "--risk", "--strategy-params", "--session-id", "--symbols", "--mode"]
+)
+
+
+@FUZZ
+@given(flags=st.lists(st.tuples(run_flags, flag_values), max_size=5))
+def test_run_flags_parse_to_checked_parameters_or_one_line_refusal(flags, capsys):
+    """What the parser lets through, check_parameters accepts or refuses clearly: a run never
+    starts with a value the notebook would trip over."""
+    from workbench.cli import parser
+    from workbench.runs import _parameters
+
+    argv = ["run", *(part for flag, value in flags for part in (flag, value))]
+    capsys.readouterr()
+    try:
+        args = parser("run").parse_args(argv)
+    except SystemExit as e:
+        err = capsys.readouterr().err
+        assert e.code == 2 and err.startswith("workbench: ") and err.count("\n") == 1
+        return
+    try:
+        checked = check_parameters(_parameters(args), {})
+    except ConfigError as e:
+        assert str(e) and "Traceback" not in str(e)
+        return
+    assert checked["bars"] > 0 and math.isfinite(checked["speed"]) and checked["mode"] != "mainnet"
+    assert checked["session_id"] is None or check_id(checked["session_id"])
 
 
 @settings(max_examples=150, deadline=None)

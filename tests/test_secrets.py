@@ -11,7 +11,7 @@ from workbench.errors import ConfigError, WorkbenchError
 from workbench.exchange import LocalExchange
 from workbench.executors import build_executor
 from workbench.report import report
-from workbench.runs import sweep
+from workbench.runs import check_parameters, sweep
 from workbench.session import TradingSession
 
 KEYS = {
@@ -20,6 +20,13 @@ KEYS = {
     "BINANCE_API_KEY": "FAKE-MAINNET-KEY-a9b8c7d6",
     "BINANCE_API_SECRET": "FAKE-MAINNET-SECRET-e5f4a3b2",
 }
+
+
+SECRET = KEYS["BINANCE_TESTNET_API_SECRET"]
+
+
+def tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")}
 
 
 def leaks(text: bytes | str) -> list[str]:
@@ -94,3 +101,31 @@ async def test_a_testnet_session_and_its_report_write_no_key_anywhere(tmp_path, 
     assert {p.suffix for p in files} >= {".duckdb", ".html"}
     found = {str(p): leaks(p.read_bytes()) for p in files} | {f"text {i}": leaks(t) for i, t in enumerate(texts)}
     assert {k: v for k, v in found.items() if v} == {}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"api_secret": SECRET},
+        {"strategy_params": {"fast": 5, "API_KEY": SECRET}},
+        {"strategy_params": {"nested": {"Passphrase": SECRET}}},
+        {"risk": {"token": SECRET}},
+        {"strategy_params": {"legs": [{"password": SECRET}]}},
+    ],
+)
+def test_credential_like_parameters_are_refused_at_any_depth_without_their_value(params):
+    """Item 7 of issue 14: a key as a run parameter would reach the notebook, result.json and the store."""
+    with pytest.raises(ConfigError, match="look like credentials") as e:
+        check_parameters(params, {})
+    assert SECRET not in str(e.value)
+
+
+def test_a_sweep_with_a_credential_parameter_writes_nothing(tmp_path, monkeypatch):
+    """Refused before anything runs: no notebook, result.json, Parquet or store is written."""
+    monkeypatch.chdir(tmp_path)
+    before = tree(tmp_path)
+    for grid in ({"api_secret": [SECRET]}, [{"strategy_params": {"Bot_Token": SECRET}}]):
+        with pytest.raises(ConfigError, match="look like credentials") as e:
+            sweep(grid, sweep_id="leak", store_path="main.duckdb", progress=False)
+        assert SECRET not in str(e.value)
+    assert tree(tmp_path) == before

@@ -133,6 +133,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
             raise ConfigError(f"Config file {path} is not valid TOML: {e}.") from None
     values.update(overrides)
     risk = values.pop("risk", {})
+    if not isinstance(risk, Mapping | RiskLimits):
+        raise ConfigError(f"risk must be a table of limits, e.g. [risk] max_order_notional = 500; got {risk!r}.")
     known = {f.name for f in fields(Config)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench import analysis
+from workbench.checks import check_id
 from workbench.config import DEFAULT_STORE
 from workbench.errors import WorkbenchError
 
@@ -41,6 +42,7 @@ def report(
     beside ``output`` as ``.ipynb``). ``progress`` reports each step and cell on stderr."""
     if (session_id is None) == (sweep_id is None):
         raise WorkbenchError("A report is of one session or of one sweep: give exactly one of the two.")
+    check_id(session_id or sweep_id, "session_id" if sweep_id is None else "sweep_id")  # ids name files
     store_path = Path(store_path).resolve()
     with analysis._reader(store_path) as read:  # a clear error for an unknown id, before a kernel starts
         analysis._resolve(read, session_id, sweep_id)

@@ -19,13 +19,17 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import itertools
 import json
 import os
+import sys
 import traceback
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
@@ -36,10 +40,13 @@ import duckdb
 import pandas as pd
 
 from workbench.analysis import sweep_table
-from workbench.config import DEFAULT_STORE, MAINNET_CONSENT, MAINNET_ENV, TradingMode
+from workbench.checks import check_id, command_line, inside, positive_int, positive_number, timestamp
+from workbench.config import DEFAULT_STORE, MAINNET_CONSENT, MAINNET_ENV, Credentials, TradingMode, load_config
+from workbench.data import load_rules
 from workbench.errors import ConfigError, KillSwitchActive, MainnetGuardError
 from workbench.killswitch import KillSwitch, flag_path, trip_flag
 from workbench.store import Store, StoreError
+from workbench.strategy import make_strategy
 
 SESSION_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_session.ipynb"
 RUNS_DIR = Path("runs")
@@ -69,7 +76,7 @@ _TABLES = (
     "real_balances",
     "audit_log",
 )
-_SECRET_WORDS = ("key", "secret", "password", "token")
+_SECRET_WORDS = ("key", "secret", "password", "passphrase", "token", "credential")
 
 
 @dataclass(frozen=True)
@@ -87,17 +94,24 @@ class RunResult:
 
 
 def check_parameters(parameters: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``parameters`` completed with the defaults, or :class:`ConfigError` naming a bad one.
+    """``parameters`` completed with the defaults and checked as the session notebook will use them,
+    or :class:`ConfigError` naming a bad one; nothing is started or written.
 
-    Refuses unknown names (``mainnet`` among them: only a config file may set it), anything that
-    looks like a credential, and ``mode="mainnet"`` without the guard in this process's environment.
+    Refuses anything that looks like a credential (at any depth, e.g. ``strategy_params.api_secret``),
+    unknown names (``mainnet`` among them: only a config file may set it), ``mode="mainnet"``
+    without the guard in this process's environment, unsafe ids, a strategy that cannot be built
+    from its parameters, symbols without trading rules, bad risk limits, and a real venue without
+    its keys in the environment.
     """
     environ = os.environ if environ is None else environ
+    credentials = sorted(_credential_names(parameters))
+    if credentials:
+        raise ConfigError(
+            f"Parameter(s) {credentials} look like credentials: a run reads its keys from the environment "
+            "(or a file), never from its parameters."
+        )
     unknown = sorted(set(parameters) - set(PARAMETERS))
     if unknown:
-        credential = [k for k in unknown if any(w in k.lower() for w in _SECRET_WORDS)]
-        if credential:
-            raise ConfigError(f"Parameters {credential} look like credentials: keys come from the environment only.")
         raise ConfigError(f"Unknown run parameter(s) {unknown}; known: {sorted(PARAMETERS)}.")
     merged = {**PARAMETERS, **parameters}
     try:
@@ -109,14 +123,50 @@ def check_parameters(parameters: Mapping[str, Any], environ: Mapping[str, str] |
             "A run parameter cannot switch to mainnet: this worker's environment lacks "
             f"{MAINNET_ENV}={MAINNET_CONSENT}."
         )
-    if not isinstance(merged["symbols"], list) or not merged["symbols"]:
-        raise ConfigError(f"symbols must be a non-empty list, got {merged['symbols']!r}.")
-    if not isinstance(merged["bars"], int) or merged["bars"] <= 0:
-        raise ConfigError(f"bars must be a positive whole number, got {merged['bars']!r}.")
+    _check_ids(merged)
+    positive_int(merged["bars"], "bars")
+    positive_number(merged["speed"], "speed")
+    if merged["start"] is not None:
+        merged["start"] = timestamp(merged["start"], "start")
     if merged["venue"] not in ("local", "testnet") and not str(merged["venue"]).startswith(("http://", "https://")):
-        raise ConfigError(f"venue={merged['venue']!r} is not local, testnet or the URL of a running local exchange.")
+        raise ConfigError(
+            f"venue must be local, testnet or the URL of a running local exchange; got {merged['venue']!r}."
+        )
+    symbols = merged["symbols"]
+    if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
+        raise ConfigError(f"symbols must be a non-empty list of names like BTC/USDT; got {symbols!r}.")
+    _check_symbols(tuple(symbols))
+    if not isinstance(merged["strategy"], str) or not isinstance(merged["strategy_params"], Mapping):
+        raise ConfigError('strategy must be a name and strategy_params a mapping, e.g. {"fast": 5, "slow": 30}.')
+    make_strategy(merged["strategy"], **merged["strategy_params"])
+    load_config(mode=mode, symbols=symbols, risk=merged["risk"])
+    if mode.is_real and merged["venue"] != "local" and Credentials.from_env(mode, environ) is None:
+        key, secret = Credentials.ENV[mode]
+        raise ConfigError(f"A {mode} run on venue {merged['venue']} needs {key} and {secret} in the environment.")
     merged["mode"] = mode.value
     return merged
+
+
+def _check_ids(params: Mapping[str, Any]) -> None:
+    for name in ("session_id", "sweep_id"):
+        if params.get(name) is not None:
+            check_id(params[name], name)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_symbols(symbols: tuple[str, ...]) -> None:
+    """:class:`ConfigError` unless every symbol has trading rules (read once per set of symbols)."""
+    load_rules(symbols)
+
+
+def _credential_names(value: Any, prefix: str = "") -> Iterator[str]:
+    """The dotted names in ``value`` (mappings and lists, at any depth) that look like credentials."""
+    items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        name = f"{prefix}{key}"
+        if isinstance(key, str) and any(word in key.lower() for word in _SECRET_WORDS):
+            yield name
+        yield from _credential_names(item, f"{name}.")
 
 
 def run(
@@ -160,6 +210,7 @@ def _execute(
     the positions. A paper run, whose venue lives in the kernel, starts over. The run watches the
     kill switch of the main store and of its sweep (``runs/<sweep>/sweep.halt``) and does not
     start while either is tripped."""
+    _check_ids(params)  # again here: a Dask worker is an entry of its own
     import papermill
 
     session_id = params["session_id"]
@@ -334,8 +385,8 @@ def _export(result: RunResult, folder: Path) -> None:
     if Path(result.store_path).exists():
         con = duckdb.connect(result.store_path, read_only=True)
         try:
-            for table in _TABLES:
-                con.execute(f"COPY (SELECT * FROM {table}) TO '{folder / table}.parquet' (FORMAT parquet)")
+            for table in _TABLES:  # a relation writes the file: no path is ever part of an SQL text
+                con.table(table).write_parquet(str(inside(folder, f"{table}.parquet")))
         finally:
             con.close()
     _write_result(result, folder)
@@ -345,6 +396,7 @@ def merge_run(main_store: str | Path, result: RunResult) -> None:
     """Fold one run's exported Parquet into ``main_store``: its rows replace any earlier copy of
     the same session, in one transaction; a failed or interrupted run is recorded with its error
     and notebook. A run that is busy elsewhere, or was refused before it started, is left alone."""
+    check_id(result.session_id, "session_id")
     folder = Path(result.store_path).with_suffix("")
     if result.status == "busy" or not (folder / "sessions.parquet").exists() and result.status == "halted":
         return
@@ -438,6 +490,7 @@ def sweep(
     Runs that completed before (same sweep, same parameters) are skipped. Returns one row per run:
     session_id, status, error, notebook and the parameters.
     """
+    check_id(sweep_id, "sweep_id")
     runs = Path(runs_dir).resolve()  # absolute: runs share nothing with the process's working directory
     store_path = Path(store_path).resolve()
     sets = []
@@ -445,6 +498,9 @@ def sweep(
         merged = check_parameters({**(base or {}), **params, "sweep_id": sweep_id})
         merged["session_id"] = merged["session_id"] or _session_id(merged)
         sets.append(merged)
+    twins = sorted(sid for sid, n in Counter(p["session_id"] for p in sets).items() if n > 1)
+    if twins:
+        raise ConfigError(f"Several parameter sets of the grid would run as session(s) {twins}: make each distinct.")
     _preflight(store_path, runs / sweep_id)
     done = _completed(store_path, sweep_id)
     todo = [p for p in sets if p["session_id"] not in done]
@@ -461,12 +517,14 @@ def sweep(
 
 def halt_sweep(sweep_id: str, reason: str, runs_dir: str | Path = RUNS_DIR, *, clear: bool = False) -> Path:
     """Trip the kill switch of every running session of a sweep (``single``: of every single
-    run); its runs, and new ones, stay halted until ``clear=True`` clears it."""
-    (Path(runs_dir) / sweep_id).mkdir(parents=True, exist_ok=True)
+    run); its runs, and new ones, stay halted until ``clear=True`` clears it. :class:`ConfigError`
+    for an unsafe sweep id."""
+    folder = inside(runs_dir, check_id(sweep_id, "sweep_id"))
+    folder.mkdir(parents=True, exist_ok=True)
     if clear:
         _halt_flag(Path(runs_dir), sweep_id).unlink(missing_ok=True)
         return _halt_flag(Path(runs_dir), sweep_id)
-    return trip_flag(Path(runs_dir) / sweep_id / "sweep", reason, "sweep")
+    return trip_flag(folder / "sweep", reason, "sweep")
 
 
 def _halt_flag(runs: Path, sweep_id: str) -> Path:
@@ -545,7 +603,7 @@ def _session_id(params: Mapping[str, Any]) -> str:
             default=str,
         ).encode()
     ).hexdigest()[:8]
-    return f"{params.get('sweep_id') or 'run'}-{digest}"
+    return f"{(params.get('sweep_id') or 'run')[:55]}-{digest}"  # at most 64 characters, as ids are
 
 
 def _progress(total: int, sweep_id: str, enabled: bool) -> Any:
@@ -555,40 +613,35 @@ def _progress(total: int, sweep_id: str, enabled: bool) -> Any:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``workbench run`` and ``workbench sweep`` to the command line."""
+    """Add ``workbench run``, ``workbench sweep`` and ``workbench halt-sweep`` to the command line."""
     one = subparsers.add_parser("run", help="run one parameterised session notebook with papermill")
     _session_flags(one)
     one.set_defaults(func=_run_command)
     many = subparsers.add_parser("sweep", help="run a grid of sessions in parallel and merge them into one store")
     _session_flags(many)
-    many.add_argument("--sweep-id", required=True, help="names the sweep; re-running it skips completed runs")
+    many.add_argument("--sweep-id", type=_id, required=True, help="names the sweep; re-running it skips completed runs")
     many.add_argument("--grid", help="YAML/JSON file: a mapping of parameter lists, or a list of parameter sets")
     many.add_argument(
         "--param",
         action="append",
         default=[],
+        type=_axis,
         metavar="NAME=V1,V2",
         help="a grid axis from the command line, e.g. --param fast=5,10 --param slow=50",
     )
-    many.add_argument("--workers", type=int, default=2)
+    many.add_argument("--workers", type=command_line(positive_int, int), default=2, help="runs at a time (default 2)")
     many.add_argument("--scheduler", help="a Dask scheduler address: run on that cluster instead of local processes")
     many.set_defaults(func=_sweep_command)
     halt = subparsers.add_parser("halt-sweep", help="trip the kill switch of every running session of a sweep")
-    halt.add_argument("sweep_id")
-    halt.add_argument("--reason", default="halted from the command line")
-    halt.add_argument("--runs-dir", default=str(RUNS_DIR))
+    halt.add_argument("sweep_id", type=_id, help="the sweep to halt (its --sweep-id)")
+    halt.add_argument("--reason", default="halted from the command line", help="why, for the audit log")
+    halt.add_argument("--runs-dir", default=str(RUNS_DIR), help=f"the sweep's runs folder (default {RUNS_DIR})")
     halt.add_argument("--clear", action="store_true", help="clear the sweep's kill switch: its runs may start again")
     halt.set_defaults(func=_halt_command)
     merge = subparsers.add_parser("merge", help="merge every run that was never merged (a killed one) into the store")
     merge.add_argument("--store", default=str(DEFAULT_STORE), help=f"the main DuckDB file (default {DEFAULT_STORE})")
-    merge.add_argument("--runs-dir", default=str(RUNS_DIR))
+    merge.add_argument("--runs-dir", default=str(RUNS_DIR), help=f"the runs folder (default {RUNS_DIR})")
     merge.set_defaults(func=_merge_command)
-
-
-def _halt_command(args: Any) -> int:
-    flag = halt_sweep(args.sweep_id, args.reason, args.runs_dir, clear=args.clear)
-    print(f"{'cleared' if args.clear else 'halted'}: {flag}")
-    return 0
 
 
 def _merge_command(args: Any) -> int:
@@ -600,19 +653,50 @@ def _merge_command(args: Any) -> int:
 
 
 def _session_flags(p: Any) -> None:
-    p.add_argument("--mode", default=None, help="paper | testnet (mainnet needs the guard in the environment)")
-    p.add_argument("--symbols", nargs="+")
-    p.add_argument("--strategy")
-    p.add_argument("--strategy-params", type=json.loads, help='JSON, e.g. \'{"fast": 5, "slow": 30}\'')
-    p.add_argument("--bars", type=int)
-    p.add_argument("--start")
-    p.add_argument("--speed", type=float)
-    p.add_argument("--risk", type=json.loads, help="JSON risk limits, e.g. '{\"max_order_notional\": 500}'")
-    p.add_argument("--session-id")
+    """The flags ``run`` and ``sweep`` share: the session notebook's parameters and where runs go."""
+    modes = [m.value for m in TradingMode]
+    p.add_argument("--mode", type=str.lower, choices=modes, help="paper (default) | testnet; mainnet needs the guard")
+    p.add_argument("--symbols", nargs="+", help="symbols, e.g. BTC/USDT ETH/USDT (default BTC/USDT)")
+    p.add_argument("--strategy", help="a registered strategy's name (default sma_cross)")
+    p.add_argument("--strategy-params", type=_json_object, help='JSON, e.g. \'{"fast": 5, "slow": 30}\'')
+    p.add_argument("--bars", type=command_line(positive_int, int), help="bars to trade (default 1500)")
+    p.add_argument("--start", type=command_line(timestamp), help="first bar's open time, e.g. 2024-01-02")
+    p.add_argument(
+        "--speed", type=command_line(positive_number, float), help="replay speed of the local exchange (default 600)"
+    )
+    p.add_argument("--risk", type=_json_object, help="JSON risk limits, e.g. '{\"max_order_notional\": 500}'")
+    p.add_argument("--session-id", type=_id, help="names the session (default: <sweep or run>-<parameter digest>)")
     p.add_argument("--venue", help="local (the bundled exchange, in the kernel) | testnet | a running exchange's URL")
     p.add_argument("--store", dest="store_path", help=f"the DuckDB file runs are merged into (default {DEFAULT_STORE})")
-    p.add_argument("--runs-dir", default=str(RUNS_DIR))
-    p.add_argument("--timeout", type=float, default=600, help="seconds a run may take")
+    p.add_argument("--runs-dir", default=str(RUNS_DIR), help=f"where run files go (default {RUNS_DIR})")
+    p.add_argument("--timeout", type=command_line(positive_number, float), default=600, help="seconds a run may take")
+
+
+_id = command_line(check_id)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """An ``argparse`` type: a JSON object."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"fast\": 5}'")
+    return value
+
+
+def _axis(text: str) -> tuple[str, list[Any]]:
+    """An ``argparse`` type: one grid axis, ``NAME=V1,V2``, its values read as YAML (``5`` -> 5)."""
+    import yaml
+
+    name, _, values = text.partition("=")
+    try:
+        if name and values:
+            return name, [yaml_value(v) for v in values.split(",")]
+    except yaml.YAMLError:
+        pass
+    raise argparse.ArgumentTypeError(f"must look like NAME=V1,V2, e.g. fast=5,10; got {name[:40]!r}=...")
 
 
 def _parameters(args: Any) -> dict[str, Any]:
@@ -636,12 +720,24 @@ def _run_command(args: Any) -> int:
     result = run(_parameters(args), runs_dir=args.runs_dir, timeout=args.timeout, progress=True)
     store = _parameters(args).get("store_path", PARAMETERS["store_path"])
     print(f"run {result.session_id}: {result.status}; executed notebook {result.notebook}")
+    if result.error:  # the notebook's traceback is in the executed notebook; its last line says what failed
+        cause = (result.error.strip().splitlines() or ["see the notebook"])[-1]
+        print(
+            f"workbench: run {result.session_id} {result.status}: {cause} ({result.notebook} shows where).",
+            file=sys.stderr,
+        )
+        return 1
     print(f"fills are in {store}: SELECT * FROM fills WHERE session_id = '{result.session_id}'")
-    if result.error:
-        print(f"error: {result.error}")
-    else:
-        print(session_summary(store, result.session_id).to_string(index=False))
+    print(session_summary(store, result.session_id).to_string(index=False))
     return 0 if result.status == "completed" else 1
+
+
+def _halt_command(args: Any) -> int:
+    if not (Path(args.runs_dir) / args.sweep_id).is_dir():  # a mistyped id: say so rather than halt nothing
+        raise ConfigError(f"No sweep {args.sweep_id!r} under {args.runs_dir}: check the sweep id and --runs-dir.")
+    flag = halt_sweep(args.sweep_id, args.reason, args.runs_dir, clear=args.clear)
+    print(f"{'cleared' if args.clear else 'halted'}: {flag}")
+    return 0
 
 
 def session_summary(store_path: str | Path, session_id: str) -> pd.DataFrame:
@@ -657,12 +753,7 @@ def session_summary(store_path: str | Path, session_id: str) -> pd.DataFrame:
 
 def _sweep_command(args: Any) -> int:
     grid: list[dict[str, Any]] = load_grid(args.grid) if args.grid else []
-    axes = {}
-    for item in args.param:
-        name, _, values = item.partition("=")
-        if not values:
-            raise ConfigError(f"--param {item!r} must look like NAME=V1,V2.")
-        axes[name] = [yaml_value(v) for v in values.split(",")]
+    axes = dict(args.param)
     if axes:
         grid = [{**g, **a} for g in (grid or [{}]) for a in expand_grid(axes)] if grid else expand_grid(axes)
     if not grid:

@@ -8,6 +8,8 @@ ones. ``warmup`` says how many bars it needs before its first meaningful target.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -33,10 +35,11 @@ class SmaCross:
     size: float = 0.001
 
     def __post_init__(self) -> None:
-        if not 0 < self.fast < self.slow:
-            raise ConfigError(f"SmaCross needs 0 < fast < slow, got fast={self.fast}, slow={self.slow}.")
-        if not self.size > 0:
-            raise ConfigError(f"SmaCross needs size > 0, got {self.size}.")
+        whole = all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in (self.fast, self.slow))
+        if not whole or not 0 < self.fast < self.slow:
+            raise ConfigError(f"SmaCross needs whole numbers 0 < fast < slow, got {self.fast!r} and {self.slow!r}.")
+        if not isinstance(self.size, numbers.Real) or not 0 < self.size < math.inf:
+            raise ConfigError(f"SmaCross needs a finite size > 0, got {self.size!r}.")
 
     @property
     def warmup(self) -> int:

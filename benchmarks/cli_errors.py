@@ -1,0 +1,62 @@
+"""How fast the command line answers a mistake: wall and CPU time of refused commands, run as a user
+runs them (the installed ``workbench`` script in a subprocess), beside Python's own start-up and the
+import of pandas (which ``import workbench`` loads) measured in the same run.
+
+    .venv/bin/python benchmarks/cli_errors.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PYTHON = Path(sys.executable)
+WORKBENCH = PYTHON.with_name("workbench")
+CASES = {
+    "python -c pass": [str(PYTHON), "-c", "pass"],
+    "python -c 'import pandas'": [str(PYTHON), "-c", "import pandas"],
+    "python -c 'import workbench'": [str(PYTHON), "-c", "import workbench"],
+    "workbench --help": [str(WORKBENCH), "--help"],
+    "run --strategy moon": [str(WORKBENCH), "run", "--strategy", "moon"],
+    "run --session-id ../../precious": [str(WORKBENCH), "run", "--session-id", "../../precious"],
+    "run --mode testnet --venue testnet": [str(WORKBENCH), "run", "--mode", "testnet", "--venue", "testnet"],
+    "sweep --param api_secret=x": [str(WORKBENCH), "sweep", "--sweep-id", "s", "--param", "api_secret=x"],
+    "paper --bars 0": [str(WORKBENCH), "paper", "--bars", "0"],
+    "kill-switch status (no store)": [str(WORKBENCH), "kill-switch", "status", "--store", "typo.duckdb"],
+    "halt-sweep nosuch": [str(WORKBENCH), "halt-sweep", "nosuch"],
+    "report ../../x": [str(WORKBENCH), "report", "../../x"],
+}
+
+
+def measure(argv: list[str], cwd: str) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run of ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, capture_output=True, check=False, env={"PATH": str(PYTHON.parent)})
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each command (default 5)")
+    args = parser.parse_args()
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(args.repeat):  # interleaved: a burst of load hits every command alike
+            for name, argv in CASES.items():
+                times[name].append(measure(argv, folder))
+    print(f"{'command':38} {'wall median':>11} {'wall max':>9} {'CPU median':>11}   ({args.repeat} runs each)")
+    for name, runs in times.items():
+        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+        print(f"{name:38} {statistics.median(walls):10.3f}s {max(walls):8.3f}s {statistics.median(cpus):10.3f}s")
+    with open("/proc/loadavg") as load:
+        print(f"load average during the run: {load.read().split()[0]} (on {os.cpu_count()} cores)")
