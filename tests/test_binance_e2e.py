@@ -90,20 +90,22 @@ async def test_every_order_type_placed_filled_triggered_partially_filled_and_can
     assert quote.amount is not None and quote.cost <= 250
     assert all(o.status.value == "NEW" for o in (resting, maker, stop, take, canceled))
 
-    def status(order) -> str:
-        return session.executor._orders[order.client_order_id].status.value
-
     exchange.set_price("BTC/USDT", at("1.025"))  # the maker sell fills; the take-profit triggers and fills
     exchange.set_price("BTC/USDT", at("0.99"))  # the big buy fills one book level: partially
-    await until(lambda: status(resting) == "PARTIALLY_FILLED", what="partial fill")
+    await session.cancel_order(canceled.client_order_id, "BTC/USDT")
     # The stop triggers and sells into the account's own resting buy first: self-trade prevention
     # (EXPIRE_MAKER, Binance's default) expires that buy, and the stop fills against the market.
     exchange.set_price("BTC/USDT", at("0.965"))
-    await session.cancel_order(canceled.client_order_id, "BTC/USDT")
+
+    def status(order) -> str:
+        return session.executor._orders[order.client_order_id].status.value
+
     await until(
         lambda: [status(o) for o in (maker, take, stop, canceled)] == ["FILLED"] * 3 + ["CANCELED"], what="fills"
     )
-    await until(lambda: status(resting) in ("EXPIRED", "EXPIRED_IN_MATCH"), what="self-trade prevention")
+    await until(lambda: status(resting) == "EXPIRED_IN_MATCH", what="self-trade prevention")
+    partly = session.executor._orders[resting.client_order_id]
+    assert 0 < partly.filled < partly.amount  # it had partially filled before it met the stop
     assert exchange.venue.engine.get_order("BTC/USDT", client_order_id=resting.client_order_id).prevented_quantity > 0
 
     await until(lambda: store_fills(store) == exchange_fills(exchange), what="the store's fills equal the exchange's")
@@ -111,7 +113,7 @@ async def test_every_order_type_placed_filled_triggered_partially_filled_and_can
     await until(lambda: balances_agree(session, exchange), what="balances agree")
     store.flush()
     statuses = dict(store.sql("SELECT client_order_id, status FROM real_orders WHERE session_id = 'e2e'"))
-    assert statuses[resting.client_order_id] == "CANCELED" and statuses[take.client_order_id] == "FILLED"
+    assert statuses[resting.client_order_id] == "EXPIRED_IN_MATCH" and statuses[take.client_order_id] == "FILLED"
     filled = Decimal(
         store.sql(f"SELECT filled FROM real_orders WHERE client_order_id = '{resting.client_order_id}'")[0][0]
     )

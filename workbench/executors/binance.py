@@ -771,23 +771,30 @@ class BinanceExecutor:
     def _on_stream_orders(self, updates: list[dict[str, Any]]) -> None:
         for raw in updates:
             if raw.get("symbol") in self.rules:
-                order = self._accept(order_from_ccxt(raw))
-                if order.filled > self._filled_by_trades(order) and order.client_order_id not in self._gaps:
-                    self._gaps.add(order.client_order_id)
-                    task = asyncio.create_task(self._close_gap(order), name=f"gap {order.id}")
-                    self._gap_tasks.add(task)
-                    task.add_done_callback(self._gap_tasks.discard)
+                self._watch_gap(self._accept(order_from_ccxt(raw)))
 
     def _filled_by_trades(self, order: Order) -> Decimal:
         return self._filled.get(order.client_order_id, ZERO)
 
+    def _watch_gap(self, order: Order) -> None:
+        """If ``order`` and its trades disagree on how much it filled, close the gap soon."""
+        if order.filled != self._filled_by_trades(order) and order.client_order_id not in self._gaps:
+            self._gaps.add(order.client_order_id)
+            task = asyncio.create_task(self._close_gap(order), name=f"gap {order.id}")
+            self._gap_tasks.add(task)
+            task.add_done_callback(self._gap_tasks.discard)
+
     async def _close_gap(self, order: Order, grace: float = 0.5) -> None:
-        """An order says it filled more than its trades add up to: give the trade stream ``grace``
-        seconds to catch up, then fetch the order's trades from REST."""
+        """An order and its trades disagree on how much it filled: give the streams ``grace`` seconds
+        to catch up, then ask REST for what lags. (ccxt hands a stream's update to the next watch
+        call only when another message arrives, so the last update of a burst can wait.)"""
         await asyncio.sleep(grace)
         try:
             latest = self._orders[order.client_order_id]
-            if latest.filled > self._filled_by_trades(latest):
+            if self._filled_by_trades(latest) > latest.filled:
+                params = {"origClientOrderId": latest.client_order_id}  # its own update lags
+                self._accept(order_from_ccxt(await self._call(self.client.fetch_order, None, latest.symbol, params)))
+            elif latest.filled > self._filled_by_trades(latest):
                 params = {"orderId": latest.id}
                 raws = await self._call(self.client.fetch_my_trades, latest.symbol, None, None, params)
                 recovered = [f for raw in raws if (f := self._accept_fill(fill_from_ccxt(raw, latest.client_order_id)))]
@@ -806,6 +813,8 @@ class BinanceExecutor:
             cid = info.get("c") or self._client_ids.get(str(raw.get("order")))
             if cid and raw.get("symbol") in self.rules:
                 self._accept_fill(fill_from_ccxt(raw, cid))
+                if cid in self._orders:
+                    self._watch_gap(self._orders[cid])
 
     # -- state ------------------------------------------------------------------------------
 
