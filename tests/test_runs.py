@@ -213,6 +213,8 @@ def test_cli_run_and_sweep(workdir, capsys):
     )
     out = capsys.readouterr().out
     assert "run cli-run: completed" in out and "runs/single/cli-run.ipynb" in out and "cli.duckdb" in out
+    data = next(line for line in out.splitlines() if line.startswith("data: BTC/USDT: "))
+    assert "Binance" in data and "SYNTHETIC" not in data.upper() and "200 bars, 20" in data, data
     assert (
         main(
             [

@@ -728,6 +728,11 @@ def _run_command(args: Any) -> int:
         )
         return 1
     print(f"fills are in {store}: SELECT * FROM fills WHERE session_id = '{result.session_id}'")
+    from workbench.analysis import data_source
+
+    for row in data_source(store, result.session_id).itertuples():
+        period = f"{row.first:%Y-%m-%d %H:%M} .. {row.last:%Y-%m-%d %H:%M} UTC"
+        print(f"data: {row.symbol}: {row.source}; {row.bars} bars, {period}")
     print(session_summary(store, result.session_id).to_string(index=False))
     return 0 if result.status == "completed" else 1
 
