@@ -132,7 +132,8 @@ async def test_cancel_replace_failures_answer_as_binance(exchange):
 
 
 async def test_cancel_replace_over_the_order_count():
-    async with LocalExchange(("BTC/USDT",), limits=Limits(orders_per_10s=2)) as exchange:
+    # the daily order count, so that a slow machine cannot let the count run out of its window mid-test
+    async with LocalExchange(("BTC/USDT",), limits=Limits(orders_per_day=2)) as exchange:
         status, first = await signed(exchange, "POST", "order", resting_buy(exchange))
         status, second = await signed(exchange, "POST", "order", resting_buy(exchange))
         replace = resting_buy(exchange, cancelReplaceMode="STOP_ON_FAILURE", cancelOrderId=str(first["orderId"]))
