@@ -59,6 +59,8 @@ def user(tmp_path, data_dir):
         ["halt-sweep", "../../x"],
         ["report", "../../x", "--store", "precious.duckdb"],
         ["report", "../../x", "--sweep", "--store", "precious.duckdb"],
+        ["explain", "../../x", "--store", "precious.duckdb"],
+        ["explain", "fine", "--against", INJECTION, "--store", "precious.duckdb"],
     ],
 )
 def test_unsafe_ids_are_refused_before_anything_is_created(user, argv):

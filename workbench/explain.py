@@ -326,11 +326,14 @@ def _run(coroutine: Any) -> Any:
 
 def register(subparsers: Any) -> None:
     """Add ``workbench explain`` to the command line."""
+    from workbench.checks import check_id, command_line
     from workbench.config import DEFAULT_STORE
 
+    session_id = command_line(check_id)
     p = subparsers.add_parser("explain", help="why a session's result differs from a replay of its bars, by cause")
-    p.add_argument("session_id", help="the session to explain")
-    p.add_argument("--against", help="another session instead of the replay: its paper shadow, a run of its sweep")
+    p.add_argument("session_id", type=session_id, help="the session to explain")
+    p.add_argument("--against", type=session_id, help="another session instead of the replay: its paper shadow, "
+                   "a run of its sweep")
     p.add_argument("--store", default=str(DEFAULT_STORE), help=f"the DuckDB file (default {DEFAULT_STORE})")
     p.set_defaults(func=_explain_command)
 
