@@ -347,21 +347,9 @@ def write(store: Store, session_id: str, out: Outcome) -> None:
         "is_maker": False,
         "timestamp": pd.to_datetime(pd.Series([f.timestamp for f in fills], dtype="int64"), unit="ms", utc=True),
     }
-    store.flush()
-    cursor = store._con.cursor()  # the store has no bulk insert: one transaction on its connection
-    try:
-        cursor.execute("BEGIN TRANSACTION")
-        for table, rows in (("paper_orders", order_rows), ("paper_fills", fill_rows)):
-            frame = pd.DataFrame(rows, index=range(len(orders if table == "paper_orders" else fills)))
-            types = dict(cursor.execute(f"SELECT name, type FROM pragma_table_info('{table}')").fetchall())
-            cursor.register("bulk_rows", frame)
-            names = ", ".join(frame.columns)
-            cast = ", ".join(f"CAST({c} AS {types[c]})" for c in frame.columns)
-            cursor.execute(f"INSERT INTO {table} ({names}) SELECT {cast} FROM bulk_rows")
-            cursor.unregister("bulk_rows")
-        cursor.execute("COMMIT")
-    except Exception:
-        cursor.execute("ROLLBACK")
-        raise
-    finally:
-        cursor.close()
+    store.insert_frames(
+        {
+            "paper_orders": pd.DataFrame(order_rows, index=range(len(orders))),
+            "paper_fills": pd.DataFrame(fill_rows, index=range(len(fills))),
+        }
+    )

@@ -205,6 +205,17 @@ def _column_types(cursor: duckdb.DuckDBPyConnection, table: str) -> dict[str, st
     return _TYPES[table]
 
 
+def _insert_frame(cursor: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, conflict: str = "") -> None:
+    """Insert ``frame``'s rows into ``table``, each column cast to the table's type (exact decimals)."""
+    types = _column_types(cursor, table)
+    cursor.register("rows_in", frame)  # replaces the frame of a batch that failed, if any
+    cursor.execute(
+        f"INSERT INTO {table} ({', '.join(frame.columns)}) "
+        f"SELECT {', '.join(f'CAST({c} AS {types[c]})' for c in frame.columns)} FROM rows_in {conflict}"
+    )
+    cursor.unregister("rows_in")
+
+
 def _decode(value: Any, sql_type: str) -> Any:
     """A journaled value (JSON: decimals and times as text) as the column's Python type."""
     if value is None:
@@ -688,11 +699,21 @@ class Store:
                 },
                 dtype=object,
             )
-            types = _column_types(cursor, table)
-            cursor.register("rows_in", frame)  # replaces the frame of a batch that failed, if any
-            cursor.execute(
-                f"INSERT INTO {table} ({names}) SELECT {', '.join(f'CAST({c} AS {types[c]})' for c in columns)} "
-                f"FROM rows_in {conflict}"
-            )
-            cursor.unregister("rows_in")
+            _insert_frame(cursor, table, frame, conflict)
         groups.clear()
+
+    def insert_frames(self, frames: Mapping[str, pd.DataFrame]) -> None:
+        """Insert whole tables of rows (``{table: frame}``, decimals as text) in one transaction,
+        after every queued write: a replay's bulk write, which bypasses the writer thread."""
+        self.flush()
+        cursor = self._con.cursor()
+        try:
+            cursor.execute("BEGIN TRANSACTION")
+            for table, frame in frames.items():
+                _insert_frame(cursor, table, frame)
+            cursor.execute("COMMIT")
+        except Exception:
+            cursor.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.close()

@@ -43,8 +43,9 @@ _UNSUPPORTED_TYPES = {
 }
 MINUTE, DAY = 60_000, 86_400_000
 TAPE_LENGTH = 200_000  # public trades remembered per symbol for the tickers' windows (up to 7 days)
-UNSUPPORTED_FEATURES = {"opoAllowed": False, "amendAllowed": False, "pegInstructionsAllowed": False,
-                        "cancelReplaceAllowed": True}  # fmt: skip
+# exchangeInfo flags the venue sets itself, true only for what it implements (the rules' own flags say the rest)
+FEATURES = {"opoAllowed": False, "amendAllowed": False, "pegInstructionsAllowed": False,
+            "cancelReplaceAllowed": True}  # fmt: skip
 CANCEL_REPLACE_PARAMS = {"cancelReplaceMode", "cancelNewClientOrderId", "cancelOrigClientOrderId", "cancelOrderId",
                          "cancelRestrictions", "orderRateLimitExceededMode"}  # fmt: skip
 CANCEL_RESTRICTIONS = {"ONLY_NEW": OrderStatus.NEW, "ONLY_PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED}
@@ -721,7 +722,7 @@ class Venue:
             "serverTime": self.clock(),
             "rateLimits": [],  # filled in by the server, which enforces them
             "exchangeFilters": [],
-            "symbols": [r.to_exchange_info() | UNSUPPORTED_FEATURES for r in listed],
+            "symbols": [r.to_exchange_info() | FEATURES for r in listed],
         }
 
     # -- Binance JSON -----------------------------------------------------------------------
