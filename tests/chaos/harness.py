@@ -717,7 +717,9 @@ class SigKill(Scenario):
             with suppress(ProcessLookupError):
                 child.send_signal(signal.SIGKILL)
             await asyncio.wait_for(child.wait(), 30)
-        assert child.returncode == -signal.SIGKILL, f"the child exited with {child.returncode}"
+        # 255 is asyncio's "unknown child process": another waiter in this process reaped it first, so
+        # its status is lost (the kill point above was reached; the child itself never exits with 255)
+        assert child.returncode in (-signal.SIGKILL, 255), f"the child exited with {child.returncode}"
         store = Store(run.store_path)  # the restart: the journal is replayed, then the session resumes
         await run.open_session(store)
         return (kill_at if self.mode == "random" else last_started) + 1
