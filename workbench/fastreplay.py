@@ -37,7 +37,7 @@ from workbench.filters import SymbolRules, _on_grid, check_order
 from workbench.matching import BPS, BookConfig, Fees, synthetic_book
 from workbench.model import ZERO, Fill, Order, OrderRequest, OrderStatus, OrderType, Side
 from workbench.risk import MINUTE_MS, RiskChecks, RiskContext, RiskState, _day
-from workbench.session import TradingSession, _close_times, _is_dust
+from workbench.session import TradingSession, _close_times, _is_dust, _too_small
 from workbench.store import Store
 
 DAY_MS = 86_400_000
@@ -62,6 +62,7 @@ class Outcome:
     order_seq: int = 0
     trade_seq: int = 0
     now: int | None = None
+    drops: list[tuple[OrderRequest, Decimal, int]] = field(default_factory=list)  # too small: the session counts them
 
 
 def timeline(strategy: object, frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
@@ -127,10 +128,11 @@ def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Out
         position = state.positions.get(symbol, ZERO)
         delta = target - position
         amount = _on_grid(abs(delta), market.lot_step, ROUND_DOWN)  # rules.round_amount, its step found once
-        if not amount:
+        if not delta:
             continue
         side = Side.BUY if delta > 0 else Side.SELL
-        if not market.surely_passes_filters(amount, price) and market.is_dust(side, amount, price):
+        if not amount or not market.surely_passes_filters(amount, price) and market.is_dust(side, amount, price):
+            out.drops.append((OrderRequest(symbol, side, OrderType.MARKET, amount=amount or abs(delta)), price, at))
             continue
         out.seq += 1
         while order_times and order_times[0] <= at - MINUTE_MS:  # what state.context() keeps, inline
@@ -305,6 +307,8 @@ def commit(session: TradingSession, out: Outcome) -> None:
     session.executor._fills.extend(out.fills)  # type: ignore[attr-defined]
     if out.now is not None:
         session.executor._time = out.now  # type: ignore[attr-defined]
+    for request, price, at in out.drops:
+        session._drop(request, price, at, _too_small(request, session.rules[request.symbol], price))  # type: ignore[arg-type]
     write(session.store, session.session_id, out)
     session._audit("replay.fast", {"orders": len(out.orders), "fills": len(out.fills)})
 

@@ -364,29 +364,52 @@ def check_lookahead(
     ``cuts`` are the positions ``k`` of the last bar kept (default: ``n_cuts`` evenly spaced from the
     warm-up to the end). Returns one row per offending bar (the first cut that shows it), indexed by
     its open time, with ``position``, ``cut_at`` (the last bar kept), ``full`` and ``truncated``
-    signals; empty if the strategy passes."""
+    signals; empty if the strategy passes. A strategy that answers with a DataFrame (intents) is
+    compared column by column, and each row also names its ``column``."""
     n = len(bars)
     if cuts is None:
         first = min(max(int(getattr(strategy, "warmup", 0)), 1), n - 1)
         cuts = np.unique(np.linspace(first, n - 2, num=n_cuts).round().astype(int)) if n > 1 else []
-    full = np.asarray(strategy(bars), dtype=float)
-    found: dict[int, tuple[int, float, float]] = {}
+    answer = strategy(bars)
+    framed = isinstance(answer, pd.DataFrame)
+    full = _columns(answer)
+    found: dict[tuple[int, str], tuple[int, Any, Any]] = {}
     for k in cuts:
-        truncated = np.asarray(strategy(bars.iloc[: k + 1]), dtype=float)
-        expected = full[: k + 1]
-        same = (truncated == expected) | (np.isnan(truncated) & np.isnan(expected))
-        for i in np.flatnonzero(~same):
-            found.setdefault(int(i), (int(k), float(expected[i]), float(truncated[i])))
-    rows = sorted(found.items())
-    return pd.DataFrame(
+        truncated = _columns(strategy(bars.iloc[: k + 1]))
+        for column, expected in full.items():
+            cut = truncated.get(column, np.full(k + 1, np.nan))
+            for i in np.flatnonzero(~_same(cut, expected[: k + 1])):
+                found.setdefault((int(i), column), (int(k), expected[i], cut[i]))
+    rows = sorted(found.items(), key=lambda item: (item[0][0], list(full).index(item[0][1])))
+    frame = pd.DataFrame(
         {
-            "position": [i for i, _ in rows],
+            "position": [i for (i, _), _ in rows],
             "cut_at": [bars.index[k] for _, (k, _, _) in rows],
             "full": [f for _, (_, f, _) in rows],
             "truncated": [t for _, (_, _, t) in rows],
         },
-        index=pd.Index([bars.index[i] for i, _ in rows], name=bars.index.name),
+        index=pd.Index([bars.index[i] for (i, _), _ in rows], name=bars.index.name),
     )
+    if framed:
+        frame.insert(0, "column", [c for (_, c), _ in rows])
+    return frame
+
+
+def _columns(answer: Any) -> dict[str, np.ndarray]:
+    """A strategy's answer as arrays by column: a DataFrame's columns, else the one signal (floats)."""
+    if isinstance(answer, pd.DataFrame):
+        return {str(c): answer[c].to_numpy() for c in answer.columns}
+    return {"signal": np.asarray(answer, dtype=float)}
+
+
+def _same(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Element-wise equality where two missing values (NaN, None, NaT) are equal too."""
+    if len(left) != len(right):
+        return np.zeros(len(right), dtype=bool)
+    if left.dtype.kind in "fiub" and right.dtype.kind in "fiub":
+        return (left == right) | (np.isnan(left.astype(float)) & np.isnan(right.astype(float)))
+    equal = np.asarray(pd.Series(left, dtype=object).eq(pd.Series(right, dtype=object)), dtype=bool)
+    return equal | (pd.isna(left) & pd.isna(right))
 
 
 async def check_parity(

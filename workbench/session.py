@@ -6,8 +6,10 @@ differs, and :func:`workbench.executors.build_executor` picks it from the mode.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -29,6 +31,11 @@ from workbench.store import Store
 from workbench.strategy import Strategy, describe
 
 HALT_POLL = 0.25  # seconds between looks at the kill switch's flag files while a session runs
+# Bars of each symbol a live session keeps for a strategy that declares no ``history`` (it then sees
+# the whole session's bars, as a replay does, up to this many: about 8 MB a symbol of OHLCV floats).
+HISTORY_CAP = 100_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -95,6 +102,9 @@ class TradingSession:
         self._targets: dict[str, Decimal] = {}
         self._trade_keys: set[tuple[str, str]] = set()
         self._history: dict[str, pd.DataFrame] = {}
+        self.history_cap = HISTORY_CAP
+        self._forgetting: set[str] = set()  # symbols whose history reached the cap (warned once)
+        self.drops: Counter[tuple[str, str]] = Counter()  # (symbol, reason): rebalances no order could carry
         self._seq = 0
         self._halt_checked = -HALT_POLL
         self._started = False
@@ -176,7 +186,8 @@ class TradingSession:
         balances = await self.executor.fetch_balance()
         self.store.record_balances(self.session_id, self.mode, balances.values(), self._now())
         summary = self.summary()
-        self.store.end_session(self.session_id, status, {"symbols": summary.reset_index().to_dict("records")})
+        records = {"symbols": summary.reset_index().to_dict("records"), "dropped": self.dropped().to_dict("records")}
+        self.store.end_session(self.session_id, status, records)
         self._audit("session.stop", {"status": status})
         if self.shadow is not None:
             await self.shadow.stop(status)
@@ -366,11 +377,14 @@ class TradingSession:
 
     async def on_bar(self, symbol: str, bar: pd.Series) -> Order | None:
         """Feed one closed bar (``bar.name`` is its open time): update the price, compute the
-        strategy's target on the recent history and trade towards it if it changed."""
-        history = self._history.get(symbol)
-        row = bar.to_frame().T
-        self._history[symbol] = row if history is None else pd.concat([history.iloc[-self._window() :], row])
-        target = self.strategy(self._history[symbol]).iloc[-1] if self.strategy else None
+        strategy's target on the symbol's history and trade towards it if it changed.
+
+        The history is what a replay gives the strategy: every bar of the session so far, or the
+        last ``strategy.history`` bars if the strategy declares it (the bars it needs for the same
+        answer). Memory is bounded: without a declared history a session keeps the last
+        ``history_cap`` bars (:data:`HISTORY_CAP`) and warns once when it starts to forget."""
+        history = self._remember(symbol, bar)
+        target = self.strategy(history).iloc[-1] if self.strategy else None
         at = _close_ms(bar)
         # The signal exists once the bar has closed and reached the session: a venue replaying faster
         # than real time stamps its bars ahead of this clock, and then the bar's arrival is the signal's time.
@@ -526,18 +540,42 @@ class TradingSession:
     async def _rebalance(self, symbol: str, target: Decimal, price: Decimal, timestamp: int) -> Order | None:
         rules = self.rules[symbol]
         delta = target - self.state.positions.get(symbol, ZERO)
-        amount = rules.round_amount(abs(delta))
-        if not amount:
+        if not delta:
             return None
-        request = OrderRequest(symbol, Side.BUY if delta > 0 else Side.SELL, OrderType.MARKET, amount=amount)
-        if _is_dust(request, rules, price):
-            return None
+        side = Side.BUY if delta > 0 else Side.SELL
+        request = OrderRequest(symbol, side, OrderType.MARKET, amount=rules.round_amount(abs(delta)) or abs(delta))
+        dust = _too_small(request, rules, price)
+        if dust is not None:
+            return self._drop(request, price, timestamp, dust)
         try:
             return await self.submit(request, signal_price=price, signal_time=timestamp)
-        except OrderRejected:
-            return None  # recorded in self.rejections and the audit log
+        except OrderRejected as e:  # recorded in self.rejections and the audit log
+            return self._drop(request, price, timestamp, e, audited=True)
         except ExchangeError:
             return None  # the venue could not be asked (it restarted?): reconcile settles the order, audited
+
+    def _drop(
+        self, request: OrderRequest, price: Decimal, timestamp: int, error: OrderRejected, *, audited: bool = False
+    ) -> None:
+        """Count a rebalance that no order could carry (dust, or refused by a filter or risk check),
+        write it to the audit log (``order.dropped``, unless a refusal row is there already) and
+        warn the first time a symbol drops one for this reason; :meth:`summary` shows the counts."""
+        key = (request.symbol, error.rule or "rejected")
+        self.drops[key] += 1
+        if not audited:
+            detail = _request_detail(request) | {"price": str(price), "signal_time": timestamp}
+            self._audit("order.dropped", {**detail, "rule": error.rule, "field": error.field, "error": str(error)})
+        if self.drops[key] == 1:
+            log.warning(
+                "Session %s dropped a %s of %s %s at %s (%s): %s Further drops like it are counted in the "
+                "session summary (column 'dropped') and the audit log.",
+                self.session_id, request.side.value, request.amount, request.symbol, price, key[1], error,
+            )  # fmt: skip
+
+    def dropped(self) -> pd.DataFrame:
+        """The rebalances no order could carry, per symbol and reason (the filter or risk rule)."""
+        rows = [{"symbol": s, "reason": r, "orders": n} for (s, r), n in sorted(self.drops.items())]
+        return pd.DataFrame(rows, columns=["symbol", "reason", "orders"])
 
     # -- events and reporting ---------------------------------------------------------------
 
@@ -567,8 +605,9 @@ class TradingSession:
         )
 
     def summary(self) -> pd.DataFrame:
-        """Per symbol: orders, fills, traded notional, fees, position, average cost, realised PnL
-        and the mark-to-market value of the position at the last price."""
+        """Per symbol: orders, rebalances dropped (dust or refused, see :meth:`dropped`), fills,
+        traded notional, fees, position, average cost, realised PnL and the mark-to-market value of
+        the position at the last price."""
         rows = []
         self.store.flush()
         fills = self.store.query(
@@ -582,6 +621,7 @@ class TradingSession:
                 {
                     "symbol": symbol,
                     "orders": len(orders),
+                    "dropped": sum(n for (s, _), n in self.drops.items() if s == symbol),
                     "fills": int(fills["fills"].get(symbol, 0)),
                     "notional": float(fills["notional"].get(symbol, 0) or 0),
                     "fees": _total_fees(orders),
@@ -598,8 +638,30 @@ class TradingSession:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _window(self) -> int:
-        return 2 * getattr(self.strategy, "warmup", 0) + 1
+    def _remember(self, symbol: str, bar: pd.Series) -> pd.DataFrame:
+        """Add ``bar`` to the symbol's history, keep at most :meth:`_history_bars` of it, return it."""
+        row = bar.to_frame().T.infer_objects()
+        history = self._history.get(symbol)
+        history = row if history is None else pd.concat([history, row])
+        keep = self._history_bars()
+        if len(history) > keep:
+            if symbol not in self._forgetting and getattr(self.strategy, "history", None) is None:
+                self._forgetting.add(symbol)
+                log.warning(
+                    "Session %s keeps the last %d bars of %s for %s, which declares no history: from now on "
+                    "the live signal may differ from a replay's; declare `history` (the bars the strategy "
+                    "needs) or raise `history_cap`.",
+                    self.session_id, keep, symbol, type(self.strategy).__name__,
+                )  # fmt: skip
+            history = history.iloc[-keep:]
+        self._history[symbol] = history
+        return history
+
+    def _history_bars(self) -> int:
+        """How many bars of each symbol the strategy is computed over live: its declared
+        ``history``, else the whole session's (up to ``history_cap``)."""
+        declared = getattr(self.strategy, "history", None)
+        return max(int(declared), 1) if declared is not None else self.history_cap
 
     def _now(self) -> int:
         now = getattr(self.executor, "now", None)
@@ -658,11 +720,31 @@ def _data_detail(frame: pd.DataFrame) -> dict[str, Any]:
 
 def _is_dust(request: OrderRequest, rules: SymbolRules, price: Decimal) -> bool:
     """Whether a rebalance is too small to be a valid order (below the minimum quantity or notional)."""
+    return _dust_error(request, rules, price) is not None
+
+
+def _dust_error(request: OrderRequest, rules: SymbolRules, price: Decimal) -> FilterError | None:
+    """The filter's error if ``request`` is too small to be a valid order (below the minimum
+    quantity or notional), else ``None`` (any other refusal is the risk checks' to make)."""
     try:
         check_order(request, rules, avg_price=price)
     except FilterError as e:
-        return e.rule in ("LOT_SIZE", "MARKET_LOT_SIZE", "NOTIONAL", "MIN_NOTIONAL") and "below" in str(e)
-    return False
+        small = e.rule in ("LOT_SIZE", "MARKET_LOT_SIZE", "NOTIONAL", "MIN_NOTIONAL") and "below" in str(e)
+        return e if small else None
+    return None
+
+
+def _too_small(request: OrderRequest, rules: SymbolRules, price: Decimal) -> FilterError | None:
+    """Why a rebalance of ``request.amount`` cannot be an order (smaller than one lot step, below the
+    minimum quantity or notional), or ``None``."""
+    if rules.round_amount(request.amount):  # type: ignore[arg-type]
+        return _dust_error(request, rules, price)
+    return FilterError(
+        f"{request.symbol}: a {request.side.value} of {request.amount} is below one lot step "
+        f"({rules.step_size()}) and rounds to 0; trade in larger steps.",
+        field="amount",
+        rule="LOT_SIZE",
+    )
 
 
 def _close_times(bars: pd.DataFrame) -> pd.Series:
