@@ -179,8 +179,8 @@ def test_parameters_cannot_reach_mainnet_or_carry_keys(monkeypatch):
 
 def test_grids_from_files_and_flags(tmp_path):
     assert expand_grid({"fast": [5, 10], "slow": [50], "bars": [100]}) == [
-        {"bars": 100, "strategy_params": {"fast": 5, "slow": 50, "size": 0.001}},
-        {"bars": 100, "strategy_params": {"fast": 10, "slow": 50, "size": 0.001}},
+        {"bars": 100, "strategy_params": {"fast": 5, "slow": 50}},
+        {"bars": 100, "strategy_params": {"fast": 10, "slow": 50}},
     ]
     path = tmp_path / "grid.yaml"
     path.write_text("- {fast: 5}\n- {fast: 7, mode: paper}\n")

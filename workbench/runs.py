@@ -46,7 +46,7 @@ from workbench.data import load_rules
 from workbench.errors import ConfigError, KillSwitchActive, MainnetGuardError
 from workbench.killswitch import KillSwitch, flag_path, trip_flag
 from workbench.store import Store, StoreError
-from workbench.strategy import make_strategy
+from workbench.strategy import load_strategy
 
 SESSION_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_session.ipynb"
 RUNS_DIR = Path("runs")
@@ -136,15 +136,24 @@ def check_parameters(parameters: Mapping[str, Any], environ: Mapping[str, str] |
     if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
         raise ConfigError(f"symbols must be a non-empty list of names like BTC/USDT; got {symbols!r}.")
     _check_symbols(tuple(symbols))
+    if "strategy_params" not in parameters and merged["strategy"] != PARAMETERS["strategy"]:
+        merged["strategy_params"] = {}  # the defaults are sma_cross's; another strategy has its own
     if not isinstance(merged["strategy"], str) or not isinstance(merged["strategy_params"], Mapping):
         raise ConfigError('strategy must be a name and strategy_params a mapping, e.g. {"fast": 5, "slow": 30}.')
-    make_strategy(merged["strategy"], **merged["strategy_params"])
+    merged["strategy"] = _strategy_spec(merged["strategy"])
+    load_strategy(merged["strategy"], dict(merged["strategy_params"]))  # built and probed before a kernel starts
     load_config(mode=mode, symbols=symbols, risk=merged["risk"])
     if mode.is_real and merged["venue"] != "local" and Credentials.from_env(mode, environ) is None:
         key, secret = Credentials.ENV[mode]
         raise ConfigError(f"A {mode} run on venue {merged['venue']} needs {key} and {secret} in the environment.")
     merged["mode"] = mode.value
     return merged
+
+
+def _strategy_spec(spec: str) -> str:
+    """``spec`` with a strategy file's path made absolute (the kernel runs elsewhere)."""
+    where, colon, name = spec.rpartition(":")
+    return f"{Path(where).expanduser().resolve()}:{name}" if colon and where.endswith(".py") else spec
 
 
 def _check_ids(params: Mapping[str, Any]) -> None:
@@ -451,7 +460,7 @@ def expand_grid(grid: Mapping[str, Iterable[Any]] | Iterable[Mapping[str, Any]])
     for params in sets:
         strategy = {k: params.pop(k) for k in list(params) if k not in PARAMETERS}
         if strategy:
-            params["strategy_params"] = {**params.get("strategy_params", PARAMETERS["strategy_params"]), **strategy}
+            params["strategy_params"] = {**params.get("strategy_params", {}), **strategy}
         expanded.append(params)
     return expanded
 
@@ -494,8 +503,9 @@ def sweep(
     runs = Path(runs_dir).resolve()  # absolute: runs share nothing with the process's working directory
     store_path = Path(store_path).resolve()
     sets = []
+    base = dict(base or {})
     for params in expand_grid(grid):
-        merged = check_parameters({**(base or {}), **params, "sweep_id": sweep_id})
+        merged = check_parameters({**base, **params, **_strategy_params(base, params), "sweep_id": sweep_id})
         merged["session_id"] = merged["session_id"] or _session_id(merged)
         sets.append(merged)
     twins = sorted(sid for sid, n in Counter(p["session_id"] for p in sets).items() if n > 1)
@@ -513,6 +523,16 @@ def sweep(
     bar.close()
     frame = pd.DataFrame([{**asdict(r), **r.parameters.get("strategy_params", {})} for r in results])
     return frame.drop(columns=["parameters"]).sort_values("session_id").reset_index(drop=True)
+
+
+def _strategy_params(base: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """A grid set's strategy parameters on top of the base's (``--strategy-params``), or of the
+    default strategy's defaults: a grid axis changes one parameter, never drops the others."""
+    if "strategy_params" not in params:
+        return {}
+    strategy = params.get("strategy", base.get("strategy", PARAMETERS["strategy"]))
+    default = PARAMETERS["strategy_params"] if strategy == PARAMETERS["strategy"] else {}
+    return {"strategy_params": {**base.get("strategy_params", default), **params["strategy_params"]}}
 
 
 def halt_sweep(sweep_id: str, reason: str, runs_dir: str | Path = RUNS_DIR, *, clear: bool = False) -> Path:
@@ -657,7 +677,9 @@ def _session_flags(p: Any) -> None:
     modes = [m.value for m in TradingMode]
     p.add_argument("--mode", type=str.lower, choices=modes, help="paper (default) | testnet; mainnet needs the guard")
     p.add_argument("--symbols", nargs="+", help="symbols, e.g. BTC/USDT ETH/USDT (default BTC/USDT)")
-    p.add_argument("--strategy", help="a registered strategy's name (default sma_cross)")
+    p.add_argument(
+        "--strategy", help="a registered strategy's name (default sma_cross), module:Name or path/to/file.py:Name"
+    )
     p.add_argument("--strategy-params", type=_json_object, help='JSON, e.g. \'{"fast": 5, "slow": 30}\'')
     p.add_argument("--bars", type=command_line(positive_int, int), help="bars to trade (default 1500)")
     p.add_argument("--start", type=command_line(timestamp), help="first bar's open time, e.g. 2024-01-02")
