@@ -386,17 +386,20 @@ FROM u
 GROUP BY session_id, fee_currency, liquidity
 """
 
-# Orders the session refused before the venue (invalid, risk checks, kill switch) or the venue refused.
+# Orders the session refused before the venue (invalid, risk checks, kill switch) or the venue refused,
+# and rebalances it dropped as too small to be an order (below a lot step, the minimum quantity or notional).
 _REFUSALS_SQL = """
 SELECT session_id, any_value(mode) AS mode,
        CASE kind WHEN 'order.invalid' THEN 'invalid order' WHEN 'risk.rejected' THEN 'risk check or filter'
-                 ELSE 'venue' END AS stage,
-       CASE WHEN detail->>'rule' IN ({not_sent}) THEN 'not sent' ELSE 'refused' END AS outcome,
+                 WHEN 'order.dropped' THEN 'too small to trade' ELSE 'venue' END AS stage,
+       CASE WHEN kind = 'order.dropped' THEN 'dropped' WHEN detail->>'rule' IN ({not_sent}) THEN 'not sent'
+            ELSE 'refused' END AS outcome,
+       coalesce(detail->>'symbol', '') AS symbol,
        coalesce(detail->>'rule', '') AS reason, count(*) AS orders, min(ts) AS first, max(ts) AS last,
        any_value(detail->>'error') AS example
 FROM audit_log
-WHERE kind IN ('order.invalid', 'risk.rejected', 'order.rejected') {and_where}
-GROUP BY session_id, stage, outcome, reason
+WHERE kind IN ('order.invalid', 'risk.rejected', 'order.rejected', 'order.dropped') {and_where}
+GROUP BY session_id, stage, outcome, symbol, reason
 """
 
 
@@ -901,9 +904,10 @@ def fees(source: Source, sessions: Sessions = None, *, sweep_id: str | None = No
 
 
 def refusals(source: Source, sessions: Sessions = None, *, sweep_id: str | None = None) -> pd.DataFrame:
-    """Orders that never traded because they were refused, per session, stage (invalid order, risk
-    check or filter, venue), outcome (``refused``, or ``not sent``: the kill switch or a ban) and
-    reason (the rule), with a count and an example message."""
+    """Orders that never traded because they were refused or dropped, per session, stage (invalid
+    order, risk check or filter, venue, too small to trade), outcome (``refused``, ``dropped``, or
+    ``not sent``: the kill switch or a ban), symbol and reason (the rule), with a count and an
+    example message."""
     return _query(source, "refusals", sessions, sweep_id, "session_id, orders DESC, reason")
 
 

@@ -51,7 +51,7 @@ def _paper(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(f"Paper session {session.session_id}: {sum(len(b) for b in bars.values())} bars, {first} .. {last}")
         print("Data: " + "; ".join(b.attrs.get("source", "klines") for b in bars.values()))
-        print(summary.to_string())
+        print("\n".join(runs.summary_lines(summary.reset_index(), session.dropped())))
     print(f"Orders and fills are in {config.store_path} (session_id = '{session.session_id}').")
     return 0
 

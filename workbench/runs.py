@@ -755,7 +755,7 @@ def _run_command(args: Any) -> int:
     for row in data_source(store, result.session_id).itertuples():
         period = f"{row.first:%Y-%m-%d %H:%M} .. {row.last:%Y-%m-%d %H:%M} UTC"
         print(f"data: {row.symbol}: {row.source}; {row.bars} bars, {period}")
-    print(session_summary(store, result.session_id).to_string(index=False))
+    print("\n".join(summary_lines(session_summary(store, result.session_id), session_drops(store, result.session_id))))
     return 0 if result.status == "completed" else 1
 
 
@@ -769,13 +769,44 @@ def _halt_command(args: Any) -> int:
 
 def session_summary(store_path: str | Path, session_id: str) -> pd.DataFrame:
     """The summary a session recorded when it ended (one row per symbol)."""
+    return pd.DataFrame(_recorded(store_path, session_id).get("symbols", []))
+
+
+def session_drops(store_path: str | Path, session_id: str) -> pd.DataFrame:
+    """The rebalances a session dropped (too small, or refused), per symbol and reason, as it recorded them."""
+    return pd.DataFrame(_recorded(store_path, session_id).get("dropped", []), columns=["symbol", "reason", "orders"])
+
+
+def _recorded(store_path: str | Path, session_id: str) -> dict[str, Any]:
     con = duckdb.connect(str(store_path), read_only=True)
     try:
         rows = con.execute("SELECT summary FROM sessions WHERE session_id = ?", [session_id]).fetchall()
     finally:
         con.close()
-    summary = json.loads(rows[0][0]) if rows and rows[0][0] else {}
-    return pd.DataFrame(summary.get("symbols", []))
+    return json.loads(rows[0][0]) if rows and rows[0][0] else {}
+
+
+def summary_lines(summary: pd.DataFrame, dropped: pd.DataFrame) -> list[str]:
+    """A session's summary for the console: numbers as the report writes them (no scientific
+    notation, fees as ``0.0125 USDT``), then one line per kind of dropped order."""
+    from workbench import present
+
+    first = ["symbol", "orders", "dropped", "fills", "notional", "fees", "position", "avg_cost", "last_price"]
+    frame = summary[[c for c in first if c in summary] + [c for c in summary if c not in first]].copy()
+    for column in frame.columns:
+        if column == "fees":
+            frame[column] = [
+                ", ".join(f"{present.number(v, 4)} {a}" for a, v in (f or {}).items()) or "0" for f in frame[column]
+            ]
+        elif pd.api.types.is_float_dtype(frame[column]):
+            frame[column] = frame[column].map(present.number)
+    lines = [frame.to_string(index=False)] if len(frame) else []
+    for row in dropped.itertuples():
+        lines.append(
+            f"dropped: {row.orders} order(s) of {row.symbol} ({row.reason}): too small or refused; "
+            "the audit log has each (order.dropped, risk.rejected)"
+        )
+    return lines
 
 
 def _sweep_command(args: Any) -> int:

@@ -741,7 +741,7 @@ def _too_small(request: OrderRequest, rules: SymbolRules, price: Decimal) -> Fil
         return _dust_error(request, rules, price)
     return FilterError(
         f"{request.symbol}: a {request.side.value} of {request.amount} is below one lot step "
-        f"({rules.step_size()}) and rounds to 0; trade in larger steps.",
+        f"({rules.step_size().normalize():f}) and rounds to 0; trade in larger steps.",
         field="amount",
         rule="LOT_SIZE",
     )
