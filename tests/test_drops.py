@@ -145,9 +145,27 @@ def test_workbench_paper_reports_its_eth_drops(two_symbols):
     assert done.stderr.count("dropped a buy of 0.001 ETH/USDT") == 1  # the first of its kind, as a warning
 
 
-def test_workbench_run_reports_its_eth_drops_and_formats_fees(two_symbols):
+def test_workbench_run_reports_its_eth_drops_and_formats_fees_and_so_does_its_report(two_symbols):
     work, env = two_symbols
-    argv = [str(WORKBENCH), "run", "--mode", "paper", "--symbols", *SYMBOLS, "--bars", "300", "--store", "m.duckdb"]
-    done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    argv = [
+        "run",
+        "--mode",
+        "paper",
+        "--symbols",
+        *SYMBOLS,
+        "--bars",
+        "300",
+        "--session-id",
+        "two",
+        "--store",
+        "m.duckdb",
+    ]
+    done = subprocess.run([str(WORKBENCH), *argv], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert_reports_eth_drops(done)
     assert " USDT" in done.stdout.split("dropped: ")[0]  # the fees column: "0.0150 USDT"
+    argv = ["report", "two", "--store", "m.duckdb", "--output", "two.html"]
+    done = subprocess.run([str(WORKBENCH), *argv], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    html = (work / "two.html").read_text()
+    refusals = html[html.index("Refusals and drops") :]
+    assert "too small to trade" in refusals and "ETH/USDT" in refusals and "NOTIONAL" in refusals
