@@ -421,9 +421,10 @@ async def check_parity(
     balances: Mapping[str, Decimal | int | str] | None = None,
     risk: RiskLimits = RiskLimits(),
 ) -> pd.DataFrame:
-    """Feed ``bars`` one at a time to a paper session (:meth:`TradingSession.on_bar`, the live path)
-    and replay them; return the bars where the two differ: the live session's target after the bar
-    against the replay's, and the order each placed on it (``"buy 0.01"``). Empty means parity."""
+    """Feed ``bars`` one at a time to a paper session (:meth:`TradingSession.on_bar`, the live path,
+    which computes the strategy over the bars so far or its declared ``history``) and replay them;
+    return the bars where the two differ: the live session's target after the bar against the
+    replay's, and the order each placed on it (``"buy 0.01"``). Empty means parity."""
     bars = load_bars(bars, symbol)
     target = open_store(store)
     rules = load_rules([symbol])

@@ -32,7 +32,7 @@ from workbench.strategy import Strategy, describe
 
 HALT_POLL = 0.25  # seconds between looks at the kill switch's flag files while a session runs
 # Bars of each symbol a live session keeps for a strategy that declares no ``history`` (it then sees
-# the whole session's bars, as a replay does, up to this many: about 8 MB a symbol of OHLCV floats).
+# the whole session's bars, as a replay does, up to this many: 5 to 10 MB a symbol of kline columns).
 HISTORY_CAP = 100_000
 
 log = logging.getLogger(__name__)
