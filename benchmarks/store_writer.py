@@ -7,7 +7,7 @@ the most writes that waited in the queue. ``--slow`` gives every commit one row 
 a disk that cannot keep up: the baseline's unbounded queue grows with the replay and its drain
 waits on all of it (and fails after its fixed 30 s); the bounded queue holds the replay back.
 
-Run: .venv/bin/python benchmarks/store_writer.py [--bars 20000] [--baseline REV] [--slow]
+Run: .venv/bin/python benchmarks/store_writer.py [--bars 20000] [--baseline REV] [--slow] [--max-queue N]
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ def baseline_module(rev: str) -> ModuleType:
     return module
 
 
-async def run(module: ModuleType, bars: Any, batch_size: int) -> dict[str, Any]:
+async def run(module: ModuleType, bars: Any, batch_size: int, **options: Any) -> dict[str, Any]:
     """One event-path replay (what ``replay(engine="event")`` runs) into a fresh store of ``module``."""
     rules = load_rules(["BTC/USDT"])
     with tempfile.TemporaryDirectory() as folder:
-        store = module.Store(Path(folder) / "bench.duckdb", batch_size=batch_size)
+        store = module.Store(Path(folder) / "bench.duckdb", batch_size=batch_size, **options)
         flushes: list[float] = []
         depth = [0]
         flush, enqueue = store.flush, store._enqueue
@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=20_000)
     parser.add_argument("--baseline", default="")
     parser.add_argument("--slow", action="store_true", help="one row per commit: a disk that cannot keep up")
+    parser.add_argument("--max-queue", type=int, default=None, help="today's queue bound (default: the Store's)")
     args = parser.parse_args()
     rev = args.baseline or subprocess.run(
         ["git", "merge-base", "HEAD", "main"], cwd=ROOT, check=True, capture_output=True, text=True
@@ -103,8 +104,9 @@ def main() -> None:
     print("Data:", bars.attrs["source"])
     print(f"Event-path replay, SmaCross(2, 5), batch_size={batch}; the machine is shared (other engineers' jobs)")
     results = {}
-    for name, module in ((f"baseline {rev[:8]}", baseline_module(rev)), ("today", current)):
-        results[name] = asyncio.run(run(module, bars, batch))
+    bound = {} if args.max_queue is None else {"max_queue": args.max_queue}
+    for name, module, options in ((f"baseline {rev[:8]}", baseline_module(rev), {}), ("today", current, bound)):
+        results[name] = asyncio.run(run(module, bars, batch, **options))
         print(f"{name:>18}: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                                           for k, v in results[name].items() if v != ""))  # fmt: skip
     base, today = results.values()
