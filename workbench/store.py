@@ -328,6 +328,7 @@ class Store:
         self._progress = time.monotonic()  # when the writer last took an item or finished a commit
         self._died: BaseException | None = None
         self._closed = False
+        self._pid = os.getpid()  # a forked child has the connection but not the writer: it leaves both alone
         self._writer = threading.Thread(target=self._write_loop, name=f"store-writer:{self.path.name}", daemon=True)
         self._writer.start()
         _OPEN.add(self)
@@ -813,7 +814,7 @@ def _put(target: queue.Queue[Any], item: Any) -> bool:
 def _close_open_stores() -> None:
     """At exit, close the stores left open, so that no writer thread is inside DuckDB while the
     interpreter tears the connection down (a C++ abort that loses the whole file's batch)."""
-    for store in list(_OPEN):
+    for store in [s for s in _OPEN if s._pid == os.getpid()]:
         try:
             store.close()
         except StoreError as e:
