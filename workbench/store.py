@@ -191,16 +191,21 @@ def _order_conflict(table: str) -> str:
     )
 
 
+@functools.cache
+def _order_positions(columns: tuple[str, ...]) -> tuple[int, int, tuple[bool, ...]]:
+    """Where an order row's status rank and filled amount are, and which columns are first-known."""
+    return columns.index("status_rank"), columns.index("filled"), tuple(c in _FIRST_KNOWN for c in columns)
+
+
 def _merge_orders(columns: tuple[str, ...], old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
     """Two updates of one order in one batch: the more advanced one, with the first-known fields
     (signal and arrival price, signal and creation time) of either."""
-    rank, filled = columns.index("status_rank"), columns.index("filled")
+    rank, filled, first = _order_positions(columns)
     ahead = new if (new[rank], new[filled]) >= (old[rank], old[filled]) else old
     behind = old if ahead is new else new
-    first = {columns.index(c) for c in _FIRST_KNOWN}
     return tuple(
-        (old[i] if old[i] is not None else new[i]) if i in first else ahead[i] if ahead[i] is not None else behind[i]
-        for i in range(len(columns))
+        (o if o is not None else n) if f else a if a is not None else b
+        for f, o, n, a, b in zip(first, old, new, ahead, behind, strict=True)
     )
 
 
