@@ -59,13 +59,13 @@ async def test_a_replay_that_outruns_the_writer_completes_with_every_row_written
 def test_a_drain_outlasting_the_stall_limit_passes_while_the_writer_progresses(tmp_path):
     """No fixed timeout: a backlog that takes several times ``stall`` to commit drains, because
     the writer commits all along."""
-    stall = 0.5
+    stall = 1.0
     with Store(tmp_path / "drain.duckdb", batch_size=1, linger=0.0, max_queue=100_000, stall=stall) as store:
         started = time.perf_counter()
-        for n in range(20):
+        for n in range(30):
             store.audit("probe", {"n": n})
         store.flush()
-        per_commit = (time.perf_counter() - started) / 20  # this disk's time for a one-row commit
+        per_commit = (time.perf_counter() - started) / 30  # this disk's time for a one-row commit
         rows = max(100, math.ceil(3 * stall / per_commit))
         started = time.perf_counter()
         for n in range(rows):
