@@ -206,3 +206,24 @@ async def test_parity_compares_the_fills_of_resting_orders_and_stops(tmp_path, p
     differences = await check_parity(strategy, bars, store=tmp_path / "q.duckdb", engine="event")
     assert (differences["live_fill"].fillna("") != differences["replay_fill"].fillna("")).sum() > 3
     assert differences["replay_fill"].str.contains("maker", na=False).any()
+
+
+async def test_the_shadow_session_walks_the_bar_too(tmp_path):
+    """A paper shadow beside a session gets each bar's path from it: the shadow's stop triggers on
+    the dipping bar's low while the session itself has nothing open (and skips idle bars)."""
+    bars = hand_built()
+    rules = load_rules([SYMBOL])
+    with Store(tmp_path / "shadow.duckdb") as store:
+        def session(**kwargs) -> TradingSession:
+            executor = PaperExecutor(rules, {"USDT": 100_000, "BTC": 1}, book=BOOK)
+            return TradingSession(executor, store, rules=rules, strategy=Holds(), **kwargs)
+
+        shadow = session(session_id="shadow")
+        main = session(session_id="main", shadow=shadow)
+        await main.on_bar(SYMBOL, bars.iloc[0])
+        t, side, amount, price, stop = ORDERS[0]
+        await shadow.create_order(SYMBOL, t, side, amount, price, stop_price=stop, time_in_force="GTC")
+        await main.run({SYMBOL: bars.iloc[1:]}, progress=False, skip_idle=True)
+        fills = store.sql("SELECT session_id, price, is_maker, epoch_ms(timestamp) FROM fills")
+    at = int(bars["close_time"].iloc[DIP].timestamp() * 1000)
+    assert fills == [("shadow", D(29_790), True, at)]
