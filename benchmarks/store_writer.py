@@ -96,9 +96,12 @@ def main() -> None:
     parser.add_argument("--slow", action="store_true", help="one row per commit: a disk that cannot keep up")
     parser.add_argument("--max-queue", type=int, default=None, help="today's queue bound (default: the Store's)")
     args = parser.parse_args()
-    rev = args.baseline or subprocess.run(
-        ["git", "merge-base", "HEAD", "main"], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    rev = (
+        args.baseline
+        or subprocess.run(
+            ["git", "merge-base", "HEAD", "main"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
     bars = load_klines("BTC/USDT", limit=args.bars)
     batch = 1 if args.slow else 10_000  # 10,000: what replay() opens its store with
     print("Data:", bars.attrs["source"])

@@ -214,6 +214,7 @@ async def test_the_shadow_session_walks_the_bar_too(tmp_path):
     bars = hand_built()
     rules = load_rules([SYMBOL])
     with Store(tmp_path / "shadow.duckdb") as store:
+
         def session(**kwargs) -> TradingSession:
             executor = PaperExecutor(rules, {"USDT": 100_000, "BTC": 1}, book=BOOK)
             return TradingSession(executor, store, rules=rules, strategy=Holds(), **kwargs)
