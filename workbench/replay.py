@@ -11,7 +11,8 @@ computed once, vectorised, and the executor fed a price only on the bars where s
 its orders and fills land in the store's ``paper_orders`` and ``paper_fills`` like any paper
 session's; the session is marked as a replay (venue ``"replay"``, ``params.replay = true``).
 
-:func:`check_parity` compares a replay with a session fed the same bars one at a time (the live path);
+:func:`check_parity` compares a replay's signals, orders and fills with those of a session fed the same
+bars one at a time (the live path);
 :func:`check_lookahead` finds bars whose signal changes when later bars are removed.
 """
 
@@ -420,11 +421,16 @@ async def check_parity(
     store: Store | str | Path | None = None,
     balances: Mapping[str, Decimal | int | str] | None = None,
     risk: RiskLimits = RiskLimits(),
+    engine: Literal["auto", "fast", "event"] = "auto",
 ) -> pd.DataFrame:
     """Feed ``bars`` one at a time to a paper session (:meth:`TradingSession.on_bar`, the live path,
-    which computes the strategy over the bars so far or its declared ``history``) and replay them;
-    return the bars where the two differ: the live session's target after the bar against the
-    replay's, and the order each placed on it (``"buy 0.01"``). Empty means parity."""
+    which computes the strategy over the bars so far or its declared ``history``) and replay them
+    (on ``engine``, see :func:`replay`); return the bars where the two differ. Per bar: the live
+    session's target after the bar against the replay's (``live_signal``, ``replay_signal``), the
+    orders each placed on it with how they ended (``live_order``, ``replay_order``: ``"buy limit
+    0.01 @ 25000.0 FILLED 0.01"``, several joined by ``"; "``) and the fills each got in it
+    (``live_fill``, ``replay_fill``: ``"sell 0.01 @ 24990.0 fee 0.2499 USDT taker"``), so resting
+    orders, stops and order lists are compared, not only targets. Empty means parity."""
     bars = load_bars(bars, symbol)
     target = open_store(store)
     rules = load_rules([symbol])
@@ -442,17 +448,39 @@ async def check_parity(
         await live.on_bar(symbol, bar)
         live_targets.append(float(live._targets.get(symbol, np.nan)))
     await live.stop()
-    result = await replay(strategy, bars, symbol=symbol, store=target, balances=funds, risk=risk)
+    result = await replay(strategy, bars, symbol=symbol, store=target, balances=funds, risk=risk, engine=engine)
     replay_targets = pd.Series(np.asarray(strategy(bars), dtype=float), index=bars.index).ffill()
     frame = pd.DataFrame({"live_signal": live_targets, "replay_signal": replay_targets}, index=bars.index)
-    for name, session_id in (("live_order", live.session_id), ("replay_order", result.session_id)):
-        orders = target.query(
-            "SELECT epoch_ms(signal_time) AS at, side || ' ' || CAST(CAST(amount AS DOUBLE) AS VARCHAR) AS o "
-            "FROM orders WHERE session_id = ?",
-            [session_id],
-        )
-        placed = dict(zip(orders["at"], orders["o"], strict=True))
-        frame[name] = [placed.get(at) for at in _close_times(bars)]
+    closes = _close_times(bars).to_numpy()
+    for side, session_id in (("live", live.session_id), ("replay", result.session_id)):
+        for kind, sql in (("order", _PARITY_ORDERS), ("fill", _PARITY_FILLS)):
+            rows = target.query(sql, [session_id])
+            at = np.minimum(np.searchsorted(closes, rows["at"].to_numpy(dtype="int64")), len(bars) - 1)
+            per_bar = rows.groupby(at, sort=False)["what"].agg("; ".join)
+            frame[f"{side}_{kind}"] = [per_bar.get(i) for i in range(len(bars))]
     signals_differ = ~np.isclose(frame["live_signal"], frame["replay_signal"], rtol=0, atol=0, equal_nan=True)
-    orders_differ = frame["live_order"].fillna("") != frame["replay_order"].fillna("")
-    return frame[signals_differ | orders_differ]
+    differ = signals_differ
+    for kind in ("order", "fill"):
+        differ = differ | (frame[f"live_{kind}"].fillna("") != frame[f"replay_{kind}"].fillna(""))
+    return frame[differ]
+
+
+def _text(column: str, before: str = "") -> str:
+    """SQL: a decimal column as short text (``0.01``) after the text ``before``; NULL stays NULL."""
+    text = f"CAST(CAST({column} AS DOUBLE) AS VARCHAR)"
+    return f"'{before}' || {text}" if before else text
+
+
+# Each order of a session (at its creation time) and each fill (at its time) as one line of text,
+# in the order they happened: orders by their sequence number, fills by trade id.
+_PARITY_ORDERS = (
+    f"SELECT epoch_ms(created_at) AS at, lower(side || ' ' || type) || ' ' || coalesce({_text('amount')}, '') "
+    f"|| coalesce({_text('quote_amount', ' quote ')}, '') || coalesce({_text('price', ' @ ')}, '') "
+    f"|| coalesce({_text('stop_price', ' stop ')}, '') || ' ' || status || ' ' || {_text('filled')} AS what "
+    "FROM orders WHERE session_id = ? ORDER BY created_at, CAST(split_part(client_order_id, '-', -1) AS BIGINT)"
+)
+_PARITY_FILLS = (
+    f"SELECT epoch_ms(timestamp) AS at, side || ' ' || {_text('amount')} || {_text('price', ' @ ')} "
+    f"|| {_text('fee', ' fee ')} || ' ' || fee_currency || CASE WHEN is_maker THEN ' maker' ELSE ' taker' END "
+    "AS what FROM fills WHERE session_id = ? ORDER BY timestamp, CAST(trade_id AS BIGINT)"
+)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.bars import path as bar_path
 from workbench.config import Config, RiskLimits, TradingMode
 from workbench.errors import ExchangeError, FilterError, OrderRejected, WorkbenchError
 from workbench.executors.base import Executor
@@ -393,6 +394,7 @@ class TradingSession:
         prices = {k: float(bar[k]) for k in ("open", "high", "low", "close", "volume") if k in bar}
         detail = {"symbol": symbol, "open_time": opened, "close_time": at, "signal_time": signal_time, **prices}
         self._audit("market.bar", detail)
+        self._walk(symbol, *(bar.get(k, bar["close"]) for k in ("open", "high", "low", "close")), signal_time)
         return await self._step(symbol, Decimal(str(bar["close"])), signal_time, target)
 
     async def run(
@@ -402,6 +404,11 @@ class TradingSession:
 
         Signals are computed once per symbol, vectorised, which gives the same targets as
         :meth:`on_bar` because strategies only look backwards. Returns :meth:`summary`.
+
+        While an order of the session is open, each bar first trades the executor through its
+        open and extremes (:meth:`_walk`, the local exchange's intrabar path), then its close
+        reaches the strategy: a resting order or a stop touched inside a bar fills or triggers
+        there, as at the venue.
 
         ``skip_idle`` (a replay's fast path) feeds the executor only the bars where something can
         happen: the target changes, an order of the session is open, or it is the symbol's last
@@ -419,7 +426,7 @@ class TradingSession:
                 pd.DataFrame(
                     {
                         "symbol": symbol,
-                        "close": frame["close"],
+                        **{k: frame.get(k, frame["close"]) for k in ("open", "high", "low", "close")},
                         "target": self.strategy(frame),
                         "at": _close_times(frame),
                     },
@@ -430,21 +437,23 @@ class TradingSession:
         if skip_idle:
             await self._run_sparse(timeline, progress)
             return await self.stop(self._status())
-        rows = zip(timeline["symbol"], timeline["close"].astype(str), timeline["target"], timeline["at"], strict=True)
+        columns = ("symbol", "open", "high", "low", "close", "target", "at")
+        rows = zip(*(timeline[c] for c in columns), strict=True)
         if progress:
             from tqdm.auto import tqdm
 
             rows = tqdm(rows, total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
-        for symbol, close, target, at in rows:
+        for symbol, open_, high, low, close, target, at in rows:
             if self._halted():
                 break
-            await self._step(symbol, Decimal(close), int(at), target)
+            self._walk(symbol, open_, high, low, close, int(at))
+            await self._step(symbol, Decimal(str(close)), int(at), target)
         return await self.stop(self._status())
 
     async def _run_sparse(self, timeline: pd.DataFrame, progress: bool) -> None:
         """Step only the bars of ``timeline`` where something can happen (see :meth:`run`)."""
         symbols = timeline["symbol"].to_numpy()
-        closes = timeline["close"].to_numpy(dtype=float)
+        opens, highs, lows, closes = (timeline[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close"))
         targets = timeline["target"].to_numpy(dtype=float)
         times = timeline["at"].to_numpy(dtype="int64")
         known = pd.Series(targets, index=timeline.index).groupby(symbols, sort=False).ffill()
@@ -459,7 +468,9 @@ class TradingSession:
             bar = tqdm(total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
         i, done = 0, 0
         while i < len(timeline) and not self._halted():
-            if not self._busy():  # skip to the next bar that matters (the last bar always does)
+            if self._busy():
+                self._walk(symbols[i], opens[i], highs[i], lows[i], closes[i], int(times[i]))
+            else:  # skip to the next bar that matters (the last bar always does)
                 i = int(needed[np.searchsorted(needed, i)])
             await self._step(symbols[i], Decimal(str(closes[i])), int(times[i]), targets[i])
             i += 1
@@ -469,6 +480,18 @@ class TradingSession:
         if bar is not None:
             bar.update(len(timeline) - done)
             bar.close()
+
+    def _walk(self, symbol: str, open_: float, high: float, low: float, close: float, timestamp: int) -> None:
+        """Trade the executor (and the shadow's) through a bar's open and extremes, in the order of
+        :func:`workbench.bars.path`, before its close is stepped: resting orders fill and stops
+        trigger inside the bar as they do at the local exchange. With nothing open these prices
+        change nothing (the close sets the last price), so they are not fed."""
+        if not self._busy():
+            return
+        for price in bar_path(open_, high, low, close)[:-1]:
+            self.executor.update_price(symbol, price, timestamp)
+        if self.shadow is not None:
+            self.shadow._walk(symbol, open_, high, low, close, timestamp)
 
     def _busy(self) -> bool:
         """Whether an order of this session (or its shadow) is open, so that every price matters."""

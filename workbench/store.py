@@ -3,9 +3,16 @@ and the kill switch.
 
 Paper rows and real rows live apart (``paper_*`` and ``real_*`` tables); the ``orders``,
 ``fills`` and ``balances`` views union them with a ``mode`` column. Writes go through a queue
-to one writer thread that commits them in batches, so the event loop never waits on disk; a
-crash loses at most the batch in flight, never a committed fill. Fills are keyed by trade id
-and order rows only move forward, so a repeated or late event changes nothing.
+to one writer thread that commits them in batches (each table's rows of a batch in one
+statement), so the event loop never waits on disk; a crash loses at most the batch in flight,
+never a committed fill. Fills are keyed by trade id and order rows only move forward, so a
+repeated or late event changes nothing.
+
+The queue is bounded: a producer faster than the disk (a long replay) waits for room, so the
+writer keeps up and a drain ends soon after the last write. Waits last as long as the writer
+makes progress; one that makes none for ``stall`` seconds, or a writer thread that died, is a
+:class:`StoreError` that says so. The file is never closed under a running writer, also not when
+the interpreter exits with a store left open.
 
 A row that must be on disk at once (a real order, before it is sent) is also appended to a
 journal beside the file (``<store>.journal``, one fsynced JSON line, well under a millisecond)
@@ -15,14 +22,17 @@ the two loses nothing, and empties it once every journaled row is committed.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import functools
 import json
+import logging
 import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -36,6 +46,8 @@ import pandas as pd
 from workbench.config import TradingMode
 from workbench.errors import WorkbenchError
 from workbench.model import Balance, Fill, Order, OrderStatus, OrderType, Side, TimeInForce
+
+log = logging.getLogger(__name__)
 
 _AMOUNT = "DECIMAL(38, 18)"
 
@@ -179,16 +191,21 @@ def _order_conflict(table: str) -> str:
     )
 
 
+@functools.cache
+def _order_positions(columns: tuple[str, ...]) -> tuple[int, int, tuple[bool, ...]]:
+    """Where an order row's status rank and filled amount are, and which columns are first-known."""
+    return columns.index("status_rank"), columns.index("filled"), tuple(c in _FIRST_KNOWN for c in columns)
+
+
 def _merge_orders(columns: tuple[str, ...], old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
     """Two updates of one order in one batch: the more advanced one, with the first-known fields
     (signal and arrival price, signal and creation time) of either."""
-    rank, filled = columns.index("status_rank"), columns.index("filled")
+    rank, filled, first = _order_positions(columns)
     ahead = new if (new[rank], new[filled]) >= (old[rank], old[filled]) else old
     behind = old if ahead is new else new
-    first = {columns.index(c) for c in _FIRST_KNOWN}
     return tuple(
-        (old[i] if old[i] is not None else new[i]) if i in first else ahead[i] if ahead[i] is not None else behind[i]
-        for i in range(len(columns))
+        (o if o is not None else n) if f else a if a is not None else b
+        for f, o, n, a, b in zip(first, old, new, ahead, behind, strict=True)
     )
 
 
@@ -232,6 +249,8 @@ class StoreError(WorkbenchError):
 
 
 COMMIT_RETRIES = (0.05, 0.2, 0.5, 1.0)  # seconds before each retry of a commit the disk failed
+_POLL = 0.1  # seconds between looks at the writer while waiting for it
+_OPEN: weakref.WeakSet[Store] = weakref.WeakSet()  # stores to close before the interpreter exits
 
 
 def _disk_fault(error: Exception) -> bool:
@@ -276,10 +295,22 @@ class Store:
     """The workbench's DuckDB file. Open it once per process: ``Store("data/workbench.duckdb")``.
 
     The writer commits what arrives within ``linger`` seconds (at most ``batch_size`` rows) in one
-    transaction; :meth:`flush` commits at once."""
+    transaction; :meth:`flush` commits at once. At most ``max_queue`` writes wait for the writer:
+    a producer that finds the queue full waits for room (backpressure)."""
 
-    def __init__(self, path: str | Path, *, batch_size: int = 500, linger: float = 0.02, wait: float = 0.0) -> None:
-        """``wait``: seconds to keep trying while another process holds the file (one that is dying)."""
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        batch_size: int = 500,
+        linger: float = 0.02,
+        wait: float = 0.0,
+        max_queue: int = 50_000,
+        stall: float = 60.0,
+    ) -> None:
+        """``wait``: seconds to keep trying while another process holds the file (one that is dying).
+        ``stall``: seconds a producer or :meth:`flush` waits for a writer that makes no progress
+        (commits nothing, takes nothing from the queue) before it raises :class:`StoreError`."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = _connect(self.path, wait)
@@ -297,32 +328,44 @@ class Store:
         self._journal_pending = 0  # journaled rows not yet committed
         self._batch_size = batch_size
         self._linger = linger
-        self._queue: queue.Queue[_Write | _Row | threading.Event | None] = queue.Queue()
+        self._stall = stall
+        self._queue: queue.Queue[_Write | _Row | threading.Event | None] = queue.Queue(max(max_queue, 1))
+        self._progress = time.monotonic()  # when the writer last took an item or finished a commit
+        self._died: BaseException | None = None
+        self._closed = False
+        self._pid = os.getpid()  # a forked child has the connection but not the writer: it leaves both alone
         self._writer = threading.Thread(target=self._write_loop, name=f"store-writer:{self.path.name}", daemon=True)
         self._writer.start()
+        _OPEN.add(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def flush(self, timeout: float = 30.0) -> None:
-        """Wait until every queued write is committed; raise :class:`StoreError` if one failed."""
-        if not self._writer.is_alive():
-            raise StoreError(f"The store {self.path} is closed.")
+    def flush(self) -> None:
+        """Wait until every write queued before it is committed, as long as the writer makes
+        progress. Raises :class:`StoreError` if one failed, the writer died or stalled."""
         done = threading.Event()
-        self._queue.put(done)
-        if not done.wait(timeout):
-            raise StoreError(f"The store writer did not drain within {timeout}s.")
+        self._enqueue(done)
+        self._wait_for(lambda: done.wait(_POLL), "flushing")
         if self._error is not None:
             error, self._error = self._error, None
             raise error
 
     def close(self) -> None:
-        """Commit what is queued and close the file."""
+        """Commit what is queued, stop the writer and close the file. Raises :class:`StoreError`,
+        and keeps the file open, if a write failed or the writer stalled; a writer that died is
+        reported too, after the file is closed."""
+        if self._closed:
+            return
         if self._writer.is_alive():
             self.flush()
-            self._queue.put(None)
-            self._writer.join()
-            os.close(self._journal_fd)
-            self._con.close()
+            self._enqueue(None)
+            self._wait_for(lambda: (self._writer.join(_POLL), not self._writer.is_alive())[1], "closing")
+        self._closed = True
+        _OPEN.discard(self)
+        os.close(self._journal_fd)
+        self._con.close()
+        if self._died is not None:
+            raise self._gone()
 
     def __enter__(self) -> Store:
         return self
@@ -549,13 +592,15 @@ class Store:
         self._enqueue(_Row(table, columns, values, conflict, key, merge))
 
     def _journal(self, row: _Row) -> None:
-        """Append ``row`` to the journal and fsync it, then queue it: on disk when this returns."""
+        """Append ``row`` to the journal and fsync it, then queue it: on disk when this returns.
+        It is queued outside the lock, which the writer takes to empty the journal: a full queue
+        must not hold the writer up."""
         line = json.dumps({"table": row.table, "columns": row.columns, "values": row.values}, default=str) + "\n"
         with self._journal_lock:
             os.write(self._journal_fd, line.encode())
             os.fsync(self._journal_fd)
-            self._journal_pending += 1
-            self._enqueue(replace(row, journaled=True))
+            self._journal_pending += 1  # counted before it can commit: the journal is kept until it has
+        self._enqueue(replace(row, journaled=True))
 
     def _journal_committed(self, batch: list[_Write | _Row]) -> None:
         """Forget the journal's lines once every journaled row is committed."""
@@ -592,16 +637,56 @@ class Store:
         cursor.close()
         self._journal_path.write_bytes(b"")
 
-    def _enqueue(self, item: _Write | _Row) -> None:
-        if not self._writer.is_alive():
-            raise StoreError(f"The store {self.path} is closed.")
-        self._queue.put(item)
+    def _enqueue(self, item: _Write | _Row | threading.Event | None) -> None:
+        """Queue ``item`` for the writer, waiting for room while the queue is full (backpressure)."""
+        if self._closed or not self._writer.is_alive():
+            raise self._gone()
+        try:
+            self._queue.put(item, timeout=_POLL)
+        except queue.Full:
+            self._wait_for(lambda: _put(self._queue, item), "waiting for room in its queue")
+
+    def _wait_for(self, done: Callable[[], bool], what: str) -> None:
+        """Call ``done`` (which waits up to ``_POLL`` seconds) until it is true, as long as the
+        writer is alive and makes progress; else raise :class:`StoreError` saying which."""
+        started = time.monotonic()
+        while not done():
+            if not self._writer.is_alive():
+                if done():  # it finished the work, then stopped
+                    return
+                raise self._gone()
+            idle = time.monotonic() - max(self._progress, started)
+            if idle > self._stall:
+                raise StoreError(
+                    f"The store writer of {self.path} made no progress for {idle:.0f}s while {what} "
+                    f"({self._queue.qsize()} writes queued): is the disk stalled? The rows are kept; "
+                    "flush() again once the disk answers, or pass a larger stall= to Store."
+                )
+
+    def _gone(self) -> StoreError:
+        """Why the store takes no writes: it is closed, or its writer thread died (the cause chained)."""
+        if self._died is None:
+            return StoreError(f"The store {self.path} is closed.")
+        error = StoreError(
+            f"The store writer of {self.path} died ({type(self._died).__name__}: {self._died}); writes queued "
+            "since its last commit are lost (committed rows and journaled orders are safe). Open the store again."
+        )
+        error.__cause__ = self._died
+        return error
 
     def _write_loop(self) -> None:
+        try:
+            self._write()
+        except BaseException as e:  # noqa: BLE001 - reported by every later write, flush() and close()
+            self._died = e
+            log.error("The store writer of %s died.", self.path, exc_info=True)
+
+    def _write(self) -> None:
         cursor = self._con.cursor()
         cursor.execute("SET TimeZone = 'UTC'")
         while True:
             item: _Write | _Row | threading.Event | None = self._queue.get()
+            self._progress = time.monotonic()
             batch: list[_Write | _Row] = []
             waiters: list[threading.Event] = []
             stop = False
@@ -619,6 +704,7 @@ class Store:
                     item = self._queue.get(timeout=max(due - time.monotonic(), 0.0))
                 except queue.Empty:
                     break
+                self._progress = time.monotonic()
             if batch or (waiters and self._held):
                 self._commit(cursor, batch)
             for waiter in waiters:
@@ -636,6 +722,7 @@ class Store:
         for pause in (*COMMIT_RETRIES, None):
             try:
                 self._commit_once(cursor, held)
+                self._progress = time.monotonic()
             except Exception as e:  # noqa: BLE001 - reported to the caller at the next flush()
                 with contextlib.suppress(duckdb.Error):
                     cursor.execute("ROLLBACK")  # DuckDB may have ended the transaction itself
@@ -717,3 +804,23 @@ class Store:
             raise
         finally:
             cursor.close()
+
+
+def _put(target: queue.Queue[Any], item: Any) -> bool:
+    """Put ``item`` in ``target`` if room frees within ``_POLL`` seconds; whether it went in."""
+    try:
+        target.put(item, timeout=_POLL)
+    except queue.Full:
+        return False
+    return True
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    """At exit, close the stores left open, so that no writer thread is inside DuckDB while the
+    interpreter tears the connection down (a C++ abort that loses the whole file's batch)."""
+    for store in [s for s in _OPEN if s._pid == os.getpid()]:
+        try:
+            store.close()
+        except StoreError as e:
+            log.warning("Closing the store at exit: %s", e)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.bars import path as bar_path
 from workbench.errors import OrderNotFound, OrderRejected
 from workbench.exchange import order_lists  # a module: it imports this one too
 from workbench.filters import SymbolRules
@@ -145,11 +146,11 @@ class Market:
     def bar(self, symbol_id: str, index: int | None = None) -> pd.Series:
         return self.klines[symbol_id].iloc[self.cursor if index is None else index]
 
-    def path(self, symbol_id: str, index: int) -> list[Decimal]:
-        """The prices a bar walks through: open, then the nearer extreme, the other, and close."""
+    def path(self, symbol_id: str, index: int) -> tuple[Decimal, ...]:
+        """The prices a bar walks through (:func:`workbench.bars.path`): open, the nearer extreme,
+        the other, and close."""
         bar = self.bar(symbol_id, index)
-        o, h, l, c = (Decimal(repr(float(bar[k]))) for k in ("open", "high", "low", "close"))  # noqa: E741
-        return [o, l, h, c] if c >= o else [o, h, l, c]
+        return bar_path(bar["open"], bar["high"], bar["low"], bar["close"])
 
 
 @dataclass
