@@ -1,0 +1,274 @@
+"""The order ticket's OCO, trailing stops and *protect position*, driven as a user drives them (values
+typed into the real widgets, buttons clicked) against a real paper session on a DuckDB file, and in
+mainnet mode for the typed-back confirmation; checked against the preview, what the venue holds and
+the audit log."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tests import test_ui
+from tests.test_ui import ALL_CHECKS, audit_kinds, shown, type_in, ui_audit
+from workbench.model import ContingencyType, OrderStatus, OrderType, Side, TimeInForce
+from workbench.ui import OrderTicket
+from workbench.ui.ticket import _USES
+
+D = Decimal
+store, paper, closed_port, mainnet_env = test_ui.store, test_ui.paper, test_ui.closed_port, test_ui.mainnet_env
+offline_mainnet = test_ui.offline_mainnet
+SELL_OCO = {"kind": "oco", "side": "sell", "amount": "0.01", "price": "51000", "stop_price": "49000"}
+
+
+async def bought(ticket: OrderTicket, amount: str) -> None:
+    """Buy ``amount`` BTC at market through the ticket: the session's position comes from its fill."""
+    type_in(ticket, kind="single", side="buy", type="MARKET", amount=amount)
+    ticket.send_button.click()
+    await ticket.wait()
+    assert ticket.sent[-1].status is OrderStatus.FILLED
+
+
+def test_the_ticket_offers_exactly_the_order_types_the_model_has():
+    """Market-type STOP_LOSS / TAKE_PROFIT appear once the model has them, never a type it lacks."""
+    offered = list(_USES)
+    assert set(offered) <= set(OrderType)
+    for name in ("STOP_LOSS", "TAKE_PROFIT"):
+        assert (name in OrderType.__members__) == (name in [t.value for t in offered])
+    assert {"MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"} <= {t.value for t in offered}
+
+
+async def test_every_offered_type_draws_its_own_fields(paper):
+    ticket = OrderTicket(paper)
+    assert list(ticket.type.options) == [t.value for t in OrderType if t in _USES]
+    for kind in ticket.type.options:
+        type_in(ticket, type=kind)
+        uses = _USES[OrderType(kind)]
+        assert ticket.trailing_delta.disabled == (not OrderType(kind).is_stop)
+        assert ticket.price.disabled == ("price" not in uses) and ticket.stop_price.disabled == (
+            "stop_price" not in uses
+        )
+        assert not shown(ticket.stop_limit_price) and shown(ticket.type)
+
+
+async def test_an_oco_preview_rounds_every_price_and_checks_each_leg(paper):
+    ticket = OrderTicket(paper)
+    type_in(ticket, kind="oco")
+    assert not shown(ticket.type) and shown(ticket.stop_limit_price) and ticket.price.description == "Limit price"
+    assert ticket.quote_amount.disabled and ticket.price.placeholder == "limit leg, below (last 50000)"
+    type_in(
+        ticket, side="sell", amount="0.0100004", price="51000.004", stop_price="49000", stop_limit_price="48900.126"
+    )
+    assert ticket.price.placeholder == "limit leg, above (last 50000)"
+    review = ticket.review()
+    assert "The price 51000.004 is not a multiple of the tick size 0.01: use 51000." in review.hints
+    assert "The stop-limit price 48900.126 is not a multiple of the tick size 0.01: use 48900.13." in review.hints
+    assert "The quantity 0.0100004 is not a multiple of the step size 0.00001: use 0.01 (rounded down)." in (
+        review.hints
+    )
+    assert review.suggestions == {"price": "51000", "stop_limit_price": "48900.13", "amount": "0.01"}
+    assert [c.name for c in review.checks] == [
+        f"{leg} leg · {name}" for leg in ("limit", "stop") for name in ALL_CHECKS
+    ]
+    assert [c.name for c in review.checks if not c.passed] == [
+        "limit leg · exchange_filters",
+        "stop leg · exchange_filters",
+    ]
+    assert (
+        "Limit leg, exchange_filters: price 51000.004 is not a multiple of the tick size 0.01; try 51000 or 51000.01 "
+        "(PRICE_FILTER)."
+    ) in review.problems
+    assert ticket.send_button.disabled and ticket.send_button.description == "Send SELL OCO"
+    assert "stop leg · exchange_filters" in ticket.preview.value and ticket.preview.value.count("&#10007;") == 2
+
+    ticket.apply_button.click()
+    assert (ticket.amount.value, ticket.price.value, ticket.stop_limit_price.value) == ("0.01", "51000", "48900.13")
+    review = ticket.review()
+    assert review.ok and not ticket.send_button.disabled and review.request is None
+    above, below = review.order_list.orders
+    assert (above.type, above.side, above.amount, above.price) == (OrderType.LIMIT_MAKER, Side.SELL, D("0.01"), 51000)
+    assert (below.type, below.amount, below.stop_price, below.price, below.time_in_force) == (
+        OrderType.STOP_LOSS_LIMIT, D("0.01"), 49000, D("48900.13"), TimeInForce.GTC,
+    )  # fmt: skip
+    assert "limit leg: SELL 0.01 BTC on BTC/USDT LIMIT_MAKER at 51000" in ticket.preview.value
+    assert "stop leg: SELL 0.01 BTC on BTC/USDT STOP_LOSS_LIMIT at 48900.13 stop 49000 GTC" in ticket.preview.value
+    assert ticket.preview.value.count("&#10003;") == 2 * len(ALL_CHECKS)
+
+    type_in(ticket, amount="0.0001")  # 5.1 USDT at the limit leg, 4.89 at the stop leg: sized at the lower
+    review = ticket.review()
+    assert "The order's value 4.890013 is below the minimum notional 5: use a quantity of at least 0.00011." in (
+        review.hints
+    )
+    assert review.problems == [
+        "Stop leg, exchange_filters: notional (amount x price = 0.0001 x 48900.13) 4.890013 is below the minimum 5 "
+        "(NOTIONAL)."
+    ]
+    type_in(ticket, side="buy", amount="0.01", price="49000", stop_price="51000", stop_limit_price="51100")
+    stop, limit = ticket.review().order_list.orders  # a buy OCO: the stop above, the limit below
+    assert (stop.type, stop.side, stop.stop_price, limit.type, limit.price) == (
+        OrderType.STOP_LOSS_LIMIT, Side.BUY, 51000, OrderType.LIMIT_MAKER, 49000,
+    )  # fmt: skip
+    assert ticket.review().ok and ticket.send_button.description == "Send BUY OCO"
+
+
+async def test_an_oco_on_the_wrong_side_of_the_market_is_refused_with_the_reason(paper, store):
+    ticket = OrderTicket(paper)
+    type_in(ticket, **SELL_OCO, stop_limit_price="48900")
+    type_in(ticket, price="49500", stop_price="50500")  # a sell's limit below the market, its stop above
+    problems = ticket.review().problems
+    assert (
+        "The limit price 49500 is not above the last price 50000: a sell OCO's limit leg rests above the market "
+        "(a LIMIT_MAKER that would trade at once is refused)."
+    ) in problems
+    assert (
+        "The stop price 50500 is not below the last price 50000: the stop would trigger at once; a sell OCO's stop "
+        "leg waits below the market."
+    ) in problems
+    assert ticket.send_button.disabled and "is not above the last price 50000" in ticket.hints.value
+    ticket.send_button.click()
+    await ticket.wait()
+    assert ticket.sent_lists == [] and paper.executor.engine.order_lists == {}
+    kind, detail = ui_audit(store)[-1]
+    assert kind == "ui_refuse" and detail["reason"].startswith("Not sent: The limit price 49500 is not above")
+    assert (
+        detail["text"]
+        == "OCO SELL 0.01 BTC on BTC/USDT: LIMIT_MAKER at 49500 + STOP_LOSS_LIMIT at 48900 stop 50500 GTC"
+    )
+    assert "order.request" not in audit_kinds(store)
+
+    type_in(ticket, price="51000", stop_price="49000", stop_limit_price="")
+    if "STOP_LOSS" in OrderType.__members__:  # the stop leg is a market STOP_LOSS
+        assert ticket.review().order_list.orders[1].type.value == "STOP_LOSS"
+    else:
+        assert ticket.review().problems == [
+            "The stop-limit price field is empty: type the price the stop leg trades at once triggered (a little "
+            "below the stop price)."
+        ]
+    type_in(ticket, stop_limit_price="48900", price="")
+    assert ticket.review().problems == [
+        "The limit price field is empty: type the limit leg's price, above the market (the last price is 50000)."
+    ]
+    type_in(ticket, price="51000", amount="")
+    assert ticket.review().problems == [
+        "amount is required. LIMIT_MAKER orders need amount. Fill in the quantity field."
+    ]
+
+
+async def test_protect_position_builds_a_sell_oco_sized_to_the_position_rounded_to_the_step(paper):
+    ticket = OrderTicket(paper)
+    assert ticket.protect_oco_button.disabled and ticket.protect_trailing_button.disabled
+    assert "Position in BTC/USDT: <b>0 BTC</b>" in ticket.position_info.value
+    assert not ticket.protect("oco") and "No position in BTC/USDT to protect (0 BTC)" in ticket.message.value
+    await bought(ticket, "0.0123")
+    position = paper.state.positions["BTC/USDT"]
+    assert position == D("0.0122877")  # less the 0.1% fee, paid in BTC: off the step grid
+    assert "<b>0.0122877 BTC</b>" in ticket.position_info.value and not ticket.protect_oco_button.disabled
+
+    ticket.protect_oco_button.click()
+    assert (ticket.kind.value, ticket.side.value, ticket.amount.value) == ("oco", "sell", "0.01228")
+    assert (ticket.price.value, ticket.stop_price.value, ticket.stop_limit_price.value) == ("51000", "49000", "48755")
+    assert (
+        "Protecting the position of 0.0122877 BTC, rounded down to the step size 0.00001: 0.01228 BTC in a sell "
+        "OCO: take profit at 51000 (+2%), stop at 49000 (-2%) selling down to 48755."
+    ) in ticket.message.value
+    review = ticket.review()
+    assert review.ok and review.order_list.contingency_type is ContingencyType.OCO
+    above, below = review.order_list.orders
+    assert (above.type, above.side, above.amount, above.price) == (
+        OrderType.LIMIT_MAKER,
+        Side.SELL,
+        D("0.01228"),
+        51000,
+    )
+    assert (below.type, below.side, below.amount, below.stop_price, below.price) == (
+        OrderType.STOP_LOSS_LIMIT, Side.SELL, D("0.01228"), 49000, 48755,
+    )  # fmt: skip
+    assert ticket.preview.value.count("&#10003;") == 2 * len(ALL_CHECKS)
+
+
+async def test_protect_position_with_a_trailing_stop_sends_it_and_it_sells_on_the_fall(paper, store):
+    ticket = OrderTicket(paper)
+    await bought(ticket, "0.01")
+    assert paper.state.positions["BTC/USDT"] == D("0.00999")  # on the step grid: not rounded
+    ticket.protect_trailing_button.click()
+    market_stop = "STOP_LOSS" in OrderType.__members__
+    assert (ticket.kind.value, ticket.side.value, ticket.amount.value) == ("single", "sell", "0.00999")
+    assert ticket.type.value == ("STOP_LOSS" if market_stop else "STOP_LOSS_LIMIT")
+    assert (ticket.trailing_delta.value, ticket.stop_price.value) == ("200", "")
+    assert "0.00999 BTC in a trailing stop-loss: it sells once the price falls 200 bips (2.00%)" in ticket.message.value
+    assert "rounded down" not in ticket.message.value
+    review = ticket.review()
+    assert review.ok and (review.request.trailing_delta, review.request.stop_price) == (200, None)
+    if not market_stop:
+        assert ticket.price.value == "48000" and "at a limit of 48000 at worst" in ticket.message.value
+
+    ticket.send_button.click()
+    await ticket.wait()
+    stop = ticket.sent[-1]
+    assert (stop.type, stop.trailing_delta, stop.status) == (OrderType(ticket.type.value), 200, OrderStatus.NEW)
+    text = ui_audit(store)[-1][1]["text"]
+    assert text.startswith("SELL 0.00999 BTC on BTC/USDT STOP_LOSS") and "trailing 200 bips" in text
+    engine = paper.executor.engine
+    paper.executor.update_price("BTC/USDT", D(52_000), 1_704_067_260_000)  # the stop trails the rise
+    assert engine.get_order("BTC/USDT", client_order_id=stop.client_order_id).status is OrderStatus.NEW
+    paper.executor.update_price("BTC/USDT", D(50_900), 1_704_067_320_000)  # 2.1% below the highest
+    sold = engine.get_order("BTC/USDT", client_order_id=stop.client_order_id)
+    assert sold.status is OrderStatus.FILLED and sold.filled == D("0.00999")
+
+
+async def test_a_trailing_delta_outside_the_filter_range_is_refused_with_the_range(paper, store):
+    ticket = OrderTicket(paper)
+    type_in(ticket, side="sell", type="STOP_LOSS_LIMIT", amount="0.01", price="48000", trailing_delta="5000")
+    review = ticket.review()
+    assert (
+        "The trailing delta 5000 bips is outside 10..2000, the range the exchange allows for a sell STOP_LOSS_LIMIT "
+        "(TRAILING_DELTA): use 2000 (20.00%)."
+    ) in review.hints
+    assert review.problems == [
+        "exchange_filters: trailing_delta 5000 bps is outside 10..2000 for a STOP_LOSS_LIMIT sell (TRAILING_DELTA)."
+    ]
+    assert review.suggestions == {"trailing_delta": "2000"} and ticket.send_button.disabled
+    ticket.send_button.click()
+    await ticket.wait()
+    assert ticket.sent == [] and paper.executor.engine.orders == {}
+    kind, detail = ui_audit(store)[-1]
+    assert kind == "ui_refuse" and "trailing_delta 5000 bps is outside 10..2000" in detail["reason"]
+    assert detail["trailing_delta"] == 5000 and "trailing 5000 bips" in detail["text"]
+    ticket.apply_button.click()
+    assert ticket.trailing_delta.value == "2000" and ticket.review().ok
+
+    for typed in ("1.5", "-3", "0", "abc"):
+        type_in(ticket, trailing_delta=typed)
+        assert ticket.review().problems == [
+            f"The trailing delta {typed!r} is not a whole, positive number of bips (100 bips = 1%): type e.g. 200."
+        ]
+    type_in(ticket, type="LIMIT")  # only stops trail: the field is off and not read
+    assert ticket.trailing_delta.disabled and ticket.review().ok
+
+    type_in(ticket, **SELL_OCO, stop_limit_price="48900", trailing_delta="5")  # an OCO's stop leg trails too
+    review = ticket.review()
+    assert review.order_list.orders[1].trailing_delta == 5 and review.suggestions == {"trailing_delta": "10"}
+    assert review.problems == [
+        "Stop leg, exchange_filters: trailing_delta 5 bps is outside 10..2000 for a STOP_LOSS_LIMIT sell "
+        "(TRAILING_DELTA)."
+    ]
+
+
+async def test_mainnet_oco_needs_its_symbol_and_quantity_typed_back(offline_mainnet):
+    """A mainnet session that never connects: a wrong symbol or quantity typed back sends nothing."""
+    offline_mainnet.last_price["BTC/USDT"] = D(50_000)
+    ticket = OrderTicket(offline_mainnet)
+    type_in(ticket, **SELL_OCO, stop_limit_price="48900")
+    await ticket.send()
+    summary = ticket.confirm_summary.value
+    assert shown(ticket.confirmation) and "MAINNET: REAL MONEY" in summary
+    assert "OCO SELL 0.01 BTC on BTC/USDT: LIMIT_MAKER at 51000 + STOP_LOSS_LIMIT at 48900 stop 49000 GTC" in summary
+    assert "type the symbol (BTC/USDT) and the quantity (0.01)" in summary
+    assert "<td" in summary and "stop-limit price" in summary and ">48900</td>" in summary
+    for symbol, quantity in (("BTC/USDT", "0.1"), ("ETH/USDT", "0.01")):
+        type_in(ticket, confirm_symbol=symbol, confirm_quantity=quantity)
+        assert await ticket.confirm() is None and shown(ticket.confirmation)
+    reasons = [d["reason"] for k, d in ui_audit(offline_mainnet.store) if k == "ui_refuse"]
+    assert "the quantity typed ('0.1') is not 0.01" in reasons[0] and "is not BTC/USDT" in reasons[1]
+    ticket.back_button.click()
+    assert (
+        ticket.pending is None and ticket.sent_lists == [] and "order.request" not in audit_kinds(offline_mainnet.store)
+    )
