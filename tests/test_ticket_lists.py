@@ -7,15 +7,21 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from tests import test_ui
-from tests.test_ui import ALL_CHECKS, audit_kinds, shown, type_in, ui_audit
-from workbench.model import ContingencyType, OrderStatus, OrderType, Side, TimeInForce
+from tests.test_ui import ALL_CHECKS, audit_kinds, real_session, shown, type_in, ui_audit
+from workbench.config import MAINNET_CONSENT, MAINNET_ENV
+from workbench.executors.base import OrderListExecutor
+from workbench.executors.binance import BinanceExecutor
+from workbench.model import ContingencyType, ListOrderStatus, OrderStatus, OrderType, Side, TimeInForce
 from workbench.ui import OrderTicket
 from workbench.ui.ticket import _USES
 
 D = Decimal
 store, paper, closed_port, mainnet_env = test_ui.store, test_ui.paper, test_ui.closed_port, test_ui.mainnet_env
-offline_mainnet = test_ui.offline_mainnet
+offline_mainnet, exchange = test_ui.offline_mainnet, test_ui.exchange
+LISTS_ON_BINANCE = issubclass(BinanceExecutor, OrderListExecutor)
 SELL_OCO = {"kind": "oco", "side": "sell", "amount": "0.01", "price": "51000", "stop_price": "49000"}
 
 
@@ -109,6 +115,44 @@ async def test_an_oco_preview_rounds_every_price_and_checks_each_leg(paper):
     assert ticket.review().ok and ticket.send_button.description == "Send BUY OCO"
 
 
+async def test_a_paper_oco_goes_straight_through_and_one_leg_filling_cancels_the_other(paper, store):
+    ticket = OrderTicket(paper)
+    await bought(ticket, "0.0123")
+    type_in(ticket, **SELL_OCO, stop_limit_price="48900")
+    ticket.send_button.click()
+    await ticket.wait()
+    [placed] = ticket.sent_lists
+    text = "OCO SELL 0.01 BTC on BTC/USDT: LIMIT_MAKER at 51000 + STOP_LOSS_LIMIT at 48900 stop 49000 GTC"
+    assert (placed.kind, placed.list_order_status) == (ContingencyType.OCO, ListOrderStatus.EXECUTING)
+    assert f"Sent {text}: order list {placed.list_client_order_id} is EXECUTING." in ticket.message.value
+    engine = paper.executor.engine
+    limit, stop = (engine.get_order("BTC/USDT", id=venue_id) for venue_id in placed.orders)
+    assert (limit.type, limit.price, limit.amount, limit.status) == (OrderType.LIMIT_MAKER, 51000, D("0.01"), "NEW")
+    assert (stop.type, stop.stop_price, stop.price, stop.status) == (OrderType.STOP_LOSS_LIMIT, 49000, 48900, "NEW")
+    kind, detail = ui_audit(store)[-1]
+    assert kind == "ui_confirm" and detail["confirmation"] == "none: paper orders go straight through"
+    assert (detail["text"], detail["type"], detail["stop_limit_price"]) == (text, "OCO", "48900")
+    kinds = audit_kinds(store)
+    assert kinds.index("ui_confirm", kinds.index("order.response")) < kinds.index("order_list.request")
+    assert not shown(ticket.confirmation) and ticket.review().checks  # the ticket stays filled in
+
+    paper.executor.update_price("BTC/USDT", D(51_100), 1_704_067_260_000)  # the take profit fills
+    assert engine.get_order("BTC/USDT", id=limit.id).status is OrderStatus.FILLED
+    assert engine.get_order("BTC/USDT", id=stop.id).status is OrderStatus.EXPIRED  # as Binance reports it
+    assert paper.order_lists[placed.list_client_order_id].list_order_status is ListOrderStatus.ALL_DONE
+
+
+async def test_an_oco_the_venue_refuses_says_why_and_nothing_rests(paper, store):
+    ticket = OrderTicket(paper)  # no BTC to sell
+    type_in(ticket, **SELL_OCO, stop_limit_price="48900")
+    assert ticket.review().ok  # the filters pass: only the venue knows the balance
+    ticket.send_button.click()
+    await ticket.wait()
+    assert ticket.sent_lists == [] and "The order list was refused: " in ticket.message.value
+    assert "BTC" in ticket.message.value and paper.executor.engine.open_orders() == []
+    assert "order_list.rejected" in audit_kinds(store)
+
+
 async def test_an_oco_on_the_wrong_side_of_the_market_is_refused_with_the_reason(paper, store):
     ticket = OrderTicket(paper)
     type_in(ticket, **SELL_OCO, stop_limit_price="48900")
@@ -182,6 +226,14 @@ async def test_protect_position_builds_a_sell_oco_sized_to_the_position_rounded_
         OrderType.STOP_LOSS_LIMIT, Side.SELL, D("0.01228"), 49000, 48755,
     )  # fmt: skip
     assert ticket.preview.value.count("&#10003;") == 2 * len(ALL_CHECKS)
+    ticket.send_button.click()
+    await ticket.wait()
+    [placed] = ticket.sent_lists
+    legs = [paper.executor.engine.get_order("BTC/USDT", id=venue_id) for venue_id in placed.orders]
+    assert [(o.type, o.side, o.amount, o.status) for o in legs] == [
+        (OrderType.LIMIT_MAKER, Side.SELL, D("0.01228"), OrderStatus.NEW),
+        (OrderType.STOP_LOSS_LIMIT, Side.SELL, D("0.01228"), OrderStatus.NEW),
+    ]
 
 
 async def test_protect_position_with_a_trailing_stop_sends_it_and_it_sells_on_the_fall(paper, store):
@@ -252,23 +304,57 @@ async def test_a_trailing_delta_outside_the_filter_range_is_refused_with_the_ran
     ]
 
 
-async def test_mainnet_oco_needs_its_symbol_and_quantity_typed_back(offline_mainnet):
-    """A mainnet session that never connects: a wrong symbol or quantity typed back sends nothing."""
+@pytest.mark.skipif(LISTS_ON_BINANCE, reason="the Binance executor trades order lists")
+async def test_a_venue_whose_executor_does_not_trade_lists_refuses_the_oco_in_the_preview(offline_mainnet, store):
     offline_mainnet.last_price["BTC/USDT"] = D(50_000)
     ticket = OrderTicket(offline_mainnet)
     type_in(ticket, **SELL_OCO, stop_limit_price="48900")
-    await ticket.send()
-    summary = ticket.confirm_summary.value
-    assert shown(ticket.confirmation) and "MAINNET: REAL MONEY" in summary
-    assert "OCO SELL 0.01 BTC on BTC/USDT: LIMIT_MAKER at 51000 + STOP_LOSS_LIMIT at 48900 stop 49000 GTC" in summary
-    assert "type the symbol (BTC/USDT) and the quantity (0.01)" in summary
-    assert "<td" in summary and "stop-limit price" in summary and ">48900</td>" in summary
-    for symbol, quantity in (("BTC/USDT", "0.1"), ("ETH/USDT", "0.01")):
-        type_in(ticket, confirm_symbol=symbol, confirm_quantity=quantity)
-        assert await ticket.confirm() is None and shown(ticket.confirmation)
-    reasons = [d["reason"] for k, d in ui_audit(offline_mainnet.store) if k == "ui_refuse"]
-    assert "the quantity typed ('0.1') is not 0.01" in reasons[0] and "is not BTC/USDT" in reasons[1]
-    ticket.back_button.click()
     assert (
-        ticket.pending is None and ticket.sent_lists == [] and "order.request" not in audit_kinds(offline_mainnet.store)
-    )
+        "The mainnet executor (BinanceExecutor) does not trade order lists: send the legs as single orders, or trade "
+        "the OCO in a paper session."
+    ) in ticket.review().problems
+    await ticket.send()
+    assert not shown(ticket.confirmation) and ticket.pending is None
+    assert ui_audit(offline_mainnet.store)[-1][1]["reason"].startswith("Not sent: The mainnet executor")
+
+
+@pytest.mark.skipif(not LISTS_ON_BINANCE, reason="the Binance executor does not trade order lists yet")
+async def test_testnet_sends_an_oco_on_a_confirm_click_and_mainnet_once_it_is_typed_back(
+    exchange, tmp_path, monkeypatch
+):
+    """Testnet, then mainnet mode, on the local exchange (1 BTC on its account) through ccxt: an OCO
+    waits for the same confirmation as a single order."""
+    monkeypatch.setenv(MAINNET_ENV, MAINNET_CONSENT)
+    venue = exchange.venue.engine
+    for mode in ("testnet", "mainnet"):
+        session = await real_session(exchange, tmp_path, monkeypatch, mode, f"ui-oco-{mode}")
+        try:
+            ticket = OrderTicket(session)
+            await ticket.wait()
+            last, rules = session.last_price["BTC/USDT"], session.rules["BTC/USDT"]
+            prices = {name: f"{rules.round_price(last * D(k)):f}" for name, k in
+                      (("price", "1.05"), ("stop_price", "0.95"), ("stop_limit_price", "0.94"))}  # fmt: skip
+            type_in(ticket, kind="oco", side="sell", amount="0.001", **prices)
+            ticket.send_button.click()
+            await ticket.wait()
+            assert shown(ticket.confirmation) and "OCO SELL 0.001 BTC on BTC/USDT" in ticket.confirm_summary.value
+            open_lists = len(venue.order_lists_of("BTC/USDT", open_only=True))
+            if mode == "mainnet":
+                assert "type the symbol (BTC/USDT) and the quantity (0.001)" in ticket.confirm_summary.value
+                type_in(ticket, confirm_symbol="BTC/USDT", confirm_quantity="0.01")
+                ticket.confirm_button.click()
+                await ticket.wait()
+                assert shown(ticket.confirmation) and ticket.sent_lists == []
+                type_in(ticket, confirm_symbol="BTC/USDT", confirm_quantity="0.001")
+            assert len(venue.order_lists_of("BTC/USDT", open_only=True)) == open_lists  # nothing sent before Confirm
+            ticket.confirm_button.click()
+            await ticket.wait()
+            [placed] = ticket.sent_lists
+            assert venue.get_order_list("BTC/USDT", list_client_order_id=placed.list_client_order_id).is_open
+            kinds = [k for k, _ in ui_audit(session.store)]
+            assert kinds == (["ui_confirm"] if mode == "testnet" else ["ui_refuse", "ui_confirm"])
+            confirmed = ui_audit(session.store)[-1][1]
+            assert confirmed["type"] == "OCO" and confirmed["mode"] == mode and not shown(ticket.confirmation)
+        finally:
+            await session.executor.close()
+            session.store.close()

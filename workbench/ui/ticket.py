@@ -15,6 +15,7 @@ import ipywidgets as widgets
 from workbench.config import TradingMode
 from workbench.data import load_klines
 from workbench.errors import ExchangeError, OrderRejected, WorkbenchError
+from workbench.executors.base import OrderListExecutor
 from workbench.filters import SymbolRules, plain, trails_above
 from workbench.matching import Execution
 from workbench.model import (
@@ -299,9 +300,20 @@ class OrderTicket(_Panel):
             return review
         if review.order_list is not None:
             _oco_against_market(review, side, values)
+        if review.order_list is not None and not isinstance(self.session.executor, OrderListExecutor):
+            review.problems.append(
+                f"The {self.session.mode} executor ({type(self.session.executor).__name__}) does not trade order "
+                "lists: send the legs as single orders, or trade the OCO in a paper session."
+            )
         context = self.session.risk_context(symbol, review.last_price)
-        for label, leg in legs:
-            for check in self.session.risk.evaluate(leg, context):
+        for i, (label, leg) in enumerate(legs):  # each leg counts the ones before it as open, as the session does
+            seen = replace(
+                context,
+                open_orders=context.open_orders + i,
+                open_orders_symbol=context.open_orders_symbol + i,
+                orders_last_minute=context.orders_last_minute + i,
+            )
+            for check in self.session.risk.evaluate(leg, seen):
                 review.checks.append(replace(check, name=f"{label} · {check.name}") if label else check)
                 if not check.passed and check.name != "kill_switch":
                     where = f"{label.capitalize()}, " if label else ""
