@@ -151,11 +151,15 @@ class OrderTicket(_Panel):
         self.position_info = widgets.HTML()
         self.protect_oco_button = widgets.Button(
             description="Protect: OCO",
-            icon="shield",
             tooltip="a sell OCO, take profit and stop-loss, sized to the position",
+            icon="shield",
+            layout=widgets.Layout(width="auto"),
         )
         self.protect_trailing_button = widgets.Button(
-            description="Protect: trailing stop", icon="shield", tooltip="a trailing stop-loss sized to the position"
+            description="Protect: trailing stop",
+            tooltip="a trailing stop-loss sized to the position",
+            icon="shield",
+            layout=widgets.Layout(width="auto"),
         )
         self.hints = widgets.HTML()
         self.apply_button = widgets.Button(description="Use rounded values", icon="magic")
