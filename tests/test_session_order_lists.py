@@ -72,7 +72,7 @@ async def test_an_oco_gets_session_ids_and_its_list_and_legs_are_recorded_as_the
     placed = await session.create_order_list(oco_sell(), signal_price=D(50_000), signal_time=T0)
 
     prefix = session.session_id[:24] + "-"
-    legs = session._list_legs[placed.list_client_order_id]
+    legs = session.list_legs[placed.list_client_order_id]
     assert placed.list_client_order_id.startswith(prefix) and all(cid.startswith(prefix) for cid in legs)
     assert len({placed.list_client_order_id, *legs}) == 3
     row = stored_list(store, placed.list_client_order_id)
@@ -95,7 +95,7 @@ async def test_an_oco_gets_session_ids_and_its_list_and_legs_are_recorded_as_the
 async def test_an_otoco_places_its_pending_legs_when_the_working_order_fills(rules, store):
     session = paper_session(rules, store)
     placed = await session.create_order_list(otoco_buy())
-    working, above, below = session._list_legs[placed.list_client_order_id]
+    working, above, below = session.list_legs[placed.list_client_order_id]
     assert placed.kind is ContingencyType.OTOCO
     assert stored_statuses(store, [working, above, below]) == ["NEW", "PENDING_NEW", "PENDING_NEW"]
     await session._step("BTC/USDT", D(49_500), T0 + 60_000, None)
@@ -111,7 +111,7 @@ async def test_cancel_order_list_cancels_every_leg_and_ends_the_list(rules, stor
     placed = await session.create_order_list(oco_sell())
     canceled = await session.cancel_order_list(placed.list_client_order_id, "BTC/USDT")
     assert canceled.list_order_status is ListOrderStatus.ALL_DONE
-    assert stored_statuses(store, session._list_legs[placed.list_client_order_id]) == ["CANCELED", "CANCELED"]
+    assert stored_statuses(store, session.list_legs[placed.list_client_order_id]) == ["CANCELED", "CANCELED"]
     assert stored_list(store, placed.list_client_order_id)["list_order_status"] == "ALL_DONE"
     assert store.sql("SELECT count(*) FROM audit_log WHERE kind = 'order_list.cancel'") == [(1,)]
     assert not await session.executor.fetch_open_orders("BTC/USDT")
@@ -145,7 +145,7 @@ async def test_a_list_the_venue_rejects_is_recorded_reject_with_its_legs_rejecte
     (list_id,) = session.order_lists
     row = stored_list(store, list_id)
     assert (row["list_order_status"], row["status_rank"]) == ("REJECT", 2) and pd_isna(row["order_list_id"])
-    assert stored_statuses(store, session._list_legs[list_id]) == ["REJECTED", "REJECTED"]
+    assert stored_statuses(store, session.list_legs[list_id]) == ["REJECTED", "REJECTED"]
     assert store.sql("SELECT count(*) FROM audit_log WHERE kind = 'order_list.rejected'") == [(1,)]
 
 
@@ -165,11 +165,11 @@ async def test_a_restarted_session_numbers_on_past_its_lists(rules, tmp_path):
         again = paper_session(rules, store, session_id="lists-restart")
         await again.start()
         assert again.order_lists[placed.list_client_order_id].kind is ContingencyType.OCO
-        assert again._list_legs == first._list_legs
+        assert again.list_legs == first.list_legs
         order = await again.create_order("BTC/USDT", "limit", "buy", "0.01", "49000", time_in_force="GTC")
         assert order.client_order_id not in {
             placed.list_client_order_id,
-            *first._list_legs[placed.list_client_order_id],
+            *first.list_legs[placed.list_client_order_id],
         }
 
 
@@ -234,3 +234,31 @@ def test_a_journaled_list_survives_a_kill_before_its_commit_and_never_moves_back
             ListOrderStatus.ALL_DONE,
             1_700_000_000_000,
         )
+
+
+def cells(table_html):
+    import re
+
+    return re.findall(r"<td[^>]*>([^<]*)</td>", table_html)
+
+
+async def test_the_blotter_tags_an_order_lists_orders_and_shows_the_list(rules, store):
+    from workbench.ui import Blotter
+
+    session = paper_session(rules, store)
+    blotter = Blotter(session)
+    placed = await session.create_order_list(oco_sell())
+    above, below = session.list_legs[placed.list_client_order_id]
+    tag = f" · OCO {placed.list_client_order_id}"
+    rows = [row.children[1].value for row in blotter.orders_box.children]
+    assert rows[0].startswith(f"{above}: SELL 0.1 BTC/USDT LIMIT_MAKER") and all(r.endswith(tag) for r in rows)
+    assert f"{above} LIMIT_MAKER NEW, {below} STOP_LOSS_LIMIT NEW" in blotter.lists_html.value
+    assert cells(blotter.lists_html.value)[:3] == [placed.list_client_order_id, "OCO", "EXECUTING"]
+    await session._step("BTC/USDT", D(51_000), T0 + 60_000, None)
+    await blotter.wait()
+    assert "No open orders" in blotter.orders_box.children[0].value
+    assert cells(blotter.lists_html.value)[2:] == [
+        "ALL_DONE",
+        f"{above} LIMIT_MAKER FILLED, {below} STOP_LOSS_LIMIT EXPIRED",
+    ]
+    blotter.close()

@@ -98,7 +98,7 @@ class TradingSession:
         self.orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}  # the open subset of orders
         self.order_lists: dict[str, OrderList] = {}  # list client order id -> latest state
-        self._list_legs: dict[str, tuple[str, ...]] = {}  # list client order id -> its legs' client order ids
+        self.list_legs: dict[str, tuple[str, ...]] = {}  # list client order id -> its legs' client order ids
         self.rejections: list[OrderRejected] = []
         self.sweep_id = sweep_id
         self.shadow = shadow
@@ -162,7 +162,7 @@ class TradingSession:
         known = {o.client_order_id: o for o in self.store.session_orders(self.session_id, self.mode)}
         lists = self.store.session_order_lists(self.session_id, self.mode)
         self.order_lists.update({lst.list_client_order_id: lst for lst, _ in lists})
-        self._list_legs.update({lst.list_client_order_id: legs for lst, legs in lists})
+        self.list_legs.update({lst.list_client_order_id: legs for lst, legs in lists})
         self._seq = max((int(cid.rsplit("-", 1)[1]) for cid in [*known, *self.order_lists]), default=0)
         self.orders.update(known)
         self._open.update({cid: o for cid, o in known.items() if o.is_open})
@@ -383,14 +383,14 @@ class TradingSession:
                 signal_time=signal_time,
                 durable=self.mode.is_real,
             )
-        self._list_legs[list_id] = tuple(leg.client_order_id for leg in legs)  # type: ignore[misc]
+        self.list_legs[list_id] = tuple(leg.client_order_id for leg in legs)  # type: ignore[misc]
         unsent = OrderList(-1, list_id, symbol, request.contingency_type, (), timestamp=now, last_update=now)
         self.order_lists[list_id] = unsent
         self.store.record_order_list(  # on disk before it is sent, like a single order
             self.session_id,
             self.mode,
             unsent,
-            self._list_legs[list_id],
+            self.list_legs[list_id],
             signal_price=signal_price,
             signal_time=signal_time,
             durable=self.mode.is_real,
@@ -437,7 +437,7 @@ class TradingSession:
         if not list_id.startswith(self._prefix):
             return False
         self.order_lists[list_id] = order_list
-        self.store.record_order_list(self.session_id, self.mode, order_list, self._list_legs.get(list_id, ()))
+        self.store.record_order_list(self.session_id, self.mode, order_list, self.list_legs.get(list_id, ()))
         return True
 
     async def _reconcile_lists(self) -> None:
