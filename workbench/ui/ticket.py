@@ -44,6 +44,8 @@ _USES: dict[OrderType, frozenset[str]] = {
     OrderType.MARKET: frozenset({"amount", "quote_amount"}),
     OrderType.LIMIT: frozenset({"amount", "price", "time_in_force"}),
     OrderType.LIMIT_MAKER: frozenset({"amount", "price"}),
+    OrderType.STOP_LOSS: frozenset({"amount", "stop_price"}),
+    OrderType.TAKE_PROFIT: frozenset({"amount", "stop_price"}),
     OrderType.STOP_LOSS_LIMIT: frozenset({"amount", "price", "stop_price", "time_in_force"}),
     OrderType.TAKE_PROFIT_LIMIT: frozenset({"amount", "price", "stop_price", "time_in_force"}),
 }
