@@ -350,7 +350,7 @@ async def test_ccxt_pro_places_a_trailing_stop_over_the_ws_api_and_watches_it(ex
 async def test_an_order_list_adds_each_of_its_orders_to_the_unfilled_order_count():
     from workbench.exchange.server import Limits
 
-    limits = Limits(orders_per_10s=1000, orders_per_day=6)  # the daily window: a 10 s one can roll over here
+    limits = Limits(orders_per_10s=1000, orders_per_day=8)  # the daily window: a 10 s one can roll over here
     async with LocalExchange(("BTC/USDT",), limits=limits) as ex:
         ex.set_price("BTC/USDT", "40000")
         async with aiohttp.ClientSession() as http:
@@ -369,14 +369,21 @@ async def test_an_order_list_adds_each_of_its_orders_to_the_unfilled_order_count
                      "pendingBelowPrice": "37900", "pendingBelowTimeInForce": "GTC"}  # fmt: skip
             assert (await post("orderList/oco", sell_oco()))[::2] == (200, "2")  # OCO: 2 orders
             assert (await post("orderList/otoco", otoco))[::2] == (200, "5")  # OTOCO: 3 more
-            status, error, _ = await post("orderList/oco", sell_oco())  # 5 + 2 > 6
-            assert (status, error["code"]) == (429, -1015) and error["msg"].endswith("6 orders per 1 DAY.")
+            async with http.ws_connect(f"{ex.url}/ws-api/v3") as ws:  # the WebSocket API counts alike
+                oto = await WsApi(ex, ws).call("orderList.place.oto", symbol="BTCUSDT", workingType="LIMIT",
+                                               workingSide="BUY", workingPrice="39000", workingQuantity="0.01",
+                                               workingTimeInForce="GTC", pendingType="LIMIT_MAKER",
+                                               pendingSide="SELL", pendingPrice="41000",
+                                               pendingQuantity="0.01")  # fmt: skip
+                assert oto["status"] == 200 and ex._counters.orders_day.used == 7
+            status, error, _ = await post("orderList/oco", sell_oco())  # 7 + 2 > 8
+            assert (status, error["code"]) == (429, -1015) and error["msg"].endswith("8 orders per 1 DAY.")
             single = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01",
                       "price": "39000"}  # fmt: skip
-            assert (await post("order", single))[::2] == (200, "6")  # one order still fits
+            assert (await post("order", single))[::2] == (200, "8")  # one order still fits
         status, counts = await rest(ex, "GET", "rateLimit/order")
-        assert [c["count"] for c in counts] == [6, 6]
-        assert len(ex.venue.engine.open_orders()) == 6  # 2 + 3 + 1: the refused OCO placed nothing
+        assert [c["count"] for c in counts] == [8, 8]
+        assert len(ex.venue.engine.open_orders()) == 8  # 2 + 3 + 2 + 1: the refused OCO placed nothing
 
 
 # -- market-type stops: STOP_LOSS and TAKE_PROFIT -------------------------------------------------

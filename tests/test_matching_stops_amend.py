@@ -6,6 +6,8 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workbench.errors import FilterError, InvalidOrder, OrderNotFound, OrderRejected
 from workbench.filters import ORDER_TYPES, SymbolRules, check_order
@@ -319,3 +321,26 @@ def test_oto_orders_are_amended_one_at_a_time_the_pending_one_too(rules):
     assert kinds(events) == ["REPLACED"] and events[0].order.status is OrderStatus.PENDING_NEW
     assert engine.get_order("BTC/USDT", client_order_id="w").amount == D("0.1")
     assert Side.BUY is engine.get_order("BTC/USDT", client_order_id="w").side
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    new=st.decimals(min_value=D("0.00001"), max_value=D("0.4"), places=6),
+    cross=st.booleans(),
+)
+def test_an_amendment_keeps_the_locked_funds_equal_to_what_may_still_fill(rules, new, cross):
+    engine = engine_at(rules, book=BookConfig(level_notional=D(5_000)))
+    order = engine.create_order(req("buy", "LIMIT", amount="0.3", price="49000"), "a", T0)[-1].order
+    if cross:
+        engine.set_price("BTC/USDT", "49000", T0 + 1)  # a part fills
+    before = engine.get_order("BTC/USDT", id=order.id)
+    try:
+        engine.amend_order("BTC/USDT", id=order.id, new_amount=new, new_client_order_id="b", now=T0 + 2)
+    except OrderRejected:
+        assert engine.get_order("BTC/USDT", id=order.id) == before and engine.amendments == []
+    else:
+        after = engine.get_order("BTC/USDT", id=order.id)
+        assert after.amount == max(new, before.filled) and after.client_order_id == "b"
+        assert after.status is (OrderStatus.EXPIRED if new <= before.filled else before.status)
+    left = engine.get_order("BTC/USDT", id=order.id)
+    assert engine.balances()["USDT"].locked == (left.remaining * left.price if left.is_open else 0)
