@@ -5,6 +5,7 @@ the audit log."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -12,16 +13,15 @@ import pytest
 from tests import test_ui
 from tests.test_ui import ALL_CHECKS, audit_kinds, real_session, shown, type_in, ui_audit
 from workbench.config import MAINNET_CONSENT, MAINNET_ENV
-from workbench.executors.base import OrderListExecutor
-from workbench.executors.binance import BinanceExecutor
+from workbench.data import load_rules
+from workbench.executors import PaperExecutor
 from workbench.model import ContingencyType, ListOrderStatus, OrderStatus, OrderType, Side, TimeInForce
+from workbench.session import TradingSession
 from workbench.ui import OrderTicket
 from workbench.ui.ticket import _USES
 
 D = Decimal
-store, paper, closed_port, mainnet_env = test_ui.store, test_ui.paper, test_ui.closed_port, test_ui.mainnet_env
-offline_mainnet, exchange = test_ui.offline_mainnet, test_ui.exchange
-LISTS_ON_BINANCE = issubclass(BinanceExecutor, OrderListExecutor)
+store, paper, exchange = test_ui.store, test_ui.paper, test_ui.exchange  # the fixtures of the panel tests
 SELL_OCO = {"kind": "oco", "side": "sell", "amount": "0.01", "price": "51000", "stop_price": "49000"}
 
 
@@ -33,19 +33,33 @@ async def bought(ticket: OrderTicket, amount: str) -> None:
     assert ticket.sent[-1].status is OrderStatus.FILLED
 
 
-def test_the_ticket_offers_exactly_the_order_types_the_model_has():
-    """Market-type STOP_LOSS / TAKE_PROFIT appear once the model has them, never a type it lacks."""
-    offered = list(_USES)
-    assert set(offered) <= set(OrderType)
-    for name in ("STOP_LOSS", "TAKE_PROFIT"):
-        assert (name in OrderType.__members__) == (name in [t.value for t in offered])
-    assert {"MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"} <= {t.value for t in offered}
+async def paper_listing(store, every_type: bool) -> TradingSession:
+    """A paper session on BTC/USDT (listing every order type, market-type stops too, if ``every_type``)
+    and ETH/USDT (Binance's usual five types), with 100,000 USDT; BTC last traded at 50,000."""
+    rules = dict(load_rules(test_ui.SYMBOLS))
+    if every_type:
+        rules["BTC/USDT"] = replace(rules["BTC/USDT"], order_types=tuple(t.value for t in OrderType))
+    session = TradingSession(PaperExecutor(rules, {"USDT": 100_000}), store, rules=rules, session_id="ui-types")
+    await session.on_bar("BTC/USDT", test_ui.bar(50_000))
+    return session
 
 
-async def test_every_offered_type_draws_its_own_fields(paper):
-    ticket = OrderTicket(paper)
-    assert list(ticket.type.options) == [t.value for t in OrderType if t in _USES]
-    for kind in ticket.type.options:
+@pytest.fixture
+async def every_type(store):
+    return await paper_listing(store, every_type=True)
+
+
+@pytest.fixture(params=[False, True], ids=["stop-limit", "market-stop"])
+async def stops(request, store):
+    """Without, then with, market-type stops listed on BTC/USDT."""
+    return await paper_listing(store, every_type=request.param)
+
+
+async def test_the_ticket_offers_the_types_the_symbol_lists_each_with_its_own_fields(every_type):
+    ticket = OrderTicket(every_type)
+    every = ["MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS", "TAKE_PROFIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"]
+    assert list(ticket.type.options) == every and set(_USES) == set(OrderType)
+    for kind in every:
         type_in(ticket, type=kind)
         uses = _USES[OrderType(kind)]
         assert ticket.trailing_delta.disabled == (not OrderType(kind).is_stop)
@@ -53,6 +67,30 @@ async def test_every_offered_type_draws_its_own_fields(paper):
             "stop_price" not in uses
         )
         assert not shown(ticket.stop_limit_price) and shown(ticket.type)
+    assert ticket.price.disabled is False  # TAKE_PROFIT_LIMIT
+    type_in(ticket, type="STOP_LOSS", symbol="ETH/USDT")  # no market-type stops listed: back to LIMIT
+    assert list(ticket.type.options) == ["MARKET", "LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"]
+    assert ticket.type.value == "LIMIT"
+    type_in(ticket, type="TAKE_PROFIT_LIMIT", symbol="BTC/USDT")
+    assert list(ticket.type.options) == every and ticket.type.value == "TAKE_PROFIT_LIMIT"
+    await ticket.wait()  # ETH/USDT's paper market started meanwhile
+
+
+async def test_an_oco_without_a_stop_limit_price_has_a_market_stop_leg_where_the_symbol_lists_it(every_type):
+    ticket = OrderTicket(every_type)
+    await bought(ticket, "0.0123")
+    type_in(ticket, **SELL_OCO)
+    review = ticket.review()
+    limit, stop = review.order_list.orders
+    assert review.ok and (stop.type, stop.stop_price, stop.price, stop.time_in_force) == (
+        OrderType.STOP_LOSS, 49000, None, None,
+    )  # fmt: skip
+    ticket.send_button.click()
+    await ticket.wait()
+    [placed] = ticket.sent_lists
+    assert "+ STOP_LOSS stop 49000: order list" in ticket.message.value
+    legs = [every_type.executor.engine.get_order("BTC/USDT", id=venue_id) for venue_id in placed.orders]
+    assert [(o.type, o.status) for o in legs] == [(OrderType.LIMIT_MAKER, "NEW"), (OrderType.STOP_LOSS, "NEW")]
 
 
 async def test_an_oco_preview_rounds_every_price_and_checks_each_leg(paper):
@@ -178,14 +216,11 @@ async def test_an_oco_on_the_wrong_side_of_the_market_is_refused_with_the_reason
     )
     assert "order.request" not in audit_kinds(store)
 
-    type_in(ticket, price="51000", stop_price="49000", stop_limit_price="")
-    if "STOP_LOSS" in OrderType.__members__:  # the stop leg is a market STOP_LOSS
-        assert ticket.review().order_list.orders[1].type.value == "STOP_LOSS"
-    else:
-        assert ticket.review().problems == [
-            "The stop-limit price field is empty: type the price the stop leg trades at once triggered (a little "
-            "below the stop price)."
-        ]
+    type_in(ticket, price="51000", stop_price="49000", stop_limit_price="")  # BTC/USDT lists no market STOP_LOSS
+    assert ticket.review().problems == [
+        "The stop-limit price field is empty: type the price the stop leg trades at once triggered (a little "
+        "below the stop price)."
+    ]
     type_in(ticket, stop_limit_price="48900", price="")
     assert ticket.review().problems == [
         "The limit price field is empty: type the limit leg's price, above the market (the last price is 50000)."
@@ -236,12 +271,13 @@ async def test_protect_position_builds_a_sell_oco_sized_to_the_position_rounded_
     ]
 
 
-async def test_protect_position_with_a_trailing_stop_sends_it_and_it_sells_on_the_fall(paper, store):
+async def test_protect_position_with_a_trailing_stop_sends_it_and_it_sells_on_the_fall(stops, store):
+    """A STOP_LOSS_LIMIT trailing stop where the symbol lists no market STOP_LOSS, else a STOP_LOSS."""
+    paper, market_stop = stops, "STOP_LOSS" in stops.rules["BTC/USDT"].order_types
     ticket = OrderTicket(paper)
     await bought(ticket, "0.01")
     assert paper.state.positions["BTC/USDT"] == D("0.00999")  # on the step grid: not rounded
     ticket.protect_trailing_button.click()
-    market_stop = "STOP_LOSS" in OrderType.__members__
     assert (ticket.kind.value, ticket.side.value, ticket.amount.value) == ("single", "sell", "0.00999")
     assert ticket.type.value == ("STOP_LOSS" if market_stop else "STOP_LOSS_LIMIT")
     assert (ticket.trailing_delta.value, ticket.stop_price.value) == ("200", "")
@@ -304,21 +340,6 @@ async def test_a_trailing_delta_outside_the_filter_range_is_refused_with_the_ran
     ]
 
 
-@pytest.mark.skipif(LISTS_ON_BINANCE, reason="the Binance executor trades order lists")
-async def test_a_venue_whose_executor_does_not_trade_lists_refuses_the_oco_in_the_preview(offline_mainnet, store):
-    offline_mainnet.last_price["BTC/USDT"] = D(50_000)
-    ticket = OrderTicket(offline_mainnet)
-    type_in(ticket, **SELL_OCO, stop_limit_price="48900")
-    assert (
-        "The mainnet executor (BinanceExecutor) does not trade order lists: send the legs as single orders, or trade "
-        "the OCO in a paper session."
-    ) in ticket.review().problems
-    await ticket.send()
-    assert not shown(ticket.confirmation) and ticket.pending is None
-    assert ui_audit(offline_mainnet.store)[-1][1]["reason"].startswith("Not sent: The mainnet executor")
-
-
-@pytest.mark.skipif(not LISTS_ON_BINANCE, reason="the Binance executor does not trade order lists yet")
 async def test_testnet_sends_an_oco_on_a_confirm_click_and_mainnet_once_it_is_typed_back(
     exchange, tmp_path, monkeypatch
 ):
@@ -333,11 +354,12 @@ async def test_testnet_sends_an_oco_on_a_confirm_click_and_mainnet_once_it_is_ty
             await ticket.wait()
             last, rules = session.last_price["BTC/USDT"], session.rules["BTC/USDT"]
             prices = {name: f"{rules.round_price(last * D(k)):f}" for name, k in
-                      (("price", "1.05"), ("stop_price", "0.95"), ("stop_limit_price", "0.94"))}  # fmt: skip
+                      (("price", "1.03"), ("stop_price", "0.97"), ("stop_limit_price", "0.96"))}  # fmt: skip
             type_in(ticket, kind="oco", side="sell", amount="0.001", **prices)
             ticket.send_button.click()
             await ticket.wait()
-            assert shown(ticket.confirmation) and "OCO SELL 0.001 BTC on BTC/USDT" in ticket.confirm_summary.value
+            assert shown(ticket.confirmation), ticket.message.value
+            assert "OCO SELL 0.001 BTC on BTC/USDT" in ticket.confirm_summary.value
             open_lists = len(venue.order_lists_of("BTC/USDT", open_only=True))
             if mode == "mainnet":
                 assert "type the symbol (BTC/USDT) and the quantity (0.001)" in ticket.confirm_summary.value

@@ -15,7 +15,6 @@ import ipywidgets as widgets
 from workbench.config import TradingMode
 from workbench.data import load_klines
 from workbench.errors import ExchangeError, OrderRejected, WorkbenchError
-from workbench.executors.base import OrderListExecutor
 from workbench.filters import SymbolRules, plain, trails_above
 from workbench.matching import Execution
 from workbench.model import (
@@ -51,18 +50,15 @@ SIDE_CSS = (
 
 # -- the order ticket -----------------------------------------------------------------------------
 
-# Market-type stops (a stop price or a trailing delta, no limit price): offered where the model has them.
-_STOP_LOSS: OrderType | None = OrderType.__members__.get("STOP_LOSS")
-_MARKET_STOPS = [t for t in (_STOP_LOSS, OrderType.__members__.get("TAKE_PROFIT")) if t is not None]
-
-# Which fields each order type uses; the ticket offers exactly these types.
+# Which fields each order type uses; the ticket offers these types where the symbol lists them (orderTypes).
 _USES: dict[OrderType, frozenset[str]] = {
     OrderType.MARKET: frozenset({"amount", "quote_amount"}),
     OrderType.LIMIT: frozenset({"amount", "price", "time_in_force"}),
     OrderType.LIMIT_MAKER: frozenset({"amount", "price"}),
+    OrderType.STOP_LOSS: frozenset({"amount", "stop_price", "trailing_delta"}),  # market-type stops
+    OrderType.TAKE_PROFIT: frozenset({"amount", "stop_price", "trailing_delta"}),
     OrderType.STOP_LOSS_LIMIT: frozenset({"amount", "price", "stop_price", "time_in_force", "trailing_delta"}),
     OrderType.TAKE_PROFIT_LIMIT: frozenset({"amount", "price", "stop_price", "time_in_force", "trailing_delta"}),
-    **{t: frozenset({"amount", "stop_price", "trailing_delta"}) for t in _MARKET_STOPS},
 }
 # An OCO: a LIMIT_MAKER at the limit price and a stop-loss (stop price, stop-limit price, trailing delta).
 _OCO_USES = frozenset({"amount", "price", "stop_price", "stop_limit_price", "time_in_force", "trailing_delta"})
@@ -128,7 +124,7 @@ class OrderTicket(_Panel):
         self.symbol = widgets.Dropdown(options=symbols, value=symbols[0], description="Symbol", style=wide)
         self.side = widgets.ToggleButtons(options=["buy", "sell"], value="buy", description="Side", style=wide)
         self.type = widgets.Dropdown(
-            options=[t.value for t in OrderType if t in _USES], value=OrderType.LIMIT.value, description="Type",
+            options=_offered(session.rules[symbols[0]]), value=OrderType.LIMIT.value, description="Type",
             style=wide,
         )  # fmt: skip
         self.amount = widgets.Text(description="Quantity", placeholder="base quantity, e.g. 0.001", style=wide)
@@ -273,7 +269,8 @@ class OrderTicket(_Panel):
         values, trailing, readable = self._read(review, uses)
         order_type = OrderType(self.type.value)
         if self.is_oco:
-            stop_limit = "stop_limit_price" if values.get("stop_limit_price") or _STOP_LOSS is None else "stop_price"
+            market_stop = not values.get("stop_limit_price") and _takes(rules, OrderType.STOP_LOSS)
+            stop_limit = "stop_price" if market_stop else "stop_limit_price"
             sized_at: tuple[str, ...] = ("price", stop_limit)
         else:
             sized_at = ("price",) if "price" in uses else ("stop_price",)
@@ -292,7 +289,7 @@ class OrderTicket(_Panel):
         if not readable:
             return review  # its problem says which field and what to type
         if self.is_oco:
-            self._build_oco(review, symbol, side, values, trailing)
+            self._build_oco(review, rules, side, values, trailing)
         else:
             self._build_single(review, symbol, side, order_type, values, trailing)
         legs = self._legs(review)
@@ -304,11 +301,6 @@ class OrderTicket(_Panel):
             return review
         if review.order_list is not None:
             _oco_against_market(review, side, values)
-        if review.order_list is not None and not isinstance(self.session.executor, OrderListExecutor):
-            review.problems.append(
-                f"The {self.session.mode} executor ({type(self.session.executor).__name__}) does not trade order "
-                "lists: send the legs as single orders, or trade the OCO in a paper session."
-            )
         context = self.session.risk_context(symbol, review.last_price)
         for i, (label, leg) in enumerate(legs):  # each leg counts the ones before it as open, as the session does
             seen = replace(
@@ -386,13 +378,13 @@ class OrderTicket(_Panel):
             review.problems.append(f"{e}{_fix(e)}")
 
     def _build_oco(
-        self, review: Review, symbol: str, side: Side, values: Mapping[str, Decimal | None], trailing: int | None
+        self, review: Review, rules: SymbolRules, side: Side, values: Mapping[str, Decimal | None], trailing: int | None
     ) -> None:
         """An OCO's legs: a LIMIT_MAKER at the limit price and a STOP_LOSS_LIMIT at the stop and stop-limit
-        prices (a market STOP_LOSS without a stop-limit price, where the model has it); a sell's limit
-        leg above, a buy's below."""
-        amount, stop_limit = values["amount"], values["stop_limit_price"]
-        if stop_limit is None and _STOP_LOSS is None:
+        prices (a market STOP_LOSS without a stop-limit price, where the symbol lists STOP_LOSS); a sell's
+        limit leg above, a buy's below."""
+        symbol, amount, stop_limit = rules.symbol, values["amount"], values["stop_limit_price"]
+        if stop_limit is None and not _takes(rules, OrderType.STOP_LOSS):
             where = "below" if side is Side.SELL else "above"
             review.problems.append(
                 f"The stop-limit price field is empty: type the price the stop leg trades at once triggered "
@@ -404,7 +396,7 @@ class OrderTicket(_Panel):
             stop = OrderRequest(
                 symbol,
                 side,
-                OrderType.STOP_LOSS_LIMIT if stop_limit is not None else _STOP_LOSS,  # type: ignore[arg-type]
+                OrderType.STOP_LOSS_LIMIT if stop_limit is not None else OrderType.STOP_LOSS,
                 amount=amount,
                 price=stop_limit,
                 stop_price=values["stop_price"],
@@ -537,6 +529,10 @@ class OrderTicket(_Panel):
         if self.pending is not None:
             self.dismiss("The ticket changed after Send: review it and press Send again.")
         if change.get("owner") is self.symbol:
+            offered = _offered(self.session.rules[self.symbol.value])
+            if list(self.type.options) != offered:  # the types this symbol lists; LIMIT if the type is not one
+                keep = self.type.value if self.type.value in offered else OrderType.LIMIT.value
+                self.type.options, self.type.value = offered, keep
             self._hub.watched.add(self.symbol.value)
             if self.symbol.value not in self.session.last_price:
                 self._spawn(self.refresh_price(), quiet=True)
@@ -549,7 +545,7 @@ class OrderTicket(_Panel):
         rounded down to the step size: ``"oco"``, a take profit PROTECT_TAKE_PROFIT above the last price
         and a stop PROTECT_STOP_LOSS below it (selling down to PROTECT_STOP_LIMIT under the stop);
         ``"trailing"``, a stop-loss trailing PROTECT_TRAILING_BIPS behind the best price since it was
-        placed (a market STOP_LOSS where the model has it, else a STOP_LOSS_LIMIT whose limit is twice
+        placed (a market STOP_LOSS where the symbol lists it, else a STOP_LOSS_LIMIT whose limit is twice
         the delta under the last price). Nothing is sent: the preview reviews it, *Send* sends it.
         Returns whether the ticket was filled in."""
         if how not in ("oco", "trailing"):
@@ -590,7 +586,8 @@ class OrderTicket(_Panel):
                 f"(-{PROTECT_STOP_LOSS:.0%}) selling down to {plain(floor)}"
             )
         else:
-            order_type = _STOP_LOSS or OrderType.STOP_LOSS_LIMIT
+            market = _takes(rules, OrderType.STOP_LOSS)
+            order_type = OrderType.STOP_LOSS if market else OrderType.STOP_LOSS_LIMIT
             sell_stop = OrderRequest(
                 symbol, Side.SELL, OrderType.STOP_LOSS_LIMIT, amount=Decimal(1), price=last,
                 trailing_delta=PROTECT_TRAILING_BIPS, time_in_force=TimeInForce.GTC,
@@ -601,7 +598,7 @@ class OrderTicket(_Panel):
                 f"a trailing stop-loss: it sells once the price falls {delta} bips ({delta * BIPS:.2%}) from its "
                 "highest since placement"
             )
-            if _STOP_LOSS is None:
+            if not market:
                 floor = rules.round_price(last * (1 - 2 * delta * BIPS))
                 fields |= {"price": plain(floor), "time_in_force": "GTC"}
                 what += f", at a limit of {plain(floor)} at worst"
@@ -838,6 +835,15 @@ def _sane_price(review: Review, rules: SymbolRules, side: Side, price: Decimal |
         "is not resized at it."
     )
     return None
+
+
+def _offered(rules: SymbolRules) -> list[str]:
+    """The order types the ticket offers on a symbol: those it knows that the symbol lists."""
+    return [t.value for t in _USES if _takes(rules, t)]
+
+
+def _takes(rules: SymbolRules, order_type: OrderType) -> bool:
+    return order_type.value in rules.order_types
 
 
 def _plain(value: Decimal | None) -> str | None:
