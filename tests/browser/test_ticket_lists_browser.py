@@ -1,9 +1,10 @@
 """The order ticket's OCO and *protect position* in a real browser: JupyterLab on loopback, headless
-Debian Chromium driven by Playwright, on a notebook that opens a paper trading panel. A market buy
-makes a position; the OCO fields are typed in, the off-tick stop-limit price is rounded by *Use
-rounded values*, *Send SELL OCO* places both legs (seen in the blotter); *Protect: OCO* sizes a second
-OCO to the whole position, which the venue refuses (the first one holds part of it) and the panel
-says why. Screenshots under test-artifacts/browser-lists/."""
+Debian Chromium driven by Playwright, on a notebook that opens a testnet trading panel on the local
+exchange (started in the kernel, reached through ccxt). A market buy, confirmed, makes a position; the
+OCO fields are typed in, the off-tick stop-limit price is rounded by *Use rounded values*, *Send SELL
+OCO* opens the confirmation and *Confirm* places both legs (seen in the blotter); *Protect: OCO* sizes
+an OCO to the position rounded to the step, confirmed and placed too. Screenshots under
+test-artifacts/browser-lists/."""
 
 from __future__ import annotations
 
@@ -20,20 +21,26 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 NOTEBOOK = "ticket_lists.ipynb"
 ARTIFACTS = ROOT / "test-artifacts" / "browser-lists"
 SETUP = """\
+import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from workbench import PaperExecutor, Store, TradingSession, load_rules
+from workbench import TradingSession, load_config
+from workbench.exchange import LocalExchange
 from workbench.ui import TradingPanel
 
-rules = load_rules(["BTC/USDT"])
-store = Store(Path(tempfile.mkdtemp()) / "lists.duckdb")
-session = TradingSession(PaperExecutor(rules, {"USDT": 100_000}), store, rules=rules, session_id="nb-lists")
+exchange = await LocalExchange(("BTC/USDT",)).start()  # the market moves only when stepped
+os.environ["BINANCE_TESTNET_API_KEY"], os.environ["BINANCE_TESTNET_API_SECRET"] = exchange.api_key, exchange.secret
+store_path = Path(tempfile.mkdtemp()) / "lists.duckdb"
+config = load_config(mode="testnet", symbols=["BTC/USDT"], store_path=store_path, venue_url=exchange.url)
+session = TradingSession.from_config(config, session_id="nb-lists")
+await session.start()
 panel = TradingPanel(session)
 panel"""
 READY = """\
 await panel.wait()
-print("paper market ready at", session.last_price["BTC/USDT"])"""
+print("testnet ready at", session.last_price["BTC/USDT"])"""
 
 
 def test_a_user_places_an_oco_and_protects_a_position_from_the_panel(tmp_path):
@@ -52,18 +59,23 @@ def test_a_user_places_an_oco_and_protects_a_position_from_the_panel(tmp_path):
         expect(page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle"))).to_be_visible()  # else Run asks for one
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        expect(page.locator(".jp-OutputArea-output", has_text="paper market ready at")).to_be_visible(timeout=RUN_ALL)
+        expect(page.locator(".jp-OutputArea-output", has_text="testnet ready at")).to_be_visible(timeout=RUN_ALL)
         panel = page.locator(".wb-trading-panel")
-        expect(panel.locator(".wb-banner")).to_contain_text("PAPER")
+        expect(panel.locator(".wb-banner")).to_contain_text("TESTNET")
         ticket, blotter = panel.locator(".wb-ticket"), panel.locator(".wb-blotter")
         send, message = ticket.locator("button.wb-send"), ticket.locator(".wb-message")
+        confirmation, confirm = ticket.locator(".wb-confirmation"), ticket.locator("button.wb-confirm")
+        orders = blotter.locator(".wb-open-orders")
 
         ticket.locator(".wb-type select").select_option("MARKET")  # a position to protect
         ticket.locator(".wb-amount input").fill("0.0123")
         expect(send).to_be_enabled()
         send.click()
+        expect(confirmation).to_contain_text("BUY 0.0123 BTC on BTC/USDT MARKET")
+        confirm.click()
         expect(message).to_contain_text("is FILLED")
-        expect(ticket.locator(".wb-position")).to_contain_text("Position in BTC/USDT: 0.0122877 BTC")  # less the fee
+        position = ticket.locator(".wb-position")
+        expect(position).to_contain_text("Position in BTC/USDT: 0.0122877 BTC")  # less the fee, in BTC
         panel.scroll_into_view_if_needed()
         shot("position-bought")
 
@@ -94,30 +106,40 @@ def test_a_user_places_an_oco_and_protects_a_position_from_the_panel(tmp_path):
         shot("oco-filled")
 
         send.click()
+        text = (
+            f"OCO SELL 0.005 BTC on BTC/USDT: LIMIT_MAKER at {limit.normalize():f} + STOP_LOSS_LIMIT at "
+            f"{stop_limit.normalize():f} stop {stop.normalize():f} GTC"
+        )
+        expect(confirmation).to_contain_text(text)
+        expect(confirmation.locator(".wb-side-badge")).to_have_text("SELL")
+        expect(orders).to_contain_text("No open orders")  # nothing sent before Confirm
+        shot("oco-confirmation")
+        confirm.click()
         expect(message).to_contain_text("is EXECUTING")
-        text = f"OCO SELL 0.005 BTC on BTC/USDT: LIMIT_MAKER at {limit.normalize():f} + STOP_LOSS_LIMIT at"
-        expect(message).to_contain_text(text)
-        orders = blotter.locator(".wb-open-orders")
         expect(orders.locator(".wb-order", has_text="SELL 0.005 BTC/USDT LIMIT_MAKER")).to_be_visible()
         expect(orders.locator(".wb-order", has_text="SELL 0.005 BTC/USDT STOP_LOSS_LIMIT")).to_be_visible()
+        expect(confirmation).to_be_hidden()
         blotter.scroll_into_view_if_needed()
         shot("oco-in-blotter")
 
-        ticket.locator("button.wb-protect-oco").click()  # the whole position: 0.005 of it is held by the OCO
+        ticket.locator("button.wb-protect-oco").click()  # sized to the position, rounded down to the step
         expect(ticket.locator(".wb-amount input")).to_have_value("0.01228")
         expect(message).to_contain_text("rounded down to the step size 0.00001")
         expect(send).to_be_enabled()
         send.click()
-        expect(message).to_contain_text("The order list was refused")
-        expect(orders.locator(".wb-order", has_text="0.01228")).to_have_count(0)
-        ticket.scroll_into_view_if_needed()
-        shot("protect-refused")
+        expect(confirmation).to_contain_text("OCO SELL 0.01228 BTC on BTC/USDT: LIMIT_MAKER at")
+        confirm.click()
+        expect(message).to_contain_text("is EXECUTING")
+        expect(orders.locator(".wb-order", has_text="SELL 0.01228 BTC/USDT")).to_have_count(2)
+        blotter.scroll_into_view_if_needed()
+        shot("position-protected")
 
     assert shots == [
         "01-position-bought.png",
         "02-oco-off-tick.png",
         "03-oco-filled.png",
-        "04-oco-in-blotter.png",
-        "05-protect-refused.png",
+        "04-oco-confirmation.png",
+        "05-oco-in-blotter.png",
+        "06-position-protected.png",
     ]
     assert all((ARTIFACTS / name).stat().st_size > 10_000 for name in shots)
