@@ -236,6 +236,8 @@ async def test_protect_position_builds_a_sell_oco_sized_to_the_position_rounded_
     assert ticket.protect_oco_button.disabled and ticket.protect_trailing_button.disabled
     assert "Position in BTC/USDT: <b>0 BTC</b>" in ticket.position_info.value
     assert not ticket.protect("oco") and "No position in BTC/USDT to protect (0 BTC)" in ticket.message.value
+    with pytest.raises(ValueError, match="protect a position with 'oco' or 'trailing'"):
+        ticket.protect("stop")
     await bought(ticket, "0.0123")
     position = paper.state.positions["BTC/USDT"]
     assert position == D("0.0122877")  # less the 0.1% fee, paid in BTC: off the step grid
