@@ -103,10 +103,13 @@ async def test_order_queries_carry_binance_fields(exchange, client):
 
 async def test_exchange_info_flags_avg_price_and_json_errors_everywhere(exchange, client):
     (symbol,) = (await client.public_get_exchangeinfo({"symbol": "BTCUSDT"}))["symbols"]
-    for flag in ("opoAllowed", "amendAllowed", "pegInstructionsAllowed"):
-        assert symbol[flag] is False, flag  # none of these is implemented here, so none is offered
-    offered = ("cancelReplaceAllowed", "allowTrailingStop", "icebergAllowed", "ocoAllowed", "otoAllowed")
-    assert all(symbol[flag] is True for flag in offered)  # test_exchange_venue2.py, test_exchange_order_lists.py
+    for flag in ("opoAllowed", "pegInstructionsAllowed"):
+        assert symbol[flag] is False, flag  # neither is implemented here, so neither is offered
+    offered = ("cancelReplaceAllowed", "amendAllowed", "allowTrailingStop", "icebergAllowed", "ocoAllowed",
+               "otoAllowed")  # fmt: skip
+    assert all(symbol[flag] is True for flag in offered)  # test_exchange_venue2.py, _order_lists.py, _amend.py
+    # what Binance's BTCUSDT lists (shared/data/binance/exchangeInfo.json): no market-type stops
+    assert symbol["orderTypes"] == ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"]
     average = await client.public_get_avgprice({"symbol": "BTCUSDT"})
     assert set(average) == {"mins", "price", "closeTime"}
     async with aiohttp.ClientSession() as http:

@@ -79,10 +79,12 @@ async def http_request(port: int, head: bytes, body: bytes) -> tuple[int, bytes]
 
 NAMES = ["symbol", "symbols", "interval", "limit", "startTime", "endTime", "orderId", "fromId", "origClientOrderId",
          "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price", "stopPrice", "newClientOrderId",
-         "newOrderRespType", "omitZeroBalances", "recvWindow", "timestamp", "computeCommissionRates"]  # fmt: skip
+         "newOrderRespType", "omitZeroBalances", "recvWindow", "timestamp", "computeCommissionRates", "newQty",
+         "fromExecutionId", "trailingDelta"]  # fmt: skip
 TRICKY = ["", "²", "١٢", "inf", "-inf", "NaN", "1e3", "-1", "0", "1.5", "99999999999999999999", "9" * 30, "0x10",
           " 1", "null", "[", "[]", '["BTCUSDT"]', '["BTCUSDT",1]', "{}", "BTCUSDT", "ETHUSDT", "BUY", "SELL",
-          "LIMIT", "MARKET", "GTC", "1m", "1h", "0.001", "30000", "true", "\x00", "é", "%", "&", "="]  # fmt: skip
+          "LIMIT", "MARKET", "STOP_LOSS", "TAKE_PROFIT", "GTC", "1m", "1h", "0.001", "30000", "true", "\x00", "é",
+          "%", "&", "="]  # fmt: skip
 VALUES = st.one_of(
     st.sampled_from(TRICKY),
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
@@ -94,7 +96,8 @@ ENDPOINTS = [("GET", "ping"), ("GET", "time"), ("GET", "exchangeInfo"), ("GET", 
              ("GET", "ticker/24hr"), ("GET", "avgPrice"), ("POST", "order"), ("POST", "order/test"),
              ("GET", "order"), ("DELETE", "order"), ("GET", "openOrders"), ("DELETE", "openOrders"),
              ("GET", "allOrders"), ("GET", "myTrades"), ("GET", "account"), ("GET", "rateLimit/order"),
-             ("PUT", "order"), ("GET", "nothing")]  # fmt: skip
+             ("PUT", "order/amend/keepPriority"), ("GET", "order/amendments"), ("PUT", "order"),
+             ("GET", "nothing")]  # fmt: skip
 
 
 def header_bytes(raw: bytes) -> bytes:
@@ -147,7 +150,8 @@ JSON_VALUES = st.recursive(
 )
 WS_METHODS = ["ping", "time", "v3/ping", "userDataStream.subscribe.signature", "userDataStream.unsubscribe",
               "order.place", "order.test", "order.status", "order.cancel", "openOrders.status",
-              "openOrders.cancelAll", "allOrders", "myTrades", "account.status", "nope"]  # fmt: skip
+              "openOrders.cancelAll", "allOrders", "myTrades", "account.status", "order.amend.keepPriority",
+              "order.amendments", "nope"]  # fmt: skip
 
 
 def signed_ws_params(ex: LocalExchange, params: dict[str, Any]) -> dict[str, Any]:

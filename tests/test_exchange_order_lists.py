@@ -342,3 +342,130 @@ async def test_ccxt_pro_places_a_trailing_stop_over_the_ws_api_and_watches_it(ex
     assert placed["info"]["trailingDelta"] == 150 and placed["info"]["orderListId"] == -1
     streamed = await asyncio.wait_for(watched, 5)
     assert streamed[-1]["id"] == placed["id"] and streamed[-1]["info"]["d"] == 150 and streamed[-1]["info"]["g"] == -1
+
+
+# -- the unfilled order count of a list -----------------------------------------------------------
+
+
+async def test_an_order_list_adds_each_of_its_orders_to_the_unfilled_order_count():
+    from workbench.exchange.server import Limits
+
+    limits = Limits(orders_per_10s=1000, orders_per_day=8)  # the daily window: a 10 s one can roll over here
+    async with LocalExchange(("BTC/USDT",), limits=limits) as ex:
+        ex.set_price("BTC/USDT", "40000")
+        async with aiohttp.ClientSession() as http:
+
+            async def post(path: str, params: dict[str, Any]) -> tuple[int, Any, str | None]:
+                query = urlencode(params | {"timestamp": ex.now()})
+                signature = hmac.new(ex.secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+                async with http.post(f"{ex.url}/api/v3/{path}?{query}&signature={signature}",
+                                     headers={"X-MBX-APIKEY": ex.api_key}) as answer:  # fmt: skip
+                    return answer.status, await answer.json(), answer.headers.get("X-MBX-ORDER-COUNT-1D")
+
+            otoco = {"symbol": "BTCUSDT", "workingType": "LIMIT", "workingSide": "BUY", "workingPrice": "39000",
+                     "workingQuantity": "0.01", "workingTimeInForce": "GTC", "pendingSide": "SELL",
+                     "pendingQuantity": "0.01", "pendingAboveType": "LIMIT_MAKER", "pendingAbovePrice": "41000",
+                     "pendingBelowType": "STOP_LOSS_LIMIT", "pendingBelowStopPrice": "38000",
+                     "pendingBelowPrice": "37900", "pendingBelowTimeInForce": "GTC"}  # fmt: skip
+            assert (await post("orderList/oco", sell_oco()))[::2] == (200, "2")  # OCO: 2 orders
+            assert (await post("orderList/otoco", otoco))[::2] == (200, "5")  # OTOCO: 3 more
+            async with http.ws_connect(f"{ex.url}/ws-api/v3") as ws:  # the WebSocket API counts alike
+                oto = await WsApi(ex, ws).call("orderList.place.oto", symbol="BTCUSDT", workingType="LIMIT",
+                                               workingSide="BUY", workingPrice="39000", workingQuantity="0.01",
+                                               workingTimeInForce="GTC", pendingType="LIMIT_MAKER",
+                                               pendingSide="SELL", pendingPrice="41000",
+                                               pendingQuantity="0.01")  # fmt: skip
+                assert oto["status"] == 200 and ex._counters.orders_day.used == 7
+            status, error, _ = await post("orderList/oco", sell_oco())  # 7 + 2 > 8
+            assert (status, error["code"]) == (429, -1015) and error["msg"].endswith("8 orders per 1 DAY.")
+            single = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01",
+                      "price": "39000"}  # fmt: skip
+            assert (await post("order", single))[::2] == (200, "8")  # one order still fits
+        status, counts = await rest(ex, "GET", "rateLimit/order")
+        assert [c["count"] for c in counts] == [8, 8]
+        assert len(ex.venue.engine.open_orders()) == 8  # 2 + 3 + 2 + 1: the refused OCO placed nothing
+
+
+# -- market-type stops: STOP_LOSS and TAKE_PROFIT -------------------------------------------------
+
+
+@pytest.fixture
+async def every_type():
+    """An exchange whose BTCUSDT lists every order type (Binance's BTCUSDT lists no STOP_LOSS/TAKE_PROFIT)."""
+    from workbench.model import OrderType
+
+    async with LocalExchange(("BTC/USDT",), order_types=list(OrderType)) as ex:
+        ex.set_price("BTC/USDT", "40000")
+        yield ex
+
+
+async def test_market_stops_through_ccxt_trigger_and_fill_as_market_orders(every_type):
+    exchange = every_type
+    client = client_for(exchange)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{exchange.url}/ws-api/v3") as ws:
+        ws_api = WsApi(exchange, ws)
+        assert (await ws_api.call("userDataStream.subscribe.signature"))["status"] == 200
+        info = (await client.publicGetExchangeInfo())["symbols"][0]
+        assert {"STOP_LOSS", "TAKE_PROFIT"} <= set(info["orderTypes"])
+        stop = await client.create_order("BTC/USDT", "market", "sell", 0.01, None, {"stopLossPrice": 39000})
+        take = await client.create_order("BTC/USDT", "market", "sell", 0.01, None, {"takeProfitPrice": 41000})
+        assert (stop["info"]["type"], take["info"]["type"]) == ("STOP_LOSS", "TAKE_PROFIT")
+        fetched = (await client.fetch_order(stop["id"], "BTC/USDT"))["info"]
+        assert (fetched["price"], fetched["stopPrice"], fetched["timeInForce"]) == (
+            "0.00000000",
+            "39000.00000000",
+            "GTC",
+        )
+        assert fetched["isWorking"] is False and fetched["workingTime"] == -1
+        assert (await client.fetch_balance())["BTC"]["used"] == pytest.approx(0.02)  # sells lock their amount
+        exchange.set_price("BTC/USDT", "41000")
+        done = await client.fetch_order(take["id"], "BTC/USDT")
+        assert done["status"] == "closed" and done["filled"] == 0.01
+        (trade,) = [t for t in await client.fetch_my_trades("BTC/USDT") if t["order"] == take["id"]]
+        assert trade["takerOrMaker"] == "taker" and trade["price"] < 41000  # it took the bid
+        await until(lambda: any(e["o"] == "TAKE_PROFIT" and e["x"] == "TRADE" for e in ws_api.of("executionReport")),
+                    5, "the take profit's trade")  # fmt: skip
+        status, error = await rest(exchange, "POST", "order", symbol="BTCUSDT", side="SELL", type="STOP_LOSS",
+                                   quantity="0.01", stopPrice="39000", price="38000")  # fmt: skip
+        assert (status, error) == (400, {"code": -1106, "msg": "Parameter 'price' sent when not required."})
+        status, error = await rest(exchange, "POST", "order", symbol="BTCUSDT", side="SELL", type="TAKE_PROFIT",
+                                   quantity="0.01")  # fmt: skip
+        assert (status, error["code"]) == (400, -1102)
+        ws_api._reader.cancel()
+        await client.close()
+
+
+async def test_market_stops_as_order_list_legs(every_type):
+    exchange = every_type
+    oco = sell_oco(aboveType="TAKE_PROFIT", abovePrice="", aboveStopPrice="40800", belowType="STOP_LOSS",
+                   belowPrice="", belowTimeInForce="")  # fmt: skip
+    status, placed = await rest(exchange, "POST", "orderList/oco", **{k: v for k, v in oco.items() if v})
+    assert status == 200, placed
+    assert [r["type"] for r in placed["orderReports"]] == ["TAKE_PROFIT", "STOP_LOSS"]
+    legacy = {"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.01", "price": "41000", "stopPrice": "39000"}
+    status, placed = await rest(exchange, "POST", "order/oco", **legacy)  # no stopLimitPrice: a STOP_LOSS leg
+    assert status == 200 and [r["type"] for r in placed["orderReports"]] == ["LIMIT_MAKER", "STOP_LOSS"]
+    exchange.set_price("BTC/USDT", "38500")  # the stop losses trigger: their siblings expire
+    status, orders = await rest(exchange, "GET", "allOrders", symbol="BTCUSDT")
+    by_type = {(o["type"], o["status"]) for o in orders}
+    assert {("STOP_LOSS", "FILLED"), ("TAKE_PROFIT", "EXPIRED"), ("LIMIT_MAKER", "EXPIRED")} <= by_type
+    status, oto = await rest(exchange, "POST", "orderList/oto", symbol="BTCUSDT", workingType="LIMIT",
+                             workingSide="BUY", workingPrice="38400", workingQuantity="0.01", workingTimeInForce="GTC",
+                             pendingType="STOP_LOSS", pendingSide="SELL", pendingStopPrice="38000",
+                             pendingQuantity="0.01")  # fmt: skip
+    assert status == 200 and oto["orderReports"][1]["type"] == "STOP_LOSS"
+    exchange.set_price("BTC/USDT", "38400")  # the working order fills: the pending stop loss goes on
+    status, pending = await rest(exchange, "GET", "order", symbol="BTCUSDT", orderId=oto["orders"][1]["orderId"])
+    assert (pending["status"], pending["isWorking"]) == ("NEW", False)  # on the book, waiting for 38,000
+
+
+async def test_market_stops_are_refused_where_the_symbol_does_not_list_them(exchange, client):
+    status, error = await rest(exchange, "POST", "orderList/oco", symbol="BTCUSDT", side="SELL", quantity="0.01",
+                               aboveType="LIMIT_MAKER", abovePrice="41000", belowType="STOP_LOSS",
+                               belowStopPrice="39000")  # fmt: skip
+    assert (status, error) == (400, {"code": -2010, "msg": "Stop loss orders are not supported for this symbol."})
+    import ccxt.async_support as ccxt_async
+
+    with pytest.raises(ccxt_async.InvalidOrder, match="triggerPrice parameter is not allowed"):  # ccxt reads orderTypes
+        await client.create_order("BTC/USDT", "market", "sell", 0.01, None, {"stopLossPrice": 39000})
+    assert exchange.venue.engine.orders == {}

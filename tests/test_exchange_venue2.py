@@ -1,6 +1,7 @@
 """Issue 16, items 3, 5, 6, 7 and 15 (edit_order): cancel-replace, commission rates, market data
 over REST, the WebSocket API and streams, microsecond time and the executor's ``edit_order``. Real
-ccxt (async and pro) and plain signed aiohttp over loopback against the local exchange."""
+ccxt (async and pro) and plain signed aiohttp over loopback against the local exchange. Amend keep
+priority (item 3) is in tests/test_exchange_amend.py."""
 
 from __future__ import annotations
 
@@ -461,26 +462,3 @@ async def until_subscribed(exchange: LocalExchange, streams: int) -> None:
     await until(lambda: sum(len(c.streams) for c in exchange._market_conns.values()) >= streams,
                 what="the market streams subscribed")  # fmt: skip
 
-
-async def test_amend_keep_priority_is_refused_as_on_a_symbol_without_it(exchange):
-    status, placed = await signed(exchange, "POST", "order", resting_buy(exchange, "0.002"))
-    amend = {"symbol": "BTCUSDT", "orderId": placed["orderId"], "newQty": "0.001"}
-    assert await signed(exchange, "PUT", "order/amend/keepPriority", amend) == (
-        400, {"code": -2038, "msg": "Order amend is not supported for this symbol."})  # fmt: skip
-    status, body = await signed(exchange, "PUT", "order/amend/keepPriority", amend | {"orderId": 777})
-    assert (status, body["code"]) == (400, -2013)
-    status, body = await signed(exchange, "PUT", "order/amend/keepPriority", amend | {"newQty": "1e-3"})
-    assert (status, body["code"]) == (400, -1100)
-    status, body = await signed(exchange, "PUT", "order/amend/keepPriority", {"symbol": "BTCUSDT", "newQty": "0.1"})
-    assert (status, body["code"]) == (400, -1102)
-    query = {"symbol": "BTCUSDT", "orderId": placed["orderId"]}
-    assert await signed(exchange, "GET", "order/amendments", query) == (200, [])
-    status, body = await signed(exchange, "GET", "order/amendments", {"symbol": "BTCUSDT", "orderId": 777})
-    assert (status, body["code"]) == (400, -2013)
-    async with aiohttp.ClientSession() as http, http.ws_connect(f"{exchange.url}/ws-api/v3") as ws:
-        answer = await ws_call(ws, "order.amend.keepPriority", ws_params(exchange, amend))
-        assert answer["status"] == 400 and answer["error"]["code"] == -2038
-        answer = await ws_call(ws, "order.amendments", ws_params(exchange, {"symbol": "BTCUSDT",
-                                                                            "orderId": placed["orderId"]}))  # fmt: skip
-        assert answer["result"] == []
-    assert exchange.venue.fetch_order("BTCUSDT", str(placed["orderId"]), None)["origQty"] == "0.00200000"

@@ -169,7 +169,12 @@ def test_the_limit_leg_must_be_beyond_the_last_price_not_only_the_spread(engine,
 @pytest.mark.parametrize(
     "above, below, code, msg",
     [
-        (leg("a", "LIMIT_MAKER", price="51000"), leg("b", "LIMIT_MAKER", price="52000"), -1168, "STOP_LOSS_LIMIT"),
+        (
+            leg("a", "LIMIT_MAKER", price="51000"),
+            leg("b", "LIMIT_MAKER", price="52000"),
+            -1168,
+            r"one STOP_LOSS\(_LIMIT\) leg",
+        ),
         (leg("a", "LIMIT", price="51000"), leg("b", "STOP_LOSS_LIMIT", price="1", stop_price="2"), -1158, "OCO"),
         (
             leg("a", "LIMIT_MAKER", price="51000", amount="1"),

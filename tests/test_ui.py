@@ -536,51 +536,52 @@ async def test_testnet_sends_only_after_a_confirm_click_on_the_summary(exchange,
 # -- mainnet ----------------------------------------------------------------------------------------
 
 
-async def test_mainnet_refuses_a_wrong_symbol_or_quantity_typed_back_and_sends_nothing(
-    tmp_path, mainnet_env, closed_port
-):
+@pytest.fixture
+async def offline_mainnet(tmp_path, mainnet_env, closed_port):
     """A mainnet session that never connects: its venue is a loopback port that refuses connections."""
     config = load_config(
         mode="mainnet", mainnet=True, symbols=["BTC/USDT"], store_path=tmp_path / "m.duckdb",
         venue_url=f"http://127.0.0.1:{closed_port}",
     )  # fmt: skip
     session = TradingSession.from_config(config, session_id="ui-mainnet")
-    try:
-        assert session.mode is TradingMode.MAINNET
-        session.last_price["BTC/USDT"] = D(50_000)
-        ticket = OrderTicket(session)
-        type_in(ticket, type="MARKET", amount="0.001")
-        ticket.send_button.click()
-        await ticket.wait()
-        assert shown(ticket.confirmation) and "MAINNET: REAL MONEY" in ticket.confirm_summary.value
-        assert "type the symbol (BTC/USDT) and the quantity (0.001)" in ticket.confirm_summary.value
-        assert ticket.confirm_symbol in ticket.confirmation.children
+    yield session
+    await session.executor.close()
+    session.store.close()
 
-        for symbol, quantity in (("", ""), ("ETH/USDT", "0.001"), ("BTC/USDT", "0.01"), ("BTC/USDT", "1e-3x")):
-            type_in(ticket, confirm_symbol=symbol, confirm_quantity=quantity)
-            ticket.confirm_button.click()
-            await ticket.wait()
-            assert "Not sent" in ticket.message.value and shown(ticket.confirmation)
-        refusals = ui_audit(session.store)
-        assert [kind for kind, _ in refusals] == ["ui_refuse"] * 4
-        assert [d["typed"] for _, d in refusals] == [
-            {"symbol": "", "quantity": ""},
-            {"symbol": "ETH/USDT", "quantity": "0.001"},
-            {"symbol": "BTC/USDT", "quantity": "0.01"},
-            {"symbol": "BTC/USDT", "quantity": "1e-3x"},
-        ]
-        assert "the symbol typed ('ETH/USDT') is not BTC/USDT" in refusals[1][1]["reason"]
-        assert "the quantity typed ('0.01') is not 0.001" in refusals[2][1]["reason"]
-        assert all(d["text"] == "BUY 0.001 BTC on BTC/USDT MARKET" for _, d in refusals)
-        ticket.back_button.click()
-        assert not shown(ticket.confirmation) and ticket.pending is None
-        assert ui_audit(session.store)[-1][0] == "ui_dismiss"
-        assert ticket.sent == [] and session.orders == {}
-        kinds = audit_kinds(session.store)
-        assert "session.start" not in kinds and "order.request" not in kinds  # never connected, nothing sent
-    finally:
-        await session.executor.close()
-        session.store.close()
+
+async def test_mainnet_refuses_a_wrong_symbol_or_quantity_typed_back_and_sends_nothing(offline_mainnet):
+    assert offline_mainnet.mode is TradingMode.MAINNET
+    offline_mainnet.last_price["BTC/USDT"] = D(50_000)
+    ticket = OrderTicket(offline_mainnet)
+    type_in(ticket, type="MARKET", amount="0.001")
+    ticket.send_button.click()
+    await ticket.wait()
+    assert shown(ticket.confirmation) and "MAINNET: REAL MONEY" in ticket.confirm_summary.value
+    assert "type the symbol (BTC/USDT) and the quantity (0.001)" in ticket.confirm_summary.value
+    assert ticket.confirm_symbol in ticket.confirmation.children
+
+    for symbol, quantity in (("", ""), ("ETH/USDT", "0.001"), ("BTC/USDT", "0.01"), ("BTC/USDT", "1e-3x")):
+        type_in(ticket, confirm_symbol=symbol, confirm_quantity=quantity)
+        ticket.confirm_button.click()
+        await ticket.wait()
+        assert "Not sent" in ticket.message.value and shown(ticket.confirmation)
+    refusals = ui_audit(offline_mainnet.store)
+    assert [kind for kind, _ in refusals] == ["ui_refuse"] * 4
+    assert [d["typed"] for _, d in refusals] == [
+        {"symbol": "", "quantity": ""},
+        {"symbol": "ETH/USDT", "quantity": "0.001"},
+        {"symbol": "BTC/USDT", "quantity": "0.01"},
+        {"symbol": "BTC/USDT", "quantity": "1e-3x"},
+    ]
+    assert "the symbol typed ('ETH/USDT') is not BTC/USDT" in refusals[1][1]["reason"]
+    assert "the quantity typed ('0.01') is not 0.001" in refusals[2][1]["reason"]
+    assert all(d["text"] == "BUY 0.001 BTC on BTC/USDT MARKET" for _, d in refusals)
+    ticket.back_button.click()
+    assert not shown(ticket.confirmation) and ticket.pending is None
+    assert ui_audit(offline_mainnet.store)[-1][0] == "ui_dismiss"
+    assert ticket.sent == [] and offline_mainnet.orders == {}
+    kinds = audit_kinds(offline_mainnet.store)
+    assert "session.start" not in kinds and "order.request" not in kinds  # never connected, nothing sent
 
 
 async def test_mainnet_sends_exactly_what_was_typed_back(exchange, tmp_path, monkeypatch):

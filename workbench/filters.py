@@ -14,10 +14,20 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 from functools import cached_property
 from typing import Any
 
-from workbench.errors import FilterError, InvalidOrder, UnknownSymbol
+from workbench.errors import FilterError, InvalidOrder, OrderRejected, UnknownSymbol
 from workbench.model import ZERO, OrderRequest, OrderType, Side
 
 ONE = Decimal(1)
+# What BTCUSDT and ETHUSDT list in Binance's exchangeInfo (shared/data/binance/exchangeInfo.json):
+# no market-type STOP_LOSS or TAKE_PROFIT. A symbol's own ``orderTypes`` overrides it.
+ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
+_NOT_SUPPORTED = {  # errors.md, the matching engine's -2010 messages
+    OrderType.MARKET: "Market orders are not supported for this symbol.",
+    OrderType.STOP_LOSS: "Stop loss orders are not supported for this symbol.",
+    OrderType.STOP_LOSS_LIMIT: "Stop loss limit orders are not supported for this symbol.",
+    OrderType.TAKE_PROFIT: "Take profit orders are not supported for this symbol.",
+    OrderType.TAKE_PROFIT_LIMIT: "Take profit limit orders are not supported for this symbol.",
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,7 @@ class SymbolRules:
     filters: tuple[Mapping[str, Any], ...]
     base_precision: int = 8
     quote_precision: int = 8
+    order_types: tuple[str, ...] = ORDER_TYPES
 
     @classmethod
     def from_exchange_info(cls, entry: Mapping[str, Any]) -> SymbolRules:
@@ -43,6 +54,7 @@ class SymbolRules:
             filters=tuple(dict(f) for f in entry["filters"]),
             base_precision=int(entry.get("baseAssetPrecision", 8)),
             quote_precision=int(entry.get("quoteAssetPrecision", 8)),
+            order_types=tuple(entry.get("orderTypes", ORDER_TYPES)),
         )
 
     def to_exchange_info(self) -> dict[str, Any]:
@@ -57,7 +69,7 @@ class SymbolRules:
             "quoteAssetPrecision": self.quote_precision,
             "baseCommissionPrecision": self.base_precision,
             "quoteCommissionPrecision": self.quote_precision,
-            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+            "orderTypes": list(self.order_types),
             "icebergAllowed": True,
             "ocoAllowed": True,
             "otoAllowed": True,
@@ -162,6 +174,7 @@ def check_order(
     take-profit ("algo") orders. Raises :class:`FilterError` on the first failure and
     :class:`InvalidOrder` (-1111) when a quantity has more decimals than the asset allows.
     """
+    check_order_type(request, rules)
     for name, value in (("amount", request.amount), ("quote_amount", request.quote_amount)):
         precision = rules.quote_precision if name == "quote_amount" else rules.base_precision
         if value is not None and -value.as_tuple().exponent > precision:  # type: ignore[operator]
@@ -172,7 +185,7 @@ def check_order(
                 field=name,
                 rule="precision",
             )
-    market = request.type is OrderType.MARKET
+    market = request.type.is_market  # STOP_LOSS and TAKE_PROFIT trade as MARKET orders once triggered
     _check_price_filter(request, rules)
     if not market:
         _check_percent_price(request, rules, avg_price)
@@ -183,6 +196,35 @@ def check_order(
     _check_max_num_orders(rules, open_orders)
     if request.type.is_stop:
         _check_max_count(rules, "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders", open_algo_orders, "stop orders")
+
+
+def check_order_type(request: OrderRequest, rules: SymbolRules) -> None:
+    """The symbol lists the order's type in its ``orderTypes``; Binance's -2010 otherwise."""
+    if request.type.value not in rules.order_types:
+        raise OrderRejected(
+            f"{rules.symbol} does not take {request.type} orders; it takes {', '.join(rules.order_types)}.",
+            code=-2010,
+            msg=_NOT_SUPPORTED.get(request.type, "Unsupported order combination"),
+            field="type",
+            rule="order_types",
+        )
+
+
+def check_amend(request: OrderRequest, rules: SymbolRules, *, avg_price: Decimal, amendments: int) -> None:
+    """The filters an amended quantity meets: ``request`` is the order with its new amount;
+    ``amendments`` is how often the order was amended before (MAX_NUM_ORDER_AMENDS, -2038)."""
+    market = request.type.is_market
+    _check_lot_size(request, rules, market)
+    _check_notional(request, rules, market, avg_price)
+    f = rules.filter("MAX_NUM_ORDER_AMENDS")
+    if f is not None and amendments + 1 > f["maxNumOrderAmends"]:  # type: ignore[operator]
+        raise OrderRejected(
+            f"This order was amended {amendments} times already, the most {rules.symbol} allows.",
+            code=-2038,
+            msg="Filter failure: MAX_NUM_ORDER_AMENDS",
+            field="amount",
+            rule="MAX_NUM_ORDER_AMENDS",
+        )
 
 
 def check_order_list(rules: SymbolRules, open_lists: int) -> None:
@@ -255,9 +297,10 @@ def _check_notional(request: OrderRequest, rules: SymbolRules, market: bool, avg
     if request.quote_amount is not None:
         notional, what = request.quote_amount, "quote_amount"
     else:
-        price = avg_price if market else request.price
+        price = request.price if not market else request.stop_price or avg_price
         notional = request.amount * price  # type: ignore[operator]
-        what = f"amount x {'average ' if market else ''}price = {plain(request.amount)} x {plain(price)}"  # type: ignore[arg-type]
+        kind = "" if not market else "stop " if request.stop_price else "average "
+        what = f"amount x {kind}price = {plain(request.amount)} x {plain(price)}"  # type: ignore[arg-type]
     legacy = rules.filter("MIN_NOTIONAL")
     applies = legacy is not None and (not market or legacy["applyToMarket"])
     if applies and notional < legacy["minNotional"]:  # type: ignore[index, operator]
@@ -306,7 +349,7 @@ def _check_iceberg_parts(request: OrderRequest, rules: SymbolRules) -> None:
 def trails_above(request: OrderRequest) -> bool:
     """Whether a trailing stop triggers on a rise (stop-loss buy, take-profit sell): Binance's
     "above" deltas of TRAILING_DELTA apply to it, the "below" ones otherwise."""
-    return (request.type is OrderType.STOP_LOSS_LIMIT) == (request.side is Side.BUY)
+    return request.type.is_stop_loss == (request.side is Side.BUY)
 
 
 def _check_trailing_delta(request: OrderRequest, rules: SymbolRules) -> None:

@@ -11,7 +11,10 @@ built around each symbol's last price:
 * LIMIT_MAKER orders that would take are rejected (-2010);
 * STOP_LOSS_LIMIT and TAKE_PROFIT_LIMIT orders wait for their trigger (stop-loss: buy when the
   price rises to the stop, sell when it falls to it; take-profit the reverse), then work as
-  limit orders; a stop that would trigger at once is rejected (-2010);
+  limit orders; STOP_LOSS and TAKE_PROFIT trigger alike, then take the book as a MARKET order
+  (a buy that the free funds no longer cover then expires: it locks nothing while it waits, a
+  sell locks its amount); a stop that would trigger at once is rejected (-2010); a type the
+  symbol does not list in its ``orderTypes`` is rejected (-2010);
 * fees are charged on what the account receives: base on buys, quote on sells, rounded to the
   asset's precision; funds for open orders are locked and balances never go negative;
 * trailing stops (``trailing_delta`` in bips) start tracking at placement, or once the stop price
@@ -26,7 +29,10 @@ built around each symbol's last price:
   leg triggers, fills or is STP-expired the other expires, and the list is ``ALL_DONE``; an
   OTO(CO)'s pending orders are ``PENDING_NEW``, hold nothing, and are placed when the working
   order fills completely (expired if it ends otherwise); canceling any order of a list cancels
-  the list; ``LIST_STATUS`` executions report a list's ``EXEC_STARTED`` and ``ALL_DONE``.
+  the list; ``LIST_STATUS`` executions report a list's ``EXEC_STARTED`` and ``ALL_DONE``;
+* amend keep priority (faqs/order_amend_keep_priority.md): an open order's amount is reduced in
+  place, keeping its id and its place in the queue (``REPLACED``); an OCO pair's legs change
+  together; a list order whose client order id changes reports its list ``UPDATED``.
 
 Every call returns the :class:`Execution` events it caused, in order, for a store, a user data
 stream or a blotter to consume.
@@ -35,13 +41,22 @@ stream or a blotter to consume.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from workbench.errors import InsufficientBalance, InvalidOrder, OrderNotFound, OrderRejected
-from workbench.filters import SymbolRules, _on_grid, check_order, check_order_list, rules_for, trails_above
+from workbench.filters import (
+    SymbolRules,
+    _on_grid,
+    check_amend,
+    check_order,
+    check_order_list,
+    rules_for,
+    trails_above,
+)
 from workbench.model import (
     ZERO,
+    Amendment,
     Balance,
     ContingencyType,
     Fill,
@@ -58,6 +73,7 @@ from workbench.model import (
     Side,
     TimeInForce,
     missing_parameter,
+    to_decimal,
 )
 
 BPS = Decimal("0.0001")
@@ -121,7 +137,7 @@ def synthetic_book(last_price: Decimal, rules: SymbolRules, config: BookConfig) 
 @dataclass(frozen=True)
 class Execution:
     """One event of an order: ``kind`` is Binance's execution type (NEW, TRADE, CANCELED,
-    EXPIRED, TRADE_PREVENTION) or LIST_STATUS; ``order`` is a snapshot after the event; ``fill``
+    EXPIRED, TRADE_PREVENTION, REPLACED) or LIST_STATUS; ``order`` is a snapshot after the event; ``fill``
     is set for TRADE; ``order_list`` (a snapshot) for LIST_STATUS, whose ``order`` is the order
     that changed the list."""
 
@@ -158,6 +174,7 @@ class MatchingEngine:
         self._lists_by_client: dict[str, int] = {}
         self._list_seq = 0
         self.prevented: list[PreventedMatch] = []
+        self.amendments: list[Amendment] = []
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -206,6 +223,10 @@ class MatchingEngine:
         return [
             m for m in self.prevented if m.symbol == symbol and order_id in (None, m.taker_order_id, m.maker_order_id)
         ]
+
+    def amendments_of(self, symbol: str, order_id: str) -> list[Amendment]:
+        """The amendments of one order, oldest first (Binance's ``order/amendments``)."""
+        return [a for a in self.amendments if a.symbol == symbol and a.order_id == order_id]
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -286,6 +307,73 @@ class MatchingEngine:
             events += self._follow(self._take_now(placed[0], now), now)
         return events
 
+    def amend_order(
+        self,
+        symbol: str,
+        *,
+        id: str | None = None,
+        client_order_id: str | None = None,
+        new_amount: Decimal | str,
+        new_client_order_id: str,
+        now: int,
+    ) -> list[Execution]:
+        """Reduce an open order's amount to ``new_amount`` in place, keeping its priority (Binance's
+        "order amend keep priority"), and give it ``new_client_order_id`` (its own keeps it). An
+        OCO pair's legs share their amount, so both change. An order left with nothing to fill
+        expires. Returns the REPLACED events, the amended order's first, then (when a list order's
+        client order id changed) its list's LIST_STATUS ``UPDATED``, then what ended. Raises
+        :class:`OrderNotFound` if the order is not open and :class:`OrderRejected` (-2038 for the
+        matching engine's refusals, -1013 for filters) without changing anything."""
+        order = self._find(symbol, id, client_order_id)
+        if not order.is_open:
+            raise OrderNotFound(f"Order {order.client_order_id} on {symbol} is {order.status}: nothing to amend.")
+        amount = to_decimal(new_amount, "amount")
+        if amount >= order.amount:  # type: ignore[operator]
+            same = amount == order.amount
+            raise OrderRejected(
+                f"new amount {amount} must be below the order's amount {order.amount}: an amendment only reduces.",
+                code=-2038,
+                msg="The requested action would change no state; rejecting"
+                if same
+                else "Order amend (quantity increase) is not supported.",
+                field="amount",
+                rule="amend",
+            )
+        if new_client_order_id != order.client_order_id:
+            self._check_unique(new_client_order_id, "client_order_id", self._by_client, self.orders, code=-2038)
+        iceberg = order.iceberg_amount if order.iceberg_amount is not None and order.iceberg_amount < amount else None
+        request = OrderRequest(  # the order as it would be: the filters of its new amount apply
+            order.symbol, order.side, order.type, amount=amount, price=order.price, stop_price=order.stop_price,
+            time_in_force=order.time_in_force, trailing_delta=order.trailing_delta, iceberg_amount=iceberg,
+            self_trade_prevention=order.self_trade_prevention,
+        )  # fmt: skip
+        rules = self.rules[symbol]
+        done = len(self.amendments_of(symbol, order.id))  # type: ignore[arg-type]
+        check_amend(request, rules, avg_price=self.last_price[symbol], amendments=done)
+        events = []
+        renamed = new_client_order_id != order.client_order_id
+        for leg in [order, *self._pair(order)]:
+            before, old_id = leg.remaining, leg.client_order_id
+            if leg is order and renamed:
+                self._by_client.pop(old_id, None)
+                self._by_client[new_client_order_id] = leg.id  # type: ignore[assignment]
+                leg.client_order_id = new_client_order_id
+            seq = len(self.amendments) + 1
+            self.amendments.append(Amendment(seq, symbol, leg.id, old_id, leg.client_order_id, leg.amount, amount, now))  # type: ignore[arg-type]
+            leg.amount = max(amount, leg.filled + leg.prevented_quantity)
+            leg.last_update = now
+            self._unlock(leg, before - leg.remaining)  # type: ignore[operator]
+            events.append(
+                self._close(leg, OrderStatus.EXPIRED, now, kind="REPLACED")
+                if leg.remaining <= 0  # type: ignore[operator]
+                else Execution("REPLACED", leg.snapshot())
+            )
+        order_list = self.order_lists.get(order.order_list_id)
+        if order_list is not None and renamed:
+            updated = replace(order_list.snapshot(), list_status_type=ListStatusType.UPDATED, last_update=now)
+            events.append(Execution("LIST_STATUS", order.snapshot(), order_list=updated))
+        return self._follow(events, now)
+
     def cancel_order(
         self, symbol: str, *, id: str | None = None, client_order_id: str | None = None, now: int
     ) -> Execution:
@@ -348,12 +436,14 @@ class MatchingEngine:
         order.trail_extreme = max(best, price)  # sells on a fall from the highest
         return price <= order.trail_extreme * (1 - retrace)
 
-    def _check_unique(self, key: str, name: str, index: Mapping[str, object], items: Mapping[object, object]) -> None:
+    def _check_unique(
+        self, key: str, name: str, index: Mapping[str, object], items: Mapping[object, object], code: int = -2010
+    ) -> None:
         previous = index.get(key)
         if previous is not None and items[previous].is_open:  # type: ignore[attr-defined]
             raise OrderRejected(
                 f"An open order or list with {name}={key!r} exists already.",
-                code=-2010,
+                code=code,
                 msg="Duplicate order sent.",
                 field=name,
                 rule="unique",
@@ -383,8 +473,8 @@ class MatchingEngine:
                 rule="maker_only",
             )
 
-    def _check_funds(self, request: OrderRequest, rules: SymbolRules, book: Book) -> None:
-        if request.type is not OrderType.MARKET:
+    def _check_funds(self, request: OrderRequest | Order, rules: SymbolRules, book: Book) -> None:
+        if not request.type.is_market:
             asset = rules.quote if request.side is Side.BUY else rules.base
             need = request.amount * request.price if request.side is Side.BUY else request.amount  # type: ignore[operator]
         elif request.side is Side.BUY:
@@ -439,7 +529,7 @@ class MatchingEngine:
 
     def _take_now(self, order: Order, now: int) -> list[Execution]:
         """A new non-stop order takes what it can; market, IOC and FOK orders expire the rest."""
-        limit = None if order.type is OrderType.MARKET else order.price
+        limit = None if order.type.is_market else order.price
         return self._take(order, limit, now) + self._finish_taker(order, now)
 
     def _work(self, order: Order, now: int) -> list[Execution]:
@@ -452,6 +542,11 @@ class MatchingEngine:
                 return []
             events = self._resolve_oco(order, now)
             order.triggered = True
+            if order.type.is_market and order.side is Side.BUY:  # it locked nothing: can it still pay?
+                try:
+                    self._check_funds(order, self.rules[order.symbol], self.book(order.symbol))
+                except InsufficientBalance:
+                    return events + [self._close(order, OrderStatus.EXPIRED, now)]
             return events + self._take(order, order.price, now) + self._finish_taker(order, now)
         return self._fill_resting(order, now)
 
@@ -637,7 +732,7 @@ class MatchingEngine:
         """After taking: market, IOC and FOK orders expire what is left; others rest."""
         if not order.is_open:
             return []
-        if order.type is OrderType.MARKET or order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+        if order.type.is_market or order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             return [self._close(order, OrderStatus.EXPIRED, now)]
         return []
 
@@ -721,8 +816,8 @@ class MatchingEngine:
 
     def _held(self, order: Order, amount: Decimal) -> tuple[str, Decimal]:
         rules = self.rules[order.symbol]
-        if order.side is Side.BUY:
-            return rules.quote, amount * order.price  # type: ignore[operator]
+        if order.side is Side.BUY:  # a market-type buy stop locks nothing: its cost is not known yet
+            return rules.quote, ZERO if order.price is None else amount * order.price
         return rules.base, amount
 
     def _credit(self, asset: str, amount: Decimal) -> None:
@@ -753,9 +848,10 @@ def _other(pair: tuple[OrderRequest, ...], leg: OrderRequest | None) -> OrderReq
 def _check_oco_prices(above: OrderRequest, below: OrderRequest, last: Decimal) -> None:
     """Binance's OCO price rule: the limit leg's price (a sell's above, a buy's below the last
     price) and the stop-loss leg's stop price on the other side of the last price."""
-    limit, stop = (below, above) if above.type is OrderType.STOP_LOSS_LIMIT else (above, below)
+    limit, stop = (below, above) if above.type.is_stop_loss else (above, below)
     sell = above.side is Side.SELL
-    ok = limit.price > last if sell else limit.price < last  # type: ignore[operator]
+    price = limit.stop_price if limit.type is OrderType.TAKE_PROFIT else limit.price  # TAKE_PROFIT: its stop price
+    ok = price is None or (price > last if sell else price < last)
     if stop.stop_price is not None:
         ok = ok and (stop.stop_price < last if sell else stop.stop_price > last)
     if not ok:

@@ -28,12 +28,28 @@ class OrderType(StrEnum):
     MARKET = "MARKET"
     LIMIT = "LIMIT"
     LIMIT_MAKER = "LIMIT_MAKER"
+    STOP_LOSS = "STOP_LOSS"
     STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
+    TAKE_PROFIT = "TAKE_PROFIT"
     TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
 
     @property
     def is_stop(self) -> bool:
-        return self in (OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT)
+        """Whether orders of this type wait for a trigger (Binance's "algo" orders)."""
+        return self in _STOPS
+
+    @property
+    def is_market(self) -> bool:
+        """Whether orders of this type trade at the market, with no limit price: MARKET, and
+        STOP_LOSS / TAKE_PROFIT once triggered."""
+        return self in (OrderType.MARKET, OrderType.STOP_LOSS, OrderType.TAKE_PROFIT)
+
+    @property
+    def is_stop_loss(self) -> bool:
+        return self in (OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT)
+
+
+_STOPS = frozenset({OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT, OrderType.TAKE_PROFIT_LIMIT})
 
 
 class SelfTradePrevention(StrEnum):
@@ -58,6 +74,7 @@ class ContingencyType(StrEnum):
 class ListStatusType(StrEnum):
     RESPONSE = "RESPONSE"
     EXEC_STARTED = "EXEC_STARTED"
+    UPDATED = "UPDATED"  # an order of the list changed its client order id (an amendment)
     ALL_DONE = "ALL_DONE"
 
 
@@ -120,6 +137,8 @@ _PARAMETERS: dict[OrderType, dict[str, bool | None]] = {
     OrderType.MARKET: {"price": False, "stop_price": False, "time_in_force": False},
     OrderType.LIMIT: {"price": True, "stop_price": False, "time_in_force": True},
     OrderType.LIMIT_MAKER: {"price": True, "stop_price": False, "time_in_force": False},
+    OrderType.STOP_LOSS: {"price": False, "stop_price": True, "time_in_force": False},
+    OrderType.TAKE_PROFIT: {"price": False, "stop_price": True, "time_in_force": False},
     OrderType.STOP_LOSS_LIMIT: {"price": True, "stop_price": True, "time_in_force": True},
     OrderType.TAKE_PROFIT_LIMIT: {"price": True, "stop_price": True, "time_in_force": True},
 }
@@ -168,7 +187,9 @@ class OrderRequest:
 
     A MARKET order gives either ``amount`` (base quantity) or ``quote_amount`` (quote to
     spend or receive, Binance's ``quoteOrderQty``). Limit-style orders give ``amount`` and
-    ``price``; stop orders also ``stop_price``. Construction validates the parameters for the
+    ``price``; stop orders also ``stop_price`` (or ``trailing_delta``, or both). STOP_LOSS and
+    TAKE_PROFIT are market-type stops: ``amount`` and a trigger, no ``price`` and no
+    ``time_in_force``; triggered, they trade as a MARKET order. Construction validates the parameters for the
     type and raises :class:`InvalidOrder` (with Binance's code) when they do not fit.
     """
 
@@ -216,7 +237,7 @@ class OrderRequest:
         iceberg = self.iceberg_amount
         if iceberg is None:
             return
-        if self.type in (OrderType.MARKET,) or self.time_in_force not in (None, TimeInForce.GTC):
+        if self.type.is_market or self.time_in_force not in (None, TimeInForce.GTC):
             raise InvalidOrder(
                 f"iceberg_amount needs a resting order: LIMIT_MAKER or a GTC limit, not {self.type} "
                 f"{self.time_in_force or ''}".rstrip()
@@ -399,8 +420,9 @@ class OrderListRequest:
 
     Construction checks the shape Binance requires (rest-api.md, "New order list"): OCO legs share
     symbol, side and amount, one is LIMIT_MAKER or TAKE_PROFIT(_LIMIT) and the other
-    STOP_LOSS(_LIMIT); an OTO's working order is LIMIT or LIMIT_MAKER and its pending order is not a
-    quote-amount MARKET order. Prices against the last price are the venue's to check.
+    STOP_LOSS(_LIMIT) (market-type legs too, since 2024-12: CHANGELOG); an OTO's working order
+    is LIMIT or LIMIT_MAKER and its pending order is not a quote-amount MARKET order. Prices
+    against the last price are the venue's to check.
     """
 
     contingency_type: ContingencyType
@@ -445,24 +467,24 @@ class OrderListRequest:
             raise _combination("orders", "a pending order cannot be a quote_amount MARKET order.")
 
 
-_ABOVE_OR_BELOW = (OrderType.LIMIT_MAKER, OrderType.TAKE_PROFIT_LIMIT)  # the "limit" leg of an OCO
+_ABOVE_OR_BELOW = (OrderType.LIMIT_MAKER, OrderType.TAKE_PROFIT, OrderType.TAKE_PROFIT_LIMIT)  # an OCO's "limit" leg
 
 
 def _check_oco_pair(above: OrderRequest, below: OrderRequest) -> None:
     if above.side is not below.side or above.amount != below.amount:
         raise _combination("orders", "both legs of an OCO need the same side and amount.")
-    if {above.type, below.type} - {*_ABOVE_OR_BELOW, OrderType.STOP_LOSS_LIMIT}:
+    if {above.type, below.type} - {*_ABOVE_OR_BELOW, OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT}:
         raise InvalidOrder(
-            f"OCO legs are LIMIT_MAKER, TAKE_PROFIT_LIMIT or STOP_LOSS_LIMIT, not {above.type}/{below.type}.",
+            f"OCO legs are LIMIT_MAKER, TAKE_PROFIT(_LIMIT) or STOP_LOSS(_LIMIT), not {above.type}/{below.type}.",
             code=-1158,
             msg="Order type not supported in OCO.",
             field="orders",
             rule="list_type",
         )
-    stops = [o for o in (above, below) if o.type is OrderType.STOP_LOSS_LIMIT]
+    stops = [o for o in (above, below) if o.type.is_stop_loss]
     if len(stops) != 1:
         raise InvalidOrder(
-            "An OCO needs one STOP_LOSS_LIMIT leg and one LIMIT_MAKER or TAKE_PROFIT_LIMIT leg.",
+            "An OCO needs one STOP_LOSS(_LIMIT) leg and one LIMIT_MAKER or TAKE_PROFIT(_LIMIT) leg.",
             code=-1168,
             msg="At least one OCO order must be contingent.",
             field="orders",
@@ -479,7 +501,7 @@ def _check_oco_pair(above: OrderRequest, below: OrderRequest) -> None:
                 "A limit order in a sell OCO must be above.",
             )
         )
-        if limit.type is OrderType.TAKE_PROFIT_LIMIT:
+        if limit.type is not OrderType.LIMIT_MAKER:
             code, msg = (
                 (-1198, "A take profit order in a buy OCO must be below.")
                 if buy
@@ -527,6 +549,22 @@ class OrderList:
 
     def snapshot(self) -> OrderList:
         return replace(self)
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """One quantity reduction of an order that kept its priority (Binance's ``order/amendments``
+    entry): ``amount`` went from ``orig_amount`` to ``new_amount`` and the client order id from
+    ``orig_client_order_id`` to ``new_client_order_id``."""
+
+    id: int
+    symbol: str
+    order_id: str
+    orig_client_order_id: str
+    new_client_order_id: str
+    orig_amount: Decimal
+    new_amount: Decimal
+    timestamp: int
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ exchange's own records:
   fills (each asset's starting balance plus what the store's fills bought, sold and paid in fees);
 * every order in the store is where the exchange says it is (same status and filled amount; an
   order the exchange never had is REJECTED): no PENDING_NEW left;
-* where a scenario trips the kill switch, no new order reaches the exchange afterwards.
+* where a scenario trips the kill switch, no new order reaches the exchange afterwards;
+* every order list in the store (OCO, OTO, OTOCO) is where the exchange says it is (same list id
+  and status; one the exchange never had is REJECT), and no list client order id is placed twice.
 
 Nothing waits by sleeping: conditions are polled with deadlines. The only sleeps are faults (a
 slow disk) and the executor's own back-offs.
@@ -45,7 +47,7 @@ from workbench.exchange import Faults, Limits, LocalExchange
 from workbench.executors.binance import BinanceExecutor
 from workbench.killswitch import KillSwitch, trip_flag
 from workbench.matching import BookConfig, Execution
-from workbench.model import OrderStatus, OrderType
+from workbench.model import OrderListRequest, OrderRequest, OrderStatus, OrderType
 from workbench.session import TradingSession
 from workbench.store import Store
 
@@ -72,7 +74,7 @@ class Action:
     """One step of a run. ``factor``: a limit price's distance from the last price, or a price
     move; ``pick``: which of the session's open orders a cancel takes (a fraction of the list)."""
 
-    kind: str  # market, quote, limit, cancel or price
+    kind: str  # market, quote, limit, cancel, price; oco, oto, otoco or cancel_list (LIST_MIX)
     symbol: str
     side: str = "buy"
     amount: Decimal | None = None
@@ -81,6 +83,8 @@ class Action:
 
 
 MIX = {"market": 25, "quote": 5, "limit": 30, "cancel": 10, "price": 30}
+LIST_MIX = {"market": 10, "limit": 10, "oco": 20, "oto": 10, "otoco": 15, "cancel_list": 5, "price": 30}
+LIST_KINDS = ("oco", "oto", "otoco")
 
 
 def make_plan(rng: random.Random, steps: int = STEPS, mix: dict[str, int] = MIX) -> list[Action]:
@@ -98,7 +102,8 @@ def make_plan(rng: random.Random, steps: int = STEPS, mix: dict[str, int] = MIX)
             amount = unit * (600 if symbol == BTC else 1000)  # about 25k USDT: more than a book level
         if kind == "quote":
             amount = Decimal(rng.randint(20, 400))
-        factor = rng.uniform(0.0005, 0.005) if kind == "limit" else rng.uniform(0.001, 0.007) * rng.choice((-1, 1))
+        resting = kind == "limit" or kind in LIST_KINDS
+        factor = rng.uniform(0.0005, 0.005) if resting else rng.uniform(0.001, 0.007) * rng.choice((-1, 1))
         plan.append(Action(kind, symbol, side, amount, factor, rng.random()))
     return plan
 
@@ -134,14 +139,18 @@ class Driver:
             if a.kind == "price":
                 await self.move(a.symbol, cents(self.price_of(a.symbol) * Decimal(1 + a.factor)))
                 return "moved"
-            if a.kind == "cancel":
-                open_ids = sorted(cid for cid, o in session.orders.items() if o.is_open)
+            if a.kind in ("cancel", "cancel_list"):
+                known = session.orders if a.kind == "cancel" else session.order_lists
+                cancel = session.cancel_order if a.kind == "cancel" else session.cancel_order_list
+                open_ids = sorted(cid for cid, o in known.items() if o.is_open)
                 if not open_ids:
                     return "nothing to cancel"
                 cid = open_ids[int(a.pick * len(open_ids))]
-                await session.cancel_order(cid, session.orders[cid].symbol)
+                await cancel(cid, known[cid].symbol)
                 return "canceled"
-            if a.kind == "market":
+            if a.kind in LIST_KINDS:
+                await session.create_order_list(order_list_request(a, self.price_of(a.symbol)))
+            elif a.kind == "market":
                 await session.create_order(a.symbol, "market", a.side, a.amount)
             elif a.kind == "quote":
                 await session.create_order(a.symbol, "market", a.side, quote_amount=a.amount)
@@ -162,6 +171,35 @@ class Driver:
             return f"raw rejection {type(e).__name__}"
         except ccxt_async.BaseError as e:  # another raw ccxt error (e.g. a 503 on a cancel or a ticker)
             return f"raw {type(e).__name__}"
+
+
+def order_list_request(a: Action, last: Decimal) -> OrderListRequest:
+    """An OCO, OTO or OTOCO around ``last``: the limit legs ``a.factor`` away, the stop-losses twice as
+    far (an OTO(CO)'s working order half as far, on ``a.side``; its pending orders on the other side)."""
+    f = Decimal(a.factor)
+    other = "sell" if a.side == "buy" else "buy"
+
+    def leg(side: str, type_: str, price: Decimal, stop: Decimal | None = None) -> OrderRequest:
+        tif = None if type_ == "LIMIT_MAKER" else "GTC"
+        return OrderRequest(a.symbol, side, type_, amount=a.amount, price=cents(price),
+                            stop_price=stop and cents(stop), time_in_force=tif)  # fmt: skip
+
+    def up(side: str) -> int:
+        return 1 if side == "sell" else -1  # where a take-profit is: above a sell's price, below a buy's
+
+    def pair(side: str, around: Decimal) -> tuple[OrderRequest, OrderRequest]:
+        """An OCO ``(above, below)``: take the profit with a limit maker, cut the loss with a stop."""
+        limit = leg(side, "LIMIT_MAKER", around * (1 + up(side) * f))
+        stop_at = around * (1 - up(side) * 2 * f)
+        stop = leg(side, "STOP_LOSS_LIMIT", stop_at * (1 - up(side) * Decimal("0.001")), stop_at)
+        return (limit, stop) if side == "sell" else (stop, limit)
+
+    working = leg(a.side, "LIMIT", last * (1 + up(a.side) * f / 2))
+    if a.kind == "oco":
+        return OrderListRequest("OCO", pair(a.side, last))
+    if a.kind == "oto":
+        return OrderListRequest("OTO", (working, leg(other, "LIMIT_MAKER", last * (1 + up(other) * f))))
+    return OrderListRequest("OTOCO", (working, *pair(other, last)))
 
 
 # -- sessions and stores ------------------------------------------------------------------------
@@ -253,6 +291,7 @@ class Report:
     seed: int
     orders: int = 0  # orders that reached the exchange
     fills: int = 0  # the exchange's trades
+    lists: int = 0  # order lists that reached the exchange
     duplicates: int = 0  # client order ids placed more than once
     lost: int = 0  # exchange trades the store lacks (or has with other values)
     doubled: int = 0  # store fills beyond the exchange's (a trade twice, or one the exchange never made)
@@ -267,7 +306,8 @@ class Report:
 
     def describe(self) -> str:
         lines = [
-            f"{self.scenario} seed {self.seed}: {self.orders} orders, {self.fills} fills, {self.duplicates} duplicate "
+            f"{self.scenario} seed {self.seed}: {self.orders} orders, {self.lists} order lists, {self.fills} fills, "
+            f"{self.duplicates} duplicate "
             f"orders, {self.lost} lost fills, {self.doubled} doubled fills, {self.balance_mismatches} balance "
             "mismatches",
             *(f"  {p.text}" for p in self.problems),
@@ -338,6 +378,8 @@ async def inspect(run: Chaos, *, balances: bool = True) -> Report:
     problems += [Problem(f"{cid}: on the exchange, not in the store", order=cid)
                  for cid in sorted(set(by_cid) - {cid for cid, _, _ in recorded})]  # fmt: skip
 
+    _check_lists(run, report)
+
     ledger = dict(run.initial)  # every session trading the account (a sweep's runs share one)
     sessions = list(getattr(run, "account_sessions", None) or [run.session_id])
     for symbol, side, amount, cost, fee, currency in store.sql(
@@ -361,6 +403,35 @@ async def inspect(run: Chaos, *, balances: bool = True) -> Report:
             "the executor's", {a: (b.free, b.locked) for a, b in mine.items()}, ex, problems
         )
     return report
+
+
+def _check_lists(run: Chaos, report: Report) -> None:
+    """Every order list of the session in the store is where the exchange says it is, and no list
+    client order id was placed twice."""
+    assert run.store is not None
+    prefix = f"{run.session_id[:24]}-"
+    venue = [lst for lst in run.exchange.venue.engine.order_lists_of() if lst.list_client_order_id.startswith(prefix)]
+    ids = [lst.list_client_order_id for lst in venue]
+    report.lists = len(venue)
+    report.duplicates += len(ids) - len(set(ids))
+    problems = report.problems
+    problems += [Problem(f"order list {i}: placed {ids.count(i)} times on the exchange") for i in sorted(set(ids))
+                 if ids.count(i) > 1]  # fmt: skip
+    by_id = {lst.list_client_order_id: lst for lst in venue}
+    recorded = run.store.sql(
+        "SELECT list_client_order_id, order_list_id, list_order_status FROM real_order_lists WHERE session_id = ?",
+        [run.session_id],
+    )
+    for list_id, number, status in recorded:
+        theirs = by_id.get(list_id)
+        if theirs is None:
+            if status != "REJECT":
+                problems.append(Problem(f"order list {list_id}: {status} in the store but never on the exchange"))
+        elif (number, status) != (theirs.id, theirs.list_order_status.value):
+            problems.append(Problem(f"order list {list_id}: {number} {status} in the store, {theirs.id} "
+                                    f"{theirs.list_order_status.value} on the exchange"))  # fmt: skip
+    problems += [Problem(f"order list {i}: on the exchange, not in the store")
+                 for i in sorted(set(by_id) - {i for i, _, _ in recorded})]  # fmt: skip
 
 
 def _balance_mismatches(
@@ -676,10 +747,11 @@ class SigKill(Scenario):
 
     name = "sigkill_restart"
     mode = "random"
+    last_arm = 4  # the kill is armed at a step no later than this many from the end
 
     async def begin(self, run: Chaos, plan: list[Action]) -> int:
         ex, rng = run.exchange, run.rng
-        kill_at, phase = rng.randint(WARMUP + 1, len(plan) - 4), rng.choice(("start", "done"))
+        kill_at, phase = rng.randint(WARMUP + 1, len(plan) - self.last_arm), rng.choice(("start", "done"))
         ex.set_faults(latency_ms=rng.choice((0, 5, 20)))
         spec = {
             "url": ex.url,
@@ -738,6 +810,36 @@ class SigKillMidFill(SigKill):
         return make_plan(rng, mix={"market": 45, "quote": 10, "price": 45})
 
 
+class ListWsDrops(WsDrops):
+    """Order lists (OCO, OTO, OTOCO) while the user data stream drops during fills: a leg's fill, its
+    sibling's expiry and the list's listStatus may each be missed, and must come from REST."""
+
+    name = "order_lists_ws_drops"
+
+    def plan(self, rng: random.Random) -> list[Action]:
+        return make_plan(rng, mix=LIST_MIX)
+
+
+class ListSigKill(SigKill):
+    """Order lists, and the session's process killed at a random step (as it starts, or once it is
+    done); a new session with the same id and store resumes and reconciles the lists."""
+
+    name = "order_lists_sigkill_restart"
+
+    def plan(self, rng: random.Random) -> list[Action]:
+        return make_plan(rng, mix=LIST_MIX)
+
+
+class ListSigKillMidList(ListSigKill):
+    """The session's process is killed with SIGKILL between a list's orders: right after the session
+    recorded an event of one order of a list (the first leg of a placement's answer, before the other
+    legs and the list are; or a leg's fill, before its sibling's expiry), from a seeded early step on."""
+
+    name = "order_lists_sigkill_mid_list"
+    mode = "mid_list"
+    last_arm = 14
+
+
 def child_main() -> None:
     """The killed session's process: runs the plan from the start, telling each step on stdout."""
     spec = json.loads(os.environ["CHAOS_CHILD"])
@@ -774,8 +876,18 @@ async def _child(spec: dict[str, Any]) -> None:
             print("killing", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    if spec["mode"] == "mid_fill":
-        session.executor.subscribe(kill_mid_fill)  # after the session's own listener: it records first
+    def kill_mid_list(event: Execution) -> None:
+        """After the session recorded a new or filled order of a list, before its siblings' events."""
+        order = event.order
+        in_list = any(order.client_order_id in legs for legs in session.list_legs.values())
+        if step >= spec["arm_at"] and event.order_list is None and in_list and order.status.value in ("NEW", "FILLED"):
+            store.flush()
+            print("killing", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    kill = {"mid_fill": kill_mid_fill, "mid_list": kill_mid_list}.get(spec["mode"])
+    if kill is not None:
+        session.executor.subscribe(kill)  # after the session's own listener: it records first
     async with aiohttp.ClientSession() as http:
 
         async def move(symbol: str, price: Decimal) -> None:
@@ -844,6 +956,9 @@ SCENARIOS: dict[str, type[Scenario]] = {
         SigKillMidFill,
         KillSwitchTrip,
         Mixed,
+        ListWsDrops,
+        ListSigKill,
+        ListSigKillMidList,
     )
 }
 
@@ -916,6 +1031,7 @@ class Totals:
     balance_mismatches: int = 0
     orders: int = 0
     fills: int = 0
+    lists: int = 0
 
     def add(self, report: Report) -> None:
         self.scenarios.add(report.scenario)
@@ -926,13 +1042,14 @@ class Totals:
         self.balance_mismatches += report.balance_mismatches
         self.orders += report.orders
         self.fills += report.fills
+        self.lists += report.lists
 
     def line(self) -> str:
         return (
             f"chaos ({self.path} path): {len(self.scenarios)} scenarios x {len(self.seeds)} seeds, "
             f"{self.duplicates} duplicate orders, "
             f"{self.lost} lost fills, {self.doubled} doubled fills, {self.balance_mismatches} balance mismatches, "
-            f"{self.orders} orders, {self.fills} fills"
+            f"{self.orders} orders, {self.lists} order lists, {self.fills} fills"
         )
 
 

@@ -46,8 +46,10 @@ WS_METHODS = {"orderList.place": ("POST", "order/oco"), "orderList.place.oco": (
               "orderList.cancel": ("DELETE", "orderList"), "orderList.status": ("GET", "orderList"),
               "openOrderLists.status": ("GET", "openOrderList"), "allOrderLists": ("GET", "allOrderList"),
               "myPreventedMatches": ("GET", "myPreventedMatches")}  # fmt: skip
-PLACING_LISTS = {("POST", "order/oco"), ("POST", "orderList/oco"), ("POST", "orderList/oto"),
-                 ("POST", "orderList/otoco")}  # fmt: skip
+# The placing routes -> how many orders each adds to the unfilled order count (rest-api.md: OCO and
+# OTO 2, OTOCO 3), as it adds them to MAX_NUM_ORDERS.
+PLACING_LISTS = {("POST", "order/oco"): 2, ("POST", "orderList/oco"): 2, ("POST", "orderList/oto"): 2,
+                 ("POST", "orderList/otoco"): 3}  # fmt: skip
 
 
 def _fixed(n: int) -> Weight:
@@ -126,10 +128,7 @@ class OrderLists:
             raise base.bad_request(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
         contingency, legs = self.legs(params, kind)
         requests = [self.venue.request_from(leg) for leg in legs]
-        list_id = params.get("listClientOrderId") or base.new_client_id()
-        if len(list_id) > 36 or not set(list_id) <= base._CLIENT_ID_CHARS:
-            raise base.bad_request(-1100, "Illegal characters found in parameter 'listClientOrderId'; legal range is "
-                                          f"'{base.CLIENT_ID_RULE}'.")  # fmt: skip
+        list_id = base.checked_client_id(params.get("listClientOrderId") or base.new_client_id(), "listClientOrderId")
         now = self.venue.clock()
         try:
             request = OrderListRequest(contingency, tuple(r for r, _ in requests), list_id)

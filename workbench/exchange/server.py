@@ -19,9 +19,9 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from workbench.data import load_klines, load_rules
 from workbench.exchange.order_lists import PLACING_LISTS, WS_METHODS, OrderLists
 from workbench.exchange.venue import DAY, BinanceError, Venue, bad_request, integer
 from workbench.matching import BookConfig, Fees
+from workbench.model import OrderType
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +301,9 @@ class LocalExchange:
 
     Use it as an async context manager (``async with LocalExchange() as ex: ex.url``) or from the
     command line (``workbench exchange``). ``speed`` replays that many market minutes per wall
-    minute (0: the market moves only by :meth:`step` and :meth:`set_price`).
+    minute (0: the market moves only by :meth:`step` and :meth:`set_price`). ``order_types``
+    replaces every symbol's ``orderTypes`` (by default Binance's own: BTCUSDT and ETHUSDT list no
+    market-type ``STOP_LOSS`` or ``TAKE_PROFIT``).
     """
 
     def __init__(
@@ -323,6 +326,7 @@ class LocalExchange:
         book: BookConfig = BookConfig(),
         ws_lifetime: float = 24 * 3600.0,
         heartbeat: float = 20.0,
+        order_types: Sequence[str] | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.api_key = api_key or secrets.token_hex(32)
@@ -335,8 +339,14 @@ class LocalExchange:
         self._random = random.Random(self.faults.seed)
         klines = {s: load_klines(s, allow_sample=True, start=start) for s in symbols}
         self.sources = {s: frame.attrs.get("source", "") for s, frame in klines.items()}
+        rules = load_rules(symbols)
+        if order_types is not None:  # every symbol lists these (Binance's BTCUSDT lists no STOP_LOSS or TAKE_PROFIT)
+            unknown = sorted(set(order_types) - set(OrderType))
+            if unknown:
+                raise ValueError(f"Unknown order types {unknown}; known: {', '.join(OrderType)}.")
+            rules = {s: replace(r, order_types=tuple(order_types)) for s, r in rules.items()}
         self.venue = Venue(
-            load_rules(symbols),
+            rules,
             klines,
             balances or DEFAULT_BALANCES,
             clock=self.now,
@@ -492,7 +502,7 @@ class LocalExchange:
         if route.signed:
             call.api_key = self._authenticate(request.headers.get("X-MBX-APIKEY"), params, _payload(query, body))
         if placing:
-            self._count_order()
+            self._count_order(PLACING_LISTS.get((request.method, endpoint), 1))
         try:
             result = await route.handler(call)
         except BinanceError:
@@ -543,18 +553,20 @@ class LocalExchange:
             counters.banned_until = now + self.limits.ban_seconds
             raise self._banned(now)
 
-    def _count_order(self) -> None:
+    def _count_order(self, orders: int = 1) -> None:
+        """Add ``orders`` to the unfilled order count (an order list adds each of its orders);
+        429 -1015 when that would exceed a window's limit."""
         now = time.time()
         for window, length, limit, label in (
             (self._counters.orders_10s, 10.0, self.limits.orders_per_10s, "10 SECOND"),
             (self._counters.orders_day, 86_400.0, self.limits.orders_per_day, "1 DAY"),
         ):
             self._counters.tick(window, length, now)
-            if window.used >= limit:
+            if window.used + orders > limit:
                 raise self._too_many(f"Too many new orders; current limit is {limit} orders per {label}.", -1015,
                                      window.start + length - now)  # fmt: skip
-        self._counters.orders_10s.used += 1
-        self._counters.orders_day.used += 1
+        self._counters.orders_10s.used += orders
+        self._counters.orders_day.used += orders
 
     def _too_many(self, msg: str, code: int, retry_after: float) -> BinanceError:
         return BinanceError(429, code, msg, {"Retry-After": str(max(1, math.ceil(retry_after)))})
@@ -728,9 +740,8 @@ class LocalExchange:
             ("GET", "rateLimit/order"): signed(lambda p: self._order_rate_limits(), _fixed(40)),
             ("POST", "order/cancelReplace"): _Route(self._cancel_replace, True, _fixed(1)),
             ("GET", "account/commission"): signed(lambda p: v.commission(need(p, "symbol")), _fixed(20)),
-            ("PUT", "order/amend/keepPriority"): signed(lambda p: v.amend(need(p, "symbol"), need(p, "newQty"), p),
-                                                        _fixed(4)),
-            ("GET", "order/amendments"): signed(lambda p: v.amendments(need(p, "symbol"), need(p, "orderId")),
+            ("PUT", "order/amend/keepPriority"): _Route(self._amend, True, _fixed(4)),
+            ("GET", "order/amendments"): signed(lambda p: v.amendments(need(p, "symbol"), need(p, "orderId"), p),
                                                 _fixed(4)),
         } | {key: signed(fn, weight) for key, (fn, weight) in OrderLists(v).routes().items()}  # fmt: skip
 
@@ -745,6 +756,14 @@ class LocalExchange:
                 raise
             refused = e
         return self.venue.cancel_replace(call.params, refused)
+
+    async def _amend(self, call: Call) -> dict[str, Any]:
+        """``order/amend/keepPriority``: weight 4, but 0 when the amendment expires the order
+        (CHANGELOG 2026-04-02); it adds nothing to the unfilled order count."""
+        answer = self.venue.amend(call.params)
+        if answer["amendedOrder"]["status"] == "EXPIRED":
+            self._counters.weight.used = max(0, self._counters.weight.used - 4)
+        return answer
 
     def _order_rate_limits(self) -> list[dict[str, Any]]:
         counts = (self._counters.orders_10s.used, self._counters.orders_day.used)
@@ -840,7 +859,7 @@ class LocalExchange:
         params.pop("signature", None)
         route = WS_SIGNED[method]
         if route == ("POST", "order") or route in PLACING_LISTS:
-            self._count_order()
+            self._count_order(PLACING_LISTS.get(route, 1))
         return await self.routes[route].handler(Call(_ms_params(params), self.api_key))
 
     def _session(self, conn: _Connection) -> dict[str, Any]:

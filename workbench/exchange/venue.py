@@ -29,7 +29,7 @@ from workbench.errors import OrderNotFound, OrderRejected
 from workbench.exchange import order_lists  # a module: it imports this one too
 from workbench.filters import SymbolRules
 from workbench.matching import BookConfig, Execution, Fees, MatchingEngine
-from workbench.model import ZERO, Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
+from workbench.model import ZERO, Amendment, Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
 
 CLIENT_ID_RULE = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
 _CLIENT_ID_CHARS = set(string.ascii_letters + string.digits + "._:/-")
@@ -38,14 +38,10 @@ ORDER_PARAMS = {
     "strategyId", "strategyType", "stopPrice", "trailingDelta", "icebergQty", "newOrderRespType",
     "selfTradePreventionMode", "recvWindow", "timestamp", "signature", "computeCommissionRates",
 }  # fmt: skip
-_UNSUPPORTED_TYPES = {
-    "STOP_LOSS": "Stop loss orders are not supported for this symbol.",
-    "TAKE_PROFIT": "Take profit orders are not supported for this symbol.",
-}
 MINUTE, DAY = 60_000, 86_400_000
 TAPE_LENGTH = 200_000  # public trades remembered per symbol for the tickers' windows (up to 7 days)
 # exchangeInfo flags the venue sets itself, true only for what it implements (the rules' own flags say the rest)
-FEATURES = {"opoAllowed": False, "amendAllowed": False, "pegInstructionsAllowed": False,
+FEATURES = {"opoAllowed": False, "amendAllowed": True, "pegInstructionsAllowed": False,
             "cancelReplaceAllowed": True}  # fmt: skip
 CANCEL_REPLACE_PARAMS = {"cancelReplaceMode", "cancelNewClientOrderId", "cancelOrigClientOrderId", "cancelOrderId",
                          "cancelRestrictions", "orderRateLimitExceededMode"}  # fmt: skip
@@ -89,6 +85,13 @@ def integer(params: Mapping[str, str], name: str, default: int | None = None) ->
     if not _INTEGER.fullmatch(raw) or int(raw) > _INT64_MAX:
         raise bad_request(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
     return int(raw)
+
+
+def checked_client_id(client_id: str, name: str) -> str:
+    """A client order (or list) id as Binance takes it: at most 36 of ``[.A-Z:/a-z0-9_-]``, else -1100."""
+    if len(client_id) > 36 or not set(client_id) <= _CLIENT_ID_CHARS:
+        raise bad_request(-1100, f"Illegal characters found in parameter '{name}'; legal range is '{CLIENT_ID_RULE}'.")
+    return client_id
 
 
 def fmt(value: Decimal | None) -> str:
@@ -190,6 +193,7 @@ class Venue:
         self.events = VenueEvents()
         self.state_path = Path(state_path) if state_path else None
         self._execution_id = 0
+        self.amendment_executions: dict[int, int] = {}  # amendment id -> the executionId of its REPLACED report
         if self.state_path and self.state_path.exists():
             self._load(self.state_path)
         self.market.restamp(self.clock())
@@ -231,8 +235,6 @@ class Venue:
                 raise bad_request(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
         rules = self.rules_for(params["symbol"])
         type_ = params["type"].upper()
-        if type_ in _UNSUPPORTED_TYPES:
-            raise bad_request(-2010, _UNSUPPORTED_TYPES[type_])
         if type_ == "MARKET" and params.get("timeInForce"):
             raise bad_request(-1106, "Parameter 'timeInForce' sent when not required.")
         if type_ == "LIMIT_MAKER" and params.get("timeInForce"):
@@ -241,11 +243,7 @@ class Venue:
             if params.get(name) and not _DECIMAL.fullmatch(params[name]):
                 raise bad_request(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
                                          f"'^{_DECIMAL.pattern}$'.")  # fmt: skip
-        client_id = params.get("newClientOrderId") or new_client_id()
-        if len(client_id) > 36 or not set(client_id) <= _CLIENT_ID_CHARS:
-            raise bad_request(
-                -1100, f"Illegal characters found in parameter 'newClientOrderId'; legal range is '{CLIENT_ID_RULE}'."
-            )
+        client_id = checked_client_id(params.get("newClientOrderId") or new_client_id(), "newClientOrderId")
         try:
             request = OrderRequest(
                 symbol=rules.symbol,
@@ -385,21 +383,69 @@ class Venue:
             raise BinanceError(status, -2021, "Order cancel-replace partially failed.", data=results)
         raise BinanceError(status, -2022, "Order cancel-replace failed.", data=results)
 
-    def amend(self, symbol_id: str, new_qty: str, params: Mapping[str, str]) -> dict[str, Any]:
-        """``PUT order/amend/keepPriority``: not enabled on any symbol here (exchangeInfo's
-        ``amendAllowed`` is false), answered as Binance answers for such a symbol."""
-        if not _DECIMAL.fullmatch(new_qty):
+    def amend(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``PUT order/amend/keepPriority``: reduce an open order's quantity in place (the matching
+        core's :meth:`~workbench.matching.MatchingEngine.amend_order`); the answer carries the
+        amended order and, for an order of a list, the list."""
+        for name in ("symbol", "newQty"):
+            if not params.get(name):
+                raise bad_request(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+        if not _DECIMAL.fullmatch(params["newQty"]):
             raise bad_request(-1100, f"Illegal characters found in parameter 'newQty'; legal range is "
                                      f"'^{_DECIMAL.pattern}$'.")  # fmt: skip
-        order_id = integer(params, "orderId")
-        client_id = params.get("origClientOrderId")
-        self._order(symbol_id, None if order_id is None else str(order_id), client_id, -2013, "Order does not exist.")
-        raise bad_request(-2038, "Order amend is not supported for this symbol.")
+        order_id, client_id = integer(params, "orderId"), params.get("origClientOrderId")
+        order = self._order(params["symbol"], None if order_id is None else str(order_id), client_id, -2038,
+                            "Unknown order sent.")  # fmt: skip
+        new_id = checked_client_id(params.get("newClientOrderId") or new_client_id(), "newClientOrderId")
+        now = self.clock()
+        try:
+            executions = self.engine.amend_order(
+                order.symbol, id=order.id, new_amount=params["newQty"], new_client_order_id=new_id, now=now
+            )
+        except OrderNotFound:
+            raise bad_request(-2038, "Unknown order sent.") from None
+        except OrderRejected as e:
+            raise bad_request(e.code or -2038, e.msg or str(e)) from None
+        ids = self._publish(executions, now)
+        replaced = [(e, i) for e, i in zip([e for e in executions if e.order_list is None], ids, strict=True)
+                    if e.kind == "REPLACED"]  # fmt: skip
+        for amendment, (_, execution_id) in zip(self.engine.amendments[-len(replaced) :], replaced, strict=True):
+            self.amendment_executions[amendment.id] = execution_id
+        self.save()
+        amended = replaced[0][0].order
+        body = self.order_json(amended, with_times=False)
+        answer = {"transactTime": now, "executionId": replaced[0][1], "amendedOrder": {
+            "symbol": body["symbol"], "orderId": body["orderId"], "orderListId": body["orderListId"],
+            "origClientOrderId": order.client_order_id, "clientOrderId": amended.client_order_id,
+            "price": body["price"], "qty": body["origQty"], "executedQty": body["executedQty"],
+            "preventedQty": fmt(amended.prevented_quantity), "quoteOrderQty": body["origQuoteOrderQty"],
+            "cumulativeQuoteQty": body["cummulativeQuoteQty"], "status": body["status"],
+            "timeInForce": body["timeInForce"], "type": body["type"], "side": body["side"],
+            **({"workingTime": self.created.get(amended.id, amended.timestamp)} if _has_worked(amended) else {}),  # type: ignore[arg-type]
+            **{k: body[k] for k in ("stopPrice", "icebergQty", "trailingDelta", "trailingTime", "preventedMatchId")
+               if k in body},
+            "selfTradePreventionMode": body["selfTradePreventionMode"],
+        }}  # fmt: skip
+        if amended.order_list_id == -1:
+            return answer
+        listed = order_lists.OrderLists(self).list_json(self.engine.get_order_list(id=amended.order_list_id), now,
+                                                        reports=False)  # fmt: skip
+        return answer | {"listStatus": {k: listed[k] for k in ("orderListId", "contingencyType", "listOrderStatus",
+                                                               "listClientOrderId", "symbol", "orders")}}  # fmt: skip
 
-    def amendments(self, symbol_id: str, order_id: str) -> list[dict[str, Any]]:
-        """``GET order/amendments``: none, since no order is ever amended here."""
-        self._order(symbol_id, str(integer({"orderId": order_id}, "orderId")), None, -2013, "Order does not exist.")
-        return []
+    def amendments(self, symbol_id: str, order_id: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """``GET order/amendments``: an order's amendments, oldest first, from ``fromExecutionId``."""
+        order = self._order(symbol_id, str(integer({"orderId": order_id}, "orderId")), None, -2013,
+                            "Order does not exist.")  # fmt: skip
+        start = integer(params, "fromExecutionId")
+        rows = [
+            {"symbol": self.rules_for(a.symbol).id, "orderId": int(a.order_id),
+             "executionId": self.amendment_executions.get(a.id, -1), "origClientOrderId": a.orig_client_order_id,
+             "newClientOrderId": a.new_client_order_id, "origQty": fmt(a.orig_amount), "newQty": fmt(a.new_amount),
+             "time": a.timestamp}
+            for a in self.engine.amendments_of(order.symbol, order.id)  # type: ignore[arg-type]
+        ]  # fmt: skip
+        return [r for r in rows if start is None or r["executionId"] >= start][: _limit(params, 500, 1000)]
 
     def cancel_all_orders(self, symbol_id: str) -> list[dict[str, Any]]:
         rules = self.rules_for(symbol_id)
@@ -816,8 +862,11 @@ class Venue:
 
     # -- events and state -------------------------------------------------------------------
 
-    def _publish(self, executions: list[Execution], now: int, cancel_id: str | None = None) -> None:
+    def _publish(self, executions: list[Execution], now: int, cancel_id: str | None = None) -> list[int]:
+        """Send ``executions`` on the user data stream; returns the executionIds (``I``) of their
+        executionReports, in order (LIST_STATUS ones have none)."""
         assets: set[str] = set()
+        ids = []
         for execution in executions:
             if execution.order_list is not None:
                 self._user(order_lists.list_status_event(self, execution, now))
@@ -827,9 +876,11 @@ class Venue:
             rules = self.rules_for(execution.order.symbol)
             assets |= {rules.base, rules.quote}
             self._user(self.execution_report(execution, now, cancel_id))
+            ids.append(self._execution_id)
         if assets:
             self._user(self._position(sorted(assets), now))
             self.save()
+        return ids
 
     def _user(self, event: dict[str, Any]) -> None:
         for listener in self.events.user:
@@ -857,6 +908,9 @@ class Venue:
             "orders": [_order_state(o) for o in engine.orders.values()],
             "created": self.created,
             "trades": [asdict(t) for t in self.trades],
+            "amendments": [
+                asdict(a) | {"execution_id": self.amendment_executions.get(a.id)} for a in engine.amendments
+            ],  # fmt: skip
         } | order_lists.lists_state(engine)
         tmp = self.state_path.with_suffix(self.state_path.suffix + ".tmp")
         with open(tmp, "w") as f:
@@ -885,6 +939,12 @@ class Venue:
         self.created = {k: int(v) for k, v in state["created"].items()}
         self.trades = [_fill_from_state(t) for t in state["trades"]]
         order_lists.load_lists_state(engine, state)
+        for raw in state.get("amendments", []):
+            execution_id = raw.pop("execution_id")
+            amendment = Amendment(**{**raw, **{k: Decimal(raw[k]) for k in ("orig_amount", "new_amount")}})
+            engine.amendments.append(amendment)
+            if execution_id is not None:
+                self.amendment_executions[amendment.id] = int(execution_id)
 
 
 def _order_state(order: Order) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -47,11 +48,27 @@ from workbench.errors import (
     OrderRejected,
     UnknownSymbol,
     VenueUnavailable,
+    WorkbenchError,
 )
 from workbench.executors.base import Listener
 from workbench.filters import SymbolRules
 from workbench.matching import Execution
-from workbench.model import ZERO, Balance, Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
+from workbench.model import (
+    ZERO,
+    Balance,
+    ContingencyType,
+    Fill,
+    ListOrderStatus,
+    ListStatusType,
+    Order,
+    OrderList,
+    OrderListRequest,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -144,6 +161,7 @@ class BinanceClient(ccxtpro.binance):  # type: ignore[misc]
         if mode is TradingMode.MAINNET and not isinstance(guard, MainnetGuard):
             raise MainnetGuardError(GUARD_NEEDED)
         self._mode = mode
+        self.list_status_handlers: list[Callable[[dict[str, Any]], None]] = []
         super().__init__(config)
 
     @property
@@ -157,6 +175,16 @@ class BinanceClient(ccxtpro.binance):  # type: ignore[misc]
     def client(self, url: str) -> Any:
         check_url(url, self._mode)
         return super().client(url)
+
+    def handle_message(self, client: Any, message: Any) -> None:
+        """ccxt.pro drops the user data stream's ``listStatus`` events: pass them to
+        ``list_status_handlers`` (the other messages go to ccxt as before)."""
+        event = message.get("event", message) if isinstance(message, dict) else None
+        if isinstance(event, dict) and event.get("e") == "listStatus":
+            for handler in self.list_status_handlers:
+                handler(event)
+            return
+        super().handle_message(client, message)
 
     def log(self, *args: Any) -> None:
         """ccxt's ``verbose`` output (REST and WebSocket), with the API key and secret blanked out."""
@@ -288,6 +316,12 @@ def _json_answer(body: str | None) -> dict[str, Any]:
     return answer if isinstance(answer, dict) else {}
 
 
+def _first_time(*times: Any) -> int:
+    """The first real time of ``times``: ccxt reads a stop's ``workingTime`` -1 (Binance's "not
+    working yet", in an order list's answer) as the order's timestamp."""
+    return next((int(t) for t in times if t and int(t) > 0), 0)
+
+
 @parsed
 def order_from_ccxt(o: Mapping[str, Any]) -> Order:
     """A ccxt order (from REST or the user data stream) as the workbench's Order."""
@@ -319,8 +353,8 @@ def order_from_ccxt(o: Mapping[str, Any]) -> Order:
         status=OrderStatus(status),
         filled=_d(o.get("filled")) or ZERO,
         cost=_d(o.get("cost")) or ZERO,
-        timestamp=int(o.get("timestamp") or info.get("transactTime") or info.get("O") or 0),
-        last_update=int(o.get("lastUpdateTimestamp") or o.get("timestamp") or 0),
+        timestamp=_first_time(o.get("timestamp"), info.get("transactTime"), info.get("O")),
+        last_update=_first_time(o.get("lastUpdateTimestamp"), o.get("timestamp"), info.get("transactTime")),
     )
     if order.type is OrderType.MARKET and order.status.is_final and order.amount is None:
         order.amount = order.filled
@@ -345,6 +379,78 @@ def fill_from_ccxt(t: Mapping[str, Any], client_order_id: str) -> Fill:
         is_maker=t.get("takerOrMaker") == "maker",
         timestamp=int(t["timestamp"]),
     )
+
+
+@parsed
+def order_list_from_binance(raw: Mapping[str, Any], symbol: str) -> tuple[OrderList, tuple[str, ...]]:
+    """A Binance order list (a REST answer, or a ``listStatus`` event read as one by
+    :func:`list_status_as_answer`) as the workbench's OrderList, and its orders' client order ids.
+    Binance names an OTOCO ``OTO``: it is the OTO with three orders."""
+    orders = raw["orders"]
+    kind = ContingencyType(raw["contingencyType"])
+    kind = ContingencyType.OTOCO if kind is ContingencyType.OTO and len(orders) == 3 else kind
+    at = int(raw.get("transactionTime") or 0)
+    order_list = OrderList(
+        int(raw["orderListId"]),
+        raw["listClientOrderId"],
+        symbol,
+        kind,
+        tuple(str(o["orderId"]) for o in orders),
+        ListStatusType(raw["listStatusType"]),
+        ListOrderStatus(raw["listOrderStatus"]),
+        at,
+        at,
+    )
+    return order_list, tuple(str(o["clientOrderId"]) for o in orders)
+
+
+def list_status_as_answer(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A user data stream ``listStatus`` event in the shape of a REST order list answer."""
+    names = {"g": "orderListId", "c": "contingencyType", "l": "listStatusType", "L": "listOrderStatus",
+             "C": "listClientOrderId", "T": "transactionTime", "s": "symbol"}  # fmt: skip
+    answer: dict[str, Any] = {names[k]: v for k, v in event.items() if k in names}
+    answer["orders"] = [{"orderId": o.get("i"), "clientOrderId": o.get("c")} for o in event.get("O") or []]
+    return answer
+
+
+# Binance's order-list endpoints (ccxt's implicit methods) and each leg's parameter prefix
+_LIST_PLACEMENT = {
+    ContingencyType.OCO: ("privatePostOrderListOco", ("above", "below")),
+    ContingencyType.OTO: ("privatePostOrderListOto", ("working", "pending")),
+    ContingencyType.OTOCO: ("privatePostOrderListOtoco", ("working", "pendingAbove", "pendingBelow")),
+}
+
+
+def _plain(value: Any) -> str:
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def list_params(request: OrderListRequest, market_id: str) -> dict[str, str]:
+    """The parameters of Binance's ``POST orderList/oco|oto|otoco`` for ``request``: each leg's
+    under its prefix; side and quantity shared by an OCO and by an OTOCO's pending pair."""
+    kind = request.contingency_type
+    params: dict[str, Any] = {
+        "symbol": market_id,
+        "listClientOrderId": request.list_client_order_id,
+        "newOrderRespType": "FULL",
+        "selfTradePreventionMode": request.orders[0].self_trade_prevention.value,
+    }
+    for prefix, leg in zip(_LIST_PLACEMENT[kind][1], request.orders, strict=True):
+        # where side and quantity go: the list's (OCO), the pending pair's (OTOCO) or the leg's own
+        owner = "pending" if kind is ContingencyType.OTOCO and prefix != "working" else prefix
+        side, quantity = ("side", "quantity") if kind is ContingencyType.OCO else (f"{owner}Side", f"{owner}Quantity")
+        params |= {side: leg.side.value.upper(), quantity: leg.amount}
+        fields = {
+            "Type": leg.type.value,
+            "ClientOrderId": leg.client_order_id,
+            "Price": leg.price,
+            "StopPrice": leg.stop_price,
+            "TrailingDelta": leg.trailing_delta,
+            "IcebergQty": leg.iceberg_amount,
+            "TimeInForce": leg.time_in_force and leg.time_in_force.value,
+        }
+        params |= {prefix + name: value for name, value in fields.items() if value is not None}
+    return {name: _plain(value) for name, value in params.items()}
 
 
 def binance_error(error: ccxt_async.BaseError, last_body: str | None = None) -> tuple[int | None, str]:
@@ -444,6 +550,9 @@ class BinanceExecutor:
         self._trades: dict[tuple[str, str], Fill] = {}  # (symbol, trade id) -> fill
         self._filled: dict[str, Decimal] = {}  # client order id -> the amount its known trades add up to
         self._trades_from: dict[str, int] = {}  # symbol -> first trade id reconcile has not yet merged
+        self._lists: dict[str, OrderList] = {}  # list client order id -> latest state
+        self._list_legs: dict[str, tuple[str, ...]] = {}  # list client order id -> its orders' client order ids
+        self._list_of: dict[str, str] = {}  # client order id of an order of a list -> the list's
         self.trades_page = 1000  # trades a myTrades request returns at most
         self._tasks: list[asyncio.Task[None]] = []
         self._gaps: set[str] = set()  # client order ids whose missing fills are being fetched
@@ -451,6 +560,7 @@ class BinanceExecutor:
         self._stream_errors = 0
         self._started = False
         self.market_prices: dict[str, Decimal] = {}  # the latest trade price each bar stream showed
+        self.client.list_status_handlers.append(self._on_list_status)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -540,11 +650,7 @@ class BinanceExecutor:
 
     def _accept_placed(self, request: OrderRequest, raw: dict[str, Any]) -> Order:
         """Record a placed order and the trades its answer carries."""
-        order = self._accept(order_from_ccxt(raw))
-        for trade in raw.get("trades") or []:
-            placed = {"symbol": request.symbol, "side": request.side.value, "order": order.id}
-            trade = {**trade, **placed, "timestamp": trade.get("timestamp") or order.last_update or order.timestamp}
-            self._accept_fill(fill_from_ccxt(trade, request.client_order_id))
+        self._accept_reported(raw)
         return self._orders[request.client_order_id].snapshot()
 
     async def edit_order(self, client_order_id: str, request: OrderRequest) -> Order:
@@ -593,19 +699,10 @@ class BinanceExecutor:
         amount = float(request.amount) if request.amount is not None else None
         price = float(request.price) if request.price is not None else None
         side = request.side.value
-        try:
-            return await self._call(self.client.create_order, request.symbol, type_, side, amount, price, params)
-        except VenueUnavailable:
-            raise
-        except ExchangeError as e:  # banned, rate limited or the clock off: the venue processed nothing
-            raise OrderRejected(str(e), code=e.code, msg="Not processed.", rule="rate_limit") from None
-        except (
-            ccxt_async.InvalidOrder,
-            ccxt_async.BadRequest,
-            ccxt_async.BadSymbol,
-            ccxt_async.InsufficientFunds,
-        ) as e:
-            raise rejection(e, last_body=self.client.last_http_response) from None
+        create = self.client.create_order
+        return await self._refusals_rejected(
+            lambda: self._call(create, request.symbol, type_, side, amount, price, params)
+        )
 
     async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
         try:
@@ -628,6 +725,194 @@ class BinanceExecutor:
         except ccxt_async.OrderNotFound:
             raise OrderNotFound(f"The venue has no order {client_order_id} on {symbol}.") from None
         return self._accept(order_from_ccxt(raw)).snapshot()
+
+    # -- order lists ------------------------------------------------------------------------
+
+    async def create_order_list(self, request: OrderListRequest) -> OrderList:
+        """Place an OCO, OTO or OTOCO through Binance's ``orderList/*`` endpoints (ccxt's implicit
+        methods), every leg with its client order id. A lost answer is settled by looking the list up
+        by ``list_client_order_id`` (sent again only if the venue never saw it); when that fails too,
+        the list and its legs wait, unacknowledged, for reconcile() and :class:`ExchangeError` is raised."""
+        list_id = request.list_client_order_id
+        if not list_id:
+            raise OrderRejected("Every real order list needs a list_client_order_id; TradingSession assigns one.",
+                                rule="required")  # fmt: skip
+        for leg in request.orders:
+            _required_client_id(leg)
+        try:
+            raw = await self._place_list(request)
+        except VenueUnavailable as e:
+            log.warning("create_order_list %s: answer lost (%s); looking it up by list client order id", list_id,
+                        e.__cause__)  # fmt: skip
+            try:
+                raw = await self._find_or_resend(
+                    lambda: self._call(self.client.privateGetOrderList, {"origClientOrderId": list_id}),
+                    lambda: self._place_list(request),
+                    f"Order list {list_id} on {request.symbol}",
+                    e,
+                )
+            except ExchangeError:
+                now = self.now()
+                for leg in request.orders:
+                    unresolved = Order.from_request(leg, leg.client_order_id, now)  # type: ignore[arg-type]
+                    unresolved.status = OrderStatus.PENDING_NEW
+                    self._accept(unresolved)
+                legs = tuple(leg.client_order_id for leg in request.orders)  # type: ignore[misc]
+                unsent = OrderList(-1, list_id, request.symbol, request.contingency_type, (), timestamp=now)
+                self._track_list(unsent, legs)  # reconcile() settles it
+                raise
+        return await self._accept_list_answer(raw, request.symbol)
+
+    async def _place_list(self, request: OrderListRequest) -> dict[str, Any]:
+        """Send ``request`` once; refusals become :class:`OrderRejected`, a lost answer :class:`VenueUnavailable`."""
+        method = getattr(self.client, _LIST_PLACEMENT[request.contingency_type][0])
+        params = list_params(request, self.client.market_id(request.symbol))
+        return await self._refusals_rejected(lambda: self._call(method, params))
+
+    async def _refusals_rejected(self, send: Callable[[], Awaitable[T]]) -> T:
+        """``send()``, with the venue's refusals as :class:`OrderRejected`."""
+        try:
+            return await send()
+        except VenueUnavailable:
+            raise
+        except ExchangeError as e:  # banned, rate limited or the clock off: the venue processed nothing
+            raise OrderRejected(str(e), code=e.code, msg="Not processed.", rule="rate_limit") from None
+        except (
+            ccxt_async.InvalidOrder,
+            ccxt_async.BadRequest,
+            ccxt_async.BadSymbol,
+            ccxt_async.InsufficientFunds,
+        ) as e:
+            raise rejection(e, last_body=self.client.last_http_response) from None
+
+    async def _accept_list_answer(self, raw: dict[str, Any], symbol: str) -> OrderList:
+        """Record an order list answer: its orders (with the fills a FULL answer carries; the legs a
+        status answer only names are fetched), then the list."""
+        order_list, legs = order_list_from_binance(raw, symbol)
+        market = self.client.market(symbol)
+        for report in raw.get("orderReports") or []:
+            order = self.client.parse_order(report, market)
+            self._accept_reported(order)
+        for cid in legs:
+            if cid not in self._orders:
+                await self.fetch_order(cid, symbol)
+        return self._accept_list(order_list, legs).snapshot()
+
+    def _accept_reported(self, raw: dict[str, Any]) -> Order:
+        """Record an order a venue's answer reports, and the trades it carries."""
+        order = self._accept(order_from_ccxt(raw))
+        for trade in raw.get("trades") or []:
+            placed = {"symbol": order.symbol, "side": order.side.value, "order": order.id}
+            trade = {**trade, **placed, "timestamp": trade.get("timestamp") or order.last_update or order.timestamp}
+            self._accept_fill(fill_from_ccxt(trade, order.client_order_id))
+        return self._orders[order.client_order_id]
+
+    async def cancel_order_list(self, list_client_order_id: str, symbol: str) -> OrderList:
+        """Cancel every open order of a list (``DELETE orderList``); :class:`OrderNotFound` if it is not open."""
+        params = {"symbol": self.client.market_id(symbol), "listClientOrderId": list_client_order_id}
+        try:
+            raw = await self._call(self.client.privateDeleteOrderList, params)
+        except (ccxt_async.OrderNotFound, ccxt_async.InvalidOrder, ccxt_async.OperationRejected) as e:
+            code, msg = binance_error(e)
+            raise OrderNotFound(f"Cannot cancel the order list {list_client_order_id} on {symbol}: {msg} (Binance "
+                                f"code {code}).") from None  # fmt: skip
+        return await self._accept_list_answer(raw, symbol)
+
+    async def fetch_order_list(self, list_client_order_id: str, symbol: str) -> OrderList:
+        """The list with ``list_client_order_id`` (``GET orderList``), its orders fetched if unknown."""
+        try:
+            raw = await self._call(self.client.privateGetOrderList, {"origClientOrderId": list_client_order_id})
+        except ccxt_async.OrderNotFound:
+            raise OrderNotFound(f"The venue has no order list {list_client_order_id} on {symbol}.") from None
+        return await self._accept_list_answer(raw, symbol)
+
+    async def fetch_open_order_lists(self, symbol: str | None = None) -> list[OrderList]:
+        """The account's open order lists (``GET openOrderList``), of ``symbol`` if given."""
+        raws = await self._call(self.client.privateGetOpenOrderList, {})
+        lists = []
+        for raw in raws:
+            listed = self.client.safe_symbol(raw.get("symbol"))
+            if listed in self.rules and symbol in (None, listed):
+                lists.append(await self._accept_list_answer(raw, listed))
+        return lists
+
+    def _on_list_status(self, event: dict[str, Any]) -> None:
+        """A ``listStatus`` event of the user data stream (called by the client as it arrives)."""
+        symbol = self.client.safe_symbol(event.get("s"))
+        if symbol not in self.rules:
+            return
+        try:
+            order_list, legs = order_list_from_binance(list_status_as_answer(event), symbol)
+        except MalformedMessage as e:
+            self.discrepancies.append(str(e))
+            log.warning("user data stream: %s; reconcile() settles the list", e)
+            return
+        self._accept_list(order_list, legs)
+
+    def _accept_list(self, order_list: OrderList, legs: tuple[str, ...]) -> OrderList:
+        """Record a list update unless it moves the list backwards; tell the listeners (the event
+        names one of its orders the executor knows; a list of no known order is only kept)."""
+        list_id = order_list.list_client_order_id
+        known = self._lists.get(list_id)
+        if known is not None:
+            if (not order_list.is_open, order_list.id >= 0) < (not known.is_open, known.id >= 0):
+                return known
+            order_list.timestamp = known.timestamp or order_list.timestamp
+        self._track_list(order_list, legs)
+        leg = next((self._orders[cid] for cid in legs if cid in self._orders), None)
+        if leg is not None:
+            self._emit(Execution("LIST_STATUS", leg.snapshot(), order_list=order_list.snapshot()))
+        if not order_list.is_open:
+            self._settle_later(order_list.symbol, legs)
+        return order_list
+
+    def _track_list(self, order_list: OrderList, legs: tuple[str, ...]) -> None:
+        list_id = order_list.list_client_order_id
+        self._lists[list_id], self._list_legs[list_id] = order_list, legs
+        self._list_of.update(dict.fromkeys(legs, list_id))
+
+    def _settle_later(self, symbol: str, cids: tuple[str, ...]) -> None:
+        """Orders of a list that the venue has just changed (one leg ended, so the others expire or
+        go on the book; or the list ended) and that read open here: the stream reports them, else
+        REST does, after a grace."""
+        waiting = {cid: self._orders[cid].status for cid in cids if cid in self._orders and self._orders[cid].is_open}
+        if waiting:
+            task = asyncio.create_task(self._settle(symbol, waiting), name=f"settle {', '.join(waiting)}")
+            self._gap_tasks.add(task)
+            task.add_done_callback(self._gap_tasks.discard)
+
+    async def _settle(self, symbol: str, waiting: dict[str, OrderStatus], grace: float = 0.5) -> None:
+        """Give the stream ``grace`` seconds to report the ``waiting`` orders (ccxt hands over a
+        stream's last update only when another message arrives), then fetch those it did not."""
+        await asyncio.sleep(grace)
+        try:
+            for cid, status in waiting.items():
+                if self._orders[cid].status is status:
+                    await self.fetch_order(cid, symbol)
+        except (ccxt_async.BaseError, WorkbenchError) as e:
+            log.warning("fetching the state of %s failed: %s; reconcile() will", list(waiting), e)
+
+    async def _reconcile_lists(self) -> list[str]:
+        """Settle the lists the workbench holds open: from the open lists, else one by one; a list the
+        venue has never seen (a lost placement) is recorded REJECT."""
+        if not any(lst.is_open for lst in self._lists.values()):
+            return []
+        found = []
+        open_now = {lst.list_client_order_id for lst in await self.fetch_open_order_lists()}
+        for list_id, known in list(self._lists.items()):
+            if not known.is_open or list_id in open_now:
+                continue
+            try:
+                latest = await self.fetch_order_list(list_id, known.symbol)
+            except OrderNotFound:
+                rejected = replace(known, list_status_type=ListStatusType.ALL_DONE,
+                                   list_order_status=ListOrderStatus.REJECT)  # fmt: skip
+                self._accept_list(rejected, self._list_legs[list_id])
+                found.append(f"{list_id}: the order list never reached the venue; marked REJECT")
+                continue
+            found.append(f"{list_id}: order list {known.list_order_status} in the workbench, "
+                         f"{latest.list_order_status} on the venue")  # fmt: skip
+        return found
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         raws = await self._call(self.client.fetch_open_orders, symbol)
@@ -677,6 +962,7 @@ class BinanceExecutor:
                     found.append(f"{cid}: never reached the venue; marked REJECTED")
                     continue
                 found.append(f"{cid}: {order.status} in the workbench, {latest.status} on the venue")
+        found += await self._reconcile_lists()
         for symbol in sorted({o.symbol for o in self._orders.values()}):
             before = len(self._trades)
             await self._reconcile_trades(symbol)
@@ -711,14 +997,29 @@ class BinanceExecutor:
                 log.warning("periodic reconcile failed: %s", e)
 
     async def _resolve_lost(self, request: OrderRequest, error: Exception) -> dict[str, Any]:
-        """The answer to create_order was lost: find the order by client order id; only if the venue
-        has never seen it, send it once more (the same id cannot be placed twice). A refusal of the
-        resend is an :class:`OrderRejected`; when the venue cannot be asked, :class:`ExchangeError`."""
+        """The answer to create_order was lost: find the order by client order id (see :meth:`_find_or_resend`)."""
         cid, symbol = request.client_order_id, request.symbol
+        return await self._find_or_resend(
+            lambda: self._call(self.client.fetch_order, None, symbol, {"origClientOrderId": cid}),
+            lambda: self._place(request),
+            f"Order {cid} on {symbol}",
+            error,
+        )
+
+    async def _find_or_resend(
+        self,
+        find: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[], Awaitable[dict[str, Any]]],
+        what: str,
+        error: Exception,
+    ) -> dict[str, Any]:
+        """An answer was lost: ``find`` what was sent by its client id; only if the venue has never
+        seen it, ``send`` it once more (the same id cannot be placed twice). A refusal of the resend
+        is an :class:`OrderRejected`; when the venue cannot be asked, :class:`ExchangeError`."""
         resent = False
         for _ in range(3):
             try:
-                return await self._call(self.client.fetch_order, None, symbol, {"origClientOrderId": cid})
+                return await find()
             except ccxt_async.OrderNotFound:
                 if resent:
                     break
@@ -726,11 +1027,11 @@ class BinanceExecutor:
                 continue
             resent = True
             try:
-                return await self._place(request)
+                return await send()
             except VenueUnavailable:
                 continue
         raise ExchangeError(
-            f"Order {cid} on {symbol}: the venue's answer was lost ({type(error).__name__}) and it could not be "
+            f"{what}: the venue's answer was lost ({type(error).__name__}) and it could not be "
             "found; reconcile() will settle it. Nothing was sent twice.",
             code=-1007,
         )
@@ -830,6 +1131,9 @@ class BinanceExecutor:
             order.fees = known.fees
         self._orders[order.client_order_id] = order
         self._emit(Execution(order.status.value, order.snapshot()))
+        list_id = self._list_of.get(order.client_order_id)
+        if list_id is not None and order.status.is_final:  # the list's other orders change now
+            self._settle_later(order.symbol, self._list_legs[list_id])
         return order
 
     def _accept_fill(self, fill: Fill) -> Fill | None:

@@ -17,7 +17,7 @@ import ipywidgets as widgets
 
 from workbench.filters import SymbolRules, plain
 from workbench.matching import Execution
-from workbench.model import Order, OrderRequest
+from workbench.model import Order, OrderListRequest, OrderRequest
 from workbench.session import TradingSession
 from workbench.ui.banner import halted_html, mode_banner
 
@@ -26,18 +26,37 @@ log = logging.getLogger(__name__)
 
 def describe_request(request: OrderRequest, rules: SymbolRules) -> str:
     """One line saying exactly what ``request`` asks for, e.g. ``BUY 0.001 BTC on BTC/USDT LIMIT at 48000 GTC``."""
-    if request.amount is not None:
-        size = f"{plain(request.amount)} {rules.base}"
-    else:
-        size = f"{plain(request.quote_amount)} {rules.quote} of {rules.base}"  # type: ignore[arg-type]
-    parts = [request.side.value.upper(), size, "on", request.symbol, request.type.value]
+    return f"{request.side.value.upper()} {_size(request, rules)} on {request.symbol} {describe_terms(request)}"
+
+
+def describe_list_request(request: OrderListRequest, rules: SymbolRules) -> str:
+    """One line for an order list, e.g. ``OCO SELL 0.01 BTC on BTC/USDT: LIMIT_MAKER at 52000 +
+    STOP_LOSS_LIMIT at 47500 stop 48000 GTC``."""
+    first = request.orders[0]
+    legs = " + ".join(describe_terms(leg) for leg in request.orders)
+    return (
+        f"{request.contingency_type.value} {first.side.value.upper()} {_size(first, rules)} on {request.symbol}: {legs}"
+    )
+
+
+def describe_terms(request: OrderRequest) -> str:
+    """The type, prices, trailing delta and time in force of ``request``, e.g. ``LIMIT at 48000 GTC``."""
+    parts = [request.type.value]
     if request.price is not None:
         parts.append(f"at {plain(request.price)}")
     if request.stop_price is not None:
         parts.append(f"stop {plain(request.stop_price)}")
+    if request.trailing_delta is not None:
+        parts.append(f"trailing {request.trailing_delta} bips")
     if request.time_in_force is not None:
         parts.append(request.time_in_force.value)
     return " ".join(parts)
+
+
+def _size(request: OrderRequest, rules: SymbolRules) -> str:
+    if request.amount is not None:
+        return f"{plain(request.amount)} {rules.base}"
+    return f"{plain(request.quote_amount)} {rules.quote} of {rules.base}"  # type: ignore[arg-type]
 
 
 def describe_order(order: Order) -> str:

@@ -1,4 +1,5 @@
-"""The blotter: open orders with Cancel buttons, positions, recent fills and balances."""
+"""The blotter: open orders with Cancel buttons (an order list's orders tagged with their list),
+order lists, positions, recent fills and balances."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ import ipywidgets as widgets
 
 from workbench.filters import plain
 from workbench.matching import Execution
-from workbench.model import Balance, Fill, Order
+from workbench.model import Balance, Fill, Order, OrderList
 from workbench.session import TradingSession
 from workbench.ui.base import _Panel, _table, describe_order
 
 
 class Blotter(_Panel):
-    """Open orders (each with a Cancel button), recent fills, balances and positions with
-    unrealised PnL, updated from the executor's events as they happen.
+    """Open orders (each with a Cancel button; an order of a list names its list), the session's
+    order lists (OCO, OTO, OTOCO) with the state of each of their orders, recent fills, balances
+    and positions with unrealised PnL, updated from the executor's events as they happen.
 
     Open orders are the session's (``session.orders``); balances and the marks of open positions
     are fetched from the venue after each event (one fetch at a time), on *Refresh*, and every
@@ -44,6 +46,8 @@ class Blotter(_Panel):
         self.orders_box.add_class("wb-open-orders")
         self.fills_html = widgets.HTML()
         self.fills_html.add_class("wb-fills")
+        self.lists_html = widgets.HTML()
+        self.lists_html.add_class("wb-order-lists")
         self.positions_html = widgets.HTML()
         self.positions_html.add_class("wb-positions")
         self.balances_html = widgets.HTML()
@@ -59,6 +63,8 @@ class Blotter(_Panel):
                 widgets.HBox([widgets.HTML("<b>Blotter</b>"), self.refresh_button, self.cancel_all_button]),
                 widgets.HTML("<b>Open orders</b>"),
                 self.orders_box,
+                widgets.HTML("<b>Order lists</b>"),
+                self.lists_html,
                 widgets.HTML("<b>Positions</b>"),
                 self.positions_html,
                 widgets.HTML("<b>Recent fills</b>"),
@@ -85,10 +91,26 @@ class Blotter(_Panel):
         """The session's open orders, oldest first."""
         return [o for o in self.session.orders.values() if o.is_open]
 
+    def lists_of(self) -> dict[str, OrderList]:
+        """The order list of each order that belongs to one (client order id -> its list)."""
+        session = self.session
+        return {cid: lst for lid, lst in session.order_lists.items() for cid in session.list_legs.get(lid, ())}
+
+    def _list_rows(self, most: int = 20) -> list[list[str]]:
+        """The session's order lists, newest first: id, type, status and each order's status."""
+        rows = []
+        for list_id, order_list in list(reversed(self.session.order_lists.items()))[:most]:
+            orders = [self.session.orders.get(cid) for cid in self.session.list_legs.get(list_id, ())]
+            states = ", ".join(f"{o.client_order_id} {o.type.value} {o.status.value}" for o in orders if o is not None)
+            status = "SENT" if order_list.id < 0 and order_list.is_open else order_list.list_order_status.value
+            rows.append([list_id, order_list.kind.value, status, states])
+        return rows
+
     def render(self) -> None:
         """Redraw every table from what the panel knows (no I/O)."""
         self._show_halt()
         open_orders = self.open_orders
+        lists_of = self.lists_of()
         for cid in list(self._rows):
             if cid not in {o.client_order_id for o in open_orders}:
                 self._rows.pop(cid).close()
@@ -103,10 +125,12 @@ class Blotter(_Panel):
                 text.add_class("wb-order")
                 self.cancel_buttons[cid] = button
                 self._rows[cid] = widgets.HBox([button, text])
-            self._rows[cid].children[1].value = html.escape(describe_order(order))  # type: ignore[attr-defined]
+            text = describe_order(order) + _list_tag(lists_of.get(cid))
+            self._rows[cid].children[1].value = html.escape(text)  # type: ignore[attr-defined]
         self.orders_box.children = [self._rows[o.client_order_id] for o in open_orders] or [
             widgets.HTML('<i style="color:#616161">No open orders.</i>')
         ]
+        self.lists_html.value = _table(["list", "type", "status", "orders"], self._list_rows(), "No order lists.")
         self.fills_html.value = _table(
             ["time (UTC)", "order", "side", "quantity", "price", "fee"],
             [
@@ -218,3 +242,7 @@ class Blotter(_Panel):
         while True:
             await asyncio.sleep(every)
             self.request_refresh()
+
+
+def _list_tag(order_list: OrderList | None) -> str:
+    return "" if order_list is None else f" · {order_list.kind.value} {order_list.list_client_order_id}"
