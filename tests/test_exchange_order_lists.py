@@ -472,12 +472,11 @@ async def test_market_stops_are_refused_where_the_symbol_does_not_list_them(exch
 
 
 def test_workbench_exchange_lists_market_stops_with_order_types(tmp_path):
-    import json
     import signal
     import subprocess
     import sys
-    import time
 
+    from tests.test_exchange import started
     from workbench.config import Credentials, Secret, TradingMode
     from workbench.executors.binance import make_client
 
@@ -488,11 +487,7 @@ def test_workbench_exchange_lists_market_stops_with_order_types(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists() or not ready.read_text():
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        info = json.loads(ready.read_text())
+        info = started(process, ready)
 
         async def stop_loss() -> tuple[list[str], dict[str, Any]]:
             client = make_client(TradingMode.TESTNET, Credentials(Secret(info["api_key"]), Secret(info["secret"])),
