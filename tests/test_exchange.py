@@ -570,6 +570,15 @@ async def test_state_file_survives_a_restart(tmp_path):
             await client.close()
 
 
+def started(process: subprocess.Popen, ready) -> dict:
+    """What ``workbench exchange`` wrote to its ready file, once it did (the test fails if it exits first)."""
+    deadline = time.monotonic() + 30
+    while not ready.exists() or not ready.read_text():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    return json.loads(ready.read_text())
+
+
 def test_cli_starts_serves_and_stops(tmp_path):
     ready = tmp_path / "ready.json"
     env = {**os.environ, "WORKBENCH_EXCHANGE_API_KEY": "cli-key", "WORKBENCH_EXCHANGE_API_SECRET": "cli-secret"}
@@ -579,11 +588,7 @@ def test_cli_starts_serves_and_stops(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists() or not ready.read_text():
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        info = json.loads(ready.read_text())
+        info = started(process, ready)
         assert info["api_key"] == "cli-key" and oct(ready.stat().st_mode & 0o777) == "0o600"
 
         async def trade():

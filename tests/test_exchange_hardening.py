@@ -284,6 +284,7 @@ def workbench(*args: str, **kwargs) -> subprocess.Popen:
         ["--speed", "nan"],
         ["--secret-file", "/nonexistent/secret"],
         ["--start", "notadate"],
+        ["--order-types", "LIMIT", "BOGUS"],
     ],
 )
 def test_cli_bad_arguments_answer_one_line(args, tmp_path):

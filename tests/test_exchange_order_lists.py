@@ -469,3 +469,42 @@ async def test_market_stops_are_refused_where_the_symbol_does_not_list_them(exch
     with pytest.raises(ccxt_async.InvalidOrder, match="triggerPrice parameter is not allowed"):  # ccxt reads orderTypes
         await client.create_order("BTC/USDT", "market", "sell", 0.01, None, {"stopLossPrice": 39000})
     assert exchange.venue.engine.orders == {}
+
+
+def test_workbench_exchange_lists_market_stops_with_order_types(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_exchange import started
+    from workbench.config import Credentials, Secret, TradingMode
+    from workbench.executors.binance import make_client
+
+    ready = tmp_path / "ready.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "exchange", "--port", "0", "--speed", "0", "--symbols", "BTC/USDT",
+         "--ready-file", str(ready), "--order-types", "LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "TAKE_PROFIT"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        info = started(process, ready)
+
+        async def stop_loss() -> tuple[list[str], dict[str, Any]]:
+            client = make_client(TradingMode.TESTNET, Credentials(Secret(info["api_key"]), Secret(info["secret"])),
+                                 info["url"])  # fmt: skip
+            try:
+                listed = (await client.publicGetExchangeInfo())["symbols"][0]["orderTypes"]
+                price = float((await client.fetch_ticker("BTC/USDT"))["last"])
+                order = await client.create_order("BTC/USDT", "market", "sell", 0.01, None,
+                                                  {"stopLossPrice": round(price * 0.9, 2)})  # fmt: skip
+                return listed, order
+            finally:
+                await client.close()
+
+        listed, order = asyncio.run(stop_loss())
+        assert listed == ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "TAKE_PROFIT"]
+        assert order["info"]["type"] == "STOP_LOSS" and order["status"] == "open"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0

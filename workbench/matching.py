@@ -339,7 +339,8 @@ class MatchingEngine:
                 field="amount",
                 rule="amend",
             )
-        if new_client_order_id != order.client_order_id:
+        renamed = new_client_order_id != order.client_order_id
+        if renamed:
             self._check_unique(new_client_order_id, "client_order_id", self._by_client, self.orders, code=-2038)
         iceberg = order.iceberg_amount if order.iceberg_amount is not None and order.iceberg_amount < amount else None
         request = OrderRequest(  # the order as it would be: the filters of its new amount apply
@@ -351,7 +352,6 @@ class MatchingEngine:
         done = len(self.amendments_of(symbol, order.id))  # type: ignore[arg-type]
         check_amend(request, rules, avg_price=self.last_price[symbol], amendments=done)
         events = []
-        renamed = new_client_order_id != order.client_order_id
         for leg in [order, *self._pair(order)]:
             before, old_id = leg.remaining, leg.client_order_id
             if leg is order and renamed:

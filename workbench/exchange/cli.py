@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--secret-file", help=f"file holding the API secret (default: ${SECRET_ENV}, else a new random one)")
     p.add_argument("--weight-limit", type=int, default=Limits.weight_per_minute, help="request weight per minute")
     p.add_argument("--faults", default="{}", help="faults as a JSON object, e.g. '{\"latency_ms\": 50}'")
+    p.add_argument("--order-types", nargs="+", metavar="TYPE",
+                   help="order types every symbol lists, e.g. LIMIT MARKET STOP_LOSS (default: Binance's own list, "
+                        "which has no STOP_LOSS or TAKE_PROFIT for BTCUSDT)")  # fmt: skip
     p.add_argument("--ready-file", help="write {url, api_key, secret} here (a new file, mode 0600) once listening")
     p.set_defaults(func=_serve)
 
@@ -66,6 +69,7 @@ def _serve(args: argparse.Namespace) -> int:
             state_file=args.state_file,
             limits=Limits(weight_per_minute=args.weight_limit),
             faults=faults,
+            order_types=args.order_types,
         )
     except (ValueError, KeyError) as e:
         raise ConfigError(
