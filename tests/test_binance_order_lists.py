@@ -206,6 +206,12 @@ async def test_a_restarted_session_reconciles_a_list_that_ended_while_it_was_awa
         working = leg("LIMIT", side="buy", price=at(exchange, "0.95"))  # below the stop-loss: still waiting
         pair = otoco_buy(exchange).orders[1:]
         open_list = await first.create_order_list(OrderListRequest("OTOCO", (working, *pair)))
+        done = await first.create_order_list(oco_sell(exchange))
+        await first.cancel_order_list(done.list_client_order_id, "BTC/USDT")
+        exchange.set_faults(errors_5xx=4)  # sent but not placed, and never found: unacknowledged at the crash
+        with pytest.raises(ExchangeError):
+            await first.create_order_list(oco_sell(exchange))
+        unsent = next(reversed(first.order_lists))
         await first.executor.close()  # gone without a stop, as a crash leaves it
         legs = legs_of(first, placed)
     exchange.set_price("BTC/USDT", at(exchange, "0.988"))  # the stop-loss triggers; the limit maker expires
@@ -218,10 +224,17 @@ async def test_a_restarted_session_reconciles_a_list_that_ended_while_it_was_awa
         assert again.order_lists[open_list.list_client_order_id].id == open_list.id
         assert statuses(store, legs_of(first, open_list)) == ["NEW", "PENDING_NEW", "PENDING_NEW"]
         assert again.order_lists[open_list.list_client_order_id].is_open
+        assert list_row(store, unsent)[3] == "REJECT" and statuses(store, again.list_legs[unsent]) == ["REJECTED"] * 2
+        reconciled = store.sql(
+            "SELECT detail->>'list_client_order_id' FROM audit_log WHERE kind = 'order_list.reconciled'"
+        )
+        assert sorted(i for (i,) in reconciled) == sorted(
+            [placed.list_client_order_id, open_list.list_client_order_id, unsent]
+        )
         await settled(again, exchange, store)
         store.flush()
-        assert store.sql("SELECT count(*) FROM real_order_lists") == [(2,)]
-        assert len(venue_lists(exchange)) == 2
+        assert store.sql("SELECT count(*) FROM real_order_lists") == [(4,)]
+        assert len(venue_lists(exchange)) == 3
         await again.executor.close()
 
 
