@@ -9,7 +9,7 @@ import pytest
 
 from tests.polling import until
 from tests.test_binance_e2e import exchange_fills, price_of, session_for, settled, store_fills
-from workbench.errors import ExchangeError, OrderNotFound, OrderRejected
+from workbench.errors import ExchangeError, KillSwitchActive, OrderNotFound, OrderRejected
 from workbench.exchange import LocalExchange
 from workbench.exchange.order_lists import OrderLists
 from workbench.model import ContingencyType, ListOrderStatus, OrderListRequest, OrderRequest, OrderStatus
@@ -320,3 +320,22 @@ async def test_a_failed_look_up_of_a_sibling_is_left_to_reconcile_and_a_late_eve
     assert executor._lists[placed.list_client_order_id].list_order_status is ListOrderStatus.ALL_DONE
     assert list_row(store, placed.list_client_order_id)[3] == "ALL_DONE"
     await executor.close()
+
+
+async def test_an_emergency_stop_cancels_open_lists_and_the_kill_switch_refuses_new_ones(exchange, store):
+    session = session_for(exchange, store)
+    await session.start()
+    oco = await session.create_order_list(oco_sell(exchange))
+    otoco = await session.create_order_list(otoco_buy(exchange))
+    report = await session.emergency_stop("drill")
+    legs = legs_of(session, oco) + legs_of(session, otoco)
+    assert report.failed == [] and exchange.venue.engine.open_orders() == []
+    assert sorted(o.client_order_id for o in report.canceled) == sorted(legs)  # the pending legs too
+    assert not any(lst.is_open for lst in venue_lists(exchange))
+    for placed in (oco, otoco):
+        await until(lambda p=placed: list_row(store, p.list_client_order_id)[3] == "ALL_DONE", what="lists end")
+    await until(lambda: statuses(store, legs) == ["CANCELED"] * 5, what="every leg ends")
+    with pytest.raises(KillSwitchActive):
+        await session.create_order_list(oco_sell(exchange))
+    assert len(venue_lists(exchange)) == 2
+    await session.executor.close()
