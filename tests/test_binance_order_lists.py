@@ -9,7 +9,7 @@ import pytest
 
 from tests.polling import until
 from tests.test_binance_e2e import exchange_fills, price_of, session_for, settled, store_fills
-from workbench.errors import ExchangeError, OrderNotFound, OrderRejected
+from workbench.errors import ExchangeError, KillSwitchActive, OrderNotFound, OrderRejected
 from workbench.exchange import LocalExchange
 from workbench.exchange.order_lists import OrderLists
 from workbench.model import ContingencyType, ListOrderStatus, OrderListRequest, OrderRequest, OrderStatus
@@ -206,6 +206,12 @@ async def test_a_restarted_session_reconciles_a_list_that_ended_while_it_was_awa
         working = leg("LIMIT", side="buy", price=at(exchange, "0.95"))  # below the stop-loss: still waiting
         pair = otoco_buy(exchange).orders[1:]
         open_list = await first.create_order_list(OrderListRequest("OTOCO", (working, *pair)))
+        done = await first.create_order_list(oco_sell(exchange))
+        await first.cancel_order_list(done.list_client_order_id, "BTC/USDT")
+        exchange.set_faults(errors_5xx=4)  # sent but not placed, and never found: unacknowledged at the crash
+        with pytest.raises(ExchangeError):
+            await first.create_order_list(oco_sell(exchange))
+        unsent = next(reversed(first.order_lists))
         await first.executor.close()  # gone without a stop, as a crash leaves it
         legs = legs_of(first, placed)
     exchange.set_price("BTC/USDT", at(exchange, "0.988"))  # the stop-loss triggers; the limit maker expires
@@ -218,10 +224,17 @@ async def test_a_restarted_session_reconciles_a_list_that_ended_while_it_was_awa
         assert again.order_lists[open_list.list_client_order_id].id == open_list.id
         assert statuses(store, legs_of(first, open_list)) == ["NEW", "PENDING_NEW", "PENDING_NEW"]
         assert again.order_lists[open_list.list_client_order_id].is_open
+        assert list_row(store, unsent)[3] == "REJECT" and statuses(store, again.list_legs[unsent]) == ["REJECTED"] * 2
+        reconciled = store.sql(
+            "SELECT detail->>'list_client_order_id' FROM audit_log WHERE kind = 'order_list.reconciled'"
+        )
+        assert sorted(i for (i,) in reconciled) == sorted(
+            [placed.list_client_order_id, open_list.list_client_order_id, unsent]
+        )
         await settled(again, exchange, store)
         store.flush()
-        assert store.sql("SELECT count(*) FROM real_order_lists") == [(2,)]
-        assert len(venue_lists(exchange)) == 2
+        assert store.sql("SELECT count(*) FROM real_order_lists") == [(4,)]
+        assert len(venue_lists(exchange)) == 3
         await again.executor.close()
 
 
@@ -307,3 +320,22 @@ async def test_a_failed_look_up_of_a_sibling_is_left_to_reconcile_and_a_late_eve
     assert executor._lists[placed.list_client_order_id].list_order_status is ListOrderStatus.ALL_DONE
     assert list_row(store, placed.list_client_order_id)[3] == "ALL_DONE"
     await executor.close()
+
+
+async def test_an_emergency_stop_cancels_open_lists_and_the_kill_switch_refuses_new_ones(exchange, store):
+    session = session_for(exchange, store)
+    await session.start()
+    oco = await session.create_order_list(oco_sell(exchange))
+    otoco = await session.create_order_list(otoco_buy(exchange))
+    report = await session.emergency_stop("drill")
+    legs = legs_of(session, oco) + legs_of(session, otoco)
+    assert report.failed == [] and exchange.venue.engine.open_orders() == []
+    assert sorted(o.client_order_id for o in report.canceled) == sorted(legs)  # the pending legs too
+    assert not any(lst.is_open for lst in venue_lists(exchange))
+    for placed in (oco, otoco):
+        await until(lambda p=placed: list_row(store, p.list_client_order_id)[3] == "ALL_DONE", what="lists end")
+    await until(lambda: statuses(store, legs) == ["CANCELED"] * 5, what="every leg ends")
+    with pytest.raises(KillSwitchActive):
+        await session.create_order_list(oco_sell(exchange))
+    assert len(venue_lists(exchange)) == 2
+    await session.executor.close()

@@ -79,6 +79,8 @@ async def test_an_oco_gets_session_ids_and_its_list_and_legs_are_recorded_as_the
     assert (row["contingency_type"], row["list_order_status"], row["order_list_id"]) == ("OCO", "EXECUTING", placed.id)
     assert list(row["legs"]) == list(legs) and row["signal_price"] == pytest.approx(50_000) and row["mode"] == "paper"
     assert stored_statuses(store, legs) == ["NEW", "NEW"]
+    arrivals = store.sql("SELECT arrival_price, signal_price FROM orders WHERE client_order_id IN (?, ?)", list(legs))
+    assert arrivals == [(D(50_000), D(50_000))] * 2
 
     await session._step("BTC/USDT", D(51_000), T0 + 60_000, None)  # the limit leg fills, the stop expires
     assert stored_statuses(store, legs) == ["FILLED", "EXPIRED"]

@@ -75,8 +75,10 @@ class TradingSession:
     """Connects signals to one executor through the shared risk checks and the kill switch.
 
     Orders are addressed by the client order id the session gives them: the session id's
-    first 24 characters, a dash and a sequence number. Every request, risk decision, response
-    and state change is written to the store's audit log; orders and fills to its tables.
+    first 24 characters, a dash and a sequence number; order lists (OCO, OTO, OTOCO, through
+    :meth:`create_order_list`) and each of their orders by ids from the same sequence. Every
+    request, risk decision, response and state change is written to the store's audit log;
+    orders, order lists and fills to its tables.
     """
 
     def __init__(
@@ -380,6 +382,7 @@ class TradingSession:
         except OrderRejected as e:
             self._reject("risk.rejected", detail, e)
         self._audit("risk.passed", detail)
+        arrival = getattr(self.executor, "market_prices", {}).get(symbol, last)  # as for single orders
         now = self._now()
         pending = []
         for leg in legs:
@@ -392,6 +395,7 @@ class TradingSession:
                 self.mode,
                 order,
                 signal_price=signal_price,
+                arrival_price=arrival,
                 signal_time=signal_time,
                 durable=self.mode.is_real,
             )

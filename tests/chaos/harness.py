@@ -725,7 +725,8 @@ class KillSwitchTrip(Scenario):
     async def end(self, run: Chaos) -> None:
         assert run.driver is not None and run.store is not None
         problems = run.problems
-        tried = [(s, k, o) for s, k, o, _ in run.driver.outcomes if s >= self.trip_at and k in ORDER_KINDS]
+        placing = (*ORDER_KINDS, *LIST_KINDS)
+        tried = [(s, k, o) for s, k, o, _ in run.driver.outcomes if s >= self.trip_at and k in placing]
         if not tried:
             problems.append(Problem("no order was tried after the kill switch tripped: nothing was checked"))
         problems += [Problem(f"step {s}: a {k} order {o} after the kill switch tripped ({self.how})")
@@ -815,6 +816,16 @@ class ListWsDrops(WsDrops):
     sibling's expiry and the list's listStatus may each be missed, and must come from REST."""
 
     name = "order_lists_ws_drops"
+
+    def plan(self, rng: random.Random) -> list[Action]:
+        return make_plan(rng, mix=LIST_MIX)
+
+
+class ListKillSwitch(KillSwitchTrip):
+    """Order lists, and the kill switch tripped mid-run: the emergency stop cancels open lists with
+    their orders, and no list (nor order) reaches the exchange afterwards."""
+
+    name = "order_lists_kill_switch"
 
     def plan(self, rng: random.Random) -> list[Action]:
         return make_plan(rng, mix=LIST_MIX)
@@ -957,6 +968,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
         KillSwitchTrip,
         Mixed,
         ListWsDrops,
+        ListKillSwitch,
         ListSigKill,
         ListSigKillMidList,
     )

@@ -713,11 +713,21 @@ class BinanceExecutor:
         return self._accept(order_from_ccxt(raw)).snapshot()
 
     async def cancel_all_orders(self, symbol: str) -> list[Order]:
-        """Cancel every open order of ``symbol`` on the account (not only this session's)."""
+        """Cancel every open order of ``symbol`` on the account (not only this session's); Binance
+        answers an order list's cancel as the list, with its orders' cancels in ``orderReports``."""
         if not await self.fetch_open_orders(symbol):
             return []
         raws = await self._call(self.client.cancel_all_orders, symbol)
-        return [self._accept(order_from_ccxt(raw)).snapshot() for raw in raws]
+        canceled = []
+        for raw in raws:
+            info = raw.get("info") or {}
+            if "contingencyType" not in info:
+                canceled.append(self._accept(order_from_ccxt(raw)).snapshot())
+                continue
+            order_list = await self._accept_list_answer(info, symbol)
+            legs = self._list_legs[order_list.list_client_order_id]
+            canceled += [self._orders[c].snapshot() for c in legs if self._orders[c].status is OrderStatus.CANCELED]
+        return canceled
 
     async def fetch_order(self, client_order_id: str, symbol: str) -> Order:
         try:
