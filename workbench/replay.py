@@ -36,10 +36,11 @@ from workbench.errors import ConfigError
 from workbench.executors.paper import PaperExecutor
 from workbench.fastreplay import Unsupported, commit, simulate
 from workbench.filters import SymbolRules
+from workbench.intents import intent_frame
 from workbench.matching import BookConfig, Fees
-from workbench.session import TradingSession, _close_times, new_session_id
+from workbench.session import TradingSession, _close_times, new_session_id, strategy_answers
 from workbench.store import Store
-from workbench.strategy import Strategy, describe
+from workbench.strategy import Strategy, describe, is_portfolio
 
 PRICES = ("open", "high", "low", "close", "volume")
 Bars = pd.DataFrame | Mapping[str, pd.DataFrame] | str | Path | duckdb.DuckDBPyConnection | None
@@ -211,10 +212,10 @@ class ReplayResult:
     def signals(self) -> pd.DataFrame:
         """Per symbol and bar: the close and the strategy's target (what the replay traded towards)."""
         if self._signals is None:
-            strategy = self.session.strategy
+            answers = strategy_answers(self.session.strategy, self.bars)  # type: ignore[arg-type]
             self._signals = pd.concat(
-                pd.DataFrame({"symbol": s, "close": f["close"], "target": strategy(f)})
-                for s, f in self.bars.items()  # type: ignore[misc]
+                pd.DataFrame({"symbol": s, "close": f["close"]}).join(intent_frame(answers[s], f.index))
+                for s, f in self.bars.items()
             )
         return self._signals
 
@@ -261,6 +262,8 @@ async def replay(
     :class:`~workbench.errors.ConfigError` instead of falling back, ``"event"`` always takes the event path."""
     if engine not in ("auto", "fast", "event"):
         raise ConfigError(f"engine={engine!r} is not one of 'auto', 'fast', 'event'.")
+    if bars is None and is_portfolio(strategy):
+        bars = {s: load_bars(None, s) for s in strategy.symbols}  # type: ignore[attr-defined]
     frames = _frames(bars, symbol)
     rules = dict(rules) if rules is not None else load_rules(frames)
     executor = PaperExecutor(rules, balances or {rules[s].quote: 10_000 for s in frames}, fees=fees, book=book)
@@ -296,6 +299,8 @@ async def replay(
     if engine != "event":
         await session.start()
         try:
+            if is_portfolio(strategy):
+                raise Unsupported("a portfolio strategy's intents are replayed on the event path only")
             outcome = simulate(session, frames)
         except Unsupported as e:
             if engine == "fast":
@@ -391,7 +396,7 @@ def check_lookahead(
 
 async def check_parity(
     strategy: Strategy,
-    bars: pd.DataFrame,
+    bars: pd.DataFrame | Mapping[str, pd.DataFrame],
     *,
     symbol: str = "BTC/USDT",
     store: Store | str | Path | None = None,
@@ -400,11 +405,16 @@ async def check_parity(
 ) -> pd.DataFrame:
     """Feed ``bars`` one at a time to a paper session (:meth:`TradingSession.on_bar`, the live path)
     and replay them; return the bars where the two differ: the live session's target after the bar
-    against the replay's, and the order each placed on it (``"buy 0.01"``). Empty means parity."""
-    bars = load_bars(bars, symbol)
+    against the replay's, and the order each placed on it (``"buy 0.01"``). Empty means parity.
+
+    For a strategy that returns intents, or a portfolio (``bars`` a mapping symbol -> bars, fed in
+    time order), the rows also name the ``symbol``, every order placed on the bar (side, type,
+    amount, prices: ``"sell STOP_LOSS_LIMIT 0.001 @29000 stop 29100"``) and its fills
+    (``live_fills``, ``replay_fills``)."""
+    frames = _frames(bars, symbol) if isinstance(bars, Mapping) else {symbol: load_bars(bars, symbol)}
     target = open_store(store)
-    rules = load_rules([symbol])
-    funds = balances or {rules[symbol].quote: 10_000}
+    rules = load_rules(list(frames))
+    funds = balances or {rules[s].quote: 10_000 for s in frames}
     live = TradingSession(
         PaperExecutor(rules, funds),
         target,
@@ -413,13 +423,17 @@ async def check_parity(
         strategy=strategy,
         session_id=new_session_id("live"),
     )
+    answers = strategy_answers(strategy, frames)
+    if isinstance(bars, Mapping) or is_portfolio(strategy) or isinstance(answers[symbol], pd.DataFrame):
+        return await _intent_parity(live, frames, funds, risk, target)
+    bars = frames[symbol]
     live_targets = []
     for _, bar in bars.iterrows():
         await live.on_bar(symbol, bar)
         live_targets.append(float(live._targets.get(symbol, np.nan)))
     await live.stop()
     result = await replay(strategy, bars, symbol=symbol, store=target, balances=funds, risk=risk)
-    replay_targets = pd.Series(np.asarray(strategy(bars), dtype=float), index=bars.index).ffill()
+    replay_targets = pd.Series(np.asarray(answers[symbol], dtype=float), index=bars.index).ffill()
     frame = pd.DataFrame({"live_signal": live_targets, "replay_signal": replay_targets}, index=bars.index)
     for name, session_id in (("live_order", live.session_id), ("replay_order", result.session_id)):
         orders = target.query(
@@ -432,3 +446,49 @@ async def check_parity(
     signals_differ = ~np.isclose(frame["live_signal"], frame["replay_signal"], rtol=0, atol=0, equal_nan=True)
     orders_differ = frame["live_order"].fillna("") != frame["replay_order"].fillna("")
     return frame[signals_differ | orders_differ]
+
+
+async def _intent_parity(
+    live: TradingSession,
+    frames: Mapping[str, pd.DataFrame],
+    funds: Mapping[str, Decimal | int | str],
+    risk: RiskLimits,
+    target: Store,
+) -> pd.DataFrame:
+    """:func:`check_parity` for intents and portfolios: targets, orders and fills per symbol and bar."""
+    timeline = pd.concat(
+        pd.DataFrame({"symbol": s, "row": np.arange(len(f)), "at": _close_times(f)}, index=f.index)
+        for s, f in frames.items()
+    ).sort_index(kind="stable")
+    for s, row in zip(timeline["symbol"], timeline["row"], strict=True):
+        await live.on_bar(s, frames[s].iloc[row])
+    await live.stop()
+    result = await replay(live.strategy, dict(frames), store=target, balances=funds, risk=risk, engine="event")  # type: ignore[arg-type]
+    keys = list(zip(timeline["symbol"], timeline["at"], strict=True))
+    frame = timeline[["symbol"]].copy()
+    for side, session in (("live", live), ("replay", result.session)):
+        changes = {(s, at): t for s, at, t in session.target_changes}
+        frame[f"{side}_signal"] = [changes.get(k, np.nan) for k in keys]
+        frame[f"{side}_signal"] = frame.groupby("symbol")[f"{side}_signal"].ffill()
+        orders = target.query(
+            "SELECT symbol, epoch_ms(signal_time) AS at, string_agg(side || ' ' || type || ' ' "
+            "|| CAST(CAST(amount AS DOUBLE) AS VARCHAR) || coalesce(' @' || CAST(CAST(price AS DOUBLE) AS VARCHAR), '')"
+            " || coalesce(' stop ' || CAST(CAST(stop_price AS DOUBLE) AS VARCHAR), ''), ', ' ORDER BY created_at, "
+            "client_order_id) AS o FROM orders WHERE session_id = ? GROUP BY ALL",
+            [session.session_id],
+        )
+        placed = dict(zip(zip(orders["symbol"], orders["at"], strict=True), orders["o"], strict=True))
+        frame[f"{side}_order"] = [placed.get(k) for k in keys]
+        fills = target.query(
+            "SELECT symbol, epoch_ms(timestamp) AS at, string_agg(side || ' ' || "
+            "CAST(CAST(amount AS DOUBLE) AS VARCHAR)"
+            " || '@' || CAST(CAST(price AS DOUBLE) AS VARCHAR), ', ' ORDER BY trade_id::BIGINT) AS f "
+            "FROM fills WHERE session_id = ? GROUP BY ALL",
+            [session.session_id],
+        )
+        filled = dict(zip(zip(fills["symbol"], fills["at"], strict=True), fills["f"], strict=True))
+        frame[f"{side}_fills"] = [filled.get(k) for k in keys]
+    differ = ~np.isclose(frame["live_signal"], frame["replay_signal"], rtol=0, atol=0, equal_nan=True)
+    for column in ("order", "fills"):
+        differ |= frame[f"live_{column}"].fillna("") != frame[f"replay_{column}"].fillna("")
+    return frame[differ]
