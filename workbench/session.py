@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from workbench.config import Config, RiskLimits, TradingMode
-from workbench.errors import ConfigError, ExchangeError, FilterError, OrderRejected, WorkbenchError
-from workbench.executors.base import Executor
+from workbench.errors import ConfigError, ExchangeError, FilterError, OrderNotFound, OrderRejected, WorkbenchError
+from workbench.executors.base import Executor, OrderListExecutor
 from workbench.filters import SymbolRules, check_order, rules_for
 from workbench.intents import Entry, Exits, Intent, intent_frame, is_intents, iter_intents
 from workbench.killswitch import KillSwitch
@@ -28,7 +28,10 @@ from workbench.matching import BPS, Execution
 from workbench.model import (
     ZERO,
     ContingencyType,
+    ListOrderStatus,
+    ListStatusType,
     Order,
+    OrderList,
     OrderListRequest,
     OrderRequest,
     OrderStatus,
@@ -99,6 +102,8 @@ class TradingSession:
         self.last_price: dict[str, Decimal] = {}
         self.orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}  # the open subset of orders
+        self.order_lists: dict[str, OrderList] = {}  # list client order id -> latest state
+        self._list_legs: dict[str, tuple[str, ...]] = {}  # list client order id -> its legs' client order ids
         self.rejections: list[OrderRejected] = []
         self.sweep_id = sweep_id
         self.shadow = shadow
@@ -163,7 +168,10 @@ class TradingSession:
             return
         self._started = True
         known = {o.client_order_id: o for o in self.store.session_orders(self.session_id, self.mode)}
-        self._seq = max((int(cid.rsplit("-", 1)[1]) for cid in known), default=0)
+        lists = self.store.session_order_lists(self.session_id, self.mode)
+        self.order_lists.update({lst.list_client_order_id: lst for lst, _ in lists})
+        self._list_legs.update({lst.list_client_order_id: legs for lst, legs in lists})
+        self._seq = max((int(cid.rsplit("-", 1)[1]) for cid in [*known, *self.order_lists]), default=0)
         self.orders.update(known)
         self._open.update({cid: o for cid, o in known.items() if o.is_open})
         restored = self.store.session_fills(self.session_id, self.mode) if self.mode.is_real else []
@@ -182,6 +190,7 @@ class TradingSession:
         )
         self._audit("session.start", {"venue": self.executor.venue, "symbols": list(self.rules), "resumed": len(known)})
         await self.executor.start(known)  # reconciles them all: a fill a crash kept from the store is fetched
+        await self._reconcile_lists()
         if self.shadow is not None:
             await self.shadow.start()
 
@@ -322,6 +331,143 @@ class TradingSession:
             canceled += await self.executor.cancel_all_orders(symbol)
         self._audit("order.cancel_all", {"canceled": [o.client_order_id for o in canceled]})
         return canceled
+
+    # -- order lists ------------------------------------------------------------------------
+
+    async def create_order_list(
+        self,
+        request: OrderListRequest,
+        *,
+        signal_price: Decimal | None = None,
+        signal_time: int | None = None,
+    ) -> OrderList:
+        """Check every leg of an OCO, OTO or OTOCO with the risk checks, record the list, send it.
+
+        The list and each leg get the session's client order ids (the request's are replaced). A
+        leg a check refuses refuses the whole list, as :meth:`submit` refuses an order (audit rows
+        only, the error raised); a list the venue rejects keeps its record, REJECT, its legs
+        REJECTED. An :class:`~workbench.errors.ExchangeError` leaves it unacknowledged for
+        reconciliation. The legs' orders are recorded as they change, like single orders."""
+        executor = self._list_executor()
+        await self.start()
+        list_id = self._next_id()
+        legs = tuple(replace(leg, client_order_id=self._next_id()) for leg in request.orders)
+        request = replace(request, orders=legs, list_client_order_id=list_id)
+        detail: dict[str, Any] = {
+            "list_client_order_id": list_id,
+            "contingency_type": request.contingency_type.value,
+            "orders": [_request_detail(leg) for leg in legs],
+        } | ({"signal_time": signal_time} if signal_time is not None else {})
+        self._audit("order_list.request", detail)
+        symbol = request.symbol
+        try:
+            last = await self._price(symbol)
+            for i, leg in enumerate(legs):  # each leg counts the ones before it as open
+                context = self.risk_context(symbol, last)
+                self.risk.check(
+                    leg,
+                    replace(
+                        context,
+                        open_orders=context.open_orders + i,
+                        open_orders_symbol=context.open_orders_symbol + i,
+                        orders_last_minute=context.orders_last_minute + i,
+                    ),
+                )
+        except OrderRejected as e:
+            self._reject("risk.rejected", detail, e)
+        self._audit("risk.passed", detail)
+        now = self._now()
+        pending = []
+        for leg in legs:
+            self.state.record_order(now)
+            order = Order.from_request(leg, leg.client_order_id, now)  # type: ignore[arg-type]
+            order.status = OrderStatus.PENDING_NEW
+            pending.append(order)
+            self.store.record_order(
+                self.session_id,
+                self.mode,
+                order,
+                signal_price=signal_price,
+                signal_time=signal_time,
+                durable=self.mode.is_real,
+            )
+        self._list_legs[list_id] = tuple(leg.client_order_id for leg in legs)  # type: ignore[misc]
+        unsent = OrderList(-1, list_id, symbol, request.contingency_type, (), timestamp=now, last_update=now)
+        self.order_lists[list_id] = unsent
+        self.store.record_order_list(  # on disk before it is sent, like a single order
+            self.session_id,
+            self.mode,
+            unsent,
+            self._list_legs[list_id],
+            signal_price=signal_price,
+            signal_time=signal_time,
+            durable=self.mode.is_real,
+        )
+        try:
+            order_list = await executor.create_order_list(request)
+        except OrderRejected as e:
+            for order in pending:
+                order.status = OrderStatus.REJECTED
+                self.store.record_order(self.session_id, self.mode, order)
+            self._record_list(_rejected(unsent))
+            self._reject("order_list.rejected", detail, e)
+        except ExchangeError as e:
+            self._audit("order_list.unresolved", {**detail, "error": str(e)})
+            raise
+        self._record_list(order_list)
+        self._audit(
+            "order_list.response",
+            {**detail, "id": order_list.id, "status": order_list.list_order_status.value},
+        )
+        return order_list
+
+    async def cancel_order_list(self, list_client_order_id: str, symbol: str) -> OrderList:
+        """Cancel every open order of an order list by the list's client order id; its legs' cancels
+        arrive as order events. :class:`~workbench.errors.OrderNotFound` if it is not open."""
+        self._audit("order_list.cancel", {"list_client_order_id": list_client_order_id, "symbol": symbol})
+        order_list = await self._list_executor().cancel_order_list(list_client_order_id, symbol)
+        self._record_list(order_list)
+        return order_list
+
+    def _list_executor(self) -> OrderListExecutor:
+        if not isinstance(self.executor, OrderListExecutor):
+            raise WorkbenchError(f"The {self.mode} executor {type(self.executor).__name__} does not trade order lists.")
+        return self.executor
+
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"{self._prefix}{self._seq}"
+
+    def _record_list(self, order_list: OrderList) -> bool:
+        """Keep and store the latest state of one of this session's order lists; ``False`` for
+        another client's list on the same account (the user data stream has them all)."""
+        list_id = order_list.list_client_order_id
+        if not list_id.startswith(self._prefix):
+            return False
+        self.order_lists[list_id] = order_list
+        self.store.record_order_list(self.session_id, self.mode, order_list, self._list_legs.get(list_id, ()))
+        return True
+
+    async def _reconcile_lists(self) -> None:
+        """After a restart, ask a real venue for every list the store has open (or never saw
+        acknowledged): a list it has never seen never reached it, and is recorded REJECT."""
+        if not (self.mode.is_real and isinstance(self.executor, OrderListExecutor)):
+            return
+        for list_id, known in list(self.order_lists.items()):
+            if not known.is_open:
+                continue
+            try:
+                order_list = await self.executor.fetch_order_list(list_id, known.symbol)
+            except OrderNotFound:
+                if known.id >= 0:
+                    self._audit("order_list.missing", {"list_client_order_id": list_id})
+                    continue
+                order_list = _rejected(known)
+            self._record_list(order_list)
+            self._audit(
+                "order_list.reconciled",
+                {"list_client_order_id": list_id, "status": order_list.list_order_status.value},
+            )
 
     async def emergency_stop(
         self,
@@ -785,11 +931,11 @@ class TradingSession:
         if len(legs) == 2:
             request = OrderListRequest(ContingencyType.OCO, tuple(legs))
             try:
-                placed = await self.create_order_list(request, signal_price=price, signal_time=timestamp)  # type: ignore[attr-defined]
+                placed = await self.create_order_list(request, signal_price=price, signal_time=timestamp)
             except (OrderRejected, ExchangeError):
                 return  # recorded in the audit log (and self.rejections)
             book.exit_list = placed.list_client_order_id
-            book.exit_orders = tuple(o for o in self._open if o.startswith(placed.list_client_order_id))
+            book.exit_orders = self._list_legs.get(placed.list_client_order_id, ())
             return
         order = await self._send(legs[0], price, timestamp)
         book.exit_orders = (order.client_order_id,) if order is not None else ()
@@ -797,7 +943,7 @@ class TradingSession:
     async def _cancel_exits(self, symbol: str, book: _IntentBook) -> None:
         if book.exit_list is not None and any(o in self._open for o in book.exit_orders):
             with contextlib.suppress(OrderRejected, ExchangeError):  # filled or canceled meanwhile
-                await self.cancel_order_list(book.exit_list, symbol)  # type: ignore[attr-defined]
+                await self.cancel_order_list(book.exit_list, symbol)
         else:
             await self._cancel_open(symbol, book.exit_orders)
         book.exit_list, book.exit_orders, book.protecting = None, (), None
@@ -818,6 +964,17 @@ class TradingSession:
     # -- events and reporting ---------------------------------------------------------------
 
     def _on_execution(self, event: Execution) -> None:
+        if event.order_list is not None:  # LIST_STATUS: its legs' changes come as events of their own
+            if not self._record_list(event.order_list):
+                return
+            self._audit(
+                "order_list.event",
+                {
+                    "list_client_order_id": event.order_list.list_client_order_id,
+                    "status": event.order_list.list_order_status.value,
+                },
+            )
+            return
         order = event.order
         if not order.client_order_id.startswith(self._prefix):
             return  # another client's order on the same account (the user data stream has them all)
@@ -947,6 +1104,11 @@ def _total_fees(orders: list[Order]) -> dict[str, float]:
         for asset, fee in order.fees.items():
             totals[asset] = totals.get(asset, ZERO) + fee
     return {asset: float(fee) for asset, fee in totals.items()}
+
+
+def _rejected(order_list: OrderList) -> OrderList:
+    """``order_list`` as a list the venue refused or never received (Binance's REJECT)."""
+    return replace(order_list, list_status_type=ListStatusType.ALL_DONE, list_order_status=ListOrderStatus.REJECT)
 
 
 def _request_detail(request: OrderRequest) -> dict[str, Any]:

@@ -35,7 +35,19 @@ import pandas as pd
 
 from workbench.config import TradingMode
 from workbench.errors import WorkbenchError
-from workbench.model import Balance, Fill, Order, OrderStatus, OrderType, Side, TimeInForce
+from workbench.model import (
+    Balance,
+    ContingencyType,
+    Fill,
+    ListOrderStatus,
+    ListStatusType,
+    Order,
+    OrderList,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 
 _AMOUNT = "DECIMAL(38, 18)"
 
@@ -70,6 +82,13 @@ CREATE TABLE IF NOT EXISTS {{p}}_fills (
     fee_currency VARCHAR, is_maker BOOLEAN, timestamp TIMESTAMPTZ,
     PRIMARY KEY (session_id, symbol, trade_id)
 );
+CREATE TABLE IF NOT EXISTS {{p}}_order_lists (
+    session_id VARCHAR, list_client_order_id VARCHAR, {{mode}} order_list_id BIGINT, symbol VARCHAR,
+    contingency_type VARCHAR, list_status_type VARCHAR, list_order_status VARCHAR, status_rank TINYINT,
+    legs VARCHAR[], signal_price {_AMOUNT}, signal_time TIMESTAMPTZ, created_at TIMESTAMPTZ,
+    updated_at TIMESTAMPTZ,
+    PRIMARY KEY (session_id, list_client_order_id)
+);
 CREATE TABLE IF NOT EXISTS {{p}}_balances (
     session_id VARCHAR, {{mode}} timestamp TIMESTAMPTZ, asset VARCHAR, free {_AMOUNT}, locked {_AMOUNT}
 );
@@ -80,6 +99,8 @@ CREATE OR REPLACE VIEW orders AS
     SELECT 'paper' AS mode, * FROM paper_orders UNION ALL BY NAME SELECT * FROM real_orders;
 CREATE OR REPLACE VIEW fills AS
     SELECT 'paper' AS mode, * FROM paper_fills UNION ALL BY NAME SELECT * FROM real_fills;
+CREATE OR REPLACE VIEW order_lists AS
+    SELECT 'paper' AS mode, * FROM paper_order_lists UNION ALL BY NAME SELECT * FROM real_order_lists;
 CREATE OR REPLACE VIEW balances AS
     SELECT 'paper' AS mode, * FROM paper_balances UNION ALL BY NAME SELECT * FROM real_balances;
 """
@@ -192,6 +213,54 @@ def _merge_orders(columns: tuple[str, ...], old: tuple[Any, ...], new: tuple[Any
     )
 
 
+_LIST_COLUMNS = (
+    "session_id",
+    "list_client_order_id",
+    "order_list_id",
+    "symbol",
+    "contingency_type",
+    "list_status_type",
+    "list_order_status",
+    "status_rank",
+    "legs",
+    "signal_price",
+    "signal_time",
+    "created_at",
+    "updated_at",
+)
+_LIST_FIRST_KNOWN = ("signal_price", "signal_time", "created_at")
+
+
+def list_rank(order_list: OrderList) -> int:
+    """How far an order list has come: 0 journaled but not acknowledged (``id`` -1), 1 executing,
+    2 done (ALL_DONE or REJECT)."""
+    if not order_list.is_open:
+        return 2
+    return 0 if order_list.id < 0 else 1
+
+
+@functools.cache
+def _list_conflict(table: str) -> str:
+    """An order list row's upsert: it only moves forward; the first signal and creation time stay."""
+    updates = ", ".join(
+        f"{c} = coalesce({table}.{c}, excluded.{c})" if c in _LIST_FIRST_KNOWN else f"{c} = excluded.{c}"
+        for c in _LIST_COLUMNS[2:]
+    )
+    return (
+        f"ON CONFLICT (session_id, list_client_order_id) DO UPDATE SET {updates} "
+        f"WHERE excluded.status_rank >= {table}.status_rank"
+    )
+
+
+def _merge_lists(columns: tuple[str, ...], old: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Two updates of one order list in one batch: the more advanced (the later of equals), with
+    the first-known fields of either."""
+    rank = columns.index("status_rank")
+    ahead = new if new[rank] >= old[rank] else old
+    first = {columns.index(c) for c in _LIST_FIRST_KNOWN}
+    return tuple((old[i] if old[i] is not None else new[i]) if i in first else ahead[i] for i in range(len(columns)))
+
+
 _TYPES: dict[str, dict[str, str]] = {}
 
 
@@ -225,6 +294,15 @@ def _decode(value: Any, sql_type: str) -> Any:
     if sql_type.startswith("TIMESTAMP"):
         return datetime.fromisoformat(value)
     return value
+
+
+# the tables whose rows may be journaled: their upsert and their merge of two updates in one batch
+_JOURNALED = {
+    "paper_orders": (_order_conflict, _merge_orders),
+    "real_orders": (_order_conflict, _merge_orders),
+    "paper_order_lists": (_list_conflict, _merge_lists),
+    "real_order_lists": (_list_conflict, _merge_lists),
+}
 
 
 class StoreError(WorkbenchError):
@@ -507,6 +585,71 @@ class Store:
         )
         return [Fill(*row[:4], Side(row[4]), *row[5:]) for row in rows]
 
+    def record_order_list(
+        self,
+        session_id: str,
+        mode: TradingMode,
+        order_list: OrderList,
+        legs: Iterable[str],
+        *,
+        signal_price: Decimal | None = None,
+        signal_time: int | None = None,
+        durable: bool = False,
+    ) -> None:
+        """Insert or advance an order list row (``legs``: its orders' client order ids, in the
+        request's order); an update never moves a list backwards. ``durable`` as for orders."""
+        table, extra, values = self._trading_table("order_lists", mode)
+        row = (
+            session_id,
+            order_list.list_client_order_id,
+            order_list.id if order_list.id >= 0 else None,
+            order_list.symbol,
+            order_list.kind.value,
+            order_list.list_status_type.value,
+            order_list.list_order_status.value,
+            list_rank(order_list),
+            list(legs),
+            signal_price,
+            utc(signal_time),
+            utc(order_list.timestamp),
+            utc(order_list.last_update),
+        )
+        columns = (*_LIST_COLUMNS[:2], *extra, *_LIST_COLUMNS[2:])
+        item = _Row(table, columns, (*row[:2], *values, *row[2:]), _list_conflict(table), row[:2], _merge_lists)
+        if durable:
+            self._journal(item)
+        else:
+            self._enqueue(item)
+
+    def session_order_lists(self, session_id: str, mode: TradingMode) -> list[tuple[OrderList, tuple[str, ...]]]:
+        """The order lists a session recorded, each with its legs' client order ids (for a restart).
+        A list never acknowledged reads ``id`` -1; its ``orders`` (venue ids) are empty."""
+        rows = self._session_rows(
+            "order_lists",
+            session_id,
+            mode,
+            "list_client_order_id, order_list_id, symbol, contingency_type, list_status_type, list_order_status, "
+            "legs, epoch_ms(created_at), epoch_ms(updated_at)",
+            "ORDER BY created_at, list_client_order_id",
+        )
+        return [
+            (
+                OrderList(
+                    -1 if list_id is None else list_id,
+                    lcid,
+                    symbol,
+                    ContingencyType(kind),
+                    (),
+                    ListStatusType(status_type),
+                    ListOrderStatus(order_status),
+                    created or 0,
+                    updated or 0,
+                ),
+                tuple(legs),
+            )
+            for lcid, list_id, symbol, kind, status_type, order_status, legs, created, updated in rows
+        ]
+
     def _session_rows(
         self, kind: str, session_id: str, mode: TradingMode, columns: str, order: str = ""
     ) -> list[tuple[Any, ...]]:
@@ -580,11 +723,12 @@ class Store:
             except json.JSONDecodeError:
                 continue
             table, columns = entry["table"], tuple(entry["columns"])
-            if table not in ("paper_orders", "real_orders"):
+            if table not in _JOURNALED:
                 raise StoreError(f"The journal {self._journal_path} names the table {table!r}; move it aside.")
             types = _column_types(cursor, table)
             values = tuple(_decode(v, types[c]) for c, v in zip(columns, entry["values"], strict=True))
-            rows.append(_Row(table, columns, values, _order_conflict(table), values[:2], _merge_orders))
+            conflict, merge = _JOURNALED[table]
+            rows.append(_Row(table, columns, values, conflict(table), values[:2], merge))
         if rows:
             self._commit(cursor, rows)
             if self._error is not None:
