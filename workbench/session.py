@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -928,6 +929,11 @@ class TradingSession:
                 )
         if _is_dust(legs[-1], rules, legs[-1].price or price):  # type: ignore[arg-type]
             return
+        if len(legs) == 2 and not isinstance(self.executor, OrderListExecutor):
+            why = f"the {self.mode} executor trades no order lists: {symbol}'s take-profit is not placed, its stop-loss is"
+            warnings.warn(f"An OCO exit cannot be placed: {why}.", stacklevel=2)
+            self._audit("intent.unsupported", {"symbol": symbol, "why": why})
+            legs = legs[-1:]
         if len(legs) == 2:
             request = OrderListRequest(ContingencyType.OCO, tuple(legs))
             try:
