@@ -930,7 +930,7 @@ class TradingSession:
         if _is_dust(legs[-1], rules, legs[-1].price or price):  # type: ignore[arg-type]
             return
         if len(legs) == 2 and not isinstance(self.executor, OrderListExecutor):
-            why = f"the {self.mode} executor trades no order lists: {symbol}'s take-profit is not placed, its stop-loss is"
+            why = f"the {self.mode} executor trades no order lists: {symbol}'s stop-loss is placed, not its take-profit"
             warnings.warn(f"An OCO exit cannot be placed: {why}.", stacklevel=2)
             self._audit("intent.unsupported", {"symbol": symbol, "why": why})
             legs = legs[-1:]
