@@ -44,6 +44,13 @@ async def bar(session: TradingSession, exchange, i: int, price: Decimal | None =
     return await session.on_bar(symbol, row)
 
 
+async def enter(session: TradingSession, exchange) -> None:
+    """Bar 1 (the entry), its fill on the session's books, then bar 2 (the exits are known to be placed)."""
+    await bar(session, exchange, 1)
+    await until(lambda: held(session) > 0, what="the entry fills")
+    await bar(session, exchange, 2)
+
+
 def venue_orders(exchange, symbol: str = "BTC/USDT") -> list[tuple[str, str, str]]:
     """(side, type, status) of the exchange's orders of ``symbol``, in the order they were placed."""
     orders = sorted(exchange.venue.engine.orders.values(), key=lambda o: int(o.id))
@@ -91,9 +98,7 @@ async def test_a_limit_entry_rests_on_the_exchange_and_is_canceled_after_its_bar
 async def test_a_take_profit_rests_as_a_limit_sell_and_fills_at_its_price(exchange, store):
     p = price_of(exchange)
     session = session_with(exchange, store, {1: {"target": 0.01, "take_profit": float(p * Decimal("1.01"))}})
-    await bar(session, exchange, 1)
-    await until(lambda: held(session) > 0, what="the entry fills")
-    await bar(session, exchange, 2)
+    await enter(session, exchange)
     assert venue_orders(exchange) == [("buy", "MARKET", "FILLED"), ("sell", "LIMIT", "NEW")]
     exchange.set_price("BTC/USDT", p * Decimal("1.02"))
     await until(lambda: held(session) == 0, what="the take-profit fills")
@@ -105,9 +110,7 @@ async def test_a_take_profit_rests_as_a_limit_sell_and_fills_at_its_price(exchan
 async def test_a_trailing_stop_carries_binances_trailing_delta_and_triggers_on_the_retrace(exchange, store):
     p = price_of(exchange)
     session = session_with(exchange, store, {1: {"target": 0.01, "trailing_delta": 150}})
-    await bar(session, exchange, 1)
-    await until(lambda: held(session) > 0, what="the entry fills")
-    await bar(session, exchange, 2)
+    await enter(session, exchange)
     trailing = next(o for o in exchange.venue.engine.orders.values() if o.type.value == "STOP_LOSS_LIMIT")
     assert trailing.trailing_delta == 150 and trailing.stop_price is None  # 1.5%, tracking from placement
     exchange.set_price("BTC/USDT", p * Decimal("1.03"))  # a new high: the stop follows it
@@ -127,9 +130,7 @@ async def test_a_bracket_on_a_venue_without_order_lists_keeps_its_stop_and_says_
         exchange, store, {1: {"target": 0.01, "stop_loss": stop, "take_profit": profit}, 4: {"target": 0.0}}
     )
     with pytest.warns(UserWarning, match="stop-loss is placed, not its take-profit"):
-        await bar(session, exchange, 1)
-        await until(lambda: held(session) > 0, what="the entry fills")
-        await bar(session, exchange, 2)
+        await enter(session, exchange)
     assert venue_orders(exchange) == [("buy", "MARKET", "FILLED"), ("sell", "STOP_LOSS_LIMIT", "NEW")]
     store.flush()
     assert store.sql("SELECT count(*) FROM audit_log WHERE kind = 'intent.unsupported'")[0][0] == 1
