@@ -79,6 +79,7 @@ async def run_in(mode: str, strategy, bars, store, balances=None):
 
 def orders_of(session) -> list[tuple]:
     """(bar signalled on, side, type, status, amount, stop) of each order, in the order placed."""
+    session.store.flush()
     frame = session.store.query(
         "SELECT signal_time, side, type, status, amount, stop_price FROM orders WHERE session_id = ? "
         "ORDER BY created_at, CAST(split_part(client_order_id, '-', -1) AS INT)",
@@ -379,3 +380,32 @@ def test_fixed_fraction_at_risk_and_units_round_down_to_each_symbols_step(rules)
     step = float(rules["SOL/USDT"].step_size())
     assert units["BTC/USDT"].tolist()[0] == 0.16666 and np.isnan(units["BTC/USDT"][1])
     assert units["SOL/USDT"].tolist() == [np.floor(2500 / 17 / step) * step, np.floor(1000 / 17 / step) * step]
+
+
+# -- risk checks and the kill switch see every intent order -------------------------------------------
+
+
+async def test_intent_orders_pass_the_risk_checks_and_the_kill_switch_cancels_the_exits(store):
+    bars = path_bars([50_000] * 12)
+    script = {1: {"target": 0.5, "stop_loss": 49_000}, 3: {"target": 0.01, "stop_loss": 49_000}}
+    rules = load_rules(["BTC/USDT"])
+    session = TradingSession(
+        PaperExecutor(rules, {"USDT": 10_000}),
+        store,
+        rules=rules,
+        strategy=Scripted(bars, script),
+        risk=RiskLimits(max_order_notional=Decimal(1_000)),
+    )
+    for i in range(6):
+        await session.on_bar("BTC/USDT", bars.iloc[i])
+    # 0.5 BTC (25,000 USDT) is over the 1,000 limit: refused and audited; 0.01 BTC goes, then its stop
+    assert [e.rule for e in session.rejections] == ["max_order_notional"]
+    assert [o[:4] for o in orders_of(session)] == [(3, "buy", "MARKET", "FILLED"), (3, "sell", "STOP_LOSS_LIMIT", "NEW")]
+    store.flush()
+    assert store.sql("SELECT count(*) FROM audit_log WHERE kind = 'risk.rejected'")[0][0] == 1
+    await session.emergency_stop("test")
+    for i in range(6, 12):
+        await session.on_bar("BTC/USDT", bars.iloc[i])
+    assert [o[:4] for o in orders_of(session)][-1] == (3, "sell", "STOP_LOSS_LIMIT", "CANCELED")
+    assert len(orders_of(session)) == 2  # the kill switch refuses every new protective order
+    await session.stop()
