@@ -730,6 +730,9 @@ class TradingSession:
         if not is_portfolio(self.strategy):
             return None
         symbols = self.strategy.symbols  # type: ignore[union-attr]
+        missing = [s for s in symbols if s not in self.rules]
+        if missing:
+            raise ConfigError(f"The portfolio trades {list(symbols)}: the session has no {missing}; add them.")
         times = {self._bar_times.get(s, (None, 0))[0] for s in symbols}
         if len(times) != 1 or None in times:
             return None
