@@ -951,7 +951,7 @@ class TradingSession:
 
     async def _cancel_exits(self, symbol: str, book: _IntentBook) -> None:
         if book.exit_list is not None and any(o in self._open for o in book.exit_orders):
-            with contextlib.suppress(OrderRejected, ExchangeError):  # filled or canceled meanwhile
+            with contextlib.suppress(OrderRejected, OrderNotFound, ExchangeError):  # filled or canceled meanwhile
                 await self.cancel_order_list(book.exit_list, symbol)
         else:
             await self._cancel_open(symbol, book.exit_orders)
@@ -960,7 +960,7 @@ class TradingSession:
     async def _cancel_open(self, symbol: str, client_order_ids: tuple[str, ...]) -> None:
         for cid in client_order_ids:
             if cid in self._open:
-                with contextlib.suppress(OrderRejected, ExchangeError):  # filled or canceled meanwhile
+                with contextlib.suppress(OrderRejected, OrderNotFound, ExchangeError):  # filled or canceled meanwhile
                     await self.cancel_order(cid, symbol)
 
     async def _send(self, request: OrderRequest, price: Decimal, timestamp: int) -> Order | None:

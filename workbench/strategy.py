@@ -172,7 +172,8 @@ class MomentumRotation:
     """Every ``every`` minutes (on the clock), hold the ``top`` symbols with the best positive
     return over ``lookback`` bars, each sized to a per-bar volatility of ``vol_target`` of equity
     (:func:`~workbench.sizing.volatility_target`, at most ``gross`` of equity in all, in steps of
-    ``step``); the others flat."""
+    ``step``); the others flat. ``budget`` (quote) sizes against that amount instead of the
+    account's equity (``target_quote`` rather than ``target_fraction``): a testnet account is big."""
 
     symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
     lookback: int = 240
@@ -182,6 +183,7 @@ class MomentumRotation:
     vol_target: float = 0.0005
     gross: float = 0.9
     step: float = 0.05
+    budget: float | None = None
 
     def __post_init__(self) -> None:
         name = "MomentumRotation"
@@ -204,6 +206,13 @@ class MomentumRotation:
             "0 < vol_target, step < 1 and 0 < gross <= 1",
             (self.vol_target, self.step, self.gross),
         )
+        budget = self.budget
+        _check(
+            name,
+            budget is None or (isinstance(budget, numbers.Real) and 0 < budget < math.inf),
+            "a budget > 0 (quote) or None",
+            budget,
+        )
 
     @property
     def warmup(self) -> int:
@@ -219,6 +228,10 @@ class MomentumRotation:
         weights = (weights / self.step + 1e-9).apply(lambda c: c // 1) * self.step
         minute = (closes.index - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(minutes=1)
         weights = weights.where(pd.Series(minute % self.every == 0, index=closes.index), axis=0)
+        if self.budget is not None:
+            return {
+                s: pd.DataFrame({"target_quote": weights[s].reindex(bars[s].index) * self.budget}) for s in self.symbols
+            }
         return {s: pd.DataFrame({"target_fraction": weights[s].reindex(bars[s].index)}) for s in self.symbols}
 
 
