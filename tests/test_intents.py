@@ -400,7 +400,10 @@ async def test_intent_orders_pass_the_risk_checks_and_the_kill_switch_cancels_th
         await session.on_bar("BTC/USDT", bars.iloc[i])
     # 0.5 BTC (25,000 USDT) is over the 1,000 limit: refused and audited; 0.01 BTC goes, then its stop
     assert [e.rule for e in session.rejections] == ["max_order_notional"]
-    assert [o[:4] for o in orders_of(session)] == [(3, "buy", "MARKET", "FILLED"), (3, "sell", "STOP_LOSS_LIMIT", "NEW")]
+    assert [o[:4] for o in orders_of(session)] == [
+        (3, "buy", "MARKET", "FILLED"),
+        (3, "sell", "STOP_LOSS_LIMIT", "NEW"),
+    ]
     store.flush()
     assert store.sql("SELECT count(*) FROM audit_log WHERE kind = 'risk.rejected'")[0][0] == 1
     await session.emergency_stop("test")
@@ -409,3 +412,54 @@ async def test_intent_orders_pass_the_risk_checks_and_the_kill_switch_cancels_th
     assert [o[:4] for o in orders_of(session)][-1] == (3, "sell", "STOP_LOSS_LIMIT", "CANCELED")
     assert len(orders_of(session)) == 2  # the kill switch refuses every new protective order
     await session.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_exit_reached_already_sells_at_once(mode, store):
+    bars = path_bars([50_000] * 4)
+    session = await run_in(mode, Scripted(bars, {1: {"target": 0.01, "stop_loss": 50_100}}), bars, store)
+    assert [o[:4] for o in orders_of(session)] == [(1, "buy", "MARKET", "FILLED"), (1, "sell", "MARKET", "FILLED")]
+    assert position(session) == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_while_a_limit_sale_rests_the_stop_protects_only_what_it_does_not_sell(mode, store):
+    bars = path_bars([50_000] * 5 + [50_600] * 3)
+    script = {
+        1: {"target": 0.02, "stop_loss": 49_000},
+        3: {"target": 0.01, "limit_price": 50_500, "stop_loss": 49_000},
+    }
+    session = await run_in(mode, Scripted(bars, script), bars, store)
+    assert [o[:5] for o in orders_of(session)] == [
+        (1, "buy", "MARKET", "FILLED", 0.02),
+        (1, "sell", "STOP_LOSS_LIMIT", "CANCELED", 0.01998),  # canceled: the sale needs the base it holds
+        (3, "sell", "LIMIT", "FILLED", 0.00998),  # down to the 0.01 target from 0.01998 held
+        (3, "sell", "STOP_LOSS_LIMIT", "NEW", 0.01),  # what the sale leaves
+    ]
+
+
+async def test_a_portfolio_refuses_a_session_without_its_symbols(store):
+    rules = load_rules(["BTC/USDT"])
+    session = TradingSession(PaperExecutor(rules, {"USDT": 1_000}), store, rules=rules, strategy=MomentumRotation())
+    with pytest.raises(ConfigError, match="the session has no"):
+        await session.on_bar("BTC/USDT", path_bars([30_000.0]).iloc[0])
+
+
+async def test_a_halted_session_runs_no_intents(store):
+    bars = path_bars([50_000] * 5)
+    rules = load_rules(["BTC/USDT"])
+    session = TradingSession(PaperExecutor(rules, {"USDT": 10_000}), store, rules=rules,
+                             strategy=Scripted(bars, {1: {"target": 0.01}}))  # fmt: skip
+    session.kill_switch.trip("test")
+    await session.run({"BTC/USDT": bars}, progress=False)
+    assert orders_of(session) == [] and not session._books
+
+
+def test_the_rotation_sizes_a_budget_in_quote_as_it_sizes_a_fraction_of_equity():
+    frames = {s: load_bars(None, s, limit=400) for s in MomentumRotation().symbols}
+    fractions = MomentumRotation()(frames)
+    quotes = MomentumRotation(budget=2_000)(frames)
+    for symbol in fractions:
+        expected = fractions[symbol]["target_fraction"] * 2_000
+        pd.testing.assert_series_equal(quotes[symbol]["target_quote"], expected, check_names=False)
+    assert sum(f["target_fraction"].gt(0).sum() for f in fractions.values()) > 0
