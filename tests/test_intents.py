@@ -457,8 +457,8 @@ async def test_a_halted_session_runs_no_intents(store):
 
 def test_the_rotation_sizes_a_budget_in_quote_as_it_sizes_a_fraction_of_equity():
     frames = {s: load_bars(None, s, limit=400) for s in MomentumRotation().symbols}
-    fractions = MomentumRotation()(frames)
-    quotes = MomentumRotation(budget=2_000)(frames)
+    fractions = MomentumRotation(lookback=120, every=30)(frames)
+    quotes = MomentumRotation(lookback=120, every=30, budget=2_000)(frames)
     for symbol in fractions:
         expected = fractions[symbol]["target_fraction"] * 2_000
         pd.testing.assert_series_equal(quotes[symbol]["target_quote"], expected, check_names=False)

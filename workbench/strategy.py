@@ -176,13 +176,13 @@ class MomentumRotation:
     account's equity (``target_quote`` rather than ``target_fraction``): a testnet account is big."""
 
     symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
-    lookback: int = 240
+    lookback: int = 1440
     top: int = 2
-    every: int = 60
+    every: int = 240
     vol_window: int = 60
     vol_target: float = 0.0005
     gross: float = 0.9
-    step: float = 0.05
+    step: float = 0.1
     budget: float | None = None
 
     def __post_init__(self) -> None:
