@@ -144,3 +144,26 @@ async def test_a_bracket_on_a_venue_without_order_lists_keeps_its_stop_and_says_
     ]
     await session.stop()
     await session.executor.close()
+
+
+async def test_a_restarted_session_finds_its_stop_on_the_exchange_and_replaces_it_once(exchange, store):
+    p = price_of(exchange)
+    rows = {i: {"target": 0.01, "stop_loss": float(p * Decimal("0.97"))} for i in range(1, 6)}  # held every bar
+    first = session_with(exchange, store, rows)
+    await enter(first, exchange)
+    await first.stop()  # the process ends; its stop stays on the exchange
+    await first.executor.close()
+    again = session_with(exchange, store, rows)  # the same session id and store: it resumes
+    await again.start()
+    assert held(again) == held(first) > 0  # its position, from its fills
+    await bar(again, exchange, 3)
+    # the old stop is canceled (it holds the base) and one new stop protects the position
+    assert venue_orders(exchange) == [
+        ("buy", "MARKET", "FILLED"),
+        ("sell", "STOP_LOSS_LIMIT", "CANCELED"),
+        ("sell", "STOP_LOSS_LIMIT", "NEW"),
+    ]
+    await bar(again, exchange, 4)
+    assert len(venue_orders(exchange)) == 3  # and it stays
+    await again.stop()
+    await again.executor.close()

@@ -784,19 +784,28 @@ class TradingSession:
     async def _step_intent(self, symbol: str, price: Decimal, timestamp: int, intent: Intent | None) -> Order | None:
         """One bar of an intent strategy's ``symbol``: age (and cancel) its limit entry, act on
         ``intent`` if its size changed, keep the protective exits in step with the position."""
-        book = self._books.setdefault(symbol, _IntentBook())
+        book = self._book(symbol)
         await self._age_entry(symbol, book)
         if intent is None:
             await self._sync_exits(symbol, book, price, timestamp)
             return None
         return await self._act({symbol: (intent, price, timestamp)})
 
+    def _book(self, symbol: str) -> _IntentBook:
+        """The intent book of ``symbol``. A new one takes over the session's open orders on it (a
+        resumed session's exits, found again at restart): the first exits it places replace them."""
+        book = self._books.get(symbol)
+        if book is None:
+            book = self._books[symbol] = _IntentBook()
+            book.exit_orders = tuple(cid for cid, o in self._open.items() if o.symbol == symbol)
+        return book
+
     async def _act(self, intents: Mapping[str, tuple[Intent | None, Decimal, int]]) -> Order | None:
         """Act on the intents whose size changed (sells before buys: they free the budget), then
         keep every symbol's exits in step with its position. Returns the last entry order sent."""
         changed = {}
         for symbol, (intent, _, _) in intents.items():
-            book = self._books.setdefault(symbol, _IntentBook())
+            book = self._book(symbol)
             if intent is not None and (book.intent is None or intent.entry_key != book.intent.entry_key):
                 changed[symbol] = intent
         equity = None
