@@ -463,3 +463,23 @@ def test_the_rotation_sizes_a_budget_in_quote_as_it_sizes_a_fraction_of_equity()
         expected = fractions[symbol]["target_fraction"] * 2_000
         pd.testing.assert_series_equal(quotes[symbol]["target_quote"], expected, check_names=False)
     assert sum(f["target_fraction"].gt(0).sum() for f in fractions.values()) > 0
+
+
+@pytest.mark.parametrize(
+    ("strategy", "symbol"),
+    [(SmaBracket(fast=5, slow=20, stop=0.002, profit=0.003), "BTC/USDT"), (RsiReversion(size=0.05), "ETH/USDT")],
+)
+async def test_the_replay_steps_only_the_bars_that_matter_and_places_what_every_bar_would(strategy, symbol, tmp_path):
+    bars = load_bars(None, symbol, limit=3000)
+    sparse = await replay(strategy, bars, symbol=symbol, store=tmp_path / "r.duckdb")
+    rules = load_rules([symbol])
+    every = TradingSession(PaperExecutor(rules, {"USDT": 10_000}), sparse.store, rules=rules, strategy=strategy)
+    await every.run({symbol: bars}, progress=False, skip_idle=False)
+    columns = "side, type, status, amount, price, stop_price, signal_time, updated_at, filled"
+
+    def rows(session_id: str) -> list:
+        query = f"SELECT {columns} FROM orders WHERE session_id = ? ORDER BY created_at, client_order_id"
+        return sparse.store.query(query, [session_id]).fillna(-1).values.tolist()
+
+    assert len(rows(sparse.session_id)) > 20
+    assert rows(sparse.session_id) == rows(every.session_id)

@@ -567,7 +567,7 @@ class TradingSession:
             rules_for(symbol, self.rules)
         answers = strategy_answers(self.strategy, bars)
         if is_portfolio(self.strategy) or any(map(is_intents, answers.values())):
-            await self._run_intents(bars, answers, progress)
+            await self._run_intents(bars, answers, progress, skip_idle)
             return await self.stop(self._status())
         steps = []
         for symbol, frame in bars.items():
@@ -744,10 +744,15 @@ class TradingSession:
         self._bar_times.clear()
         return await self._act(steps)
 
-    async def _run_intents(self, bars: Mapping[str, pd.DataFrame], answers: Mapping[str, Any], progress: bool) -> None:
+    async def _run_intents(
+        self, bars: Mapping[str, pd.DataFrame], answers: Mapping[str, Any], progress: bool, skip_idle: bool
+    ) -> None:
         """:meth:`run` for a strategy that returns intents (or a portfolio): every bar in time
-        order; a portfolio acts once the bar of each of its symbols at that time has been fed."""
-        intents = {s: list(iter_intents(intent_frame(answers[s], bars[s].index))) for s in bars}
+        order; a portfolio acts once the bar of each of its symbols at that time has been fed.
+        ``skip_idle`` (one symbol or several, not a portfolio) steps only the bars where the size
+        asked for changes, an order of the session is open, or the symbol's data ends."""
+        frames = {s: intent_frame(answers[s], bars[s].index) for s in bars}
+        intents = {s: list(iter_intents(f)) for s, f in frames.items()}
         portfolio = is_portfolio(self.strategy)
         steps = [
             pd.DataFrame({"symbol": s, "close": f["close"], "at": _close_times(f), "row": np.arange(len(f))})
@@ -755,12 +760,20 @@ class TradingSession:
         ]
         timeline = pd.concat(steps).sort_index(kind="stable")
         last_of_time = ~timeline.index.duplicated(keep="last") if portfolio else np.zeros(len(timeline), bool)
+        needed = np.ones(len(timeline), bool)
+        if skip_idle and not portfolio:
+            changes = {s: _size_changes(f) for s, f in frames.items()}
+            needed = np.fromiter(
+                (changes[s][r] for s, r in zip(timeline["symbol"], timeline["row"], strict=True)), bool
+            )
+            needed |= ~timeline["symbol"].duplicated(keep="last").to_numpy()
         rows = zip(
             timeline["symbol"],
             timeline["close"].astype(str),
             timeline["at"],
             timeline["row"],
             last_of_time,
+            needed,
             strict=True,
         )
         if progress:
@@ -768,7 +781,9 @@ class TradingSession:
 
             rows = tqdm(rows, total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
         pending: dict[str, tuple[Intent | None, Decimal, int]] = {}
-        for symbol, close, at, row, last in rows:
+        for symbol, close, at, row, last, need in rows:
+            if not need and not self._busy():
+                continue  # nothing can happen on this bar: no order is open and the size holds
             if self._halted():
                 break
             intent = intents[symbol][row]
@@ -1099,6 +1114,13 @@ class _IntentBook:
     protecting: tuple[Exits, Decimal] | None = None  # the exits placed and the amount they sell
     exit_orders: tuple[str, ...] = ()
     exit_list: str | None = None  # the OCO's list client order id
+
+
+def _size_changes(frame: pd.DataFrame) -> np.ndarray:
+    """Per row of a checked intent frame: whether it asks for a size other than the last one asked."""
+    size = frame[next(c for c in ("target", "target_quote", "target_fraction") if c in frame)].to_numpy()
+    previous = pd.Series(size).ffill().shift().to_numpy()
+    return ~np.isnan(size) & (np.isnan(previous) | (size != previous))
 
 
 def strategy_answers(strategy: Strategy, bars: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
