@@ -466,16 +466,20 @@ def test_the_rotation_sizes_a_budget_in_quote_as_it_sizes_a_fraction_of_equity()
 
 
 @pytest.mark.parametrize(
-    ("strategy", "symbol"),
-    [(SmaBracket(fast=5, slow=20, stop=0.002, profit=0.003), "BTC/USDT"), (RsiReversion(size=0.05), "ETH/USDT")],
+    ("strategy", "symbols"),
+    [
+        (SmaBracket(fast=5, slow=20, stop=0.002, profit=0.003), ("BTC/USDT",)),
+        (RsiReversion(size=0.05), ("ETH/USDT",)),
+        (MomentumRotation(lookback=120, every=30, vol_window=30), MomentumRotation().symbols),
+    ],
 )
-async def test_the_replay_steps_only_the_bars_that_matter_and_places_what_every_bar_would(strategy, symbol, tmp_path):
-    bars = load_bars(None, symbol, limit=3000)
-    sparse = await replay(strategy, bars, symbol=symbol, store=tmp_path / "r.duckdb")
-    rules = load_rules([symbol])
+async def test_the_replay_steps_only_the_bars_that_matter_and_places_what_every_bar_would(strategy, symbols, tmp_path):
+    frames = {s: load_bars(None, s, limit=3000) for s in symbols}
+    sparse = await replay(strategy, frames, store=tmp_path / "r.duckdb")
+    rules = load_rules(list(symbols))
     every = TradingSession(PaperExecutor(rules, {"USDT": 10_000}), sparse.store, rules=rules, strategy=strategy)
-    await every.run({symbol: bars}, progress=False, skip_idle=False)
-    columns = "side, type, status, amount, price, stop_price, signal_time, updated_at, filled"
+    await every.run(frames, progress=False, skip_idle=False)
+    columns = "symbol, side, type, status, amount, price, stop_price, signal_time, updated_at, filled"
 
     def rows(session_id: str) -> list:
         query = f"SELECT {columns} FROM orders WHERE session_id = ? ORDER BY created_at, client_order_id"

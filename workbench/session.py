@@ -749,8 +749,8 @@ class TradingSession:
     ) -> None:
         """:meth:`run` for a strategy that returns intents (or a portfolio): every bar in time
         order; a portfolio acts once the bar of each of its symbols at that time has been fed.
-        ``skip_idle`` (one symbol or several, not a portfolio) steps only the bars where the size
-        asked for changes, an order of the session is open, or the symbol's data ends."""
+        ``skip_idle`` steps only the bars where the size asked for changes, an order of the session
+        is open, or the symbol's data ends (a portfolio: every symbol of such a time)."""
         frames = {s: intent_frame(answers[s], bars[s].index) for s in bars}
         intents = {s: list(iter_intents(f)) for s, f in frames.items()}
         portfolio = is_portfolio(self.strategy)
@@ -761,12 +761,14 @@ class TradingSession:
         timeline = pd.concat(steps).sort_index(kind="stable")
         last_of_time = ~timeline.index.duplicated(keep="last") if portfolio else np.zeros(len(timeline), bool)
         needed = np.ones(len(timeline), bool)
-        if skip_idle and not portfolio:
+        if skip_idle:
             changes = {s: _size_changes(f) for s, f in frames.items()}
             needed = np.fromiter(
                 (changes[s][r] for s, r in zip(timeline["symbol"], timeline["row"], strict=True)), bool
             )
             needed |= ~timeline["symbol"].duplicated(keep="last").to_numpy()
+            if portfolio:  # a portfolio steps every symbol of a time, or none
+                needed = pd.Series(needed, index=timeline.index).groupby(level=0).transform("any").to_numpy()
         rows = zip(
             timeline["symbol"],
             timeline["close"].astype(str),
@@ -781,8 +783,12 @@ class TradingSession:
 
             rows = tqdm(rows, total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
         pending: dict[str, tuple[Intent | None, Decimal, int]] = {}
-        for symbol, close, at, row, last, need in rows:
-            if not need and not self._busy():
+        first_of_time = ~timeline.index.duplicated(keep="first") if portfolio else np.ones(len(timeline), bool)
+        stepping = True
+        for (symbol, close, at, row, last, need), first in zip(rows, first_of_time, strict=True):
+            if first:
+                stepping = need or self._busy()
+            if not stepping:
                 continue  # nothing can happen on this bar: no order is open and the size holds
             if self._halted():
                 break
