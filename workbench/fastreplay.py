@@ -72,7 +72,8 @@ def timeline(strategy: object, frames: Mapping[str, pd.DataFrame]) -> pd.DataFra
     for symbol, frame in frames.items():
         targets = strategy(frame)  # type: ignore[operator]
         if not isinstance(targets, pd.Series) or not pd.api.types.is_numeric_dtype(targets):
-            raise Unsupported(f"the strategy returns a {type(targets).__name__}, not a Series of target positions")
+            what = "order intents (a DataFrame)" if isinstance(targets, pd.DataFrame) else f"a {type(targets).__name__}"
+            raise Unsupported(f"the strategy returns {what}, not a Series of targets: the event path replays it")
         if not targets.index.equals(frame.index):
             raise Unsupported("the strategy's targets are not on the bars' index")
         steps.append(

@@ -37,10 +37,11 @@ from workbench.errors import ConfigError
 from workbench.executors.paper import PaperExecutor
 from workbench.fastreplay import Unsupported, commit, simulate
 from workbench.filters import SymbolRules
+from workbench.intents import intent_frame
 from workbench.matching import BookConfig, Fees
-from workbench.session import TradingSession, _close_times, new_session_id
+from workbench.session import TradingSession, _close_times, new_session_id, strategy_answers
 from workbench.store import Store
-from workbench.strategy import Strategy, describe
+from workbench.strategy import Strategy, describe, is_portfolio
 
 PRICES = ("open", "high", "low", "close", "volume")
 Bars = pd.DataFrame | Mapping[str, pd.DataFrame] | str | Path | duckdb.DuckDBPyConnection | None
@@ -212,10 +213,10 @@ class ReplayResult:
     def signals(self) -> pd.DataFrame:
         """Per symbol and bar: the close and the strategy's target (what the replay traded towards)."""
         if self._signals is None:
-            strategy = self.session.strategy
+            answers = strategy_answers(self.session.strategy, self.bars)  # type: ignore[arg-type]
             self._signals = pd.concat(
-                pd.DataFrame({"symbol": s, "close": f["close"], "target": strategy(f)})
-                for s, f in self.bars.items()  # type: ignore[misc]
+                pd.DataFrame({"symbol": s, "close": f["close"]}).join(intent_frame(answers[s], f.index))
+                for s, f in self.bars.items()
             )
         return self._signals
 
@@ -262,6 +263,8 @@ async def replay(
     :class:`~workbench.errors.ConfigError` instead of falling back, ``"event"`` always takes the event path."""
     if engine not in ("auto", "fast", "event"):
         raise ConfigError(f"engine={engine!r} is not one of 'auto', 'fast', 'event'.")
+    if bars is None and is_portfolio(strategy):
+        bars = {s: load_bars(None, s) for s in strategy.symbols}  # type: ignore[attr-defined]
     frames = _frames(bars, symbol)
     rules = dict(rules) if rules is not None else load_rules(frames)
     executor = PaperExecutor(rules, balances or {rules[s].quote: 10_000 for s in frames}, fees=fees, book=book)
@@ -297,6 +300,8 @@ async def replay(
     if engine != "event":
         await session.start()
         try:
+            if is_portfolio(strategy):
+                raise Unsupported("a portfolio strategy's intents are replayed on the event path only")
             outcome = simulate(session, frames)
         except Unsupported as e:
             if engine == "fast":
@@ -415,7 +420,7 @@ def _same(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 async def check_parity(
     strategy: Strategy,
-    bars: pd.DataFrame,
+    bars: pd.DataFrame | Mapping[str, pd.DataFrame],
     *,
     symbol: str = "BTC/USDT",
     store: Store | str | Path | None = None,
@@ -430,11 +435,14 @@ async def check_parity(
     orders each placed on it with how they ended (``live_order``, ``replay_order``: ``"buy limit
     0.01 @ 25000.0 FILLED 0.01"``, several joined by ``"; "``) and the fills each got in it
     (``live_fill``, ``replay_fill``: ``"sell 0.01 @ 24990.0 fee 0.2499 USDT taker"``), so resting
-    orders, stops and order lists are compared, not only targets. Empty means parity."""
-    bars = load_bars(bars, symbol)
+    orders, stops and order lists are compared, not only targets. Empty means parity.
+
+    For a strategy that returns intents, or a portfolio (``bars`` a mapping symbol -> bars, fed in
+    time order), the rows also name the ``symbol``; these replay on the event path."""
+    frames = _frames(bars, symbol) if isinstance(bars, Mapping) else {symbol: load_bars(bars, symbol)}
     target = open_store(store)
-    rules = load_rules([symbol])
-    funds = balances or {rules[symbol].quote: 10_000}
+    rules = load_rules(list(frames))
+    funds = balances or {rules[s].quote: 10_000 for s in frames}
     live = TradingSession(
         PaperExecutor(rules, funds),
         target,
@@ -443,26 +451,75 @@ async def check_parity(
         strategy=strategy,
         session_id=new_session_id("live"),
     )
+    answers = strategy_answers(strategy, frames)
+    if isinstance(bars, Mapping) or is_portfolio(strategy) or isinstance(answers[symbol], pd.DataFrame):
+        return await _intent_parity(live, frames, funds, risk, target)
+    bars = frames[symbol]
     live_targets = []
     for _, bar in bars.iterrows():
         await live.on_bar(symbol, bar)
         live_targets.append(float(live._targets.get(symbol, np.nan)))
     await live.stop()
     result = await replay(strategy, bars, symbol=symbol, store=target, balances=funds, risk=risk, engine=engine)
-    replay_targets = pd.Series(np.asarray(strategy(bars), dtype=float), index=bars.index).ffill()
+    replay_targets = pd.Series(np.asarray(answers[symbol], dtype=float), index=bars.index).ffill()
     frame = pd.DataFrame({"live_signal": live_targets, "replay_signal": replay_targets}, index=bars.index)
-    closes = _close_times(bars).to_numpy()
     for side, session_id in (("live", live.session_id), ("replay", result.session_id)):
-        for kind, sql in (("order", _PARITY_ORDERS), ("fill", _PARITY_FILLS)):
-            rows = target.query(sql, [session_id])
-            at = np.minimum(np.searchsorted(closes, rows["at"].to_numpy(dtype="int64")), len(bars) - 1)
-            per_bar = rows.groupby(at, sort=False)["what"].agg("; ".join)
-            frame[f"{side}_{kind}"] = [per_bar.get(i) for i in range(len(bars))]
+        for kind, per_bar in _per_bar(target, session_id, frames).items():
+            frame[f"{side}_{kind}"] = [per_bar.get((symbol, i)) for i in range(len(bars))]
     signals_differ = ~np.isclose(frame["live_signal"], frame["replay_signal"], rtol=0, atol=0, equal_nan=True)
     differ = signals_differ
     for kind in ("order", "fill"):
         differ = differ | (frame[f"live_{kind}"].fillna("") != frame[f"replay_{kind}"].fillna(""))
     return frame[differ]
+
+
+async def _intent_parity(
+    live: TradingSession,
+    frames: Mapping[str, pd.DataFrame],
+    funds: Mapping[str, Decimal | int | str],
+    risk: RiskLimits,
+    target: Store,
+) -> pd.DataFrame:
+    """:func:`check_parity` for intents and portfolios: targets, orders and fills per symbol and bar."""
+    timeline = pd.concat(
+        pd.DataFrame({"symbol": s, "row": np.arange(len(f)), "at": _close_times(f)}, index=f.index)
+        for s, f in frames.items()
+    ).sort_index(kind="stable")
+    for s, row in zip(timeline["symbol"], timeline["row"], strict=True):
+        await live.on_bar(s, frames[s].iloc[row])
+    await live.stop()
+    result = await replay(live.strategy, dict(frames), store=target, balances=funds, risk=risk, engine="event")  # type: ignore[arg-type]
+    keys = list(zip(timeline["symbol"], timeline["at"], strict=True))
+    rows = list(zip(timeline["symbol"], timeline["row"], strict=True))
+    frame = timeline[["symbol"]].copy()
+    for side, session in (("live", live), ("replay", result.session)):
+        changes = {(s, at): t for s, at, t in session.target_changes}
+        frame[f"{side}_signal"] = [changes.get(k, np.nan) for k in keys]
+        frame[f"{side}_signal"] = frame.groupby("symbol")[f"{side}_signal"].ffill()
+        for kind, per_bar in _per_bar(target, session.session_id, frames).items():
+            frame[f"{side}_{kind}"] = [per_bar.get(k) for k in rows]
+    differ = ~np.isclose(frame["live_signal"], frame["replay_signal"], rtol=0, atol=0, equal_nan=True)
+    for kind in ("order", "fill"):
+        differ |= frame[f"live_{kind}"].fillna("") != frame[f"replay_{kind}"].fillna("")
+    return frame[differ]
+
+
+def _per_bar(
+    store: Store, session_id: str, frames: Mapping[str, pd.DataFrame]
+) -> dict[str, dict[tuple[str, int], str]]:
+    """The orders and the fills of a session as text, per (symbol, bar row) of ``frames``: what
+    happened after a bar's close and up to the next one's belongs to the next bar."""
+    out: dict[str, dict[tuple[str, int], str]] = {}
+    for kind, sql in (("order", _PARITY_ORDERS), ("fill", _PARITY_FILLS)):
+        rows = store.query(sql, [session_id])
+        out[kind] = {}
+        for symbol, frame in frames.items():
+            mine = rows[rows["symbol"] == symbol]
+            closes = _close_times(frame).to_numpy()
+            at = np.minimum(np.searchsorted(closes, mine["at"].to_numpy(dtype="int64")), len(frame) - 1)
+            per_bar = mine.groupby(at, sort=False)["what"].agg("; ".join)
+            out[kind].update({(symbol, int(i)): text for i, text in per_bar.items()})
+    return out
 
 
 def _text(column: str, before: str = "") -> str:
@@ -474,13 +531,13 @@ def _text(column: str, before: str = "") -> str:
 # Each order of a session (at its creation time) and each fill (at its time) as one line of text,
 # in the order they happened: orders by their sequence number, fills by trade id.
 _PARITY_ORDERS = (
-    f"SELECT epoch_ms(created_at) AS at, lower(side || ' ' || type) || ' ' || coalesce({_text('amount')}, '') "
+    f"SELECT symbol, epoch_ms(created_at) AS at, lower(side || ' ' || type) || ' ' || coalesce({_text('amount')}, '') "
     f"|| coalesce({_text('quote_amount', ' quote ')}, '') || coalesce({_text('price', ' @ ')}, '') "
     f"|| coalesce({_text('stop_price', ' stop ')}, '') || ' ' || status || ' ' || {_text('filled')} AS what "
-    "FROM orders WHERE session_id = ? ORDER BY created_at, CAST(split_part(client_order_id, '-', -1) AS BIGINT)"
+    "FROM orders WHERE session_id = ? ORDER BY created_at, client_order_id"
 )
 _PARITY_FILLS = (
-    f"SELECT epoch_ms(timestamp) AS at, side || ' ' || {_text('amount')} || {_text('price', ' @ ')} "
+    f"SELECT symbol, epoch_ms(timestamp) AS at, side || ' ' || {_text('amount')} || {_text('price', ' @ ')} "
     f"|| {_text('fee', ' fee ')} || ' ' || fee_currency || CASE WHEN is_maker THEN ' maker' ELSE ' taker' END "
     "AS what FROM fills WHERE session_id = ? ORDER BY timestamp, CAST(trade_id AS BIGINT)"
 )

@@ -6,9 +6,11 @@ differs, and :func:`workbench.executors.build_executor` picks it from the mode.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -21,13 +23,15 @@ import pandas as pd
 
 from workbench.bars import path as bar_path
 from workbench.config import Config, RiskLimits, TradingMode
-from workbench.errors import ExchangeError, FilterError, OrderNotFound, OrderRejected, WorkbenchError
+from workbench.errors import ConfigError, ExchangeError, FilterError, OrderNotFound, OrderRejected, WorkbenchError
 from workbench.executors.base import Executor, OrderListExecutor
 from workbench.filters import SymbolRules, check_order, rules_for
+from workbench.intents import Entry, Exits, Intent, intent_frame, is_intents, iter_intents
 from workbench.killswitch import KillSwitch
-from workbench.matching import Execution
+from workbench.matching import BPS, Execution
 from workbench.model import (
     ZERO,
+    ContingencyType,
     ListOrderStatus,
     ListStatusType,
     Order,
@@ -37,10 +41,11 @@ from workbench.model import (
     OrderStatus,
     OrderType,
     Side,
+    TimeInForce,
 )
 from workbench.risk import RiskChecks, RiskContext, RiskState
 from workbench.store import Store
-from workbench.strategy import Strategy, describe
+from workbench.strategy import Strategy, describe, is_portfolio
 
 HALT_POLL = 0.25  # seconds between looks at the kill switch's flag files while a session runs
 # Bars of each symbol a live session keeps for a strategy that declares no ``history`` (it then sees
@@ -48,6 +53,7 @@ HALT_POLL = 0.25  # seconds between looks at the kill switch's flag files while 
 HISTORY_CAP = 100_000
 
 log = logging.getLogger(__name__)
+STOP_LIMIT_OFFSET = Decimal("0.005")  # a protective stop's limit price lies this far past its trigger
 
 
 @dataclass
@@ -116,6 +122,9 @@ class TradingSession:
         if shadow is not None:
             shadow.shadow_of = self.session_id
         self._targets: dict[str, Decimal] = {}
+        self.target_changes: list[tuple[str, int, float]] = []  # (symbol, signal time, target) of intents
+        self._books: dict[str, _IntentBook] = {}
+        self._bar_times: dict[str, tuple[Any, int]] = {}  # a portfolio's latest bar per symbol (open, signal time)
         self._trade_keys: set[tuple[str, str]] = set()
         self._history: dict[str, pd.DataFrame] = {}
         self.history_cap = HISTORY_CAP
@@ -542,8 +551,8 @@ class TradingSession:
         last ``strategy.history`` bars if the strategy declares it (the bars it needs for the same
         answer). Memory is bounded: without a declared history a session keeps the last
         ``history_cap`` bars (:data:`HISTORY_CAP`) and warns once when it starts to forget."""
-        history = self._remember(symbol, bar)
-        target = self.strategy(history).iloc[-1] if self.strategy else None
+        self._remember(symbol, bar)
+        target = self._signal(symbol)
         at = _close_ms(bar)
         # The signal exists once the bar has closed and reached the session: a venue replaying faster
         # than real time stamps its bars ahead of this clock, and then the bar's arrival is the signal's time.
@@ -553,7 +562,9 @@ class TradingSession:
         detail = {"symbol": symbol, "open_time": opened, "close_time": at, "signal_time": signal_time, **prices}
         self._audit("market.bar", detail)
         self._walk(symbol, *(bar.get(k, bar["close"]) for k in ("open", "high", "low", "close")), signal_time)
-        return await self._step(symbol, Decimal(str(bar["close"])), signal_time, target)
+        order = await self._step(symbol, Decimal(str(bar["close"])), signal_time, target)
+        self._bar_times[symbol] = (bar.name, signal_time)
+        return await self._portfolio_bar() or order
 
     async def run(
         self, bars: Mapping[str, pd.DataFrame], *, progress: bool = True, skip_idle: bool = False
@@ -577,15 +588,20 @@ class TradingSession:
             raise WorkbenchError("This session has no strategy: pass strategy=... to run bars through it.")
         await self.start()
         self._audit("session.data", {"symbols": {s: _data_detail(f) for s, f in bars.items()}})
+        for symbol in bars:
+            rules_for(symbol, self.rules)
+        answers = strategy_answers(self.strategy, bars)
+        if is_portfolio(self.strategy) or any(map(is_intents, answers.values())):
+            await self._run_intents(bars, answers, progress, skip_idle)
+            return await self.stop(self._status())
         steps = []
         for symbol, frame in bars.items():
-            rules_for(symbol, self.rules)
             steps.append(
                 pd.DataFrame(
                     {
                         "symbol": symbol,
                         **{k: frame.get(k, frame["close"]) for k in ("open", "high", "low", "close")},
-                        "target": self.strategy(frame),
+                        "target": answers[symbol],
                         "at": _close_times(frame),
                     },
                     index=frame.index,
@@ -704,12 +720,14 @@ class TradingSession:
         """How a run ends: ``halted`` by the kill switch, else ``completed``."""
         return "halted" if self.kill_switch.tripped else "completed"
 
-    async def _step(self, symbol: str, price: Decimal, timestamp: int, target: float | None) -> Order | None:
+    async def _step(self, symbol: str, price: Decimal, timestamp: int, target: Any) -> Order | None:
         await self.start()
         self.last_price[symbol] = price
         self.executor.update_price(symbol, price, timestamp)
         if self.shadow is not None:
             await self.shadow._step(symbol, price, timestamp, target)
+        if isinstance(target, Intent) or symbol in self._books:
+            return await self._step_intent(symbol, price, timestamp, target)
         if target is None or pd.isna(target):
             return None
         target = Decimal(str(target))
@@ -757,6 +775,313 @@ class TradingSession:
         """The rebalances no order could carry, per symbol and reason (the filter or risk rule)."""
         rows = [{"symbol": s, "reason": r, "orders": n} for (s, r), n in sorted(self.drops.items())]
         return pd.DataFrame(rows, columns=["symbol", "reason", "orders"])
+
+    # -- intents ----------------------------------------------------------------------------
+
+    def _signal(self, symbol: str) -> Any:
+        """The strategy's answer for the latest bar of ``symbol``'s history: a target, an
+        :class:`~workbench.intents.Intent` (``None`` for a row that asks nothing), or ``None``
+        (a portfolio acts once every symbol's bar is in: :meth:`_portfolio_bar`)."""
+        if self.strategy is None or is_portfolio(self.strategy):
+            return None
+        answer = self.strategy(self._history[symbol])
+        if not is_intents(answer):
+            return answer.iloc[-1]
+        return next(iter_intents(intent_frame(answer.iloc[-1:])))
+
+    async def _portfolio_bar(self) -> Order | None:
+        """A portfolio's step once the bar of the same open time has arrived for each of its
+        symbols: the strategy over their histories, and its intents acted on (sells first)."""
+        if not is_portfolio(self.strategy):
+            return None
+        symbols = self.strategy.symbols  # type: ignore[union-attr]
+        missing = [s for s in symbols if s not in self.rules]
+        if missing:
+            raise ConfigError(f"The portfolio trades {list(symbols)}: the session has no {missing}; add them.")
+        times = {self._bar_times.get(s, (None, 0))[0] for s in symbols}
+        if len(times) != 1 or None in times:
+            return None
+        answers = self.strategy({s: self._history[s] for s in symbols})  # type: ignore[misc]
+        steps = {
+            s: (next(iter_intents(intent_frame(answers[s]).iloc[-1:])), self.last_price[s], self._bar_times[s][1])
+            for s in symbols
+        }
+        self._bar_times.clear()
+        return await self._act(steps)
+
+    async def _run_intents(
+        self, bars: Mapping[str, pd.DataFrame], answers: Mapping[str, Any], progress: bool, skip_idle: bool
+    ) -> None:
+        """:meth:`run` for a strategy that returns intents (or a portfolio): every bar in time
+        order; a portfolio acts once the bar of each of its symbols at that time has been fed.
+        ``skip_idle`` steps only the bars where the size asked for changes, an order of the session
+        is open, or the symbol's data ends (a portfolio: every symbol of such a time)."""
+        frames = {s: intent_frame(answers[s], bars[s].index) for s in bars}
+        intents = {s: list(iter_intents(f)) for s, f in frames.items()}
+        portfolio = is_portfolio(self.strategy)
+        steps = [
+            pd.DataFrame(
+                {
+                    "symbol": s,
+                    **{k: f.get(k, f["close"]) for k in ("open", "high", "low", "close")},
+                    "at": _close_times(f),
+                    "row": np.arange(len(f)),
+                }
+            )
+            for s, f in bars.items()
+        ]
+        timeline = pd.concat(steps).sort_index(kind="stable")
+        last_of_time = ~timeline.index.duplicated(keep="last") if portfolio else np.zeros(len(timeline), bool)
+        needed = np.ones(len(timeline), bool)
+        if skip_idle:
+            changes = {s: _size_changes(f) for s, f in frames.items()}
+            needed = np.fromiter(
+                (changes[s][r] for s, r in zip(timeline["symbol"], timeline["row"], strict=True)), bool
+            )
+            needed |= ~timeline["symbol"].duplicated(keep="last").to_numpy()
+            if portfolio:  # a portfolio steps every symbol of a time, or none
+                needed = pd.Series(needed, index=timeline.index).groupby(level=0).transform("any").to_numpy()
+        rows = zip(
+            timeline["symbol"],
+            timeline["open"],
+            timeline["high"],
+            timeline["low"],
+            timeline["close"],
+            timeline["at"],
+            timeline["row"],
+            last_of_time,
+            needed,
+            strict=True,
+        )
+        if progress:
+            from tqdm.auto import tqdm
+
+            rows = tqdm(rows, total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
+        pending: dict[str, tuple[Intent | None, Decimal, int]] = {}
+        first_of_time = ~timeline.index.duplicated(keep="first") if portfolio else np.ones(len(timeline), bool)
+        stepping = True
+        for (symbol, open_, high, low, close, at, row, last, need), first in zip(rows, first_of_time, strict=True):
+            if first:
+                stepping = need or self._busy()
+            if not stepping:
+                continue  # nothing can happen on this bar: no order is open and the size holds
+            if self._halted():
+                break
+            intent = intents[symbol][row]
+            self._walk(symbol, open_, high, low, close, int(at))
+            price = Decimal(str(close))
+            if not portfolio:
+                await self._step(symbol, price, int(at), intent)
+                continue
+            await self._step(symbol, price, int(at), None)
+            pending[symbol] = (intent, price, int(at))
+            if last:
+                await self._act(pending)
+                pending = {}
+
+    async def _step_intent(self, symbol: str, price: Decimal, timestamp: int, intent: Intent | None) -> Order | None:
+        """One bar of an intent strategy's ``symbol``: age (and cancel) its limit entry, act on
+        ``intent`` if its size changed, keep the protective exits in step with the position."""
+        book = self._book(symbol)
+        await self._age_entry(symbol, book)
+        if intent is None:
+            await self._sync_exits(symbol, book, price, timestamp)
+            return None
+        return await self._act({symbol: (intent, price, timestamp)})
+
+    def _book(self, symbol: str) -> _IntentBook:
+        """The intent book of ``symbol``. A new one takes over the session's open orders on it (a
+        resumed session's exits, found again at restart): the first exits it places replace them."""
+        book = self._books.get(symbol)
+        if book is None:
+            book = self._books[symbol] = _IntentBook()
+            book.exit_orders = tuple(cid for cid, o in self._open.items() if o.symbol == symbol)
+        return book
+
+    async def _act(self, intents: Mapping[str, tuple[Intent | None, Decimal, int]]) -> Order | None:
+        """Act on the intents whose size changed (sells before buys: they free the budget), then
+        keep every symbol's exits in step with its position. Returns the last entry order sent."""
+        changed = {}
+        for symbol, (intent, _, _) in intents.items():
+            book = self._book(symbol)
+            if intent is not None and (book.intent is None or intent.entry_key != book.intent.entry_key):
+                changed[symbol] = intent
+        equity = None
+        if any(i.entry.kind == "target_fraction" for i in changed.values()):
+            equity = await self._equity()
+        targets = {s: self._resolve(s, i.entry, intents[s][1], equity) for s, i in changed.items()}
+        order = None
+        for symbol in sorted(changed, key=lambda s: targets[s] >= self.state.positions.get(s, ZERO)):
+            _, price, timestamp = intents[symbol]
+            book = self._books[symbol]
+            book.intent = changed[symbol]
+            self._targets[symbol] = targets[symbol]
+            self.target_changes.append((symbol, timestamp, float(targets[symbol])))
+            order = await self._enter(symbol, book, targets[symbol], price, timestamp) or order
+        for symbol, (_, price, timestamp) in intents.items():
+            await self._sync_exits(symbol, self._books[symbol], price, timestamp)
+        return order
+
+    def _resolve(self, symbol: str, entry: Entry, price: Decimal, equity: Decimal | None) -> Decimal:
+        """An entry's size in base units at ``price`` (a fraction of ``equity`` in quote)."""
+        value = Decimal(str(entry.value))
+        if entry.kind == "target_quote":
+            value = value / price
+        elif entry.kind == "target_fraction":
+            value = value * equity / price  # type: ignore[operator]
+        return self.rules[symbol].round_amount(value)
+
+    async def _equity(self) -> Decimal:
+        """The account's value in the session's quote asset: its balance plus what its positions
+        are worth at the last prices (an asset without a price counts nothing)."""
+        quotes = {r.quote for r in self.rules.values()}
+        if len(quotes) != 1:
+            raise ConfigError(f"target_fraction needs one quote asset for every symbol, not {sorted(quotes)}.")
+        quote = quotes.pop()
+        prices = {r.base: self.last_price.get(s) for s, r in self.rules.items()}
+        balances = await self.executor.fetch_balance()
+        return sum(
+            (b.total if a == quote else b.total * (prices.get(a) or ZERO) for a, b in balances.items()),
+            ZERO,
+        )
+
+    async def _enter(
+        self, symbol: str, book: _IntentBook, target: Decimal, price: Decimal, timestamp: int
+    ) -> Order | None:
+        """Trade towards ``target`` as the book's intent says: MARKET, or LIMIT at its price."""
+        await self._cancel_open(symbol, (book.entry,) if book.entry else ())
+        book.entry = None
+        rules = self.rules[symbol]
+        delta = target - self.state.positions.get(symbol, ZERO)
+        if delta < 0:
+            await self._cancel_exits(symbol, book)  # they hold the base the sale needs
+        if not delta:
+            return None
+        amount = rules.round_amount(abs(delta)) or abs(delta)  # below one step: counted as a drop
+        side = Side.BUY if delta > 0 else Side.SELL
+        entry = book.intent.entry  # type: ignore[union-attr]
+        if entry.limit_price is None:
+            request = OrderRequest(symbol, side, OrderType.MARKET, amount=amount)
+        else:
+            limit = rules.round_price(Decimal(str(entry.limit_price)), "ROUND_DOWN" if delta > 0 else "ROUND_UP")
+            request = OrderRequest(
+                symbol, side, OrderType.LIMIT, amount=amount, price=limit, time_in_force=entry.time_in_force
+            )  # type: ignore[arg-type]
+        dust = _too_small(request, rules, price)
+        if dust is not None:
+            return self._drop(request, price, timestamp, dust)
+        order = await self._send(request, price, timestamp)
+        if order is not None and order.is_open and entry.limit_price is not None:
+            book.entry, book.entry_bars = order.client_order_id, 0
+        return order
+
+    async def _age_entry(self, symbol: str, book: _IntentBook) -> None:
+        """A bar passed: cancel the open limit entry once it has waited its ``cancel_after`` bars."""
+        if book.entry is None:
+            return
+        if book.entry not in self._open:
+            book.entry = None
+            return
+        book.entry_bars += 1
+        after = book.intent.entry.cancel_after if book.intent else None
+        if after is not None and book.entry_bars >= after:
+            await self._cancel_open(symbol, (book.entry,))
+            book.entry = None
+
+    async def _sync_exits(self, symbol: str, book: _IntentBook, price: Decimal, timestamp: int) -> None:
+        """Protect what is held (less what an open entry sells) with the intent's exits: placed
+        once the entry fills, re-placed when the position changes, canceled when flat."""
+        exits = book.intent.exits if book.intent is not None else Exits()
+        held = self.state.positions.get(symbol, ZERO)
+        selling = self._open.get(book.entry) if book.entry else None
+        if selling is not None and selling.side is Side.SELL:
+            held -= selling.remaining or ZERO
+        amount = self.rules[symbol].round_amount(held) if held > 0 else ZERO
+        want = (exits, amount) if exits and amount > 0 else None
+        if want == book.protecting:
+            return
+        await self._cancel_exits(symbol, book)
+        book.protecting = want
+        if want is not None:
+            await self._place_exits(symbol, book, exits, amount, price, timestamp)
+
+    async def _place_exits(
+        self, symbol: str, book: _IntentBook, exits: Exits, amount: Decimal, price: Decimal, timestamp: int
+    ) -> None:
+        rules = self.rules[symbol]
+        stop = None if exits.stop_loss is None else rules.round_price(Decimal(str(exits.stop_loss)))
+        profit = None if exits.take_profit is None else rules.round_price(Decimal(str(exits.take_profit)), "ROUND_UP")
+        sell = {"symbol": symbol, "side": Side.SELL, "amount": amount}
+        if (stop is not None and price <= stop) or (profit is not None and price >= profit):
+            market = OrderRequest(type=OrderType.MARKET, **sell)  # the exit is reached already: sell now
+            if not _is_dust(market, rules, price):
+                await self._send(market, price, timestamp)
+            return
+        gtc = {"time_in_force": TimeInForce.GTC, **sell}
+        if exits.trailing_delta is not None:
+            floor = price * (1 - exits.trailing_delta * BPS - STOP_LIMIT_OFFSET)
+            legs = [
+                OrderRequest(
+                    type=OrderType.STOP_LOSS_LIMIT,
+                    price=rules.round_price(floor, "ROUND_DOWN"),
+                    trailing_delta=exits.trailing_delta,
+                    **gtc,
+                )
+            ]
+        else:
+            legs = []
+            if stop is not None:
+                limit = rules.round_price(stop * (1 - STOP_LIMIT_OFFSET), "ROUND_DOWN")
+                legs.append(OrderRequest(type=OrderType.STOP_LOSS_LIMIT, price=limit, stop_price=stop, **gtc))
+            if profit is not None:
+                legs.insert(
+                    0,
+                    OrderRequest(
+                        type=OrderType.LIMIT_MAKER if stop else OrderType.LIMIT, price=profit, **(sell if stop else gtc)
+                    ),
+                )
+        if _is_dust(legs[-1], rules, legs[-1].price or price):  # type: ignore[arg-type]
+            return
+        if len(legs) == 2 and not isinstance(self.executor, OrderListExecutor):
+            why = f"the {self.mode} executor trades no order lists: {symbol}'s stop-loss is placed, not its take-profit"
+            warnings.warn(f"An OCO exit cannot be placed: {why}.", stacklevel=2)
+            self._audit("intent.unsupported", {"symbol": symbol, "why": why})
+            legs = legs[-1:]
+        if len(legs) == 2:
+            request = OrderListRequest(ContingencyType.OCO, tuple(legs))
+            try:
+                placed = await self.create_order_list(request, signal_price=price, signal_time=timestamp)
+            except (OrderRejected, ExchangeError):
+                return  # recorded in the audit log (and self.rejections)
+            book.exit_list = placed.list_client_order_id
+            book.exit_orders = self._list_legs.get(placed.list_client_order_id, ())
+            return
+        order = await self._send(legs[0], price, timestamp)
+        book.exit_orders = (order.client_order_id,) if order is not None else ()
+
+    async def _cancel_exits(self, symbol: str, book: _IntentBook) -> None:
+        if book.exit_list is not None and any(o in self._open for o in book.exit_orders):
+            with contextlib.suppress(OrderRejected, OrderNotFound, ExchangeError):  # filled or canceled meanwhile
+                await self.cancel_order_list(book.exit_list, symbol)
+        else:
+            await self._cancel_open(symbol, book.exit_orders)
+        book.exit_list, book.exit_orders, book.protecting = None, (), None
+
+    async def _cancel_open(self, symbol: str, client_order_ids: tuple[str, ...]) -> None:
+        for cid in client_order_ids:
+            if cid in self._open:
+                with contextlib.suppress(OrderRejected, OrderNotFound, ExchangeError):  # filled or canceled meanwhile
+                    await self.cancel_order(cid, symbol)
+
+    async def _send(self, request: OrderRequest, price: Decimal, timestamp: int) -> Order | None:
+        """:meth:`submit` for an intent's order; a refusal is counted as a drop and recorded (audit
+        log, ``rejections``), not raised."""
+        try:
+            return await self.submit(request, signal_price=price, signal_time=timestamp)
+        except OrderRejected as e:
+            return self._drop(request, price, timestamp, e, audited=True)
+        except ExchangeError:
+            return None
 
     # -- events and reporting ---------------------------------------------------------------
 
@@ -890,6 +1215,40 @@ class TradingSession:
 
     def _audit(self, kind: str, detail: Mapping[str, Any]) -> None:
         self.store.audit(kind, detail, session_id=self.session_id, mode=self.mode)
+
+
+@dataclass
+class _IntentBook:
+    """What an intent strategy has asked for on one symbol and which orders carry it out."""
+
+    intent: Intent | None = None  # the last intent acted on
+    entry: str | None = None  # the open limit entry's client order id
+    entry_bars: int = 0  # bars it has waited
+    protecting: tuple[Exits, Decimal] | None = None  # the exits placed and the amount they sell
+    exit_orders: tuple[str, ...] = ()
+    exit_list: str | None = None  # the OCO's list client order id
+
+
+def _size_changes(frame: pd.DataFrame) -> np.ndarray:
+    """Per row of a checked intent frame: whether it asks for a size other than the last one asked."""
+    size = frame[next(c for c in ("target", "target_quote", "target_fraction") if c in frame)].to_numpy()
+    previous = pd.Series(size).ffill().shift().to_numpy()
+    return ~np.isnan(size) & (np.isnan(previous) | (size != previous))
+
+
+def strategy_answers(strategy: Strategy, bars: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """The strategy's answer per symbol: targets or intents; a portfolio is called once with all
+    its symbols' bars (:class:`~workbench.errors.ConfigError` if one is missing)."""
+    if not is_portfolio(strategy):
+        return {s: strategy(frame) for s, frame in bars.items()}
+    symbols = strategy.symbols  # type: ignore[attr-defined]
+    missing = [s for s in symbols if s not in bars]
+    if missing or set(bars) - set(symbols):
+        raise ConfigError(
+            f"The portfolio trades {list(symbols)}: give bars of exactly those symbols, not {list(bars)}."
+        )
+    answers = strategy({s: bars[s] for s in symbols})  # type: ignore[operator]
+    return {s: answers[s] for s in symbols}
 
 
 def _total_fees(orders: list[Order]) -> dict[str, float]:

@@ -2,11 +2,16 @@
 
 A strategy takes bars (a DataFrame indexed by bar open time with ``open``, ``high``, ``low``,
 ``close`` and ``volume``) and returns a Series of target positions in base units on the same
-index. It must only look backwards: the target at a bar may depend on that bar and earlier
-ones. ``warmup`` says how many bars it needs before its first meaningful target. ``history``
-(optional) says how many of the latest bars it needs to give the same target as on all of them: a
-live session computes it over that many (else over every bar of the session, as a replay does; see
+index, or a DataFrame of order intents (limit entries, stop-loss, take-profit, trailing stops,
+sizes in quote or as a fraction of equity: :mod:`workbench.intents`). It must only look
+backwards: the target at a bar may depend on that bar and earlier ones. ``warmup`` says how many
+bars it needs before its first meaningful target. ``history`` (optional) says how many of the
+latest bars it needs to give the same target as on all of them: a live session computes it over
+that many (else over every bar of the session, as a replay does; see
 :meth:`~workbench.session.TradingSession.on_bar`).
+
+A portfolio strategy has ``symbols`` (a tuple): it is called with a mapping symbol -> bars and
+returns a mapping symbol -> targets or intents; its symbols share the account's budget.
 
 Your own strategy runs in ``workbench run``/``sweep`` as ``--strategy module:Name`` or
 ``--strategy path/to/file.py:Name`` (see :func:`load_strategy`).
@@ -21,7 +26,7 @@ import math
 import numbers
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -30,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import ConfigError
+from workbench.sizing import volatility_target
 
 
 @runtime_checkable
@@ -65,7 +71,189 @@ class SmaCross:
         return (fast > slow).astype(float) * self.size
 
 
-STRATEGIES: dict[str, Callable[..., Strategy]] = {"sma_cross": SmaCross}
+def is_portfolio(strategy: object) -> bool:
+    """Whether ``strategy`` trades several symbols at once (it has a ``symbols`` tuple)."""
+    symbols = getattr(strategy, "symbols", None)
+    return isinstance(symbols, tuple) and len(symbols) > 0
+
+
+def _check(name: str, ok: bool, what: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(f"{name} needs {what}, got {value!r}.")
+
+
+def _whole(*values: object) -> bool:
+    return all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in values)
+
+
+def _fraction(value: object) -> bool:
+    return isinstance(value, numbers.Real) and 0 < value < 1
+
+
+@dataclass(frozen=True)
+class SmaBracket(SmaCross):
+    """The SMA cross, each entry protected by an OCO bracket on the exchange: a stop-loss ``stop``
+    below the entry bar's close and a take-profit ``profit`` above it. A bracket that fills leaves
+    the position flat until the next cross up."""
+
+    stop: float = 0.01
+    profit: float = 0.02
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(
+            "SmaBracket",
+            _fraction(self.stop) and _fraction(self.profit),
+            "0 < stop, profit < 1",
+            (self.stop, self.profit),
+        )
+
+    def __call__(self, bars: pd.DataFrame) -> pd.DataFrame:  # type: ignore[override]
+        close = bars["close"]
+        return pd.DataFrame(
+            {
+                "target": super().__call__(bars),
+                "stop_loss": close * (1 - self.stop),
+                "take_profit": close * (1 + self.profit),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class RsiReversion:
+    """Mean reversion: after the RSI (simple averages over ``period`` bars) falls below ``lower``,
+    be long ``size`` for up to ``hold`` bars while it stays below ``upper``. Entries are LIMIT
+    orders ``discount`` below the close, canceled after ``cancel_after`` bars; a trailing stop of
+    ``trailing_delta`` BIPS protects the position."""
+
+    period: int = 14
+    lower: float = 30.0
+    upper: float = 60.0
+    hold: int = 30
+    size: float = 0.001
+    discount: float = 0.0005
+    cancel_after: int = 5
+    trailing_delta: int = 100
+
+    def __post_init__(self) -> None:
+        name = "RsiReversion"
+        _check(
+            name,
+            _whole(self.period, self.hold, self.cancel_after, self.trailing_delta),
+            "whole numbers > 0 for period, hold, cancel_after, trailing_delta",
+            (self.period, self.hold, self.cancel_after, self.trailing_delta),
+        )
+        _check(
+            name,
+            isinstance(self.lower, numbers.Real)
+            and isinstance(self.upper, numbers.Real)
+            and 0 < self.lower < self.upper < 100,
+            "0 < lower < upper < 100",
+            (self.lower, self.upper),
+        )
+        _check(name, isinstance(self.size, numbers.Real) and 0 < self.size < math.inf, "a finite size > 0", self.size)
+        _check(
+            name, isinstance(self.discount, numbers.Real) and 0 <= self.discount < 1, "0 <= discount < 1", self.discount
+        )
+
+    @property
+    def warmup(self) -> int:
+        return self.period + self.hold + 1
+
+    def rsi(self, close: pd.Series) -> pd.Series:
+        change = close.diff()
+        gain = change.clip(lower=0).rolling(self.period).mean()
+        loss = (-change).clip(lower=0).rolling(self.period).mean()
+        return 100 - 100 / (1 + gain / loss)
+
+    def __call__(self, bars: pd.DataFrame) -> pd.DataFrame:
+        close = bars["close"]
+        rsi = self.rsi(close)
+        oversold = (rsi < self.lower).astype(float).rolling(self.hold, min_periods=1).max() > 0
+        return pd.DataFrame(
+            {
+                "target": (oversold & (rsi < self.upper)).astype(float) * self.size,
+                "limit_price": close * (1 - self.discount),
+                "cancel_after": float(self.cancel_after),
+                "trailing_delta": float(self.trailing_delta),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class MomentumRotation:
+    """Every ``every`` minutes (on the clock), hold the ``top`` symbols with the best positive
+    return over ``lookback`` bars, each sized to a per-bar volatility of ``vol_target`` of equity
+    (:func:`~workbench.sizing.volatility_target`, at most ``gross`` of equity in all, in steps of
+    ``step``); the others flat. ``budget`` (quote) sizes against that amount instead of the
+    account's equity (``target_quote`` rather than ``target_fraction``): a testnet account is big."""
+
+    symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+    lookback: int = 1440
+    top: int = 2
+    every: int = 240
+    vol_window: int = 60
+    vol_target: float = 0.0005
+    gross: float = 0.9
+    step: float = 0.1
+    budget: float | None = None
+
+    def __post_init__(self) -> None:
+        name = "MomentumRotation"
+        object.__setattr__(self, "symbols", tuple(self.symbols))
+        _check(
+            name,
+            len(self.symbols) > 0 and all(isinstance(s, str) for s in self.symbols),
+            "symbols like ('BTC/USDT', ...)",
+            self.symbols,
+        )
+        _check(
+            name,
+            _whole(self.lookback, self.top, self.every, self.vol_window),
+            "whole numbers > 0 for lookback, top, every, vol_window",
+            (self.lookback, self.top, self.every, self.vol_window),
+        )
+        _check(
+            name,
+            _fraction(self.vol_target) and _fraction(self.step) and 0 < self.gross <= 1,
+            "0 < vol_target, step < 1 and 0 < gross <= 1",
+            (self.vol_target, self.step, self.gross),
+        )
+        budget = self.budget
+        _check(
+            name,
+            budget is None or (isinstance(budget, numbers.Real) and 0 < budget < math.inf),
+            "a budget > 0 (quote) or None",
+            budget,
+        )
+
+    @property
+    def warmup(self) -> int:
+        return max(self.lookback, self.vol_window) + 1
+
+    def __call__(self, bars: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:  # type: ignore[override]
+        closes = pd.DataFrame({s: bars[s]["close"] for s in self.symbols}).astype(float)
+        momentum = closes.pct_change(self.lookback, fill_method=None)
+        best = momentum.rank(axis=1, ascending=False) <= self.top
+        weights = volatility_target(
+            closes, selected=best & (momentum > 0), target=self.vol_target, window=self.vol_window, gross=self.gross
+        )
+        weights = (weights / self.step + 1e-9).apply(lambda c: c // 1) * self.step
+        minute = (closes.index - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(minutes=1)
+        weights = weights.where(pd.Series(minute % self.every == 0, index=closes.index), axis=0)
+        if self.budget is not None:
+            return {
+                s: pd.DataFrame({"target_quote": weights[s].reindex(bars[s].index) * self.budget}) for s in self.symbols
+            }
+        return {s: pd.DataFrame({"target_fraction": weights[s].reindex(bars[s].index)}) for s in self.symbols}
+
+
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    "sma_cross": SmaCross,
+    "sma_bracket": SmaBracket,
+    "rsi_reversion": RsiReversion,
+    "momentum_rotation": MomentumRotation,
+}
 
 
 def make_strategy(name: str, **params: Any) -> Strategy:

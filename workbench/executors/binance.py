@@ -1229,6 +1229,8 @@ class BinanceExecutor:
             params["stopPrice"] = float(request.stop_price)
         if request.quote_amount is not None:
             params["quoteOrderQty"] = float(request.quote_amount)
+        if request.trailing_delta is not None:  # ccxt sends trailingPercent * 100 as trailingDelta (BIPS)
+            params["trailingPercent"] = str(Decimal(request.trailing_delta) / 100)
         if request.type is OrderType.MARKET:
             return "market", params
         if request.type is OrderType.LIMIT:
