@@ -7,7 +7,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pandas as pd
-import pytest
 
 from tests.polling import until
 from tests.test_binance_e2e import RISK, SYMBOLS, executor_for, price_of
@@ -123,25 +122,31 @@ async def test_a_trailing_stop_carries_binances_trailing_delta_and_triggers_on_t
     await session.executor.close()
 
 
-async def test_a_bracket_on_a_venue_without_order_lists_keeps_its_stop_and_says_so(exchange, store):
+async def test_a_bracket_is_one_oco_on_the_exchange_and_flat_cancels_the_list(exchange, store):
     p = price_of(exchange)
     stop, profit = float(p * Decimal("0.97")), float(p * Decimal("1.03"))
     session = session_with(
         exchange, store, {1: {"target": 0.01, "stop_loss": stop, "take_profit": profit}, 4: {"target": 0.0}}
     )
-    with pytest.warns(UserWarning, match="stop-loss is placed, not its take-profit"):
-        await enter(session, exchange)
-    assert venue_orders(exchange) == [("buy", "MARKET", "FILLED"), ("sell", "STOP_LOSS_LIMIT", "NEW")]
-    store.flush()
-    assert store.sql("SELECT count(*) FROM audit_log WHERE kind = 'intent.unsupported'")[0][0] == 1
+    await enter(session, exchange)
+    assert venue_orders(exchange) == [
+        ("buy", "MARKET", "FILLED"),
+        ("sell", "LIMIT_MAKER", "NEW"),
+        ("sell", "STOP_LOSS_LIMIT", "NEW"),
+    ]
+    legs = [o for o in exchange.venue.engine.orders.values() if o.type.value != "MARKET"]
+    assert len({o.order_list_id for o in legs}) == 1 and legs[0].order_list_id != -1  # one list on the venue
     await bar(session, exchange, 3)
-    await bar(session, exchange, 4)  # flat: the stop is canceled before the sale
+    await bar(session, exchange, 4)  # flat: the list is canceled before the sale
     await until(lambda: held(session) == 0, what="the exit fills")
     assert venue_orders(exchange) == [
         ("buy", "MARKET", "FILLED"),
+        ("sell", "LIMIT_MAKER", "CANCELED"),
         ("sell", "STOP_LOSS_LIMIT", "CANCELED"),
         ("sell", "MARKET", "FILLED"),
     ]
+    store.flush()
+    assert store.sql("SELECT list_order_status FROM order_lists WHERE session_id = 'intents'") == [("ALL_DONE",)]
     await session.stop()
     await session.executor.close()
 

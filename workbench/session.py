@@ -1054,7 +1054,7 @@ class TradingSession:
             except (OrderRejected, ExchangeError):
                 return  # recorded in the audit log (and self.rejections)
             book.exit_list = placed.list_client_order_id
-            book.exit_orders = self._list_legs.get(placed.list_client_order_id, ())
+            book.exit_orders = self.list_legs.get(placed.list_client_order_id, ())
             return
         order = await self._send(legs[0], price, timestamp)
         book.exit_orders = (order.client_order_id,) if order is not None else ()
