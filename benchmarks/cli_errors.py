@@ -1,6 +1,7 @@
 """How fast the command line answers a mistake: wall and CPU time of refused commands, run as a user
 runs them (the installed ``workbench`` script in a subprocess), beside Python's own start-up and the
-import of pandas (which ``import workbench`` loads) measured in the same run.
+imports of DuckDB and pandas measured in the same run. ``report`` and ``explain`` of an unknown id
+ask a real store (one session in it): they load DuckDB to look, and nothing heavier.
 
     .venv/bin/python benchmarks/cli_errors.py [--repeat N]
 """
@@ -21,6 +22,7 @@ PYTHON = Path(sys.executable)
 WORKBENCH = PYTHON.with_name("workbench")
 CASES = {
     "python -c pass": [str(PYTHON), "-c", "pass"],
+    "python -c 'import duckdb'": [str(PYTHON), "-c", "import duckdb"],
     "python -c 'import pandas'": [str(PYTHON), "-c", "import pandas"],
     "python -c 'import workbench'": [str(PYTHON), "-c", "import workbench"],
     "workbench --help": [str(WORKBENCH), "--help"],
@@ -32,6 +34,9 @@ CASES = {
     "kill-switch status (no store)": [str(WORKBENCH), "kill-switch", "status", "--store", "typo.duckdb"],
     "halt-sweep nosuch": [str(WORKBENCH), "halt-sweep", "nosuch"],
     "report ../../x": [str(WORKBENCH), "report", "../../x"],
+    "report UNKNOWN (no store)": [str(WORKBENCH), "report", "nosuch", "--store", "typo.duckdb"],
+    "report UNKNOWN": [str(WORKBENCH), "report", "nosuch", "--store", "one.duckdb"],
+    "explain UNKNOWN": [str(WORKBENCH), "explain", "nosuch", "--store", "one.duckdb"],
 }
 
 
@@ -51,6 +56,11 @@ if __name__ == "__main__":
     args = parser.parse_args()
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in CASES}
     with tempfile.TemporaryDirectory() as folder:
+        from workbench.config import TradingMode
+        from workbench.store import Store
+
+        with Store(Path(folder) / "one.duckdb") as store:  # a real store with one session in it
+            store.start_session("known", TradingMode.PAPER, symbols=["BTC/USDT"])
         for _ in range(args.repeat):  # interleaved: a burst of load hits every command alike
             for name, argv in CASES.items():
                 times[name].append(measure(argv, folder))

@@ -55,19 +55,62 @@ def reported(tmp_path_factory) -> tuple[str, Path, subprocess.CompletedProcess]:
     return write_report(tmp_path_factory.mktemp("report"))
 
 
-def test_an_unknown_session_fails_with_one_clear_line_before_any_heavy_import(tmp_path):
+HEAVY = {"pandas", "numpy", "ccxt", "matplotlib", "papermill", "nbconvert", "nbformat", "jupyter_client", "aiohttp"}
+
+
+@pytest.mark.parametrize("command", ["report", "explain"])
+def test_an_unknown_session_fails_with_one_clear_line_before_any_heavy_import(tmp_path, command):
     store = tmp_path / "one.duckdb"
     paper_session(store, bars=100)
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", str(WORKBENCH), "report", "no-such-session", "--store", str(store)],
+        [sys.executable, "-X", "importtime", str(WORKBENCH), command, "no-such-session", "--store", str(store)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
-    assert len(lines) == 1 and lines[0].startswith("workbench: Unknown session id(s) ['no-such-session']")
+    assert len(lines) == 1 and lines[0].startswith("workbench: Unknown session id(s) ['no-such-session']"), lines
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
-    assert "duckdb" in imported  # the check ran, and nothing of the notebook machinery was loaded for it
-    assert not imported & {"papermill", "nbconvert", "nbformat", "matplotlib", "jupyter_client"}
+    assert "duckdb" in imported  # the check ran, and neither pandas nor the notebook machinery was loaded for it
+    assert not imported & HEAVY, imported & HEAVY
+
+
+def test_a_missing_store_or_a_file_that_is_no_store_is_one_line_without_duckdb(tmp_path):
+    (tmp_path / "notes.duckdb").write_text("not a database")
+    for store, says in ((tmp_path / "typo.duckdb", "No store at"), (tmp_path / "notes.duckdb", "Cannot open")):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", str(WORKBENCH), "report", "s1", "--store", str(store)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        lines = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"workbench: {says}"), lines
+        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+        assert ("duckdb" in imported) == (says == "Cannot open") and not imported & HEAVY
+
+
+def test_importing_the_package_or_its_command_line_loads_no_heavy_module():
+    probe = (
+        "import sys, workbench, workbench.cli\n"
+        "from workbench import Side, TradingMode, WorkbenchError\n"
+        "assert set(workbench.__all__) <= set(dir(workbench))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))\n"
+        "from workbench import TradingSession\n"
+        "print(TradingSession.__module__, 'pandas' in sys.modules)\n"
+    ).format(heavy=HEAVY | {"duckdb"})
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded, session = done.stdout.splitlines()
+    assert loaded == "[]"
+    assert session == "workbench.session True"  # a public name loads its module when first used
+
+
+def test_every_public_name_is_exported_and_unknown_names_fail_as_attributes():
+    import workbench
+
+    assert sorted(workbench.__all__) == sorted(workbench._EXPORTS)
+    for name in workbench.__all__:
+        assert getattr(workbench, name).__name__ == name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        workbench.nope  # noqa: B018
 
 
 def test_the_report_of_a_session_shows_progress_and_every_section(reported):

@@ -43,27 +43,20 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from workbench.errors import WorkbenchError
+from workbench.lookup import AnalysisError, UnknownSession, connect, resolve
+from workbench.lookup import literal as _literal
+from workbench.lookup import where as _where
 from workbench.store import Store
 
 Source = Store | duckdb.DuckDBPyConnection | str | os.PathLike[str]
 Sessions = str | Sequence[str] | None
 Mark = float | Mapping[str, float] | None
-
-
-class AnalysisError(WorkbenchError):
-    """The analysis cannot run: the store cannot be read, or the sessions asked for do not fit."""
-
-
-class UnknownSession(AnalysisError):
-    """No session with that id (or sweep id) is in the store."""
 
 
 # -- the SQL, shared by the functions and the views ------------------------------------------------
@@ -413,14 +406,6 @@ def _dust() -> str:
     return f"dust(symbol, notional) AS (VALUES {rows})"
 
 
-def _where(column: str, ids: Sequence[str] | None) -> str:
-    """A WHERE clause keeping ``ids`` as literals: DuckDB prunes row groups on a constant filter."""
-    if ids is None:
-        return ""
-    literals = ", ".join(map(_literal, ids)) or "NULL"
-    return f"WHERE {column} IN ({literals})"
-
-
 def _sql(kind: str, ids: Sequence[str] | None = None, *, shadows: Sequence[str] = ()) -> str:
     """The SQL of one analysis, restricted to the sessions ``ids`` (all when ``None``); for
     ``paper_vs_real``, ``ids`` are real sessions and ``shadows`` their paper twins."""
@@ -475,7 +460,7 @@ def create_views(source: Store | duckdb.DuckDBPyConnection | str | os.PathLike[s
         for statement in statements:
             source.sql(statement)
         return list(VIEWS)
-    con = source if isinstance(source, duckdb.DuckDBPyConnection) else _open(source, read_only=False)
+    con = source if isinstance(source, duckdb.DuckDBPyConnection) else connect(source, read_only=False)
     try:
         for statement in statements:
             con.execute(statement)
@@ -490,20 +475,6 @@ def create_views(source: Store | duckdb.DuckDBPyConnection | str | os.PathLike[s
 Reader = Callable[[str], pd.DataFrame]
 
 
-def _open(path: str | os.PathLike[str], *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    if not Path(path).exists():
-        raise AnalysisError(f"No store at {path}: give the path of a workbench DuckDB file.")
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except (duckdb.IOException, duckdb.ConnectionException) as e:
-        raise AnalysisError(
-            f"Cannot open the store {path}: {e}. If this process already has it open as a Store, pass "
-            "that Store instead of the path; if another process is writing to it, wait until it ends."
-        ) from None
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
 @contextmanager
 def _reader(source: Source) -> Iterator[Reader]:
     """A function running one query on ``source`` and returning a DataFrame."""
@@ -513,7 +484,7 @@ def _reader(source: Source) -> Iterator[Reader]:
     elif isinstance(source, duckdb.DuckDBPyConnection):
         yield lambda sql: source.execute(sql).df()
     else:
-        con = _open(source, read_only=True)
+        con = connect(source, read_only=True)
         try:
             yield lambda sql: con.execute(sql).df()
         finally:
@@ -522,23 +493,7 @@ def _reader(source: Source) -> Iterator[Reader]:
 
 def _resolve(read: Reader, sessions: Sessions, sweep_id: str | None) -> list[str] | None:
     """The session ids asked for, checked against the sessions table (``None``: every session)."""
-    if sweep_id is not None:
-        if sessions is not None:
-            raise AnalysisError("Give either sessions or sweep_id, not both.")
-        ids = read(f"SELECT session_id FROM sessions {_where('sweep_id', [sweep_id])} ORDER BY session_id")
-        if ids.empty:
-            raise UnknownSession(f"No session of sweep {sweep_id!r} in the store: check the sweep id.")
-        return ids["session_id"].tolist()
-    if sessions is None:
-        return None
-    wanted = [sessions] if isinstance(sessions, str) else list(sessions)
-    known = set(read(f"SELECT session_id FROM sessions {_where('session_id', wanted)}")["session_id"])
-    missing = [s for s in wanted if s not in known]
-    if missing:
-        recent = read("SELECT session_id FROM sessions ORDER BY started_at DESC NULLS LAST LIMIT 5")["session_id"]
-        hint = ", ".join(recent) or "none"
-        raise UnknownSession(f"Unknown session id(s) {missing}: not in the store. Most recent sessions: {hint}.")
-    return wanted
+    return resolve(lambda sql: list(read(sql).itertuples(index=False, name=None)), sessions, sweep_id)
 
 
 def _query(source: Source, kind: str, sessions: Sessions, sweep_id: str | None, order: str) -> pd.DataFrame:
@@ -880,10 +835,6 @@ def session_bars(source: Source, session_id: str) -> dict[str, pd.DataFrame]:
         if frame.attrs.get("source") == row.source and len(frame) == row.bars:
             bars[row.symbol] = frame
     return bars
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def trades(source: Source, sessions: Sessions = None, *, sweep_id: str | None = None) -> pd.DataFrame:

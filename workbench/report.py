@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from workbench import analysis
-from workbench.checks import check_id
+from workbench import lookup
+from workbench.checks import check_id, command_line
 from workbench.config import DEFAULT_STORE
 from workbench.errors import WorkbenchError
 
@@ -44,8 +44,7 @@ def report(
         raise WorkbenchError("A report is of one session or of one sweep: give exactly one of the two.")
     check_id(session_id or sweep_id, "session_id" if sweep_id is None else "sweep_id")  # ids name files
     store_path = Path(store_path).resolve()
-    with analysis._reader(store_path) as read:  # a clear error for an unknown id, before a kernel starts
-        analysis._resolve(read, session_id, sweep_id)
+    lookup.check(store_path, session_id, sweep_id)  # a clear error for an unknown id, before a kernel starts
     say = _progress if progress else lambda _: None
     say("starting the analysis kernel")
     import nbformat  # imported only now: together they take a second or two
@@ -87,7 +86,8 @@ def _progress(step: str) -> None:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``workbench report`` to the command line."""
+    """Add ``workbench report`` and ``workbench explain`` to the command line (neither loads pandas
+    before it has checked the store and the session id)."""
     p = subparsers.add_parser("report", help="export the post-trade analysis of a session as a standalone HTML file")
     p.add_argument("session_id", help="the session to analyse (or the sweep's id, with --sweep)")
     p.add_argument("--sweep", action="store_true", help="SESSION_ID is a sweep id: compare every session of it")
@@ -97,6 +97,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeout", type=float, default=600, help="seconds a notebook cell may take")
     p.set_defaults(func=_report_command)
 
+    session_id = command_line(check_id)
+    p = subparsers.add_parser("explain", help="why a session's result differs from a replay of its bars, by cause")
+    p.add_argument("session_id", type=session_id, help="the session to explain")
+    p.add_argument(
+        "--against", type=session_id, help="another session instead of the replay: its paper shadow, a run of its sweep"
+    )
+    p.add_argument("--store", default=str(DEFAULT_STORE), help=f"the DuckDB file (default {DEFAULT_STORE})")
+    p.set_defaults(func=_explain_command)
+
 
 def _report_command(args: argparse.Namespace) -> int:
     ids = {"sweep_id": args.session_id} if args.sweep else {"session_id": args.session_id}
@@ -104,4 +113,25 @@ def _report_command(args: argparse.Namespace) -> int:
         **ids, store_path=args.store, output=args.output, show_code=args.show_code, timeout=args.timeout, progress=True
     )
     print(path)
+    return 0
+
+
+def _explain_command(args: argparse.Namespace) -> int:
+    lookup.check(args.store, [args.session_id, *([args.against] if args.against else [])], None)
+    import pandas as pd
+
+    from workbench import present
+    from workbench.explain import explain
+
+    why = explain(args.store, args.session_id, against=args.against)
+    print(why.sentence())
+    total = pd.DataFrame([{"cause": "total", "orders": len(why.pairs), "quote": why.difference}])
+    rows = pd.concat([why.lines, total], ignore_index=True)
+    rows["quote"] = [present.number(v, 4) for v in rows["quote"]]
+    print(
+        present.table(
+            rows,
+            {"cause": ("cause", "text"), "orders": ("orders", "count"), "quote": ("PnL difference (quote)", "text")},
+        ).to_string(index=False)
+    )
     return 0
