@@ -116,8 +116,15 @@ def test_every_public_name_is_exported_and_unknown_names_fail_as_attributes():
 def test_the_report_of_a_session_shows_progress_and_every_section(reported):
     session_id, output, done = reported
     assert done.stdout.strip() == str(output)
-    assert "report: starting the analysis kernel" in done.stderr and "report: exporting HTML" in done.stderr
-    assert re.search(r"Executing: 100%", done.stderr)  # the notebook's cells, counted as they run
+    progress = [line for line in done.stderr.splitlines() if line.startswith("report: ")]
+    told = [re.sub(r" \(\d+\.\d s\)$", "", line.removeprefix("report: ")) for line in progress]
+    # one line per step and per section of the notebook, in order, each with the seconds since the start
+    assert len(told) == len(progress) == len(SECTIONS) + 4, progress
+    assert told[:2] == ["starting the analysis kernel", "loading the session"]
+    assert [t.split(":")[0] for t in told[2:-2]] == list(SECTIONS)
+    assert told[-2:] == ["exporting HTML", f"written {output}"]
+    seconds = [float(re.search(r"\((\d+\.\d) s\)$", line).group(1)) for line in progress]
+    assert seconds == sorted(seconds)
     html = output.read_text()
     text = visible_text(html)
     for section in SECTIONS:

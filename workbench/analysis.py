@@ -966,15 +966,18 @@ def performance(
     bars: Mapping[str, pd.DataFrame] | None = None,
     capital: float | None = None,
     periods_per_year: float = BARS_PER_YEAR,
+    curve: pd.DataFrame | None = None,
+    metrics: Mapping[str, Any] | None = None,
 ) -> pd.Series:
     """What a trader asks of a session, from :func:`bar_equity`: capital, final value, return and
     buy-and-hold return (fractions), :func:`ratios` of the per-bar returns (annualised with
     ``periods_per_year``, 1m bars around the clock by default), the largest drawdown as a fraction
     and in quote with its peak, trough and recovery times (recovery NaT if it never recovered),
     time in market (share of bars with a position) and average exposure (gross position value /
-    value); gross and net PnL (net of the fees in quote)."""
-    curve = bar_equity(source, session_id, bars=bars, capital=capital)
-    metrics = session_metrics(source, session_id).iloc[0]
+    value); gross and net PnL (net of the fees in quote). ``curve`` (its :func:`bar_equity`) and
+    ``metrics`` (its row of :func:`session_metrics`) save computing them again."""
+    curve = bar_equity(source, session_id, bars=bars, capital=capital) if curve is None else curve
+    metrics = session_metrics(source, session_id).iloc[0] if metrics is None else metrics
     row: dict[str, Any] = {"session_id": session_id, "bars": len(curve)}
     row["net_pnl"] = float(metrics["total_pnl"])
     row["fees"] = float(metrics["fees"])

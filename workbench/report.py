@@ -1,11 +1,17 @@
-"""``workbench report``: the post-trade analysis notebook, executed by papermill for one session
-(or a sweep) and exported as a standalone HTML file (plots embedded, code hidden)."""
+"""``workbench report``: the post-trade analysis notebook, executed for one session (or a sweep)
+and exported as a standalone HTML file (plots embedded, code hidden).
+
+The notebook runs in its own kernel (nbclient, as papermill does, without papermill's start-up).
+The kernel is started first, so that it boots while this process loads the notebook machinery.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,50 +45,95 @@ def report(
 
     Raises :class:`~workbench.analysis.UnknownSession` (before any kernel starts) when the store has
     no such session, and :class:`ReportError` if the notebook fails (its executed copy is kept
-    beside ``output`` as ``.ipynb``). ``progress`` reports each step and cell on stderr."""
+    beside ``output`` as ``.ipynb``). ``progress`` tells each step and section on stderr, one line each."""
     if (session_id is None) == (sweep_id is None):
         raise WorkbenchError("A report is of one session or of one sweep: give exactly one of the two.")
     check_id(session_id or sweep_id, "session_id" if sweep_id is None else "sweep_id")  # ids name files
     store_path = Path(store_path).resolve()
     lookup.check(store_path, session_id, sweep_id)  # a clear error for an unknown id, before a kernel starts
-    say = _progress if progress else lambda _: None
-    say("starting the analysis kernel")
-    import nbformat  # imported only now: together they take a second or two
-    import papermill
-    from nbconvert import HTMLExporter
+    started = time.perf_counter()
+
+    def say(step: str) -> None:
+        if progress:
+            print(f"report: {step} ({time.perf_counter() - started:.1f} s)", file=sys.stderr, flush=True)
 
     name = session_id or f"sweep-{sweep_id}"
     target = Path(output or REPORTS_DIR / f"{name}.html").resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
+    parameters = {"store_path": str(store_path), "session_id": session_id, "sweep_id": sweep_id}
+    say("starting the analysis kernel")
+    from jupyter_client.manager import KernelManager
+
     with tempfile.TemporaryDirectory() as folder:
-        executed = Path(folder) / f"{name}.ipynb"
+        # IPC sockets in the temporary folder: no TCP port, and no warning about one without encryption
+        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(folder) / "kernel"))
+        kernel.start_kernel()
         try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(executed),
-                parameters={"store_path": str(store_path), "session_id": session_id, "sweep_id": sweep_id},
-                kernel_name="python3",
-                progress_bar=progress,
-                execution_timeout=timeout,
-            )
-        except Exception as e:  # papermill's errors carry the cell's traceback
-            kept = target.with_suffix(".ipynb")
-            if executed.exists():
-                kept.write_bytes(executed.read_bytes())
-            raise ReportError(f"The analysis notebook failed for {name}: {e}. Executed notebook: {kept}.") from None
-        node = nbformat.read(executed, as_version=4)
+            node = _execute(kernel, Path(notebook), parameters, timeout, say, target.with_suffix(".ipynb"), name)
+        finally:
+            kernel.shutdown_kernel(now=True)
     say("exporting HTML")
+    from nbconvert import HTMLExporter
+
     node.metadata["title"] = f"Post-trade analysis: {name}"
     exporter = HTMLExporter(
         exclude_input=not show_code, exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True
     )
     body, _ = exporter.from_notebook_node(node)
     target.write_text(body, encoding="utf-8")
+    say(f"written {target}")
     return target
 
 
-def _progress(step: str) -> None:
-    print(f"report: {step}", file=sys.stderr, flush=True)
+def _execute(
+    kernel: Any,
+    notebook: Path,
+    parameters: Mapping[str, Any],
+    timeout: float | None,
+    say: Callable[[str], None],
+    kept: Path,
+    name: str,
+) -> Any:
+    """Run ``notebook`` with ``parameters`` (a cell after its ``parameters`` cell, as papermill
+    injects them) in the started ``kernel``; the executed notebook node. Tells each section (a
+    ``##`` heading) as its first cell starts. On failure, keeps the executed copy at ``kept``."""
+    # jsonschema (which nbformat loads) builds an IRI grammar for a second or two when rfc3987_syntax
+    # is installed; notebooks have no IRI to check
+    blocked = sys.modules.setdefault("rfc3987_syntax", None) is None and "jsonschema" not in sys.modules
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter  # noqa: F401  (loaded now, while the kernel boots)
+
+    if blocked:
+        del sys.modules["rfc3987_syntax"]
+    node = nbformat.read(notebook, as_version=4)
+    tagged = [i for i, c in enumerate(node.cells) if "parameters" in c.metadata.get("tags", [])]
+    injected = nbformat.v4.new_code_cell(
+        "\n".join(f"{k} = {v!r}" for k, v in parameters.items()), metadata={"tags": ["injected-parameters"]}
+    )
+    node.cells.insert(tagged[0] + 1 if tagged else 0, injected)
+    sections, heading = {}, "loading the session"
+    for index, cell in enumerate(node.cells):
+        lines = cell.source.splitlines()
+        if cell.cell_type == "markdown" and lines and lines[0].startswith("## "):
+            heading = lines[0][3:].strip()
+        elif cell.cell_type == "code" and heading not in sections.values():
+            sections[index] = heading
+
+    def started(cell: Any, cell_index: int) -> None:
+        if cell_index in sections:
+            say(sections[cell_index])
+
+    client = NotebookClient(node, km=kernel, timeout=timeout, on_cell_start=started)
+    try:
+        client.execute()
+    except Exception as e:  # nbclient's errors carry the cell's traceback
+        nbformat.write(node, kept)
+        raise ReportError(f"The analysis notebook failed for {name}: {e}. Executed notebook: {kept}.") from None
+    finally:
+        if client.kc is not None:  # its sockets, closed now: at exit they would linger
+            client.kc.stop_channels()
+    return node
 
 
 def register(subparsers: Any) -> None:
