@@ -172,6 +172,32 @@ SELECT t.session_id, t.mode, t.symbol, t.fills, t.turnover, t.fees, t.fees_uncon
 FROM t JOIN l ON t.session_id = l.session_id AND t.symbol = l.symbol
 """
 
+# fifo_pnl brings the arithmetic out of the SQL windows (their DECIMAL arithmetic is what costs) into
+# numpy: units as integers of 1e-8 (Binance's precision for every asset), exact when each fill's are
+# (``whole``), so a position closed is exactly zero; values in double, as the windows have them.
+UNITS_PER_ONE = 100_000_000
+_FIFO_GROUPS = """
+SELECT session_id, any_value(mode) AS mode, symbol, count(*) AS fills,
+       min("timestamp") AS first_fill, max("timestamp") AS last_fill
+FROM fills {where}
+GROUP BY session_id, symbol
+ORDER BY session_id, symbol
+"""
+_FIFO_FILLS = """
+SELECT side = 'buy' AS buy, coalesce(fee_currency = split_part(symbol, '/', 1), false) AS base_fee,
+       coalesce(fee_currency = split_part(symbol, '/', 2), false) AS quote_fee,
+       coalesce(fee <> 0 AND fee_currency NOT IN (split_part(symbol, '/', 1), split_part(symbol, '/', 2)), false)
+           AS unconverted,
+       CAST(price AS DOUBLE) AS price, CAST(amount AS DOUBLE) AS amount, CAST(cost AS DOUBLE) AS cost,
+       CAST(coalesce(fee, 0) AS DOUBLE) AS fee,
+       round(amount, 8) = amount
+           AND (fee_currency IS DISTINCT FROM split_part(symbol, '/', 1) OR round(fee, 8) = fee) AS whole
+FROM fills {where}
+ORDER BY session_id, symbol, "timestamp", trade_id
+"""
+# Beyond this many units a double no longer holds every multiple of 1e-8 exactly.
+_EXACT_UNITS = 2.0**52 / UNITS_PER_ONE
+
 _EQUITY = """
 WITH p AS ({fills_pnl}), e AS (
     SELECT session_id, mode, "timestamp", symbol, seq, trade_id, client_order_id, side, price,
@@ -540,12 +566,70 @@ def fifo_pnl(
     ``mark`` prices the open position: one price, a ``{symbol: price}`` mapping, or ``None`` for each
     symbol's last fill price. Columns: fills, turnover, fees, position, open_cost, mark_price,
     realised_pnl, unrealised_pnl, total_pnl. Raises :class:`UnknownSession` for an unknown id."""
-    frame = _query(source, "pnl", sessions, sweep_id, "session_id, symbol")
+    with _reader(source) as read:
+        ids = _resolve(read, sessions, sweep_id)
+        where = _where("session_id", ids)
+        groups = read(_FIFO_GROUPS.format(where=where))
+        frame = _fifo(groups, read(_FIFO_FILLS.format(where=where))) if len(groups) else None
+        if frame is None:  # no fill, or units finer than 1e-8: the same figures from the SQL, in DECIMAL
+            frame = _tidy(read(f"SELECT * FROM ({_sql('pnl', ids)}) ORDER BY session_id, symbol"))
     frame["mark_price"] = _marks(frame, mark)
     frame["unrealised_pnl"] = frame["mark_price"] * frame["position"] - frame["open_cost"]
     frame["total_pnl"] = frame["realised_pnl"] + frame["unrealised_pnl"]
     frame["avg_open_price"] = (frame["open_cost"] / frame["position"]).where(frame["position"].abs() > 1e-12)
     return frame
+
+
+def _fifo(groups: pd.DataFrame, fills: pd.DataFrame) -> pd.DataFrame | None:
+    """The columns of the ``pnl`` SQL from :data:`_FIFO_GROUPS` and :data:`_FIFO_FILLS` (None if a
+    fill's units are not whole multiples of 1e-8). The k-th unit bought is matched with the k-th unit
+    sold, so the FIFO value of the ``matched`` units on each side is each lot's share of them (in
+    integer units, a lot is taken exactly), summed per session and symbol."""
+    amount, fee = fills["amount"].to_numpy(), fills["fee"].to_numpy()
+    base_fee = fills["base_fee"].to_numpy(dtype=bool)
+    if not fills["whole"].all() or max(np.abs(amount).max(), np.abs(fee[base_fee]).max(initial=0)) >= _EXACT_UNITS:
+        return None
+    counts = groups["fills"].to_numpy(dtype=np.int64)
+    first = np.cumsum(counts) - counts
+    group = np.repeat(np.arange(len(counts)), counts)
+    buy, quote_fee = fills["buy"].to_numpy(dtype=bool), fills["quote_fee"].to_numpy(dtype=bool)
+    price, cost = fills["price"].to_numpy(), fills["cost"].to_numpy()
+    whole = np.rint(amount * UNITS_PER_ONE).astype(np.int64)
+    whole_fee = np.where(base_fee, np.rint(fee * UNITS_PER_ONE).astype(np.int64), 0)
+    units = np.where(buy, whole - whole_fee, whole + whole_fee)  # a fee in the base asset changes the units held
+    value = np.where(buy, cost + np.where(quote_fee, fee, 0.0), cost - np.where(quote_fee, fee, 0.0))
+    unit_value = np.divide(value, units / UNITS_PER_ONE, out=np.zeros(len(units)), where=units > 0)
+    sides = [np.where(side, units, 0) for side in (buy, ~buy)]
+    bought, sold = (np.add.reduceat(u, first) for u in sides)
+    matched = np.minimum(bought, sold)
+    shares = []
+    for u in sides:
+        # a lot starts after the units before it in its session; the running sum may wrap past 2**63
+        # over many sessions, and its difference from the session's start stays right
+        before = np.cumsum(u) - u
+        taken = np.clip(matched[group] - (before - before[first][group]), 0, u)
+        shares.append(np.add.reduceat(unit_value * (taken / UNITS_PER_ONE), first))
+    matched_cost, matched_proceeds = shares
+    paid, received = (np.add.reduceat(np.where(side, value, 0.0), first) for side in (buy, ~buy))
+    position = (bought - sold) / UNITS_PER_ONE
+    mark = price[first + counts - 1]
+    open_cost = (paid - matched_cost) - (received - matched_proceeds)
+    frame = groups[["session_id", "mode", "symbol", "fills"]].assign(
+        turnover=np.add.reduceat(cost, first),
+        fees=np.add.reduceat(np.where(quote_fee, fee, 0.0) + np.where(base_fee, fee, 0.0) * price, first),
+        fees_unconverted=np.add.reduceat(fills["unconverted"].to_numpy(dtype=np.int64), first),
+        position=position,
+        bought=bought / UNITS_PER_ONE,
+        sold=sold / UNITS_PER_ONE,
+        open_cost=open_cost,
+        mark_price=mark,
+        realised_pnl=matched_proceeds - matched_cost,
+        unrealised_pnl=mark * position - open_cost,
+        total_pnl=received - paid + mark * position,
+        first_fill=groups["first_fill"],
+        last_fill=groups["last_fill"],
+    )
+    return _tidy(frame)
 
 
 def equity_curve(
