@@ -268,7 +268,7 @@ FROM q
 """
 
 _METRICS = """
-WITH pnl AS ({pnl}), eq AS ({equity}), rt AS ({round_trips}), ex AS ({execution}),
+WITH fp AS MATERIALIZED ({fills_pnl}), pnl AS ({pnl}), eq AS ({equity}), rt AS ({round_trips}), ex AS ({execution}),
 s AS (SELECT session_id, mode, status, strategy, sweep_id, shadow_of, started_at, ended_at FROM sessions {where}),
 by_pnl AS (
     SELECT session_id, CAST(sum(fills) AS BIGINT) AS fills, sum(turnover) AS turnover, sum(fees) AS fees,
@@ -451,8 +451,12 @@ def _sql(kind: str, ids: Sequence[str] | None = None, *, shadows: Sequence[str] 
             not_sent=", ".join(map(_literal, NOT_SENT_RULES)), and_where=where.replace("WHERE", "AND", 1)
         ),
     }
-    if kind == "metrics":
-        return _METRICS.format(where=where, **{k: v for k, v in parts.items() if k != "fills_pnl"})
+    if kind == "metrics":  # the equity and the round trips from one evaluation of the per-fill PnL
+        shared = {
+            "equity": _EQUITY.format(fills_pnl="FROM fp"),
+            "round_trips": _ROUND_TRIPS.format(fills_pnl="FROM fp"),
+        }
+        return _METRICS.format(where=where, **(parts | shared))
     if kind == "paper_vs_real":
         and_real = "" if ids is None else "AND " + _where("shadow_of", ids).removeprefix("WHERE ")
         both = None if ids is None else [*ids, *shadows]
