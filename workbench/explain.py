@@ -25,7 +25,9 @@ difference is the difference of each part, times the session's units.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,7 +302,10 @@ def explain(
         )
     strategy = strategy_of(source, session_id)
     at = marks(source, session_id, bars)
-    store = open_store(None)
+    # the replay's store lives only for this call: in memory (tmpfs) when the system has one, no disk to wait for
+    memory = Path("/dev/shm")
+    folder = tempfile.mkdtemp(prefix="explain-", dir=memory if memory.is_dir() and os.access(memory, os.W_OK) else None)
+    store = open_store(Path(folder) / "replay.duckdb")
     try:
         result = _run(replay(strategy, bars, store=store, session_id=f"explain-{session_id}"[:40]))
         store.flush()
