@@ -165,3 +165,36 @@ def test_the_report_of_a_sweep_labels_runs_by_their_parameters(tmp_path):
     assert re.search(r"<th[^>]*>fast</th>\s*<th[^>]*>slow</th>", html)  # the parameter columns head the table
     assert len(re.findall(r'<img[^>]+src="data:image/png;base64,', html)) >= 2  # the heatmap and the PnL lines
     assert not SCIENTIFIC.findall(text), SCIENTIFIC.findall(text)[:5]
+
+
+def test_a_failing_notebook_is_a_report_error_with_the_executed_copy_kept(tmp_path, capsys):
+    import nbformat
+
+    from tests.test_analysis import HAND, write_hand
+    from workbench.report import ReportError, report
+    from workbench.store import Store
+
+    store = tmp_path / "hand.duckdb"
+    with Store(store) as s:
+        write_hand(s)
+    notebook = tmp_path / "broken.ipynb"
+    cells = [
+        nbformat.v4.new_code_cell("store_path = session_id = sweep_id = None", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_markdown_cell("## Fine"),
+        nbformat.v4.new_code_cell("print(session_id, store_path)"),
+        nbformat.v4.new_markdown_cell("## Broken"),
+        nbformat.v4.new_code_cell("1 / 0"),
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), notebook)
+    output = tmp_path / "out" / "broken.html"
+    with pytest.raises(ReportError, match="ZeroDivisionError") as failed:
+        report(HAND, store_path=store, output=output, notebook=notebook, progress=True)
+    kept = output.with_suffix(".ipynb")
+    assert str(kept) in str(failed.value) and not output.exists()
+    executed = nbformat.read(kept, as_version=4)
+    assert "injected-parameters" in executed.cells[1].metadata["tags"]  # after the parameters cell
+    assert executed.cells[3].outputs[0]["text"] == f"{HAND} {store}\n"  # the parameters reached the kernel
+    assert executed.cells[-1].outputs[0]["ename"] == "ZeroDivisionError"
+    told = [line.split(" (")[0] for line in capsys.readouterr().err.splitlines() if line.startswith("report: ")]
+    assert told == ["report: starting the analysis kernel", "report: loading the session", "report: Fine",
+                    "report: Broken"]  # fmt: skip
