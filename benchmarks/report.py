@@ -11,7 +11,10 @@ each as its own process the way a user runs it:
 and, in this process, its parts: importing the CLI, checking the id, starting the kernel, executing
 the notebook (then its slowest cells, from nbclient's own timings) and exporting the HTML.
 
-Run: .venv/bin/python benchmarks/report.py [--store PATH --session ID] [--repeat N]
+``--baseline DIR`` (a checkout of another commit: ``git worktree add DIR COMMIT``) times its
+``workbench report`` of the same session too, interleaved, on its code and notebook (``PYTHONPATH=DIR``).
+
+Run: .venv/bin/python benchmarks/report.py [--store PATH --session ID] [--repeat N] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ MAKE_RUN = ["--mode", "testnet", "--venue", "local", "--symbols", "BTC/USDT", "-
             "--strategy-params", '{"fast": 5, "slow": 20, "size": 0.001}']  # fmt: skip
 
 
-def timed(command: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
-    """Wall and CPU seconds (the child's user + system) of one command."""
+def timed(command: list[str], baseline: str | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall and CPU seconds (the child's user + system) of one command (on the code in ``baseline``)."""
+    env = {**os.environ, "PYTHONPATH": baseline} if baseline else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
@@ -97,6 +101,7 @@ def main() -> None:
     parser.add_argument("--store", help="a store holding --session (default: run the make-run session)")
     parser.add_argument("--session")
     parser.add_argument("--repeat", type=int, default=3, help="reports to time (default 3)")
+    parser.add_argument("--baseline", type=Path, help="a checkout of another commit, its report timed beside")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -109,18 +114,23 @@ def main() -> None:
         wall, cpu, done = timed([str(BIN / "workbench"), "report", "no-such-session", "--store", str(store)])
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         print(f"workbench report UNKNOWN: exit 2 in {wall:.2f} s wall, {cpu:.2f} s CPU: {done.stderr.strip()}")
-        out, runs = folder / "report.html", []
-        for _ in range(args.repeat):
-            wall, cpu, done = timed(
-                [str(BIN / "workbench"), "report", session_id, "--store", str(store), "--output", str(out)]
-            )
+        out, runs, before = folder / "report.html", [], []
+        command = ["report", session_id, "--store", str(store), "--output", str(out)]
+        for _ in range(args.repeat):  # interleaved with the baseline's: the same load for both
+            wall, cpu, done = timed([str(BIN / "workbench"), *command])
             assert done.returncode == 0, done.stderr[-2000:]
             runs.append((wall, cpu))
-        sections = [line for line in done.stderr.splitlines() if line.startswith("report: ")]
-        walls = sorted(w for w, _ in runs)
-        print(f"workbench report {session_id}: median {statistics.median(walls):.1f} s wall (max {walls[-1]:.1f}), "
-              f"{statistics.median(c for _, c in runs):.1f} s CPU with its kernel, over {len(runs)} runs; "
-              f"{out.stat().st_size / 1024:.0f} KiB of HTML; {len(sections)} progress lines on stderr")  # fmt: skip
+            sections = [line for line in done.stderr.splitlines() if line.startswith("report: ")]
+            if args.baseline:
+                wall, cpu, old = timed([sys.executable, "-m", "workbench.cli", *command], str(args.baseline))
+                assert old.returncode == 0, old.stderr[-2000:]
+                before.append((wall, cpu))
+        for name, times in (("workbench report", runs), ("baseline's workbench report", before)):
+            if times:
+                walls, cpu = sorted(w for w, _ in times), statistics.median(c for _, c in times)
+                print(f"{name} {session_id}: median {statistics.median(walls):.1f} s wall (max {walls[-1]:.1f}), "
+                      f"{cpu:.1f} s CPU with its kernel, over {len(times)} runs")  # fmt: skip
+        print(f"{out.stat().st_size / 1024:.0f} KiB of HTML; {len(sections)} progress lines on stderr")
         print(f"machine load: {os.getloadavg()[0]:.1f} (2 cores shared)")
         print(f"{'step':<66} {'wall s':>7} {'CPU s':>7}")
         for name, wall, cpu in parts(store, session_id, folder):
