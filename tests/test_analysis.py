@@ -933,6 +933,20 @@ def test_bar_equity_against_buy_and_hold(store):
     assert curve.index[0] == pd.Timestamp(T0 + 59_999, unit="ms", tz="UTC")
 
 
+def test_bars_known_closed_in_the_same_millisecond_count_once(store):
+    # a fast replay streams bars faster than the clock ticks: the 2nd and 3rd bars (closes 110, 99)
+    # were both known closed at the 3rd's signal time; the market stood at the later one, 99
+    write_bars_session(store)
+    bars = analysis.session_bars(store, "bars-1")
+    frame = bars["BTC/USDT"]
+    frame.loc[frame.index[1], "close_time"] = frame["close_time"].iloc[2]
+    curve = analysis.bar_equity(store, "bars-1", bars=bars, capital=1000)
+    assert curve.index.is_unique and len(curve) == 4
+    assert curve["value"].tolist() == pytest.approx([VALUES[0], *VALUES[2:]], abs=TOL)
+    perf = analysis.performance(store, "bars-1", bars=bars, capital=1000)
+    assert perf["max_drawdown_quote"] == approx(999 - 1000) and perf["final_value"] == approx(VALUES[-1])
+
+
 def test_performance_by_hand_and_against_empyrical(store):
     empyrical = pytest.importorskip("empyrical")
     write_bars_session(store)

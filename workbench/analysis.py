@@ -957,7 +957,8 @@ def ratios(returns: pd.Series, *, periods_per_year: float = BARS_PER_YEAR) -> di
     std = r.std(ddof=1)
     downside = float(np.sqrt(np.mean(np.minimum(r, 0) ** 2)) * np.sqrt(periods_per_year))
     growth = float((1 + r).prod())
-    annual = growth ** (periods_per_year / len(r)) - 1 if growth > 0 else -1.0
+    with np.errstate(over="ignore"):  # a few bars' gain, compounded over a year, may exceed a double: inf
+        annual = float(np.power(growth, periods_per_year / len(r))) - 1 if growth > 0 else -1.0
     value = (1 + r).cumprod()
     worst = float((value / value.cummax() - 1).min())
     return {
@@ -991,7 +992,7 @@ def bar_equity(
     if not bars:
         return pd.DataFrame(columns=["value", "buy_hold", "equity", "exposure", "in_market", "returns"])
     capital = capital if np.isfinite(capital) else float(fills["cost"].max()) if len(fills) else 1.0
-    closes = pd.concat({s: f.set_index(_close_ms(f))["close"] for s, f in bars.items()}, axis=1).sort_index().ffill()
+    closes = pd.concat({s: _closes(f) for s, f in bars.items()}, axis=1).sort_index().ffill()
     cash = pd.Series(0.0, index=closes.index)
     gross = pd.Series(0.0, index=closes.index)
     held = pd.Series(False, index=closes.index)
@@ -1039,6 +1040,13 @@ def market_fills(source: Source, session_id: str) -> pd.DataFrame:
         )
     frame["at"] = pd.to_datetime(frame["effect_ms"], unit="ms", utc=True)
     return frame
+
+
+def _closes(bars: pd.DataFrame) -> pd.Series:
+    """The bars' closes by the millisecond each was known closed; of bars known in the same millisecond
+    (a replay streams them faster than the clock ticks), the last."""
+    closes = bars.set_index(_close_ms(bars))["close"]
+    return closes[~closes.index.duplicated(keep="last")]
 
 
 def _close_ms(bars: pd.DataFrame) -> np.ndarray:
