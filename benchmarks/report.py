@@ -39,8 +39,8 @@ def timed(command: list[str], baseline: str | None = None) -> tuple[float, float
     """Wall and CPU seconds (the child's user + system) of one command (on the code in ``baseline``)."""
     env = {**os.environ, "PYTHONPATH": baseline} if baseline else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    started = time.perf_counter()  # run from the baseline (python -m puts the current folder first)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=baseline)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
