@@ -99,13 +99,16 @@ def _execute(
     ``##`` heading) as its first cell starts. On failure, keeps the executed copy at ``kept``."""
     # jsonschema (which nbformat loads) builds an IRI grammar for a second or two when rfc3987_syntax
     # is installed; notebooks have no IRI to check
-    blocked = sys.modules.setdefault("rfc3987_syntax", None) is None and "jsonschema" not in sys.modules
-    import nbformat
-    from nbclient import NotebookClient
-    from nbconvert import HTMLExporter  # noqa: F401  (loaded now, while the kernel boots)
-
+    blocked = "rfc3987_syntax" not in sys.modules and "jsonschema" not in sys.modules
     if blocked:
-        del sys.modules["rfc3987_syntax"]
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  (an import of it fails: skipped)
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+        from nbconvert import HTMLExporter  # noqa: F401  (loaded now, while the kernel boots)
+    finally:
+        if blocked:
+            del sys.modules["rfc3987_syntax"]
     node = nbformat.read(notebook, as_version=4)
     tagged = [i for i, c in enumerate(node.cells) if "parameters" in c.metadata.get("tags", [])]
     injected = nbformat.v4.new_code_cell(
