@@ -18,6 +18,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from workbench import analysis
 from workbench.analysis import AnalysisError, UnknownSession
@@ -541,15 +543,108 @@ def test_fifo_matches_a_plain_loop_on_a_random_session(store, seed):
     assert analysis.session_metrics(store, "rand").iloc[0]["round_trips"] == sells
 
 
+def decimal_fifo(fills: list[tuple[str, Decimal, Decimal, Decimal, str | None]], base: str, quote: str) -> dict:
+    """A slow reference FIFO in exact decimals: one queue of lots, long or short; a fill first closes
+    lots of the other side, oldest first, then opens a lot with what is left. ``fills`` are
+    (side, price, amount, fee, fee_currency); a fee in ``base`` changes the units, one in ``quote``
+    the value, any other is not converted."""
+    lots: deque[list[Decimal]] = deque()  # [signed units, value per unit]
+    realised = position = cash = D(0)
+    for side, price, amount, fee, currency in fills:
+        base_fee = fee if currency == base else D(0)
+        quote_fee = fee if currency == quote else D(0)
+        sign = 1 if side == "buy" else -1
+        units = amount - base_fee if side == "buy" else amount + base_fee
+        value = price * amount + quote_fee if side == "buy" else price * amount - quote_fee
+        per_unit = value / units
+        cash -= sign * value
+        position += sign * units
+        left = units
+        while left and lots and (lots[0][0] > 0) != (sign > 0):
+            take = min(left, abs(lots[0][0]))
+            realised += take * (per_unit - lots[0][1]) * -sign
+            lots[0][0] += sign * take
+            left -= take
+            if not lots[0][0]:
+                lots.popleft()
+        if left:
+            lots.append([sign * left, per_unit])
+    mark = fills[-1][1]
+    return {"realised_pnl": realised, "position": position, "total_pnl": cash + position * mark, "mark": mark}
+
+
+prices = st.decimals(min_value="1", max_value="100000", places=2)
+amounts = st.decimals(min_value="0.00000001", max_value="50", places=8)
+fills_of_one_symbol = st.lists(
+    st.tuples(st.sampled_from(["buy", "sell"]), prices, amounts, st.sampled_from(["BTC", "USDT", "BNB", None])),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sessions=st.lists(st.lists(fills_of_one_symbol, min_size=1, max_size=2), min_size=1, max_size=3))
+def test_fifo_pnl_agrees_with_a_slow_decimal_fifo_on_random_fills(store, sessions):
+    """Sessions of one or two symbols, random buys and sells (shorts too) with fees in the base asset,
+    the quote asset, BNB or none: the exact figures are exact, the others agree within 1e-9."""
+    run = store.sql("SELECT count(*) FROM sessions")[0][0]
+    expected = {}
+    for s, symbols in enumerate(sessions):
+        session_id = f"h{run}-{s}"
+        store.start_session(session_id, TradingMode.PAPER, symbols=["BTC/USDT", "ETH/USDT"])
+        w = Writer(store, session_id)
+        for symbol, fills in zip(["BTC/USDT", "ETH/USDT"], symbols, strict=False):
+            base, quote = symbol.split("/")
+            written = []
+            for k, (side, price, amount, currency) in enumerate(fills):
+                currency = base if currency == "BTC" else currency
+                fee = (amount / 1000 if currency == base else price * amount / 1000).quantize(D("1e-8"))
+                fee = D(0) if currency is None or (side == "buy" and currency == base and fee >= amount) else fee
+                w.order(f"{symbol}-{k}", side, str(amount), [(str(price), str(amount), str(fee), currency, T0 + k)],
+                        symbol=symbol)  # fmt: skip
+                written.append((side, price, amount, fee, currency))
+            expected[(session_id, symbol)] = decimal_fifo(written, base, quote)
+    store.flush()
+    got = analysis.fifo_pnl(store, [sid for sid, _ in expected]).set_index(["session_id", "symbol"])
+    assert set(got.index) == set(expected)
+    for key, want in expected.items():
+        row = got.loc[key]
+        assert row["position"] == float(want["position"])  # exact: a closed position is exactly zero
+        assert row["mark_price"] == float(want["mark"])
+        scale = max(1.0, abs(float(want["total_pnl"])), float(row["turnover"]))
+        assert row["realised_pnl"] == pytest.approx(float(want["realised_pnl"]), abs=1e-9 * scale)
+        assert row["total_pnl"] == pytest.approx(float(want["total_pnl"]), abs=1e-9 * scale)
+        assert row["realised_pnl"] + row["unrealised_pnl"] == pytest.approx(row["total_pnl"], abs=1e-9 * scale)
+
+
+def market_orders(store: Store, session_id: str, orders: list[tuple[str, str, str, str]]) -> None:
+    """A BTC/USDT session of orders ``s1``, ``s2``...: each (side, price, amount, fee in USDT), one
+    fill each, a second apart."""
+    store.start_session(session_id, TradingMode.PAPER, symbols=["BTC/USDT"])
+    w = Writer(store, session_id)
+    for k, (side, price, amount, fee) in enumerate(orders, start=1):
+        w.order(f"s{k}", side, amount, [(price, amount, fee, "USDT", T0 + 1000 * (k - 1))])
+    store.flush()
+
+
+def test_units_finer_than_binance_precision_take_the_exact_decimal_path(store):
+    # 0.1234567891 BTC has ten decimals: integer units of 1e-8 would round it, so the SQL answers
+    market_orders(store, "fine", [("buy", "100", "0.1234567891", "0"), ("sell", "110", "0.1234567891", "0"),
+                                  ("buy", "110", "0.00000000001", "0")])  # fmt: skip
+    row = analysis.fifo_pnl(store, "fine").iloc[0]
+    assert row["position"] == 1e-11 and row["bought"] == float(D("0.12345678911"))
+    assert row["realised_pnl"] == approx(10 * 0.1234567891)
+    fills = store.query(analysis._FIFO_FILLS.format(where="WHERE session_id = 'fine'"))
+    assert not fills["whole"].all()  # what sent it to the SQL
+
+
 def test_a_sell_beyond_the_position_opens_a_short_that_later_buys_cover(store):
     # sell 1 @ 100 (fee 0.1 USDT) from flat: a short lot of 1 unit, proceeds (100 - 0.1) / 1 per unit
     # buy 0.4 @ 90 (fee 0.036 USDT): covers 0.4 units costing 0.4 * 90 + 0.036
     # buy 1 @ 95 (fee 0.095 USDT): covers the other 0.6 and opens a long lot of 0.4 at (95 + 0.095) / 1 per unit
-    store.start_session("short", TradingMode.PAPER, symbols=["BTC/USDT"])
-    w = Writer(store, "short")
-    w.order("s1", "sell", "1", [("100", "1", "0.1", "USDT", T0)])
-    w.order("s2", "buy", "0.4", [("90", "0.4", "0.036", "USDT", T0 + 1000)])
-    w.order("s3", "buy", "1", [("95", "1", "0.095", "USDT", T0 + 2000)])
+    market_orders(
+        store, "short", [("sell", "100", "1", "0.1"), ("buy", "90", "0.4", "0.036"), ("buy", "95", "1", "0.095")]
+    )
     short_unit = (100 - 0.1) / 1
     long_unit = (95 + 0.095) / 1
     first = 0.4 * short_unit - (0.4 * 90 + 0.036)
@@ -836,6 +931,20 @@ def test_bar_equity_against_buy_and_hold(store):
     returns = [0.0, 1010 / 1000 - 1, 999 / 1010 - 1, 1008.9 / 999 - 1, 0.0]
     assert curve["returns"].tolist() == pytest.approx(returns, abs=1e-12)
     assert curve.index[0] == pd.Timestamp(T0 + 59_999, unit="ms", tz="UTC")
+
+
+def test_bars_known_closed_in_the_same_millisecond_count_once(store):
+    # a fast replay streams bars faster than the clock ticks: the 2nd and 3rd bars (closes 110, 99)
+    # were both known closed at the 3rd's signal time; the market stood at the later one, 99
+    write_bars_session(store)
+    bars = analysis.session_bars(store, "bars-1")
+    frame = bars["BTC/USDT"]
+    frame.loc[frame.index[1], "close_time"] = frame["close_time"].iloc[2]
+    curve = analysis.bar_equity(store, "bars-1", bars=bars, capital=1000)
+    assert curve.index.is_unique and len(curve) == 4
+    assert curve["value"].tolist() == pytest.approx([VALUES[0], *VALUES[2:]], abs=TOL)
+    perf = analysis.performance(store, "bars-1", bars=bars, capital=1000)
+    assert perf["max_drawdown_quote"] == approx(999 - 1000) and perf["final_value"] == approx(VALUES[-1])
 
 
 def test_performance_by_hand_and_against_empyrical(store):

@@ -43,27 +43,20 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from workbench.errors import WorkbenchError
+from workbench.lookup import AnalysisError, UnknownSession, connect, resolve
+from workbench.lookup import literal as _literal
+from workbench.lookup import where as _where
 from workbench.store import Store
 
 Source = Store | duckdb.DuckDBPyConnection | str | os.PathLike[str]
 Sessions = str | Sequence[str] | None
 Mark = float | Mapping[str, float] | None
-
-
-class AnalysisError(WorkbenchError):
-    """The analysis cannot run: the store cannot be read, or the sessions asked for do not fit."""
-
-
-class UnknownSession(AnalysisError):
-    """No session with that id (or sweep id) is in the store."""
 
 
 # -- the SQL, shared by the functions and the views ------------------------------------------------
@@ -179,6 +172,32 @@ SELECT t.session_id, t.mode, t.symbol, t.fills, t.turnover, t.fees, t.fees_uncon
 FROM t JOIN l ON t.session_id = l.session_id AND t.symbol = l.symbol
 """
 
+# fifo_pnl brings the arithmetic out of the SQL windows (their DECIMAL arithmetic is what costs) into
+# numpy: units as integers of 1e-8 (Binance's precision for every asset), exact when each fill's are
+# (``whole``), so a position closed is exactly zero; values in double, as the windows have them.
+UNITS_PER_ONE = 100_000_000
+_FIFO_GROUPS = """
+SELECT session_id, any_value(mode) AS mode, symbol, count(*) AS fills,
+       min("timestamp") AS first_fill, max("timestamp") AS last_fill
+FROM fills {where}
+GROUP BY session_id, symbol
+ORDER BY session_id, symbol
+"""
+_FIFO_FILLS = """
+SELECT side = 'buy' AS buy, coalesce(fee_currency = split_part(symbol, '/', 1), false) AS base_fee,
+       coalesce(fee_currency = split_part(symbol, '/', 2), false) AS quote_fee,
+       coalesce(fee <> 0 AND fee_currency NOT IN (split_part(symbol, '/', 1), split_part(symbol, '/', 2)), false)
+           AS unconverted,
+       CAST(price AS DOUBLE) AS price, CAST(amount AS DOUBLE) AS amount, CAST(cost AS DOUBLE) AS cost,
+       CAST(coalesce(fee, 0) AS DOUBLE) AS fee,
+       round(amount, 8) = amount
+           AND (fee_currency IS DISTINCT FROM split_part(symbol, '/', 1) OR round(fee, 8) = fee) AS whole
+FROM fills {where}
+ORDER BY session_id, symbol, "timestamp", trade_id
+"""
+# Beyond this many units a double no longer holds every multiple of 1e-8 exactly.
+_EXACT_UNITS = 2.0**52 / UNITS_PER_ONE
+
 _EQUITY = """
 WITH p AS ({fills_pnl}), e AS (
     SELECT session_id, mode, "timestamp", symbol, seq, trade_id, client_order_id, side, price,
@@ -249,7 +268,7 @@ FROM q
 """
 
 _METRICS = """
-WITH pnl AS ({pnl}), eq AS ({equity}), rt AS ({round_trips}), ex AS ({execution}),
+WITH fp AS MATERIALIZED ({fills_pnl}), pnl AS ({pnl}), eq AS ({equity}), rt AS ({round_trips}), ex AS ({execution}),
 s AS (SELECT session_id, mode, status, strategy, sweep_id, shadow_of, started_at, ended_at FROM sessions {where}),
 by_pnl AS (
     SELECT session_id, CAST(sum(fills) AS BIGINT) AS fills, sum(turnover) AS turnover, sum(fees) AS fees,
@@ -416,14 +435,6 @@ def _dust() -> str:
     return f"dust(symbol, notional) AS (VALUES {rows})"
 
 
-def _where(column: str, ids: Sequence[str] | None) -> str:
-    """A WHERE clause keeping ``ids`` as literals: DuckDB prunes row groups on a constant filter."""
-    if ids is None:
-        return ""
-    literals = ", ".join(map(_literal, ids)) or "NULL"
-    return f"WHERE {column} IN ({literals})"
-
-
 def _sql(kind: str, ids: Sequence[str] | None = None, *, shadows: Sequence[str] = ()) -> str:
     """The SQL of one analysis, restricted to the sessions ``ids`` (all when ``None``); for
     ``paper_vs_real``, ``ids`` are real sessions and ``shadows`` their paper twins."""
@@ -443,8 +454,12 @@ def _sql(kind: str, ids: Sequence[str] | None = None, *, shadows: Sequence[str] 
             not_sent=", ".join(map(_literal, NOT_SENT_RULES)), and_where=where.replace("WHERE", "AND", 1)
         ),
     }
-    if kind == "metrics":
-        return _METRICS.format(where=where, **{k: v for k, v in parts.items() if k != "fills_pnl"})
+    if kind == "metrics":  # the equity and the round trips from one evaluation of the per-fill PnL
+        shared = {
+            "equity": _EQUITY.format(fills_pnl="FROM fp"),
+            "round_trips": _ROUND_TRIPS.format(fills_pnl="FROM fp"),
+        }
+        return _METRICS.format(where=where, **(parts | shared))
     if kind == "paper_vs_real":
         and_real = "" if ids is None else "AND " + _where("shadow_of", ids).removeprefix("WHERE ")
         both = None if ids is None else [*ids, *shadows]
@@ -478,7 +493,7 @@ def create_views(source: Store | duckdb.DuckDBPyConnection | str | os.PathLike[s
         for statement in statements:
             source.sql(statement)
         return list(VIEWS)
-    con = source if isinstance(source, duckdb.DuckDBPyConnection) else _open(source, read_only=False)
+    con = source if isinstance(source, duckdb.DuckDBPyConnection) else connect(source, read_only=False)
     try:
         for statement in statements:
             con.execute(statement)
@@ -493,20 +508,6 @@ def create_views(source: Store | duckdb.DuckDBPyConnection | str | os.PathLike[s
 Reader = Callable[[str], pd.DataFrame]
 
 
-def _open(path: str | os.PathLike[str], *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    if not Path(path).exists():
-        raise AnalysisError(f"No store at {path}: give the path of a workbench DuckDB file.")
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except (duckdb.IOException, duckdb.ConnectionException) as e:
-        raise AnalysisError(
-            f"Cannot open the store {path}: {e}. If this process already has it open as a Store, pass "
-            "that Store instead of the path; if another process is writing to it, wait until it ends."
-        ) from None
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
 @contextmanager
 def _reader(source: Source) -> Iterator[Reader]:
     """A function running one query on ``source`` and returning a DataFrame."""
@@ -516,7 +517,7 @@ def _reader(source: Source) -> Iterator[Reader]:
     elif isinstance(source, duckdb.DuckDBPyConnection):
         yield lambda sql: source.execute(sql).df()
     else:
-        con = _open(source, read_only=True)
+        con = connect(source, read_only=True)
         try:
             yield lambda sql: con.execute(sql).df()
         finally:
@@ -525,23 +526,7 @@ def _reader(source: Source) -> Iterator[Reader]:
 
 def _resolve(read: Reader, sessions: Sessions, sweep_id: str | None) -> list[str] | None:
     """The session ids asked for, checked against the sessions table (``None``: every session)."""
-    if sweep_id is not None:
-        if sessions is not None:
-            raise AnalysisError("Give either sessions or sweep_id, not both.")
-        ids = read(f"SELECT session_id FROM sessions {_where('sweep_id', [sweep_id])} ORDER BY session_id")
-        if ids.empty:
-            raise UnknownSession(f"No session of sweep {sweep_id!r} in the store: check the sweep id.")
-        return ids["session_id"].tolist()
-    if sessions is None:
-        return None
-    wanted = [sessions] if isinstance(sessions, str) else list(sessions)
-    known = set(read(f"SELECT session_id FROM sessions {_where('session_id', wanted)}")["session_id"])
-    missing = [s for s in wanted if s not in known]
-    if missing:
-        recent = read("SELECT session_id FROM sessions ORDER BY started_at DESC NULLS LAST LIMIT 5")["session_id"]
-        hint = ", ".join(recent) or "none"
-        raise UnknownSession(f"Unknown session id(s) {missing}: not in the store. Most recent sessions: {hint}.")
-    return wanted
+    return resolve(lambda sql: list(read(sql).itertuples(index=False, name=None)), sessions, sweep_id)
 
 
 def _query(source: Source, kind: str, sessions: Sessions, sweep_id: str | None, order: str) -> pd.DataFrame:
@@ -588,12 +573,70 @@ def fifo_pnl(
     ``mark`` prices the open position: one price, a ``{symbol: price}`` mapping, or ``None`` for each
     symbol's last fill price. Columns: fills, turnover, fees, position, open_cost, mark_price,
     realised_pnl, unrealised_pnl, total_pnl. Raises :class:`UnknownSession` for an unknown id."""
-    frame = _query(source, "pnl", sessions, sweep_id, "session_id, symbol")
+    with _reader(source) as read:
+        ids = _resolve(read, sessions, sweep_id)
+        where = _where("session_id", ids)
+        groups = read(_FIFO_GROUPS.format(where=where))
+        frame = _fifo(groups, read(_FIFO_FILLS.format(where=where))) if len(groups) else None
+        if frame is None:  # no fill, or units finer than 1e-8: the same figures from the SQL, in DECIMAL
+            frame = _tidy(read(f"SELECT * FROM ({_sql('pnl', ids)}) ORDER BY session_id, symbol"))
     frame["mark_price"] = _marks(frame, mark)
     frame["unrealised_pnl"] = frame["mark_price"] * frame["position"] - frame["open_cost"]
     frame["total_pnl"] = frame["realised_pnl"] + frame["unrealised_pnl"]
     frame["avg_open_price"] = (frame["open_cost"] / frame["position"]).where(frame["position"].abs() > 1e-12)
     return frame
+
+
+def _fifo(groups: pd.DataFrame, fills: pd.DataFrame) -> pd.DataFrame | None:
+    """The columns of the ``pnl`` SQL from :data:`_FIFO_GROUPS` and :data:`_FIFO_FILLS` (None if a
+    fill's units are not whole multiples of 1e-8). The k-th unit bought is matched with the k-th unit
+    sold, so the FIFO value of the ``matched`` units on each side is each lot's share of them (in
+    integer units, a lot is taken exactly), summed per session and symbol."""
+    amount, fee = fills["amount"].to_numpy(), fills["fee"].to_numpy()
+    base_fee = fills["base_fee"].to_numpy(dtype=bool)
+    if not fills["whole"].all() or max(np.abs(amount).max(), np.abs(fee[base_fee]).max(initial=0)) >= _EXACT_UNITS:
+        return None
+    counts = groups["fills"].to_numpy(dtype=np.int64)
+    first = np.cumsum(counts) - counts
+    group = np.repeat(np.arange(len(counts)), counts)
+    buy, quote_fee = fills["buy"].to_numpy(dtype=bool), fills["quote_fee"].to_numpy(dtype=bool)
+    price, cost = fills["price"].to_numpy(), fills["cost"].to_numpy()
+    whole = np.rint(amount * UNITS_PER_ONE).astype(np.int64)
+    whole_fee = np.where(base_fee, np.rint(fee * UNITS_PER_ONE).astype(np.int64), 0)
+    units = np.where(buy, whole - whole_fee, whole + whole_fee)  # a fee in the base asset changes the units held
+    value = np.where(buy, cost + np.where(quote_fee, fee, 0.0), cost - np.where(quote_fee, fee, 0.0))
+    unit_value = np.divide(value, units / UNITS_PER_ONE, out=np.zeros(len(units)), where=units > 0)
+    sides = [np.where(side, units, 0) for side in (buy, ~buy)]
+    bought, sold = (np.add.reduceat(u, first) for u in sides)
+    matched = np.minimum(bought, sold)
+    shares = []
+    for u in sides:
+        # a lot starts after the units before it in its session; the running sum may wrap past 2**63
+        # over many sessions, and its difference from the session's start stays right
+        before = np.cumsum(u) - u
+        taken = np.clip(matched[group] - (before - before[first][group]), 0, u)
+        shares.append(np.add.reduceat(unit_value * (taken / UNITS_PER_ONE), first))
+    matched_cost, matched_proceeds = shares
+    paid, received = (np.add.reduceat(np.where(side, value, 0.0), first) for side in (buy, ~buy))
+    position = (bought - sold) / UNITS_PER_ONE
+    mark = price[first + counts - 1]
+    open_cost = (paid - matched_cost) - (received - matched_proceeds)
+    frame = groups[["session_id", "mode", "symbol", "fills"]].assign(
+        turnover=np.add.reduceat(cost, first),
+        fees=np.add.reduceat(np.where(quote_fee, fee, 0.0) + np.where(base_fee, fee, 0.0) * price, first),
+        fees_unconverted=np.add.reduceat(fills["unconverted"].to_numpy(dtype=np.int64), first),
+        position=position,
+        bought=bought / UNITS_PER_ONE,
+        sold=sold / UNITS_PER_ONE,
+        open_cost=open_cost,
+        mark_price=mark,
+        realised_pnl=matched_proceeds - matched_cost,
+        unrealised_pnl=mark * position - open_cost,
+        total_pnl=received - paid + mark * position,
+        first_fill=groups["first_fill"],
+        last_fill=groups["last_fill"],
+    )
+    return _tidy(frame)
 
 
 def equity_curve(
@@ -885,10 +928,6 @@ def session_bars(source: Source, session_id: str) -> dict[str, pd.DataFrame]:
     return bars
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def trades(source: Source, sessions: Sessions = None, *, sweep_id: str | None = None) -> pd.DataFrame:
     """One row per trade (a position from flat back to flat, per symbol): direction, entry and exit
     time and average price, ``holding_ms``, units, FIFO ``pnl`` net of fees, ``return_pct`` (of the
@@ -922,7 +961,8 @@ def ratios(returns: pd.Series, *, periods_per_year: float = BARS_PER_YEAR) -> di
     std = r.std(ddof=1)
     downside = float(np.sqrt(np.mean(np.minimum(r, 0) ** 2)) * np.sqrt(periods_per_year))
     growth = float((1 + r).prod())
-    annual = growth ** (periods_per_year / len(r)) - 1 if growth > 0 else -1.0
+    with np.errstate(over="ignore"):  # a few bars' gain, compounded over a year, may exceed a double: inf
+        annual = float(np.power(growth, periods_per_year / len(r))) - 1 if growth > 0 else -1.0
     value = (1 + r).cumprod()
     worst = float((value / value.cummax() - 1).min())
     return {
@@ -956,7 +996,7 @@ def bar_equity(
     if not bars:
         return pd.DataFrame(columns=["value", "buy_hold", "equity", "exposure", "in_market", "returns"])
     capital = capital if np.isfinite(capital) else float(fills["cost"].max()) if len(fills) else 1.0
-    closes = pd.concat({s: f.set_index(_close_ms(f))["close"] for s, f in bars.items()}, axis=1).sort_index().ffill()
+    closes = pd.concat({s: _closes(f) for s, f in bars.items()}, axis=1).sort_index().ffill()
     cash = pd.Series(0.0, index=closes.index)
     gross = pd.Series(0.0, index=closes.index)
     held = pd.Series(False, index=closes.index)
@@ -1006,6 +1046,13 @@ def market_fills(source: Source, session_id: str) -> pd.DataFrame:
     return frame
 
 
+def _closes(bars: pd.DataFrame) -> pd.Series:
+    """The bars' closes by the millisecond each was known closed; of bars known in the same millisecond
+    (a replay streams them faster than the clock ticks), the last."""
+    closes = bars.set_index(_close_ms(bars))["close"]
+    return closes[~closes.index.duplicated(keep="last")]
+
+
 def _close_ms(bars: pd.DataFrame) -> np.ndarray:
     if "close_time" in bars:
         return pd.to_datetime(bars["close_time"], utc=True).dt.as_unit("ms").astype("int64").to_numpy()
@@ -1019,15 +1066,18 @@ def performance(
     bars: Mapping[str, pd.DataFrame] | None = None,
     capital: float | None = None,
     periods_per_year: float = BARS_PER_YEAR,
+    curve: pd.DataFrame | None = None,
+    metrics: Mapping[str, Any] | None = None,
 ) -> pd.Series:
     """What a trader asks of a session, from :func:`bar_equity`: capital, final value, return and
     buy-and-hold return (fractions), :func:`ratios` of the per-bar returns (annualised with
     ``periods_per_year``, 1m bars around the clock by default), the largest drawdown as a fraction
     and in quote with its peak, trough and recovery times (recovery NaT if it never recovered),
     time in market (share of bars with a position) and average exposure (gross position value /
-    value); gross and net PnL (net of the fees in quote)."""
-    curve = bar_equity(source, session_id, bars=bars, capital=capital)
-    metrics = session_metrics(source, session_id).iloc[0]
+    value); gross and net PnL (net of the fees in quote). ``curve`` (its :func:`bar_equity`) and
+    ``metrics`` (its row of :func:`session_metrics`) save computing them again."""
+    curve = bar_equity(source, session_id, bars=bars, capital=capital) if curve is None else curve
+    metrics = session_metrics(source, session_id).iloc[0] if metrics is None else metrics
     row: dict[str, Any] = {"session_id": session_id, "bars": len(curve)}
     row["net_pnl"] = float(metrics["total_pnl"])
     row["fees"] = float(metrics["fees"])

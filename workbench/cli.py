@@ -7,23 +7,29 @@ Every command checks what it was given before it starts work: a mistake is one l
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import pandas as pd
-
-from workbench import download, explain, report, runs
 from workbench.checks import command_line, positive_int, positive_number, timestamp
 from workbench.config import DEFAULT_STORE, load_config
-from workbench.data import load_klines
 from workbench.errors import ConfigError, WorkbenchError
-from workbench.killswitch import KillSwitch, flag_path, trip_flag
-from workbench.session import TradingSession
-from workbench.store import Store
-from workbench.strategy import make_strategy
+
+# The module that adds each command (None: this one). Running one of these commands imports only its
+# own module, since each module loads pandas, DuckDB or aiohttp; the others' commands are placeholders.
+_COMMANDS = {
+    "paper": None,
+    "kill-switch": None,
+    "data": "download",
+    "run": "runs",
+    "sweep": "runs",
+    "halt-sweep": "runs",
+    "merge": "runs",
+    "report": "report",
+    "explain": "report",
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,6 +40,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def _paper(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import pandas as pd
+
+    from workbench.data import load_klines
+    from workbench.session import TradingSession
+    from workbench.strategy import make_strategy
+
     overrides = {"mode": "paper", "store_path": args.store} if args.store else {"mode": "paper"}
     if args.symbols:
         overrides["symbols"] = args.symbols
@@ -60,6 +74,9 @@ def _kill_switch(args: argparse.Namespace) -> int:
     store_path = Path(args.store or DEFAULT_STORE)
     if not store_path.is_file():
         raise ConfigError(f"The store {store_path} does not exist: give the --store your sessions trade in.")
+    from workbench.killswitch import KillSwitch, flag_path, trip_flag
+    from workbench.store import Store
+
     if args.action == "trip":
         trip_flag(store_path, args.reason, "cli")
         print(f"Kill switch tripped for every session on {store_path} ({flag_path(store_path)}).")
@@ -75,8 +92,8 @@ def _kill_switch(args: argparse.Namespace) -> int:
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The command line. ``command``: the first argument, when known; if it names another command,
-    the local exchange's modules (aiohttp) are not loaded."""
+    """The command line. ``command``: the first argument, when known; if it names a command, the
+    modules of the others (pandas, DuckDB, aiohttp) are not loaded."""
     p = Parser(prog="workbench", description="Research-to-execution workbench for Binance spot.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="see workbench COMMAND --help")
 
@@ -98,10 +115,13 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     kill.add_argument("--store", help=f"DuckDB file (default {DEFAULT_STORE})")
     kill.add_argument("--reason", default="tripped from the command line", help="why, for the audit log")
     kill.set_defaults(func=_kill_switch)
-    download.register(sub)
-    runs.register(sub)
-    report.register(sub)
-    explain.register(sub)
+    known = command in _COMMANDS
+    for module in ("download", "runs", "report"):
+        if known and _COMMANDS[command] != module:
+            for name in (c for c, m in _COMMANDS.items() if m == module):
+                sub.add_parser(name)  # a placeholder: another command runs
+        else:
+            importlib.import_module(f"workbench.{module}").register(sub)
     if command in sub.choices:
         sub.add_parser("exchange")  # a placeholder: another command runs
     else:

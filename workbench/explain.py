@@ -25,7 +25,9 @@ difference is the difference of each part, times the session's units.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,7 +302,10 @@ def explain(
         )
     strategy = strategy_of(source, session_id)
     at = marks(source, session_id, bars)
-    store = open_store(None)
+    # the replay's store lives only for this call: in memory (tmpfs) when the system has one, no disk to wait for
+    memory = Path("/dev/shm")
+    folder = tempfile.mkdtemp(prefix="explain-", dir=memory if memory.is_dir() and os.access(memory, os.W_OK) else None)
+    store = open_store(Path(folder) / "replay.duckdb")
     try:
         result = _run(replay(strategy, bars, store=store, session_id=f"explain-{session_id}"[:40]))
         store.flush()
@@ -322,34 +327,3 @@ def _run(coroutine: Any) -> Any:
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
-
-
-def register(subparsers: Any) -> None:
-    """Add ``workbench explain`` to the command line."""
-    from workbench.checks import check_id, command_line
-    from workbench.config import DEFAULT_STORE
-
-    session_id = command_line(check_id)
-    p = subparsers.add_parser("explain", help="why a session's result differs from a replay of its bars, by cause")
-    p.add_argument("session_id", type=session_id, help="the session to explain")
-    p.add_argument("--against", type=session_id, help="another session instead of the replay: its paper shadow, "
-                   "a run of its sweep")
-    p.add_argument("--store", default=str(DEFAULT_STORE), help=f"the DuckDB file (default {DEFAULT_STORE})")
-    p.set_defaults(func=_explain_command)
-
-
-def _explain_command(args: Any) -> int:
-    from workbench import present
-
-    why = explain(args.store, args.session_id, against=args.against)
-    print(why.sentence())
-    total = pd.DataFrame([{"cause": "total", "orders": len(why.pairs), "quote": why.difference}])
-    rows = pd.concat([why.lines, total], ignore_index=True)
-    rows["quote"] = [present.number(v, 4) for v in rows["quote"]]
-    print(
-        present.table(
-            rows,
-            {"cause": ("cause", "text"), "orders": ("orders", "count"), "quote": ("PnL difference (quote)", "text")},
-        ).to_string(index=False)
-    )
-    return 0
