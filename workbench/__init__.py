@@ -31,11 +31,23 @@ if TYPE_CHECKING:
     from workbench.filters import SymbolRules, check_order
     from workbench.killswitch import KillSwitch
     from workbench.matching import BookConfig, Fees, MatchingEngine
-    from workbench.model import Balance, Fill, Order, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
+    from workbench.model import (
+        Balance,
+        ContingencyType,
+        Fill,
+        Order,
+        OrderList,
+        OrderListRequest,
+        OrderRequest,
+        OrderStatus,
+        OrderType,
+        Side,
+        TimeInForce,
+    )
     from workbench.risk import RiskChecks
     from workbench.session import TradingSession
     from workbench.store import Store
-    from workbench.strategy import SmaCross, Strategy, make_strategy
+    from workbench.strategy import SmaCross, Strategy, load_strategy, make_strategy
 
 # The module that defines each public name.
 _MODULES = {
@@ -59,11 +71,23 @@ _MODULES = {
     "filters": ("SymbolRules", "check_order"),
     "killswitch": ("KillSwitch",),
     "matching": ("BookConfig", "Fees", "MatchingEngine"),
-    "model": ("Balance", "Fill", "Order", "OrderRequest", "OrderStatus", "OrderType", "Side", "TimeInForce"),
+    "model": (
+        "Balance",
+        "ContingencyType",
+        "Fill",
+        "Order",
+        "OrderList",
+        "OrderListRequest",
+        "OrderRequest",
+        "OrderStatus",
+        "OrderType",
+        "Side",
+        "TimeInForce",
+    ),
     "risk": ("RiskChecks",),
     "session": ("TradingSession",),
     "store": ("Store",),
-    "strategy": ("SmaCross", "Strategy", "make_strategy"),
+    "strategy": ("SmaCross", "Strategy", "load_strategy", "make_strategy"),
 }
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
@@ -72,6 +96,7 @@ __all__ = [
     "BookConfig",
     "Config",
     "ConfigError",
+    "ContingencyType",
     "Credentials",
     "ExchangeError",
     "Executor",
@@ -85,6 +110,8 @@ __all__ = [
     "MainnetGuardError",
     "MatchingEngine",
     "Order",
+    "OrderList",
+    "OrderListRequest",
     "OrderNotFound",
     "OrderRejected",
     "OrderRequest",
@@ -110,6 +137,7 @@ __all__ = [
     "load_config",
     "load_klines",
     "load_rules",
+    "load_strategy",
     "make_strategy",
     "resolve_mode",
 ]
