@@ -11,7 +11,7 @@ import pytest
 
 from workbench.config import RiskLimits
 from workbench.errors import ConfigError
-from workbench.fastreplay import Unsupported, timeline
+from workbench.fastreplay import Unsupported, signals
 from workbench.matching import Fees
 from workbench.replay import check_parity, load_bars, replay
 from workbench.store import Store
@@ -124,9 +124,9 @@ async def test_an_order_deeper_than_the_best_level_hands_over(tmp_path):
 def test_a_strategy_that_returns_no_series_of_targets_is_not_for_the_fast_path():
     bars = real_bars("BTC/USDT", 0, 100)
     with pytest.raises(Unsupported, match="not a Series"):
-        timeline(lambda b: pd.DataFrame({"target": b["close"] * 0}), {"BTC/USDT": bars})
+        signals(lambda b: pd.DataFrame({"target": b["close"] * 0}), "BTC/USDT", bars)
     with pytest.raises(Unsupported, match="index"):
-        timeline(lambda b: b["close"].reset_index(drop=True) * 0, {"BTC/USDT": bars})
+        signals(lambda b: b["close"].reset_index(drop=True) * 0, "BTC/USDT", bars)
 
 
 async def test_parity_holds_with_the_fast_path_on_real_bars(tmp_path):

@@ -702,15 +702,30 @@ class Store:
             _insert_frame(cursor, table, frame, conflict)
         groups.clear()
 
-    def insert_frames(self, frames: Mapping[str, pd.DataFrame]) -> None:
-        """Insert whole tables of rows (``{table: frame}``, decimals as text) in one transaction,
-        after every queued write: a replay's bulk write, which bypasses the writer thread."""
+    def insert_frames(self, frames: Mapping[str, pd.DataFrame], *, scales: Mapping[str, int] | None = None) -> None:
+        """Insert whole tables of rows (``{table: frame}``) in one transaction, after every queued
+        write: a replay's bulk write, which bypasses the writer thread. Decimals are text, or, in a
+        column named in ``scales``, integers in units of ``10**-scales[column]`` (exact, and no
+        text to build: 12345 at scale 2 is 123.45)."""
         self.flush()
         cursor = self._con.cursor()
         try:
             cursor.execute("BEGIN TRANSACTION")
             for table, frame in frames.items():
-                _insert_frame(cursor, table, frame)
+                scaled = [c for c in frame.columns if c in (scales or {})]
+                rows = (
+                    cursor.from_df(frame).project(
+                        ", ".join(
+                            f"CAST({c} AS DECIMAL(38, 0)) * {Decimal(1).scaleb(-scales[c]):f} AS {c}"  # type: ignore[index]
+                            if c in scaled
+                            else c
+                            for c in frame.columns
+                        )
+                    )
+                    if scaled
+                    else frame
+                )
+                _insert_frame(cursor, table, rows)  # type: ignore[arg-type]
             cursor.execute("COMMIT")
         except Exception:
             cursor.execute("ROLLBACK")
