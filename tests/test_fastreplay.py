@@ -2,10 +2,12 @@
 fees, balances and risk state, Decimal for Decimal; and a hand-over to the event path, saying why,
 for what the fast path does not model."""
 
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -56,7 +58,7 @@ def assert_same(fast, event) -> None:
     strip = lambda orders: [(cid.rsplit("-", 1)[1], o.amount, o.filled, o.cost, o.fees) for cid, o in orders.items()]  # noqa: E731
     assert strip(fast.session.orders) == strip(event.session.orders)
     assert fast.session.executor.engine.balances() == event.session.executor.engine.balances()
-    for name in ("positions", "avg_cost", "realised", "realised_by_symbol"):
+    for name in ("positions", "avg_cost", "realised", "realised_by_symbol", "order_times"):
         assert getattr(fast.session.state, name) == getattr(event.session.state, name), name
     pd.testing.assert_frame_equal(fast.summary, event.summary, check_exact=True)
     balances = "SELECT asset, free, locked FROM paper_balances WHERE session_id = ? ORDER BY asset"
@@ -160,3 +162,75 @@ async def test_a_long_replay_writes_every_order_in_bulk_and_its_balances_add_up(
     balances = result.session.executor.engine.balances()
     assert balances["USDT"].free == Decimal(10_000) + flows[0] and balances["BTC"].free == flows[1]
     assert [k for (k,) in audit] == ["session.start", "replay.fast", "session.stop"]
+
+
+@dataclass(frozen=True)
+class Holes:
+    """SmaCross with NaN targets: none before the slow SMA is ready, and a hole every 7th bar
+    (the session keeps the last target there), at a size with float noise in its last digits."""
+
+    fast: int = 4
+    slow: int = 15
+    size: float = 0.1 + 0.2  # 0.30000000000000004: its Decimal has 17 places, the step 3
+
+    @property
+    def warmup(self) -> int:
+        return self.slow
+
+    def __call__(self, bars: pd.DataFrame) -> pd.Series:
+        close = bars["close"]
+        slow = close.rolling(self.slow).mean()
+        target = (close.rolling(self.fast).mean() > slow).astype(float) * self.size
+        target[slow.isna() | (np.arange(len(bars)) % 7 == 3)] = np.nan
+        return target
+
+
+ROUNDING = [  # fee rates whose products have more places than the assets: rounding half up bites
+    ("SOL/USDT", Holes(), Fees(Decimal("0.0012345"), Decimal("0.0012345")), 20_000),
+    ("BTC/USDT", SmaCross(3, 9, 0.00123), Fees(Decimal("0.00075"), Decimal("0.0009995")), 60_000),
+    ("ETH/USDT", SmaCross(2, 6, 0.0077), Fees(Decimal("0.001"), Decimal("0.00015")), 250_000),
+]
+
+
+@pytest.mark.parametrize(("symbol", "strategy", "fees", "start"), ROUNDING)
+async def test_nan_targets_float_noise_and_fee_rounding_replay_alike(symbol, strategy, fees, start, tmp_path):
+    bars = real_bars(symbol, start, 1_500)
+    with Store(tmp_path / "r.duckdb") as store:
+        fast, event = await both(strategy, bars, store, symbol=symbol, fees=fees, balances={"USDT": 50_000})
+        assert len(fast.session.orders) > 15
+        assert_same(fast, event)
+        fees = [fee for order in fast.session.orders.values() for fee in order.fees.values()]
+    assert (
+        max(-fee.normalize().as_tuple().exponent for fee in fees) == 8
+    )  # fees were rounded to the asset's 8 places, not merely copied
+
+
+@dataclass(frozen=True)
+class Alternate:
+    """Long ``size`` for ``n`` bars, flat for ``n``: every symbol trades on the same bars."""
+
+    n: int = 10
+    size: float = 0.05
+    warmup: int = 0
+
+    def __call__(self, bars: pd.DataFrame) -> pd.Series:
+        return pd.Series((np.arange(len(bars)) // self.n % 2 == 0) * self.size, index=bars.index)
+
+
+async def test_refusals_that_depend_on_every_symbol_or_the_day_hand_over(tmp_path):
+    bars = {s: real_bars(s, 10_000, 600) for s in ("BTC/USDT", "ETH/USDT")}
+    with Store(tmp_path / "r.duckdb") as store:
+        limits = RiskLimits(max_daily_loss=None, max_orders_per_minute=2)
+        calm = await replay(Alternate(), bars, store=store, balances={"USDT": 10_000}, risk=limits)
+        assert calm.engine == "fast" and len(calm.orders) > 50  # two orders a minute: at the limit
+        event = await replay(Alternate(), bars, store=store, balances={"USDT": 10_000}, risk=limits, engine="event")
+        assert_same(calm, event)
+        rate = await replay(Alternate(), bars, store=store, balances={"USDT": 10_000},
+                            risk=replace(limits, max_orders_per_minute=1))  # fmt: skip
+        assert rate.engine == "event" and "max_orders_per_minute" in rate.fallback
+        assert any(e.rule == "max_orders_per_minute" for e in rate.session.rejections)
+        tight = RiskLimits(None, None, None, max_daily_loss=Decimal(1))
+        loss = await replay(SmaCross(2, 5, 0.5), bars["ETH/USDT"], symbol="ETH/USDT", store=store,
+                            balances={"USDT": 10_000}, risk=tight)  # fmt: skip
+        assert loss.engine == "event" and "max_daily_loss" in loss.fallback
+        assert any(e.rule == "max_daily_loss" for e in loss.session.rejections)

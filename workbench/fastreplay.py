@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -105,14 +106,17 @@ def signals(strategy: object, symbol: str, frame: pd.DataFrame) -> _Signals:
     if not isinstance(frame.index, pd.DatetimeIndex) or frame.empty:
         raise Unsupported(f"the bars of {symbol} are not indexed by time")
     t = targets.to_numpy(dtype=float)
-    known = ~np.isnan(t)
-    if np.isinf(t).any():
-        raise Unsupported(f"the strategy's target for {symbol} is infinite")
-    last_known = np.maximum.accumulate(np.where(known, np.arange(len(t)), -1))
-    before = np.concatenate(([-1], last_known[:-1]))
-    previous = np.where(before >= 0, t[np.maximum(before, 0)], np.nan)
-    rows = np.flatnonzero(known & (np.isnan(previous) | (t != previous)))
-    picked = frame.iloc[np.append(rows, len(frame) - 1)]
+    if np.isfinite(t).all():
+        rows = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1])))
+    else:
+        known = ~np.isnan(t)
+        if np.isinf(t).any():
+            raise Unsupported(f"the strategy's target for {symbol} is infinite")
+        last_known = np.maximum.accumulate(np.where(known, np.arange(len(t)), -1))
+        before = np.concatenate(([-1], last_known[:-1]))
+        previous = np.where(before >= 0, t[np.maximum(before, 0)], np.nan)
+        rows = np.flatnonzero(known & (np.isnan(previous) | (t != previous)))
+    picked = frame[[c for c in ("close", "close_time") if c in frame]].iloc[np.append(rows, len(frame) - 1)]
     at = _close_times(picked).to_numpy(dtype="int64")
     opened = picked.index.as_unit("ns").asi8
     return _Signals(
@@ -551,20 +555,33 @@ def _decimals(book: _Orders, markets: Sequence[_Market]) -> _Decimals:
     """The orders' amounts and fill prices (normalised, as the event path rounds them onto their
     grids), costs (their product) and fees (in their asset's precision, as quantized)."""
 
-    def exponents(places: Callable[[_Market], int], on_buys: Callable[[_Market], int] | None = None) -> list[int]:
+    def exponents(places: Callable[[_Market], int], on_buys: Callable[[_Market], int] | None = None) -> np.ndarray:
         per_order = np.array([-places(m) for m in markets])[book.symbol]
-        if on_buys is not None:
-            per_order = np.where(book.buy, np.array([-on_buys(m) for m in markets])[book.symbol], per_order)
-        return per_order.tolist()
+        if on_buys is None:
+            return per_order
+        return np.where(book.buy, np.array([-on_buys(m) for m in markets])[book.symbol], per_order)
 
-    def decimals(units: np.ndarray, exponents: list[int]) -> list[Decimal]:
-        return list(map(Decimal.scaleb, map(Decimal, units.tolist()), exponents))
-
-    normalize = Decimal.normalize
-    amounts = list(map(normalize, decimals(book.amount, exponents(lambda m: m.amount_places))))
-    prices = list(map(normalize, decimals(book.price, exponents(lambda m: m.tick_places))))
-    fees = decimals(book.fee, exponents(lambda m: m.rules.quote_precision, lambda m: m.rules.base_precision))
+    amounts = _decimal_column(book.amount, exponents(lambda m: m.amount_places), normalize=True)
+    prices = _decimal_column(book.price, exponents(lambda m: m.tick_places), normalize=True)
+    fees = _decimal_column(
+        book.fee, exponents(lambda m: m.rules.quote_precision, lambda m: m.rules.base_precision), normalize=False
+    )
     return amounts, prices, list(map(operator.mul, prices, amounts)), fees
+
+
+def _decimal_column(units: np.ndarray, exponents: np.ndarray, *, normalize: bool) -> list[Decimal]:
+    """``Decimal(units[i]).scaleb(exponents[i])`` for each order (normalised); a value that many
+    orders share (amounts and buy fees repeat) is built once."""
+    out = np.empty(len(units), dtype=object)
+    for exponent in np.unique(exponents).tolist():
+        group = exponents == exponent
+        distinct, inverse = np.unique(units[group], return_inverse=True)
+        built = distinct if len(distinct) * 4 < len(inverse) else units[group]
+        values = list(map(Decimal.scaleb, map(Decimal, built.tolist()), repeat(exponent)))
+        if normalize:
+            values = list(map(Decimal.normalize, values))
+        out[group] = values if built is not distinct else np.array(values, dtype=object)[inverse]
+    return out.tolist()
 
 
 def _account(

@@ -706,26 +706,23 @@ class Store:
         """Insert whole tables of rows (``{table: frame}``) in one transaction, after every queued
         write: a replay's bulk write, which bypasses the writer thread. Decimals are text, or, in a
         column named in ``scales``, integers in units of ``10**-scales[column]`` (exact, and no
-        text to build: 12345 at scale 2 is 123.45)."""
+        text to build: 12345 at scale 2 is 123.45). One statement per table."""
+        scales = scales or {}
         self.flush()
         cursor = self._con.cursor()
         try:
             cursor.execute("BEGIN TRANSACTION")
             for table, frame in frames.items():
-                scaled = [c for c in frame.columns if c in (scales or {})]
-                rows = (
-                    cursor.from_df(frame).project(
-                        ", ".join(
-                            f"CAST({c} AS DECIMAL(38, 0)) * {Decimal(1).scaleb(-scales[c]):f} AS {c}"  # type: ignore[index]
-                            if c in scaled
-                            else c
-                            for c in frame.columns
-                        )
-                    )
-                    if scaled
-                    else frame
+                types = _column_types(cursor, table)
+                values = ", ".join(
+                    f"CAST(CAST({c} AS DECIMAL(38, 0)) * {Decimal(1).scaleb(-scales[c]):f} AS {types[c]})"
+                    if c in scales
+                    else f"CAST({c} AS {types[c]})"
+                    for c in frame.columns
                 )
-                _insert_frame(cursor, table, rows)  # type: ignore[arg-type]
+                cursor.register("bulk_rows", frame)
+                cursor.execute(f"INSERT INTO {table} ({', '.join(frame.columns)}) SELECT {values} FROM bulk_rows")
+                cursor.unregister("bulk_rows")
             cursor.execute("COMMIT")
         except Exception:
             cursor.execute("ROLLBACK")
