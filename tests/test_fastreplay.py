@@ -165,28 +165,19 @@ async def test_a_long_replay_writes_every_order_in_bulk_and_its_balances_add_up(
 
 
 @dataclass(frozen=True)
-class Holes:
+class Holes(SmaCross):
     """SmaCross with NaN targets: none before the slow SMA is ready, and a hole every 7th bar
-    (the session keeps the last target there), at a size with float noise in its last digits."""
-
-    fast: int = 4
-    slow: int = 15
-    size: float = 0.1 + 0.2  # 0.30000000000000004: its Decimal has 17 places, the step 3
-
-    @property
-    def warmup(self) -> int:
-        return self.slow
+    (the session keeps the last target there)."""
 
     def __call__(self, bars: pd.DataFrame) -> pd.Series:
-        close = bars["close"]
-        slow = close.rolling(self.slow).mean()
-        target = (close.rolling(self.fast).mean() > slow).astype(float) * self.size
-        target[slow.isna() | (np.arange(len(bars)) % 7 == 3)] = np.nan
+        target = super().__call__(bars)
+        target[bars["close"].rolling(self.slow).mean().isna() | (np.arange(len(bars)) % 7 == 3)] = np.nan
         return target
 
 
-ROUNDING = [  # fee rates whose products have more places than the assets: rounding half up bites
-    ("SOL/USDT", Holes(), Fees(Decimal("0.0012345"), Decimal("0.0012345")), 20_000),
+ROUNDING = [  # fee rates whose products have more places than the assets (rounding half up bites); a size of
+    # 0.30000000000000004 (its Decimal has 17 places, the step 3)
+    ("SOL/USDT", Holes(4, 15, 0.1 + 0.2), Fees(Decimal("0.0012345"), Decimal("0.0012345")), 20_000),
     ("BTC/USDT", SmaCross(3, 9, 0.00123), Fees(Decimal("0.00075"), Decimal("0.0009995")), 60_000),
     ("ETH/USDT", SmaCross(2, 6, 0.0077), Fees(Decimal("0.001"), Decimal("0.00015")), 250_000),
 ]
@@ -234,3 +225,16 @@ async def test_refusals_that_depend_on_every_symbol_or_the_day_hand_over(tmp_pat
                             balances={"USDT": 10_000}, risk=tight)  # fmt: skip
         assert loss.engine == "event" and "max_daily_loss" in loss.fallback
         assert any(e.rule == "max_daily_loss" for e in loss.session.rejections)
+
+
+def test_a_bulk_write_takes_scaled_integers_exactly_and_all_or_nothing(tmp_path):
+    def fills(trade_ids, prices, **scaled):
+        return pd.DataFrame({"session_id": "s", "trade_id": trade_ids, "symbol": "BTC/USDT", "price": prices, **scaled})
+
+    with Store(tmp_path / "b.duckdb") as store:
+        store.insert_frames({"paper_fills": fills(["1"], ["0.1"], amount=[123456789], fee=[-5])},
+                            scales={"amount": 8, "fee": 18})  # fmt: skip
+        with pytest.raises(Exception, match="(?i)constraint|duplicate"):  # trade 1 again: the whole batch fails
+            store.insert_frames({"paper_fills": fills(["2", "1"], ["0.2", "0.3"], amount=[1, 2])}, scales={"amount": 0})
+        rows = store.sql("SELECT trade_id, price, amount, fee FROM paper_fills WHERE session_id = 's'")
+    assert rows == [("1", Decimal("0.1"), Decimal("1.23456789"), Decimal("-5E-18"))]
