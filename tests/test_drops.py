@@ -28,7 +28,9 @@ SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
 
 def bars_of(symbol: str, n: int = 400) -> pd.DataFrame:
-    return make_bars(n, start=50_000.0 if symbol == "BTC/USDT" else 2_000.0, seed=len(symbol))
+    """Synthetic bars on the symbol's tick grid (0.01), as Binance's prices are."""
+    bars = make_bars(n, start=50_000.0 if symbol == "BTC/USDT" else 2_000.0, seed=len(symbol))
+    return bars.round({c: 2 for c in ("open", "high", "low", "close")})
 
 
 class Constant:

@@ -2,16 +2,18 @@
 fees, balances and risk state, Decimal for Decimal; and a hand-over to the event path, saying why,
 for what the fast path does not model."""
 
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from workbench.config import RiskLimits
 from workbench.errors import ConfigError
-from workbench.fastreplay import Unsupported, timeline
+from workbench.fastreplay import Unsupported, signals
 from workbench.matching import Fees
 from workbench.replay import check_parity, load_bars, replay
 from workbench.store import Store
@@ -56,7 +58,7 @@ def assert_same(fast, event) -> None:
     strip = lambda orders: [(cid.rsplit("-", 1)[1], o.amount, o.filled, o.cost, o.fees) for cid, o in orders.items()]  # noqa: E731
     assert strip(fast.session.orders) == strip(event.session.orders)
     assert fast.session.executor.engine.balances() == event.session.executor.engine.balances()
-    for name in ("positions", "avg_cost", "realised", "realised_by_symbol"):
+    for name in ("positions", "avg_cost", "realised", "realised_by_symbol", "order_times"):
         assert getattr(fast.session.state, name) == getattr(event.session.state, name), name
     pd.testing.assert_frame_equal(fast.summary, event.summary, check_exact=True)
     balances = "SELECT asset, free, locked FROM paper_balances WHERE session_id = ? ORDER BY asset"
@@ -124,9 +126,9 @@ async def test_an_order_deeper_than_the_best_level_hands_over(tmp_path):
 def test_a_strategy_that_returns_no_series_of_targets_is_not_for_the_fast_path():
     bars = real_bars("BTC/USDT", 0, 100)
     with pytest.raises(Unsupported, match="not a Series"):
-        timeline(lambda b: pd.DataFrame({"target": b["close"] * 0}), {"BTC/USDT": bars})
+        signals(lambda b: pd.DataFrame({"target": b["close"] * 0}), "BTC/USDT", bars)
     with pytest.raises(Unsupported, match="index"):
-        timeline(lambda b: b["close"].reset_index(drop=True) * 0, {"BTC/USDT": bars})
+        signals(lambda b: b["close"].reset_index(drop=True) * 0, "BTC/USDT", bars)
 
 
 async def test_parity_holds_with_the_fast_path_on_real_bars(tmp_path):
@@ -160,3 +162,79 @@ async def test_a_long_replay_writes_every_order_in_bulk_and_its_balances_add_up(
     balances = result.session.executor.engine.balances()
     assert balances["USDT"].free == Decimal(10_000) + flows[0] and balances["BTC"].free == flows[1]
     assert [k for (k,) in audit] == ["session.start", "replay.fast", "session.stop"]
+
+
+@dataclass(frozen=True)
+class Holes(SmaCross):
+    """SmaCross with NaN targets: none before the slow SMA is ready, and a hole every 7th bar
+    (the session keeps the last target there)."""
+
+    def __call__(self, bars: pd.DataFrame) -> pd.Series:
+        target = super().__call__(bars)
+        target[bars["close"].rolling(self.slow).mean().isna() | (np.arange(len(bars)) % 7 == 3)] = np.nan
+        return target
+
+
+ROUNDING = [  # fee rates whose products have more places than the assets (rounding half up bites); a size of
+    # 0.30000000000000004 (its Decimal has 17 places, the step 3)
+    ("SOL/USDT", Holes(4, 15, 0.1 + 0.2), Fees(Decimal("0.0012345"), Decimal("0.0012345")), 20_000),
+    ("BTC/USDT", SmaCross(3, 9, 0.00123), Fees(Decimal("0.00075"), Decimal("0.0009995")), 60_000),
+    ("ETH/USDT", SmaCross(2, 6, 0.0077), Fees(Decimal("0.001"), Decimal("0.00015")), 250_000),
+]
+
+
+@pytest.mark.parametrize(("symbol", "strategy", "fees", "start"), ROUNDING)
+async def test_nan_targets_float_noise_and_fee_rounding_replay_alike(symbol, strategy, fees, start, tmp_path):
+    bars = real_bars(symbol, start, 1_500)
+    with Store(tmp_path / "r.duckdb") as store:
+        fast, event = await both(strategy, bars, store, symbol=symbol, fees=fees, balances={"USDT": 50_000})
+        assert len(fast.session.orders) > 15
+        assert_same(fast, event)
+        fees = [fee for order in fast.session.orders.values() for fee in order.fees.values()]
+    assert (
+        max(-fee.normalize().as_tuple().exponent for fee in fees) == 8
+    )  # fees were rounded to the asset's 8 places, not merely copied
+
+
+@dataclass(frozen=True)
+class Alternate:
+    """Long ``size`` for ``n`` bars, flat for ``n``: every symbol trades on the same bars."""
+
+    n: int = 10
+    size: float = 0.05
+    warmup: int = 0
+
+    def __call__(self, bars: pd.DataFrame) -> pd.Series:
+        return pd.Series((np.arange(len(bars)) // self.n % 2 == 0) * self.size, index=bars.index)
+
+
+async def test_refusals_that_depend_on_every_symbol_or_the_day_hand_over(tmp_path):
+    bars = {s: real_bars(s, 10_000, 600) for s in ("BTC/USDT", "ETH/USDT")}
+    with Store(tmp_path / "r.duckdb") as store:
+        limits = RiskLimits(max_daily_loss=None, max_orders_per_minute=2)
+        calm = await replay(Alternate(), bars, store=store, balances={"USDT": 10_000}, risk=limits)
+        assert calm.engine == "fast" and len(calm.orders) > 50  # two orders a minute: at the limit
+        event = await replay(Alternate(), bars, store=store, balances={"USDT": 10_000}, risk=limits, engine="event")
+        assert_same(calm, event)
+        rate = await replay(Alternate(), bars, store=store, balances={"USDT": 10_000},
+                            risk=replace(limits, max_orders_per_minute=1))  # fmt: skip
+        assert rate.engine == "event" and "max_orders_per_minute" in rate.fallback
+        assert any(e.rule == "max_orders_per_minute" for e in rate.session.rejections)
+        tight = RiskLimits(None, None, None, max_daily_loss=Decimal(1))
+        loss = await replay(SmaCross(2, 5, 0.5), bars["ETH/USDT"], symbol="ETH/USDT", store=store,
+                            balances={"USDT": 10_000}, risk=tight)  # fmt: skip
+        assert loss.engine == "event" and "max_daily_loss" in loss.fallback
+        assert any(e.rule == "max_daily_loss" for e in loss.session.rejections)
+
+
+def test_a_bulk_write_takes_scaled_integers_exactly_and_all_or_nothing(tmp_path):
+    def fills(trade_ids, prices, **scaled):
+        return pd.DataFrame({"session_id": "s", "trade_id": trade_ids, "symbol": "BTC/USDT", "price": prices, **scaled})
+
+    with Store(tmp_path / "b.duckdb") as store:
+        store.insert_frames({"paper_fills": fills(["1"], ["0.1"], amount=[123456789], fee=[-5])},
+                            scales={"amount": 8, "fee": 18})  # fmt: skip
+        with pytest.raises(Exception, match="(?i)constraint|duplicate"):  # trade 1 again: the whole batch fails
+            store.insert_frames({"paper_fills": fills(["2", "1"], ["0.2", "0.3"], amount=[1, 2])}, scales={"amount": 0})
+        rows = store.sql("SELECT trade_id, price, amount, fee FROM paper_fills WHERE session_id = 's'")
+    assert rows == [("1", Decimal("0.1"), Decimal("1.23456789"), Decimal("-5E-18"))]

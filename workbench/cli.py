@@ -44,6 +44,7 @@ def _paper(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
+    from workbench import runs
     from workbench.data import load_klines
     from workbench.session import TradingSession
     from workbench.strategy import make_strategy

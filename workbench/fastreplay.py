@@ -5,35 +5,44 @@ ever trades with MARKET orders for the difference between its target and its pos
 where the target changes. For such a replay the session's per-order machinery (risk checks, the
 paper executor, the matching core's book, five audit rows and an order upsert per order through
 the store's writer thread) computes something simple: :func:`simulate` computes the same thing
-directly, vectorised where it can be (targets, the bars where they change) and with a tight loop
-over those bars only (the position and balances are path dependent: buy fees are paid in base,
-amounts are rounded down to the step size). It gives the same client order ids, amounts, fills,
-fees, balances and risk state, and :func:`commit` writes the orders and fills to the store in bulk.
+directly. The targets and the bars where they change are found with numpy; prices, the book's best
+bid and ask on the tick grid and the filter and risk bounds become scaled integers (exact: a price
+of 0.01 tick is a whole number of cents), so the one loop that must run order by order (the
+position is path dependent: buy fees are paid in base, amounts are rounded down to the step size)
+is integer arithmetic. What depends on every symbol at once (the shared balance, the orders of the
+last minute) is checked afterwards, vectorised, and so is the daily loss, in the one pass that must
+use :class:`~decimal.Decimal` as the event path does: the average cost and realised PnL, rounded to
+28 digits at each step. The orders and fills are then built once, and :func:`commit` writes them to
+the store in bulk, their amounts as scaled integers (no text per number).
 
-What it does not model it refuses with :class:`Unsupported` (saying why) before anything is
-written, and :func:`~workbench.replay.replay` then runs the event path: an order that the filters
-or the risk checks would refuse, one the balance cannot pay, one that walks past the best level of
-the book, a tripped kill switch (read once, at the start: the fast path is over in seconds), a
-session with orders already, a strategy that returns anything but a Series of targets.
+It gives the same client order ids, amounts, fills, fees, balances and risk state as the event path
+(tests/test_fastreplay.py compares them, Decimal for Decimal). What it does not model it refuses with
+:class:`Unsupported` (saying why) before anything is written, and :func:`~workbench.replay.replay`
+then runs the event path: an order that the filters or the risk checks would refuse, one the balance
+cannot pay, one that walks past the best level of the book, a tripped kill switch (read once, at the
+start: the fast path is over in seconds), a session with orders already, a strategy that returns
+anything but a Series of numeric targets on the bars' index (a DataFrame of intents, say).
 
-The store has no bulk insert, so :func:`write` inserts into its ``paper_orders`` and ``paper_fills``
-on the store's own DuckDB connection, in one transaction, after flushing its writer thread. Per
-order the audit log gets no rows (the event path writes five); the session's start and stop rows
-and one ``replay.fast`` row with the counts stand for them.
+Per order the audit log gets no rows (the event path writes five); the session's start and stop
+rows and one ``replay.fast`` row with the counts stand for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gc
+import operator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from itertools import repeat
 
 import numpy as np
 import pandas as pd
 
 from workbench.config import RiskLimits
 from workbench.errors import FilterError, OrderRejected, WorkbenchError
-from workbench.filters import SymbolRules, _on_grid, check_order
+from workbench.filters import SymbolRules, check_order
 from workbench.matching import BPS, BookConfig, Fees, synthetic_book
 from workbench.model import ZERO, Fill, Order, OrderRequest, OrderStatus, OrderType, Side
 from workbench.risk import MINUTE_MS, RiskChecks, RiskContext, RiskState, _day
@@ -41,6 +50,10 @@ from workbench.session import TradingSession, _close_times, _is_dust, _too_small
 from workbench.store import Store
 
 DAY_MS = 86_400_000
+NEVER = 10**60  # an integer bound no amount or notional reaches: the check is off
+MAX_PLACES = 18  # the store keeps 18 decimals (DECIMAL(38, 18)); finer numbers go the event path
+INT64 = 2**63 - 1
+NEG_ZERO = -ZERO  # what a buy adds to the realised PnL (its fee is in base)
 
 
 class Unsupported(WorkbenchError):
@@ -49,11 +62,13 @@ class Unsupported(WorkbenchError):
 
 @dataclass
 class Outcome:
-    """What the replay did: its orders and fills, the risk state, balances and clock after it."""
+    """What the replay did: its orders and fills (objects, and the columns the store gets), the
+    risk state, balances and clock after it."""
 
     orders: list[Order] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
-    signal_prices: list[Decimal] = field(default_factory=list)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    scales: dict[str, int] = field(default_factory=dict)
     state: RiskState = field(default_factory=RiskState)
     free: dict[str, Decimal] = field(default_factory=dict)
     targets: dict[str, Decimal] = field(default_factory=dict)
@@ -65,26 +80,74 @@ class Outcome:
     drops: list[tuple[OrderRequest, Decimal, int]] = field(default_factory=list)  # too small: the session counts them
 
 
-def timeline(strategy: object, frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Every bar of every symbol in time order (as the session runs them) with its target;
-    :class:`Unsupported` if the strategy does not return a Series of numbers on the bars' index."""
-    steps = []
-    for symbol, frame in frames.items():
-        targets = strategy(frame)  # type: ignore[operator]
-        if not isinstance(targets, pd.Series) or not pd.api.types.is_numeric_dtype(targets):
-            what = "order intents (a DataFrame)" if isinstance(targets, pd.DataFrame) else f"a {type(targets).__name__}"
-            raise Unsupported(f"the strategy returns {what}, not a Series of targets: the event path replays it")
-        if not targets.index.equals(frame.index):
-            raise Unsupported("the strategy's targets are not on the bars' index")
-        steps.append(
-            pd.DataFrame({"symbol": symbol, "close": frame["close"], "target": targets, "at": _close_times(frame)})
-        )
-    return pd.concat(steps).sort_index(kind="stable")
+@dataclass
+class _Signals:
+    """One symbol's bars where the target changes: their positions in its frame, targets,
+    closes, close times (ms) and open times (ns, to merge symbols in the session's order)."""
+
+    rows: np.ndarray
+    targets: np.ndarray
+    closes: np.ndarray
+    at: np.ndarray
+    opened: np.ndarray
+    last_close: float
+    last_at: int
+    last_opened: int
+
+
+def signals(strategy: object, symbol: str, frame: pd.DataFrame) -> _Signals:
+    """The bars of ``frame`` where ``strategy``'s target changes (as the session finds them: a
+    target that is NaN keeps the last one); :class:`Unsupported` unless the strategy returns a
+    Series of numbers on the bars' index."""
+    targets = strategy(frame)  # type: ignore[operator]
+    if not isinstance(targets, pd.Series) or not pd.api.types.is_numeric_dtype(targets):
+        what = "order intents (a DataFrame)" if isinstance(targets, pd.DataFrame) else f"a {type(targets).__name__}"
+        raise Unsupported(f"the strategy returns {what}, not a Series of targets: the event path replays it")
+    if not targets.index.equals(frame.index):
+        raise Unsupported("the strategy's targets are not on the bars' index")
+    if not isinstance(frame.index, pd.DatetimeIndex) or frame.empty:
+        raise Unsupported(f"the bars of {symbol} are not indexed by time")
+    t = targets.to_numpy(dtype=float)
+    if np.isfinite(t).all():
+        rows = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1])))
+    else:
+        known = ~np.isnan(t)
+        if np.isinf(t).any():
+            raise Unsupported(f"the strategy's target for {symbol} is infinite")
+        last_known = np.maximum.accumulate(np.where(known, np.arange(len(t)), -1))
+        before = np.concatenate(([-1], last_known[:-1]))
+        previous = np.where(before >= 0, t[np.maximum(before, 0)], np.nan)
+        rows = np.flatnonzero(known & (np.isnan(previous) | (t != previous)))
+    picked = frame[[c for c in ("close", "close_time") if c in frame]].iloc[np.append(rows, len(frame) - 1)]
+    at = _close_times(picked).to_numpy(dtype="int64")
+    opened = picked.index.as_unit("ns").asi8
+    return _Signals(
+        rows, t[rows], picked["close"].to_numpy(dtype=float)[:-1], at[:-1], opened[:-1],
+        float(picked["close"].iloc[-1]), int(at[-1]), int(opened[-1]),
+    )  # fmt: skip
 
 
 def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Outcome:
     """What ``session.run(frames)`` would do, computed without it; changes nothing.
     :class:`Unsupported` if that cannot be done exactly here."""
+    with _no_gc():
+        return _simulate(session, frames)
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused: building tens of thousands of orders and fills (none
+    of them in a cycle) would otherwise run it over the whole heap again and again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Outcome:
     engine = getattr(session.executor, "engine", None)
     limits = session.risk.limits
     if engine is None or session.shadow is not None:
@@ -95,175 +158,278 @@ def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Out
         raise Unsupported("the kill switch is tripped")
     if limits.allowed_symbols is not None and not set(frames) <= set(limits.allowed_symbols):
         raise Unsupported("a symbol is outside the risk allow-list")
-    bars = timeline(session.strategy, frames)
-    symbols = bars["symbol"].to_numpy()
-    targets = bars["target"].to_numpy(dtype=float)
-    known = pd.Series(targets).groupby(symbols, sort=False).ffill()
-    previous = known.groupby(symbols, sort=False).shift().to_numpy(dtype=float)
-    changed = np.flatnonzero(~np.isnan(targets) & (np.isnan(previous) | (targets != previous)))
-    closes = bars["close"].to_numpy(dtype=float)
-    times = bars["at"].to_numpy(dtype="int64")
-
-    out = Outcome(free=dict(engine.free), state=RiskState(), order_seq=engine._order_seq, trade_seq=engine._trade_seq)
-    markets = {s: _Market(session.rules[s], engine.fees, engine.book_config, limits) for s in frames}
-    prefix = session._prefix
-    state, free = out.state, out.free
-    order_times, day = state.order_times, (-1, "")
-    decimals: dict[float, Decimal] = {}  # a target strategy has few distinct targets
-    rows = zip(
-        symbols[changed].tolist(),
-        times[changed].tolist(),
-        targets[changed].tolist(),
-        closes[changed].tolist(),
-        strict=True,
-    )
-    for symbol, at, value, close in rows:
-        target = decimals.get(value)
-        if target is None:
-            target = decimals[value] = Decimal(str(value))
-        if out.targets.get(symbol) == target:
-            continue
-        out.targets[symbol] = target
-        market = markets[symbol]
-        price = Decimal(str(close))
-        position = state.positions.get(symbol, ZERO)
-        delta = target - position
-        amount = _on_grid(abs(delta), market.lot_step, ROUND_DOWN)  # rules.round_amount, its step found once
-        if not delta:
-            continue
-        side = Side.BUY if delta > 0 else Side.SELL
-        if not amount or not market.surely_passes_filters(amount, price) and market.is_dust(side, amount, price):
-            out.drops.append((OrderRequest(symbol, side, OrderType.MARKET, amount=amount or abs(delta)), price, at))
-            continue
-        out.seq += 1
-        while order_times and order_times[0] <= at - MINUTE_MS:  # what state.context() keeps, inline
-            order_times.popleft()
-        if at // DAY_MS != day[0]:
-            day = (at // DAY_MS, _day(at))
-        daily = state.realised.get(day[1], ZERO)
-        if not market.surely_passes_risk(side, amount, price, position, daily, len(order_times)):
-            context = state.context(symbol, price, at, open_orders=0, open_orders_symbol=0, halted="")
-            market.check_risk(session.risk, side, amount, price, context)
-        fill_price = market.best(side, amount, price)
-        rules = market.rules
-        cost = fill_price * amount
-        spend, asset = (cost, rules.quote) if side is Side.BUY else (amount, rules.base)
-        if spend > free.get(asset, ZERO):
-            raise Unsupported(f"the balance cannot pay an order of {amount} {symbol} (the event path rejects it)")
-        state.record_order(at)
-        fee = market.fee(side, amount, cost)
-        if side is Side.BUY:
-            fee_currency = rules.base
-            free[rules.quote] -= cost
-            free[rules.base] = free.get(rules.base, ZERO) + amount - fee
-        else:
-            fee_currency = rules.quote
-            free[rules.base] -= amount
-            free[rules.quote] = free.get(rules.quote, ZERO) + cost - fee
-        out.order_seq += 1
-        out.trade_seq += 1
-        cid, oid = f"{prefix}{out.seq}", str(out.order_seq)
-        order = Order(
-            symbol, side, OrderType.MARKET, amount, None, None, None, cid, oid,
-            status=OrderStatus.FILLED, filled=amount, cost=cost, timestamp=at, last_update=at,
-            fees={fee_currency: fee},
-        )  # fmt: skip
-        fill = Fill(str(out.trade_seq), oid, cid, symbol, side, fill_price, amount, cost, fee, fee_currency, False, at)
-        state.record_fill(fill, rules.base)
-        out.orders.append(order)
-        out.fills.append(fill)
-        out.signal_prices.append(price)
-    last = ~pd.Series(symbols).duplicated(keep="last").to_numpy()
-    for i in np.flatnonzero(last).tolist():
-        out.last_price[symbols[i]] = Decimal(str(closes[i]))
-    out.now = int(times[-1]) if len(times) else None
+    symbols = list(frames)
+    found = [signals(session.strategy, s, frames[s]) for s in symbols]
+    markets = [
+        _Market(session.rules[s], engine.fees, engine.book_config, limits, f)
+        for s, f in zip(symbols, found, strict=True)
+    ]
+    scales = _asset_scales(markets, engine.free)
+    book = _merge(markets, found, [m.orders(session.risk) for m in markets])
+    out = Outcome(free=dict(engine.free), order_seq=engine._order_seq, trade_seq=engine._trade_seq)
+    _check_order_rate(book, limits, out.state)
+    _settle(book, markets, scales, out.free)
+    decimals = _decimals(book, markets)
+    _account(book, markets, limits, out.state, decimals)
+    _build(book, markets, session._prefix, out, decimals)
+    for m, f in zip(markets, found, strict=True):
+        if len(f.targets):
+            out.targets[m.rules.symbol] = Decimal(str(float(f.targets[-1])))
+        out.last_price[m.rules.symbol] = Decimal(str(f.last_close))
+    for m, f in zip(markets, found, strict=True):
+        for i, buy, amount in m.drops:
+            request = OrderRequest(m.rules.symbol, _side(buy), OrderType.MARKET, amount=amount)
+            out.drops.append((request, m.price(int(m.prices[i])), int(f.at[i])))
+    out.drops.sort(key=lambda d: d[2])
+    last = max(range(len(found)), key=lambda i: (found[i].last_opened, i))  # the timeline's last bar
+    out.now = found[last].last_at
     return out
 
 
+def _places(value: Decimal) -> int:
+    """How many decimal places ``value`` needs."""
+    return max(0, -value.normalize().as_tuple().exponent)  # type: ignore[operator]
+
+
+def _units(value: Decimal, places: int, rounding: str | None = None) -> int:
+    """``value`` in units of ``10**-places``: exactly, or rounded (``ROUND_FLOOR``, ``ROUND_CEILING``)."""
+    scaled = value.scaleb(places)
+    whole = scaled.to_integral_value(rounding or ROUND_FLOOR)
+    if rounding is None and whole != scaled:
+        raise Unsupported(f"{value} has more than {places} decimals")
+    return int(whole)
+
+
+def _price_units(closes: np.ndarray, least: int) -> tuple[np.ndarray, int]:
+    """The closes as integers in units of ``10**-places`` and those places: the fewest (at least
+    ``least``) at which each is exactly the Decimal of its shortest repr, as the session reads a close."""
+    magnitude = np.abs(closes)
+    for places in range(least, 13):
+        units = np.rint(closes * 10.0**places)
+        if (
+            np.all(np.abs(units) < 2**53)
+            and np.array_equal(units / 10.0**places, closes)  # the decimal rounds to the close...
+            and np.all(np.spacing(magnitude) < 10.0**-places)  # ...and is the only one of so few places that does
+        ):
+            return units.astype(np.int64), places
+    raise Unsupported("a close has more than 12 decimals")
+
+
+def _rounding(shift: int) -> tuple[int, int, int]:
+    """``(mul, add, div)`` such that ``(x * mul + add) // div`` is ``x * 10**shift`` rounded half
+    up to a whole number (``x`` >= 0), as ``Decimal.quantize(..., ROUND_HALF_UP)`` rounds a fee."""
+    if shift >= 0:
+        return 10**shift, 0, 1
+    return 1, 10**-shift // 2, 10**-shift
+
+
+def _wide(*maxima: float) -> type:
+    """``np.int64`` if a product of numbers up to ``maxima`` surely fits in it, else ``object``
+    (Python's integers: exact at any size, slower)."""
+    bound = 1.0
+    for m in maxima:
+        bound *= float(m) + 1
+    return np.int64 if bound < 2**62 else object
+
+
+@dataclass
+class _Orders:
+    """One symbol's orders (or every symbol's, merged in the session's order): per order the
+    index of its bar among the changes, side, amount, fill price and fee, as integers in their
+    symbol's places (the fee in the base's precision on buys, the quote's on sells)."""
+
+    rows: np.ndarray
+    buy: np.ndarray
+    amount: np.ndarray
+    price: np.ndarray
+    fee: np.ndarray
+    symbol: np.ndarray | None = None  # merged: each order's index into the markets
+    signal: np.ndarray | None = None  # merged: the close it was placed at (the market's price places)
+    at: np.ndarray | None = None  # merged: its bar's close time, ms
+
+
 class _Market:
-    """One symbol's rules, book and limits, with the sure-to-pass bounds worked out once."""
+    """One symbol's rules, book and limits as integers: amounts in units of ``10**-amount_places``
+    (the step's), positions and targets of ``10**-position_places``, prices of ``10**-price_places``
+    (the closes' and the tick's), fill prices of ``10**-tick_places``."""
 
-    def __init__(self, rules: SymbolRules, fees: Fees, book: BookConfig, limits: RiskLimits) -> None:
-        self.rules, self.fees, self.limits = rules, fees, limits
+    def __init__(self, rules: SymbolRules, fees: Fees, book: BookConfig, limits: RiskLimits, sig: _Signals) -> None:
+        self.rules, self.fees, self.limits, self.sig = rules, fees, limits, sig
         self._book = replace(book, levels=1)  # a MARKET order within the best level sees only it
-        self._half = book.spread_bps * BPS / 2
-        self._tick = rules.tick_size or Decimal("1e-8")
-        self.lot_step = rules.step_size()
-        self._step = self.lot_step or Decimal("1e-8")
-        self._depth = book.level_notional
-        self._quantum = {
-            Side.BUY: Decimal(1).scaleb(-rules.base_precision),
-            Side.SELL: Decimal(1).scaleb(-rules.quote_precision),
-        }
-        self.min_qty, self.max_qty, self.min_notional, self.max_notional = _bounds(rules)
+        step, tick = rules.step_size(), rules.tick_size
+        if not step > 0 or not tick > 0:
+            raise Unsupported(f"{rules.symbol} has no LOT_SIZE step or PRICE_FILTER tick")
+        if fees.taker < 0:
+            raise Unsupported("a negative taker fee")
+        self.distinct = {v: Decimal(str(v)) for v in np.unique(sig.targets).tolist()}
+        self.amount_places = _places(step)
+        self.position_places = max(
+            [self.amount_places, rules.base_precision] + [_places(d) for d in self.distinct.values()]
+        )
+        self.tick_places = _places(tick)
+        self.prices, self.price_places = _price_units(sig.closes, self.tick_places)
+        for places in (self.amount_places, self.tick_places, self.price_places, rules.base_precision,
+                       rules.quote_precision, self.amount_places + self.tick_places):  # fmt: skip
+            if places > MAX_PLACES:
+                raise Unsupported(f"{rules.symbol}'s numbers have more than {MAX_PLACES} decimals")
+        self.step = _units(step, self.amount_places)
+        self.tick = _units(tick, self.tick_places)
+        self.depth = _units(book.level_notional, self.amount_places + self.tick_places, ROUND_FLOOR)
+        self.bids, self.asks = self._best(book)
+        taker_places = _places(fees.taker)
+        self.taker = _units(fees.taker, taker_places)
+        self.buy_fee = _rounding(rules.base_precision - self.amount_places - taker_places)
+        self.sell_fee = _rounding(rules.quote_precision - self.amount_places - self.tick_places - taker_places)
+        self.bounds = self._bounds(limits)
+        self.drops: list[tuple[int, bool, Decimal]] = []  # (row, buy, amount) of rebalances too small to trade
 
-    def surely_passes_filters(self, amount: Decimal, price: Decimal) -> bool:
-        """Whether every filter passes a MARKET order of ``amount`` (on the step grid) at ``price``;
-        ``False`` means: ask :func:`~workbench.filters.check_order`."""
-        notional = amount * price
-        return self.min_qty <= amount <= self.max_qty and self.min_notional <= notional <= self.max_notional
+    def _best(self, book: BookConfig) -> tuple[np.ndarray, np.ndarray]:
+        """The best bid and ask (in units of the tick's places) of the matching core's book at each
+        close: the close less and plus half the spread, floored and ceiled onto the tick grid."""
+        half = book.spread_bps * BPS / 2
+        half_places = _places(half)
+        one, h = 10**half_places, _units(half, half_places)
+        tick = _units(self.rules.tick_size, self.price_places)
+        prices = self.prices
+        prices = prices.astype(_wide(np.abs(prices).max(initial=0), one + h, self.tick))
+        grid = tick * one
+        bid = (prices * (one - h)) // grid
+        ask = np.maximum(-((-prices * (one + h)) // grid), bid + 1)
+        return bid * self.tick, ask * self.tick
 
-    def is_dust(self, side: Side, amount: Decimal, price: Decimal) -> bool:
+    def _bounds(self, limits: RiskLimits) -> tuple[int, ...]:
+        """Integer bounds within which a MARKET order on the step grid surely passes every filter
+        and risk check but the daily loss and the order rate (checked later, across symbols)."""
+        a, p, q = self.amount_places, self.price_places, self.position_places
+        min_qty, max_qty, min_notional, max_notional = _filter_bounds(self.rules)
+        return (
+            _units(min_qty, a, ROUND_CEILING), _units(max_qty, a, ROUND_FLOOR),
+            _units(min_notional, a + p, ROUND_CEILING), _units(max_notional, a + p, ROUND_FLOOR),
+            NEVER if limits.max_order_notional is None else _units(limits.max_order_notional, a + p, ROUND_FLOOR),
+            NEVER if limits.max_position is None else _units(limits.max_position, q, ROUND_FLOOR),
+            NEVER if limits.max_position_notional is None else _units(limits.max_position_notional, q + p, ROUND_FLOOR),
+        )  # fmt: skip
+
+    def orders(self, risk: RiskChecks) -> _Orders:
+        """The orders this symbol's targets give, in time order. The position is path dependent
+        (amounts are rounded down to the step, buy fees are paid in base), so this is a loop, over
+        integers; what follows from the amounts (fill prices, fees, the book's depth) is vectorised."""
+        rules = self.rules
+        up = 10 ** (self.position_places - self.amount_places)
+        step = self.step * up
+        units = {v: _units(d, self.position_places) for v, d in self.distinct.items()}
+        targets = list(map(units.__getitem__, self.sig.targets.tolist()))
+        min_qty, max_qty, min_notional, max_notional, max_order, max_pos, max_pos_notional = self.bounds
+        mul, add, div = self.buy_fee
+        mul *= self.taker
+        fee_up = 10 ** (self.position_places - rules.base_precision)
+        rows: list[int] = []
+        amounts: list[int] = []  # negative to sell
+        position = 0
+        for i, (target, price) in enumerate(zip(targets, self.prices.tolist(), strict=True)):
+            delta = target - position
+            if delta > 0:
+                size = delta // step * step
+                after = position + size
+            else:
+                size = -delta // step * step
+                after = position - size
+            if not size:
+                if delta:  # below one lot step
+                    self.drops.append((i, delta > 0, Decimal(abs(delta)).scaleb(-self.position_places)))
+                continue
+            amount = size // up
+            notional = amount * price
+            surely = min_qty <= amount <= max_qty and min_notional <= notional <= max_notional
+            if not surely and self._is_dust(delta > 0, amount, price):
+                self.drops.append((i, delta > 0, self.amount(amount)))
+                continue
+            held = abs(after)
+            if notional > max_order or (held > max_pos or held * price > max_pos_notional) and held > abs(position):
+                self._check_risk(risk, delta > 0, amount, price, position)
+            if delta > 0:
+                position = after - (amount * mul + add) // div * fee_up
+                amounts.append(amount)
+            else:
+                position = after
+                amounts.append(-amount)
+            rows.append(i)
+        try:
+            signed = np.array(amounts, dtype=np.int64)
+        except OverflowError:
+            raise Unsupported(f"an amount of {rules.symbol} too large for 64-bit integers") from None
+        return self._fill(np.array(rows, dtype=np.int64), signed)
+
+    def _fill(self, rows: np.ndarray, signed: np.ndarray) -> _Orders:
+        """Fill prices and fees of the orders (the best level's price, which each must fit in)."""
+        buy, amount = signed > 0, np.abs(signed)
+        bids = self.bids[rows]
+        if np.any(bids <= 0):
+            at = int(np.argmax(bids <= 0))
+            raise Unsupported(f"the book of {self.rules.symbol} at {self.price(int(self.prices[rows[at]]))} has no bid")
+        price = np.where(buy, self.asks[rows], bids)
+        top = np.abs(price).max(initial=0)
+        largest = amount.max(initial=0)
+        deep = (amount.astype(_wide(largest + self.step, top)) + self.step) * price > self.depth
+        for k in np.flatnonzero(deep).tolist():  # perhaps more than the best level holds: look
+            self._check_depth(bool(buy[k]), int(amount[k]), int(self.prices[rows[k]]), int(price[k]))
+        mul, add, div = self.buy_fee
+        buy_fee = (amount.astype(_wide(largest, mul * self.taker)) * (mul * self.taker) + add) // div
+        mul, add, div = self.sell_fee
+        cost = amount.astype(_wide(largest, top, mul * self.taker)) * price
+        sell_fee = (cost * (mul * self.taker) + add) // div
+        fee = np.where(buy, buy_fee, sell_fee)
+        if fee.dtype == object or price.dtype == object:
+            try:
+                fee, price = fee.astype(np.int64), price.astype(np.int64)
+            except OverflowError:
+                raise Unsupported(f"a price or fee of {self.rules.symbol} too large for 64-bit integers") from None
+        return _Orders(rows, buy, amount, price, fee)
+
+    # Decimals for what the integers leave to the event path's own code (rare: near a bound).
+
+    def amount(self, units: int) -> Decimal:
+        return Decimal(units).scaleb(-self.amount_places).normalize()
+
+    def price(self, units: int) -> Decimal:
+        return Decimal(units).scaleb(-self.price_places)
+
+    def _is_dust(self, buy: bool, amount: int, price: int) -> bool:
         """The session's own test: a rebalance below the minimum is skipped; any other refusal the
         event path records, so the fast path hands over."""
-        request = OrderRequest(self.rules.symbol, side, OrderType.MARKET, amount=amount)
-        if _is_dust(request, self.rules, price):
+        request = OrderRequest(self.rules.symbol, _side(buy), OrderType.MARKET, amount=self.amount(amount))
+        if _is_dust(request, self.rules, self.price(price)):
             return True
         try:
-            check_order(request, self.rules, avg_price=price)
+            check_order(request, self.rules, avg_price=self.price(price))
         except FilterError as e:
-            raise Unsupported(f"the filters refuse an order of {amount} {self.rules.symbol}: {e}") from None
+            raise Unsupported(f"the filters refuse an order of {request.amount} {self.rules.symbol}: {e}") from None
         return False
 
-    def surely_passes_risk(
-        self, side: Side, amount: Decimal, price: Decimal, position: Decimal, daily: Decimal, last_minute: int
-    ) -> bool:
-        """Whether every risk check passes the MARKET order (its checks, with their numbers), given
-        the position, today's realised PnL and the orders of the last minute; ``False`` means: ask
-        :class:`~workbench.risk.RiskChecks`."""
-        limits = self.limits
-        signed = amount if side is Side.BUY else -amount
-        after = position + signed
-        grows = abs(after) > abs(position)
-        return (
-            (limits.max_order_notional is None or amount * price <= limits.max_order_notional)
-            and (not grows or limits.max_position is None or abs(after) <= limits.max_position)
-            and (
-                not grows or limits.max_position_notional is None or abs(after) * price <= limits.max_position_notional
-            )
-            and (limits.max_daily_loss is None or daily > -limits.max_daily_loss)
-            and (limits.max_orders_per_minute is None or last_minute < limits.max_orders_per_minute)
-        )
-
-    def check_risk(self, risk: RiskChecks, side: Side, amount: Decimal, price: Decimal, context: RiskContext) -> None:
-        request = OrderRequest(self.rules.symbol, side, OrderType.MARKET, amount=amount)
+    def _check_risk(self, risk: RiskChecks, buy: bool, amount: int, price: int, position: int) -> None:
+        """The risk checks on the order (but the daily loss and the order rate, checked later)."""
+        request = OrderRequest(self.rules.symbol, _side(buy), OrderType.MARKET, amount=self.amount(amount))
+        context = RiskContext(self.price(price), Decimal(position).scaleb(-self.position_places))
+        later = replace(risk.limits, max_daily_loss=None, max_orders_per_minute=None)
         try:
-            risk.check(request, context)
+            RiskChecks(later, risk.rules).check(request, context)
         except OrderRejected as e:
             raise Unsupported(f"a risk check refuses an order (the event path records it): {e}") from None
 
-    def best(self, side: Side, amount: Decimal, price: Decimal) -> Decimal:
-        """The price a MARKET order of ``amount`` gets at the last price ``price``: the best level's
-        of the matching core's book (its rounding on the tick grid), when the order fits in it."""
-        rules = self.rules
-        half = price * self._half
-        bid = _on_grid(price - half, self._tick, ROUND_FLOOR)
-        best = max(_on_grid(price + half, self._tick, ROUND_CEILING), bid + self._tick) if side is Side.BUY else bid
-        if bid <= 0:
-            raise Unsupported(f"the book of {rules.symbol} at {price} has no bid")
-        if (amount + self._step) * best > self._depth:  # perhaps more than the best level holds: look
-            book = synthetic_book(price, rules, self._book)
-            level = book.asks[0] if side is Side.BUY else book.bids[0]
-            if amount > level.amount or level.price != best:
-                raise Unsupported(f"an order of {amount} {rules.symbol} walks past the best level of the book")
-        return best
-
-    def fee(self, side: Side, amount: Decimal, cost: Decimal) -> Decimal:
-        """The taker fee, as the matching core charges it: on what the account receives."""
-        return ((amount if side is Side.BUY else cost) * self.fees.taker).quantize(self._quantum[side], ROUND_HALF_UP)
+    def _check_depth(self, buy: bool, amount: int, price: int, best: int) -> None:
+        book = synthetic_book(self.price(price), self.rules, self._book)
+        level = book.asks[0] if buy else book.bids[0]
+        if self.amount(amount) > level.amount or level.price != Decimal(best).scaleb(-self.tick_places):
+            raise Unsupported(
+                f"an order of {self.amount(amount)} {self.rules.symbol} walks past the best level of the book"
+            )
 
 
-def _bounds(rules: SymbolRules) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+def _side(buy: bool) -> Side:
+    return Side.BUY if buy else Side.SELL
+
+
+def _filter_bounds(rules: SymbolRules) -> tuple[Decimal, Decimal, Decimal, Decimal]:
     """Quantity and notional bounds within which a MARKET order on the LOT_SIZE grid surely passes
     every filter (an empty range where the grids or precision leave doubt)."""
     never = (Decimal(1), ZERO, ZERO, ZERO)
@@ -290,15 +456,299 @@ def _bounds(rules: SymbolRules) -> tuple[Decimal, Decimal, Decimal, Decimal]:
     return min_qty, max_qty, min_notional, top or huge  # type: ignore[return-value]
 
 
+def _merge(markets: Sequence[_Market], found: Sequence[_Signals], parts: Sequence[_Orders]) -> _Orders:
+    """Every symbol's orders in the session's order: by bar open time, then symbol."""
+    if len(parts) == 1:
+        (p,) = parts
+        return replace(p, symbol=np.zeros(len(p.rows), dtype=np.int64), signal=markets[0].prices[p.rows],
+                       at=found[0].at[p.rows])  # fmt: skip
+    order = np.argsort(np.concatenate([f.opened[p.rows] for f, p in zip(found, parts, strict=True)]), kind="stable")
+
+    def column(values: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(values)[order]
+
+    return _Orders(
+        rows=column([p.rows for p in parts]),
+        buy=column([p.buy for p in parts]),
+        amount=column([p.amount for p in parts]),
+        price=column([p.price for p in parts]),
+        fee=column([p.fee for p in parts]),
+        symbol=column([np.full(len(p.rows), i) for i, p in enumerate(parts)]),
+        signal=column([m.prices[p.rows] for m, p in zip(markets, parts, strict=True)]),
+        at=column([f.at[p.rows] for f, p in zip(found, parts, strict=True)]),
+    )
+
+
+def _check_order_rate(book: _Orders, limits: RiskLimits, state: RiskState) -> None:
+    """The orders of the last minute before each order, as the risk checks count them; leaves in
+    ``state.order_times`` what the session's would hold after the last order."""
+    at = book.at
+    if not len(at):
+        return
+    if np.any(np.diff(at) < 0):
+        raise Unsupported("the bars' close times go back in time")
+    limit = limits.max_orders_per_minute
+    if limit is not None and (np.arange(len(at)) - np.searchsorted(at, at - MINUTE_MS, side="right")).max() >= limit:
+        raise Unsupported(f"a risk check refuses an order (the event path records it): max_orders_per_minute {limit}")
+    state.order_times.extend(at[np.searchsorted(at, at[-1] - MINUTE_MS, side="right") :].tolist())
+
+
+def _asset_scales(markets: Sequence[_Market], free: Mapping[str, Decimal]) -> dict[str, int]:
+    """Per asset, the decimal places its balance needs: its starting balance's and those of what
+    the symbols pay and receive in it (amounts and base fees; costs and quote fees)."""
+    scales = {asset: _places(amount) for asset, amount in free.items()}
+    for m in markets:
+        base, quote = m.rules.base, m.rules.quote
+        scales[base] = max(scales.get(base, 0), m.amount_places, m.rules.base_precision)
+        scales[quote] = max(scales.get(quote, 0), m.amount_places + m.tick_places, m.rules.quote_precision)
+    if max(scales.values(), default=0) > MAX_PLACES:
+        raise Unsupported(f"a balance has more than {MAX_PLACES} decimals")
+    return scales
+
+
+def _settle(book: _Orders, markets: Sequence[_Market], scales: Mapping[str, int], free: dict[str, Decimal]) -> None:
+    """Pay for every order in turn from the balances in ``free`` (updated in place), as the paper
+    venue does; :class:`Unsupported` at the first that the balance cannot pay."""
+    for asset in dict.fromkeys(a for m in markets for a in (m.rules.base, m.rules.quote)):
+        start = _units(free.get(asset, ZERO), scales[asset])
+        flows = _flows(book, markets, asset, scales[asset], start)
+        if flows is None:
+            continue
+        change, spends = flows
+        after = start + np.cumsum(change)
+        short = spends & (after < 0)
+        if short.any():
+            k = int(np.argmax(short))
+            m = markets[book.symbol[k]]
+            raise Unsupported(
+                f"the balance cannot pay an order of {m.amount(int(book.amount[k]))} {m.rules.symbol} "
+                "(the event path rejects it)"
+            )
+        free[asset] = Decimal(int(after[-1])).scaleb(-scales[asset])
+
+
+def _flows(
+    book: _Orders, markets: Sequence[_Market], asset: str, scale: int, start: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each order's change of the balance of ``asset`` (in units of ``10**-scale``: a buy pays
+    its cost in quote and receives its amount less the fee in base, a sell the other way round) and
+    whether it spends ``asset``; ``None`` if no order touches it."""
+    table = np.array(
+        [
+            (m.rules.base == asset, m.rules.quote == asset, 10 ** (scale - m.amount_places),
+             10 ** (scale - m.rules.base_precision), 10 ** (scale - m.amount_places - m.tick_places),
+             10 ** (scale - m.rules.quote_precision))
+            for m in markets
+        ],
+        dtype=np.int64,
+    )[book.symbol]  # fmt: skip
+    is_base, is_quote = table[:, 0] == 1, table[:, 1] == 1
+    if not (is_base.any() or is_quote.any()):
+        return None
+    to_amount, to_base_fee = np.where(is_base, table[:, 2], 0), np.where(is_base, table[:, 3], 0)
+    to_cost, to_quote_fee = np.where(is_quote, table[:, 4], 0), np.where(is_quote, table[:, 5], 0)
+    amount, price, fee = book.amount.astype(float), book.price.astype(float), book.fee.astype(float)
+    bound = abs(start) + float(
+        np.sum(amount * to_amount + fee * (to_base_fee + to_quote_fee) + amount * price * to_cost)
+    )
+    wide = _wide(bound)
+    amount, fee = book.amount.astype(wide), book.fee.astype(wide)
+    units, cost = amount * to_amount, amount * book.price.astype(wide) * to_cost
+    buy = book.buy
+    change = np.where(buy, units - fee * to_base_fee - cost, cost - fee * to_quote_fee - units)
+    return change, np.where(buy, is_quote, is_base)
+
+
+_Decimals = tuple[list[Decimal], list[Decimal], list[Decimal], list[Decimal]]
+
+
+def _decimals(book: _Orders, markets: Sequence[_Market]) -> _Decimals:
+    """The orders' amounts and fill prices (normalised, as the event path rounds them onto their
+    grids), costs (their product) and fees (in their asset's precision, as quantized)."""
+
+    def exponents(places: Callable[[_Market], int], on_buys: Callable[[_Market], int] | None = None) -> np.ndarray:
+        per_order = np.array([-places(m) for m in markets])[book.symbol]
+        if on_buys is None:
+            return per_order
+        return np.where(book.buy, np.array([-on_buys(m) for m in markets])[book.symbol], per_order)
+
+    amounts = _decimal_column(book.amount, exponents(lambda m: m.amount_places), normalize=True)
+    prices = _decimal_column(book.price, exponents(lambda m: m.tick_places), normalize=True)
+    fees = _decimal_column(
+        book.fee, exponents(lambda m: m.rules.quote_precision, lambda m: m.rules.base_precision), normalize=False
+    )
+    return amounts, prices, list(map(operator.mul, prices, amounts)), fees
+
+
+def _decimal_column(units: np.ndarray, exponents: np.ndarray, *, normalize: bool) -> list[Decimal]:
+    """``Decimal(units[i]).scaleb(exponents[i])`` for each order (normalised); a value that many
+    orders share (amounts and buy fees repeat) is built once."""
+    out = np.empty(len(units), dtype=object)
+    for exponent in np.unique(exponents).tolist():
+        group = exponents == exponent
+        distinct, inverse = np.unique(units[group], return_inverse=True)
+        built = distinct if len(distinct) * 4 < len(inverse) else units[group]
+        values = list(map(Decimal.scaleb, map(Decimal, built.tolist()), repeat(exponent)))
+        if normalize:
+            values = list(map(Decimal.normalize, values))
+        out[group] = values if built is not distinct else np.array(values, dtype=object)[inverse]
+    return out.tolist()
+
+
+def _account(
+    book: _Orders, markets: Sequence[_Market], limits: RiskLimits, state: RiskState, decimals: _Decimals
+) -> None:
+    """The risk state's positions, average costs and realised PnL after every fill, as
+    :meth:`RiskState.record_fill` computes them (Decimals, rounded as it rounds); :class:`Unsupported`
+    if the daily loss check would refuse an order."""
+    floor = -limits.max_daily_loss if limits.max_daily_loss is not None else Decimal("-Infinity")
+    amounts, prices, costs, fees = decimals
+    n = len(markets)
+    positions, averages, by_symbol = [ZERO] * n, [ZERO] * n, [ZERO] * n
+    days = book.at // DAY_MS
+    starts = np.flatnonzero(np.diff(days, prepend=-1)).tolist() + [len(days)]
+    symbols, sides = book.symbol.tolist(), book.buy.tolist()
+    for first, end in zip(starts[:-1], starts[1:], strict=True):
+        day = _day(int(book.at[first]))
+        today = ZERO
+        day_orders = (symbols, sides, amounts, prices, costs, fees)
+        for s, buy, amount, price, cost, fee in zip(*(column[first:end] for column in day_orders), strict=True):
+            position = positions[s]
+            if today <= floor and not (position < 0 if buy else position > 0):
+                raise Unsupported(f"a risk check refuses an order (the event path records it): max_daily_loss {-floor}")
+            if buy:  # its PnL is minus no quote fee: nothing
+                total = position + (amount - fee)
+                averages[s] = (position * averages[s] + cost) / total if total else ZERO
+                positions[s] = total
+            else:
+                pnl = -fee
+                pnl += (price - averages[s]) * amount
+                position -= amount
+                positions[s] = position
+                if not position:
+                    averages[s] = ZERO
+                today += pnl
+                by_symbol[s] += pnl
+        state.realised[day] = today
+    traded = np.unique(book.symbol, return_index=True)
+    for s in traded[0][np.argsort(traded[1])].tolist():  # in the order of their first fills
+        symbol = markets[s].rules.symbol
+        state.positions[symbol], state.avg_cost[symbol] = positions[s], averages[s]
+        state.realised_by_symbol[symbol] = by_symbol[s]
+
+
+_new = object.__new__
+
+
+def _build(book: _Orders, markets: Sequence[_Market], prefix: str, out: Outcome, decimals: _Decimals) -> None:
+    """The orders and fills as the session and the paper venue hold them, and the store's columns."""
+    n = len(book.rows)
+    amounts, prices, costs, fees = decimals
+    names = np.array([m.rules.symbol for m in markets], dtype=object)
+    symbols = names[book.symbol].tolist()
+    currencies = np.where(
+        book.buy, np.array([m.rules.base for m in markets], dtype=object)[book.symbol],
+        np.array([m.rules.quote for m in markets], dtype=object)[book.symbol],
+    ).tolist()  # fmt: skip
+    sides = [Side.BUY if b else Side.SELL for b in book.buy.tolist()]
+    cids = [f"{prefix}{i}" for i in range(out.seq + 1, out.seq + n + 1)]
+    order_ids = list(map(str, range(out.order_seq + 1, out.order_seq + n + 1)))
+    trade_ids = list(map(str, range(out.trade_seq + 1, out.trade_seq + n + 1)))
+    market, filled = OrderType.MARKET, OrderStatus.FILLED
+    orders = []
+    fills = []
+    for values in zip(symbols, sides, amounts, prices, costs, fees, currencies, cids, order_ids, trade_ids,
+                      book.at.tolist(), strict=True):  # fmt: skip
+        symbol, side, amount, price, cost, fee, currency, cid, oid, tid, at = values
+        orders.append(
+            Order(
+                symbol,
+                side,
+                market,
+                amount,
+                None,
+                None,
+                None,
+                cid,
+                oid,
+                status=filled,
+                filled=amount,
+                cost=cost,
+                timestamp=at,
+                last_update=at,
+                fees={currency: fee},
+            )  # fmt: skip
+        )
+        fill = _new(Fill)  # a frozen dataclass's __init__ sets each field through object.__setattr__: slow
+        fill.__dict__.update(
+            trade_id=tid, order_id=oid, client_order_id=cid, symbol=symbol, side=side, price=price, amount=amount,
+            cost=cost, fee=fee, fee_currency=currency, is_maker=False, timestamp=at,
+        )  # fmt: skip
+        fills.append(fill)
+    out.orders, out.fills = orders, fills
+    out.seq += n
+    out.order_seq += n
+    out.trade_seq += n
+    _columns(book, markets, out, cids, order_ids, trade_ids, symbols, currencies)
+
+
+def _columns(
+    book: _Orders, markets: Sequence[_Market], out: Outcome, cids: list[str], order_ids: list[str],
+    trade_ids: list[str], symbols: list[str], currencies: list[str],
+) -> None:  # fmt: skip
+    """The store's columns: numbers as integers in units of ``10**-out.scales[column]``, one scale
+    per column (the finest of the symbols')."""
+
+    def rescale(units: np.ndarray, places: list[int], column: str) -> np.ndarray:
+        top = max(places)
+        out.scales[column] = top
+        if min(places) == top:
+            return units
+        factors = np.array([10 ** (top - p) for p in places], dtype=object)[book.symbol]
+        scaled = units.astype(object) * factors
+        try:
+            return scaled.astype(np.int64)
+        except OverflowError:
+            raise Unsupported(f"a {column} too large for 64-bit integers") from None
+
+    cost = book.amount.astype(_wide(book.amount.max(initial=0), book.price.max(initial=0))) * book.price
+    fee_places = [max(m.rules.base_precision, m.rules.quote_precision) for m in markets]
+    fee_shift = np.where(
+        book.buy,
+        np.array([fp - m.rules.base_precision for fp, m in zip(fee_places, markets, strict=True)])[book.symbol],
+        np.array([fp - m.rules.quote_precision for fp, m in zip(fee_places, markets, strict=True)])[book.symbol],
+    )
+    out.columns = {
+        "client_order_id": np.array(cids, dtype=object),
+        "order_id": np.array(order_ids, dtype=object),
+        "trade_id": np.array(trade_ids, dtype=object),
+        "symbol": np.array(symbols, dtype=object),
+        "side": np.where(book.buy, Side.BUY.value, Side.SELL.value).astype(object),
+        "fee_currency": np.array(currencies, dtype=object),
+        "amount": rescale(book.amount, [m.amount_places for m in markets], "amount"),
+        "cost": rescale(cost, [m.amount_places + m.tick_places for m in markets], "cost"),
+        "price": rescale(book.price, [m.tick_places for m in markets], "price"),
+        "signal_price": rescale(book.signal, [m.price_places for m in markets], "signal_price"),
+        "fee": rescale(book.fee * 10**fee_shift, fee_places, "fee"),
+        "at": book.at,
+    }
+
+
 def commit(session: TradingSession, out: Outcome) -> None:
     """Put ``out`` into the session, its executor and its store: orders and fills in bulk, one
     transaction (a DuckDB insert from a DataFrame, not row by row through the writer thread)."""
+    with _no_gc():
+        _commit(session, out)
+
+
+def _commit(session: TradingSession, out: Outcome) -> None:
     engine = session.executor.engine  # type: ignore[attr-defined]
     session.state = out.state
-    session.orders.update({o.client_order_id: o for o in out.orders})
+    cids = out.columns["client_order_id"].tolist()
+    session.orders.update(zip(cids, out.orders, strict=True))
     session._seq = out.seq
     session._targets.update(out.targets)
-    session._trade_keys.update((f.symbol, f.trade_id) for f in out.fills)
+    session._trade_keys.update(zip(out.columns["symbol"].tolist(), out.columns["trade_id"].tolist(), strict=True))
     session.last_price.update(out.last_price)
     engine.free.update(out.free)
     for asset in out.free:
@@ -308,53 +758,57 @@ def commit(session: TradingSession, out: Outcome) -> None:
     session.executor._fills.extend(out.fills)  # type: ignore[attr-defined]
     if out.now is not None:
         session.executor._time = out.now  # type: ignore[attr-defined]
+    write(session.store, session.session_id, out)
     for request, price, at in out.drops:
         session._drop(request, price, at, _too_small(request, session.rules[request.symbol], price))  # type: ignore[arg-type]
-    write(session.store, session.session_id, out)
     session._audit("replay.fast", {"orders": len(out.orders), "fills": len(out.fills)})
 
 
 def write(store: Store, session_id: str, out: Outcome) -> None:
     """Insert the orders and fills of ``out`` into ``paper_orders`` and ``paper_fills`` at once."""
-    orders, fills = out.orders, out.fills
-    times = pd.to_datetime(pd.Series([o.timestamp for o in orders], dtype="int64"), unit="ms", utc=True)
-    order_rows = {
-        "session_id": session_id,
-        "client_order_id": [o.client_order_id for o in orders],
-        "order_id": [o.id for o in orders],
-        "symbol": [o.symbol for o in orders],
-        "side": [o.side.value for o in orders],
-        "type": OrderType.MARKET.value,
-        "amount": [str(o.amount) for o in orders],
-        "status": OrderStatus.FILLED.value,
-        "status_rank": OrderStatus.FILLED.rank,
-        "filled": [str(o.filled) for o in orders],
-        "cost": [str(o.cost) for o in orders],
-        "average": [str(o.average) for o in orders],
-        "signal_price": [str(p) for p in out.signal_prices],
-        "arrival_price": [str(p) for p in out.signal_prices],
-        "signal_time": times,
-        "created_at": times,
-        "updated_at": times,
-    }
-    fill_rows = {
-        "session_id": session_id,
-        "trade_id": [f.trade_id for f in fills],
-        "order_id": [f.order_id for f in fills],
-        "client_order_id": [f.client_order_id for f in fills],
-        "symbol": [f.symbol for f in fills],
-        "side": [f.side.value for f in fills],
-        "price": [str(f.price) for f in fills],
-        "amount": [str(f.amount) for f in fills],
-        "cost": [str(f.cost) for f in fills],
-        "fee": [str(f.fee) for f in fills],
-        "fee_currency": [f.fee_currency for f in fills],
-        "is_maker": False,
-        "timestamp": pd.to_datetime(pd.Series([f.timestamp for f in fills], dtype="int64"), unit="ms", utc=True),
-    }
-    store.insert_frames(
+    c = out.columns
+    n = len(c["at"])
+    times = pd.to_datetime(c["at"], unit="ms", utc=True)
+    orders = pd.DataFrame(
         {
-            "paper_orders": pd.DataFrame(order_rows, index=range(len(orders))),
-            "paper_fills": pd.DataFrame(fill_rows, index=range(len(fills))),
-        }
+            "session_id": session_id,
+            "client_order_id": c["client_order_id"],
+            "order_id": c["order_id"],
+            "symbol": c["symbol"],
+            "side": c["side"],
+            "type": OrderType.MARKET.value,
+            "amount": c["amount"],
+            "status": OrderStatus.FILLED.value,
+            "status_rank": OrderStatus.FILLED.rank,
+            "filled": c["amount"],
+            "cost": c["cost"],
+            "average": c["price"],  # one fill: its cost over its amount is its price, exactly
+            "signal_price": c["signal_price"],
+            "arrival_price": c["signal_price"],
+            "signal_time": times,
+            "created_at": times,
+            "updated_at": times,
+        },
+        index=range(n),
     )
+    fills = pd.DataFrame(
+        {
+            "session_id": session_id,
+            "trade_id": c["trade_id"],
+            "order_id": c["order_id"],
+            "client_order_id": c["client_order_id"],
+            "symbol": c["symbol"],
+            "side": c["side"],
+            "price": c["price"],
+            "amount": c["amount"],
+            "cost": c["cost"],
+            "fee": c["fee"],
+            "fee_currency": c["fee_currency"],
+            "is_maker": False,
+            "timestamp": times,
+        },
+        index=range(n),
+    )
+    scales = {**out.scales, "filled": out.scales["amount"], "average": out.scales["price"],
+              "arrival_price": out.scales["signal_price"]}  # fmt: skip
+    store.insert_frames({"paper_orders": orders, "paper_fills": fills}, scales=scales)

@@ -933,15 +933,27 @@ class Store:
             _insert_frame(cursor, table, frame, conflict)
         groups.clear()
 
-    def insert_frames(self, frames: Mapping[str, pd.DataFrame]) -> None:
-        """Insert whole tables of rows (``{table: frame}``, decimals as text) in one transaction,
-        after every queued write: a replay's bulk write, which bypasses the writer thread."""
+    def insert_frames(self, frames: Mapping[str, pd.DataFrame], *, scales: Mapping[str, int] | None = None) -> None:
+        """Insert whole tables of rows (``{table: frame}``) in one transaction, after every queued
+        write: a replay's bulk write, which bypasses the writer thread. Decimals are text, or, in a
+        column named in ``scales``, integers in units of ``10**-scales[column]`` (exact, and no
+        text to build: 12345 at scale 2 is 123.45). One statement per table."""
+        scales = scales or {}
         self.flush()
         cursor = self._con.cursor()
         try:
             cursor.execute("BEGIN TRANSACTION")
             for table, frame in frames.items():
-                _insert_frame(cursor, table, frame)
+                types = _column_types(cursor, table)
+                values = ", ".join(
+                    f"CAST(CAST({c} AS DECIMAL(38, 0)) * {Decimal(1).scaleb(-scales[c]):f} AS {types[c]})"
+                    if c in scales
+                    else f"CAST({c} AS {types[c]})"
+                    for c in frame.columns
+                )
+                cursor.register("bulk_rows", frame)
+                cursor.execute(f"INSERT INTO {table} ({', '.join(frame.columns)}) SELECT {values} FROM bulk_rows")
+                cursor.unregister("bulk_rows")
             cursor.execute("COMMIT")
         except Exception:
             cursor.execute("ROLLBACK")
