@@ -60,6 +60,21 @@ class Broken:
 class NotASeries:
     def __call__(self, bars):
         return [1.0] * len(bars)
+
+
+class Pair:
+    """A portfolio: long the symbol that rose most over ``window`` bars."""
+
+    symbols = ("BTC/USDT", "ETH/USDT")
+    warmup = 10
+
+    def __init__(self, window=10, forget=None):
+        self.window, self.forget = window, forget
+
+    def __call__(self, bars):
+        rise = pd.DataFrame({s: b["close"].pct_change(self.window) for s, b in bars.items()})
+        best = rise.fillna(0.0).idxmax(axis=1)
+        return {s: (best == s).astype(float) * 0.001 for s in bars if s != self.forget}
 '''
 
 
@@ -97,12 +112,18 @@ def test_a_strategy_loads_by_name_module_or_file(work):
         ("mine.py:Rsi", {"period": 1}, "ValueError: period must be at least 2, got 1"),
         ("mine.py:Broken", {}, "raised on a probe over 500 synthetic bars: KeyError"),
         ("mine.py:NotASeries", {}, "must return a Series (or DataFrame) on the bars' index; it returned a list"),
+        ("mine.py:Pair", {"forget": "ETH/USDT"}, "must return for ETH/USDT a Series (or DataFrame) on the bars' index"),
     ],
 )
 def test_a_bad_strategy_is_one_clear_error(work, spec, params, says):
     with pytest.raises(ConfigError) as caught:
         load_strategy(spec, params)
     assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_portfolio_is_probed_on_a_mapping_of_its_symbols_bars(work):
+    assert load_strategy("mine.py:Pair").symbols == ("BTC/USDT", "ETH/USDT")
+    assert load_strategy("momentum_rotation").symbols == ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 
 
 def test_a_run_gets_the_strategy_file_by_its_absolute_path(work):
@@ -120,6 +141,8 @@ def test_a_run_gets_the_strategy_file_by_its_absolute_path(work):
         (["run", "--strategy", "mine.py:Broken"], "raised on a probe"),
         (["sweep", "--sweep-id", "s", "--strategy", "mine.py:Rsi", "--param", "period=5,1"], "period must be at least"),
         (["sweep", "--sweep-id", "s", "--strategy", "mine:Rsi", "--param", "window=3"], "unexpected keyword"),
+        (["run", "--strategy", "mine.py:Pair", "--symbols", "BTC/USDT"], "trades ['ETH/USDT'] too: add them"),
+        (["run", "--strategy", "momentum_rotation"], "trades ['ETH/USDT', 'SOL/USDT'] too"),
     ],
 )
 def test_the_cli_refuses_a_bad_strategy_fast_before_a_kernel_starts(work, argv, says):

@@ -46,7 +46,7 @@ from workbench.data import load_rules
 from workbench.errors import ConfigError, KillSwitchActive, MainnetGuardError
 from workbench.killswitch import KillSwitch, flag_path, trip_flag
 from workbench.store import Store, StoreError
-from workbench.strategy import load_strategy
+from workbench.strategy import is_portfolio, load_strategy
 
 SESSION_NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "03_session.ipynb"
 RUNS_DIR = Path("runs")
@@ -141,7 +141,9 @@ def check_parameters(parameters: Mapping[str, Any], environ: Mapping[str, str] |
     if not isinstance(merged["strategy"], str) or not isinstance(merged["strategy_params"], Mapping):
         raise ConfigError('strategy must be a name and strategy_params a mapping, e.g. {"fast": 5, "slow": 30}.')
     merged["strategy"] = _strategy_spec(merged["strategy"])
-    load_strategy(merged["strategy"], dict(merged["strategy_params"]))  # built and probed before a kernel starts
+    strategy = load_strategy(merged["strategy"], dict(merged["strategy_params"]))  # built, probed before a kernel
+    if is_portfolio(strategy) and (missing := [s for s in strategy.symbols if s not in symbols]):  # type: ignore[attr-defined]
+        raise ConfigError(f"The portfolio strategy trades {missing} too: add them to --symbols.")
     load_config(mode=mode, symbols=symbols, risk=merged["risk"])
     if mode.is_real and merged["venue"] != "local" and Credentials.from_env(mode, environ) is None:
         key, secret = Credentials.ENV[mode]

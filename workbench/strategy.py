@@ -338,21 +338,30 @@ def _module(where: str, spec: str) -> Any:
 
 
 def _probe(strategy: Strategy, spec: str) -> None:
-    """Call ``strategy`` once on synthetic bars; :class:`ConfigError` if it raises or answers off their index."""
+    """Call ``strategy`` once on synthetic bars (a portfolio: a mapping of them, one per symbol);
+    :class:`ConfigError` if it raises or answers off their index."""
     if not callable(strategy):
         raise ConfigError(f"Strategy {spec} built a {type(strategy).__name__}, which cannot be called on bars.")
-    bars = probe_bars(max(PROBE_BARS, 3 * int(getattr(strategy, "warmup", 0) or 0)))
+    n = max(PROBE_BARS, 3 * int(getattr(strategy, "warmup", 0) or 0))
+    symbols = strategy.symbols if is_portfolio(strategy) else None  # type: ignore[attr-defined]
+    bars = {s: probe_bars(n, seed=7 + i) for i, s in enumerate(symbols)} if symbols else probe_bars(n)
     try:
-        answer = strategy(bars)
+        answer = strategy(bars)  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001 - a user's code: say what it raised, in one line
         raise ConfigError(
-            f"Strategy {spec} raised on a probe over {len(bars)} synthetic bars: {type(e).__name__}: {e}"
+            f"Strategy {spec} raised on a probe over {n} synthetic bars: {type(e).__name__}: {e}"
         ) from None
-    if not isinstance(answer, pd.Series | pd.DataFrame) or not answer.index.equals(bars.index):
-        raise ConfigError(
-            f"Strategy {spec} must return a Series (or DataFrame) on the bars' index; "
-            f"it returned a {type(answer).__name__} of length {len(answer) if hasattr(answer, '__len__') else '?'}."
-        )
+    answers = answer if symbols and isinstance(answer, Mapping) else {None: answer}
+    frames = bars if symbols else {None: bars}
+    for symbol, frame in frames.items():
+        got = answers.get(symbol)
+        if not isinstance(got, pd.Series | pd.DataFrame) or not got.index.equals(frame.index):  # type: ignore[union-attr]
+            what = f"for {symbol} " if symbol else ""
+            raise ConfigError(
+                f"Strategy {spec} must return {what}a Series (or DataFrame) on the bars' index"
+                f"{' (a portfolio: a mapping symbol -> one)' if symbols else ''}; it returned a "
+                f"{type(got).__name__} of length {len(got) if hasattr(got, '__len__') else '?'}."
+            )
 
 
 def probe_bars(n: int, seed: int = 7) -> pd.DataFrame:
