@@ -59,6 +59,7 @@ class Limits:
     orders_per_10s: int = 50
     orders_per_day: int = 160_000
     strikes_before_ban: int = 3  # requests sent after a 429, in the same window, before a 418
+    maker_fill_credit: int = 5  # unfilled orders forgiven by a first fill as maker (the FAQ's example; taker: 1)
     ban_seconds: float = 120.0
 
 
@@ -501,8 +502,10 @@ class LocalExchange:
         call = Call(_ms_params(params))
         if route.signed:
             call.api_key = self._authenticate(request.headers.get("X-MBX-APIKEY"), params, _payload(query, body))
+        counted: dict[str, str] = {}
         if placing:
             self._count_order(PLACING_LISTS.get((request.method, endpoint), 1))
+            counted = self._order_headers()  # as placed: a fill's credit shows from the next request on
         try:
             result = await route.handler(call)
         except BinanceError:
@@ -511,7 +514,7 @@ class LocalExchange:
             raise
         headers = self._weight_headers()
         if placing:
-            headers |= self._order_headers()
+            headers |= counted
             if faults.lost_answers:
                 faults.lost_answers -= 1
                 raise BinanceError(503, -1007, LOST_MSG, headers)
@@ -568,6 +571,18 @@ class LocalExchange:
         self._counters.orders_10s.used += orders
         self._counters.orders_day.used += orders
 
+    def _credit_fill(self, event: Mapping[str, Any]) -> None:
+        """An order's first fill takes it off the unfilled order count of every ``ORDERS``
+        window (faqs/order_count_decrement.md): by 1 as taker, by ``maker_fill_credit`` as maker,
+        never below 0; later fills, cancels and expiries change nothing."""
+        if event.get("e") != "executionReport" or event["x"] != "TRADE" or Decimal(event["z"]) != Decimal(event["l"]):
+            return
+        credit = self.limits.maker_fill_credit if event["m"] else 1
+        now = time.time()
+        for window, length in ((self._counters.orders_10s, 10.0), (self._counters.orders_day, 86_400.0)):
+            self._counters.tick(window, length, now)  # the current window, whenever the order was placed
+            window.used = max(0, window.used - credit)
+
     def _too_many(self, msg: str, code: int, retry_after: float) -> BinanceError:
         return BinanceError(429, code, msg, {"Retry-After": str(max(1, math.ceil(retry_after)))})
 
@@ -584,6 +599,13 @@ class LocalExchange:
     def _order_headers(self) -> dict[str, str]:
         return {"X-MBX-ORDER-COUNT-10S": str(self._counters.orders_10s.used),
                 "X-MBX-ORDER-COUNT-1D": str(self._counters.orders_day.used)}  # fmt: skip
+
+    def _order_counts(self) -> list[dict[str, Any]]:
+        """The ``ORDERS`` windows with their current counts (``rateLimit/order``, WebSocket API answers)."""
+        now = time.time()
+        counts = (self._counters.tick(self._counters.orders_10s, 10.0, now).used,
+                  self._counters.tick(self._counters.orders_day, 86_400.0, now).used)  # fmt: skip
+        return [limit | {"count": count} for limit, count in zip(self.rate_limits()[1:3], counts, strict=True)]
 
     def rate_limits(self) -> list[dict[str, Any]]:
         """The limits as ``exchangeInfo`` lists them."""
@@ -737,7 +759,7 @@ class LocalExchange:
             ("GET", "allOrders"): signed(lambda p: v.all_orders(need(p, "symbol"), p), _fixed(20)),
             ("GET", "myTrades"): signed(lambda p: v.my_trades(need(p, "symbol"), p), _ticker_weight(5, 20, "orderId")),
             ("GET", "account"): signed(lambda p: v.account(p.get("omitZeroBalances") == "true"), _fixed(20)),
-            ("GET", "rateLimit/order"): signed(lambda p: self._order_rate_limits(), _fixed(40)),
+            ("GET", "rateLimit/order"): signed(lambda p: self._order_counts(), _fixed(40)),
             ("POST", "order/cancelReplace"): _Route(self._cancel_replace, True, _fixed(1)),
             ("GET", "account/commission"): signed(lambda p: v.commission(need(p, "symbol")), _fixed(20)),
             ("PUT", "order/amend/keepPriority"): _Route(self._amend, True, _fixed(4)),
@@ -764,10 +786,6 @@ class LocalExchange:
         if answer["amendedOrder"]["status"] == "EXPIRED":
             self._counters.weight.used = max(0, self._counters.weight.used - 4)
         return answer
-
-    def _order_rate_limits(self) -> list[dict[str, Any]]:
-        counts = (self._counters.orders_10s.used, self._counters.orders_day.used)
-        return [limit | {"count": count} for limit, count in zip(self.rate_limits()[1:3], counts, strict=True)]
 
     # -- WebSocket API: the user data stream ------------------------------------------------
 
@@ -804,13 +822,14 @@ class LocalExchange:
             return {"id": id_, "status": 400, "error": {"code": -1000, "msg": "Malformed request."}}
         method = method.removeprefix("v3/")
         limits = str(params.get("returnRateLimits", True)).lower() != "false"  # a general parameter of every method
+        counted: list[dict[str, Any]] = []  # a placement's ORDERS windows, as placed
         try:
             strings = {k: _ws_value(v) for k, v in params.items()}
             route = WS_PUBLIC.get(method) or WS_SIGNED.get(method)
             self._admit(max(1, self.routes[route].weight(strings)) if route else 2)  # session.*, userDataStream.*: 2
-            result = await self._ws_method(conn, method, strings)
+            result = await self._ws_method(conn, method, strings, counted)
             answer = {"id": id_, "status": 200, "result": _timed(result, conn.micro, route[1] if route else "")}
-            return answer | ({"rateLimits": self._ws_rate_limits()} if limits else {})
+            return answer | ({"rateLimits": self._ws_rate_limits(counted)} if limits else {})
         except BinanceError as e:
             error: dict[str, Any] = e.body()
             if e.status in (418, 429):
@@ -819,9 +838,11 @@ class LocalExchange:
                     "retryAfter": self.now() + int(e.headers.get("Retry-After", "1")) * 1000,
                 }
             answer = {"id": id_, "status": e.status, "error": _timed(error, conn.micro)}
-            return answer | ({"rateLimits": self._ws_rate_limits()} if limits else {})
+            return answer | ({"rateLimits": self._ws_rate_limits(counted)} if limits else {})
 
-    async def _ws_method(self, conn: _Connection, method: str, params: dict[str, str]) -> Any:
+    async def _ws_method(
+        self, conn: _Connection, method: str, params: dict[str, str], counted: list[dict[str, Any]]
+    ) -> Any:
         if method in WS_PUBLIC:
             params.pop("returnRateLimits", None)
             return await self.routes[WS_PUBLIC[method]].handler(Call(_ms_params(params)))
@@ -860,6 +881,7 @@ class LocalExchange:
         route = WS_SIGNED[method]
         if route == ("POST", "order") or route in PLACING_LISTS:
             self._count_order(PLACING_LISTS.get(route, 1))
+            counted.extend(self._order_counts())
         return await self.routes[route].handler(Call(_ms_params(params), self.api_key))
 
     def _session(self, conn: _Connection) -> dict[str, Any]:
@@ -868,11 +890,13 @@ class LocalExchange:
                 "returnRateLimits": True, "serverTime": self.now(),
                 "userDataStream": bool(conn.subscriptions)}  # fmt: skip
 
-    def _ws_rate_limits(self) -> list[dict[str, Any]]:
+    def _ws_rate_limits(self, counted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """An answer's ``rateLimits``: a placement's ``ORDERS`` windows (``counted``), then the weight."""
         used = self._counters.tick(self._counters.weight, 60.0, time.time()).used
-        return [self.rate_limits()[0] | {"count": used}]
+        return [*counted, self.rate_limits()[0] | {"count": used}]
 
     def _on_user_event(self, event: dict[str, Any]) -> None:
+        self._credit_fill(event)
         if self.faults.malformed_events and event.get("x") == "TRADE":
             self.faults.malformed_events -= 1
             event = {**event, "X": "MISPLACED"}

@@ -835,7 +835,13 @@ class Venue:
         }
 
     def execution_report(self, execution: Execution, now: int, cancel_id: str | None = None) -> dict[str, Any]:
+        """The ``executionReport`` of ``execution`` (user-data-stream.md). ``C``, the original client
+        order id, is the canceled order's own id on a cancel (``c`` is then ``cancel_id``), the id
+        before the amendment on ``REPLACED``, ``""`` otherwise; ``n`` is ``"0"`` without a fill."""
         order, fill = execution.order, execution.fill
+        original = order.client_order_id if cancel_id else ""
+        if execution.kind == "REPLACED":
+            original = self.engine.amendments_of(order.symbol, order.id)[-1].orig_client_order_id  # type: ignore[arg-type]
         self._execution_id += 1
         working = self._working(order)
         created = self.created.get(order.id, order.timestamp)  # type: ignore[arg-type]
@@ -844,10 +850,10 @@ class Venue:
             "c": cancel_id or order.client_order_id, "S": order.side.value.upper(), "o": order.type.value,
             "f": (order.time_in_force or TimeInForce.GTC).value, "q": fmt(order.amount), "p": fmt(order.price),
             "P": fmt(order.stop_price), "F": fmt(order.iceberg_amount), "g": order.order_list_id,
-            "C": order.client_order_id if cancel_id else "",
+            "C": original,
             "x": execution.kind, "X": order.status.value, "r": "NONE", "i": int(order.id),  # type: ignore[arg-type]
             "l": fmt(fill.amount if fill else ZERO), "z": fmt(order.filled), "L": fmt(fill.price if fill else ZERO),
-            "n": fmt(fill.fee if fill else ZERO), "N": fill.fee_currency if fill else None, "T": now,
+            "n": fmt(fill.fee) if fill else "0", "N": fill.fee_currency if fill else None, "T": now,
             "t": int(fill.trade_id) if fill else -1, "I": self._execution_id, "w": working,
             "m": fill.is_maker if fill else False, "M": False, "O": created, "Z": fmt(order.cost),
             "Y": fmt(fill.cost if fill else ZERO), "Q": fmt(order.quote_amount), "V": order.self_trade_prevention.value,
