@@ -156,3 +156,22 @@ async def test_ccxt_keeps_trading_past_the_limit_so_long_as_its_orders_fill():
             assert client.last_response_headers["X-MBX-ORDER-COUNT-1D"] == "1"
         finally:
             await client.close()
+
+
+async def test_cancel_replace_counts_its_new_order_and_answers_the_count_as_placed(exchange):
+    await early_in_a_10s_window()
+    resting, _ = await placed(exchange, **buy("39000"))
+    status, headers, answer = await signed(exchange, "POST", "order/cancelReplace", symbol="BTCUSDT", side="BUY",
+                                           type="MARKET", quantity="0.01", cancelReplaceMode="STOP_ON_FAILURE",
+                                           cancelOrderId=resting["orderId"])  # fmt: skip
+    assert status == 200 and answer["newOrderResponse"]["status"] == "FILLED"
+    assert (headers["X-MBX-ORDER-COUNT-10S"], headers["X-MBX-ORDER-COUNT-1D"]) == ("2", "2")
+    assert await counts(exchange) == (1, 1)  # the new order took at once: -1; the cancel: nothing
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{exchange.url}/ws-api/v3") as ws:
+        api = WsApi(exchange, ws)
+        again = await api.call("order.cancelReplace", symbol="BTCUSDT", cancelReplaceMode="STOP_ON_FAILURE",
+                               cancelOrderId=(await placed(exchange, **buy("39000")))[0]["orderId"],
+                               **buy("38000"))  # fmt: skip
+        assert again["status"] == 200, again
+        assert [(r["rateLimitType"], r["count"]) for r in again["rateLimits"]][:2] == [("ORDERS", 3), ("ORDERS", 3)]
+        api._reader.cancel()

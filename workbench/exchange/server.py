@@ -116,6 +116,7 @@ class Call:
 
     params: dict[str, str]
     api_key: str | None = None
+    counted: list[dict[str, Any]] = field(default_factory=list)  # the ORDERS windows as its orders were counted
 
 
 @dataclass
@@ -502,22 +503,20 @@ class LocalExchange:
         call = Call(_ms_params(params))
         if route.signed:
             call.api_key = self._authenticate(request.headers.get("X-MBX-APIKEY"), params, _payload(query, body))
-        counted: dict[str, str] = {}
         if placing:
-            self._count_order(PLACING_LISTS.get((request.method, endpoint), 1))
-            counted = self._order_headers()  # as placed: a fill's credit shows from the next request on
+            self._count_order(call, PLACING_LISTS.get((request.method, endpoint), 1))
         try:
             result = await route.handler(call)
         except BinanceError:
             if placing or request.method == "DELETE":
                 self._counters.weight.used += 1  # failed orders and cancels pay their weight
             raise
-        headers = self._weight_headers()
-        if placing:
-            headers |= counted
-            if faults.lost_answers:
-                faults.lost_answers -= 1
-                raise BinanceError(503, -1007, LOST_MSG, headers)
+        headers = self._weight_headers() | {  # X-MBX-ORDER-COUNT-10S, -1D: on what placed orders
+            f"X-MBX-ORDER-COUNT-{w['intervalNum']}{w['interval'][0]}": str(w["count"]) for w in call.counted
+        }
+        if placing and faults.lost_answers:
+            faults.lost_answers -= 1
+            raise BinanceError(503, -1007, LOST_MSG, headers)
         return _json(_timed(result, _micro(request.headers.get("X-MBX-TIME-UNIT")), endpoint), 200, headers)
 
     def _check_host(self, host: str) -> None:
@@ -556,9 +555,10 @@ class LocalExchange:
             counters.banned_until = now + self.limits.ban_seconds
             raise self._banned(now)
 
-    def _count_order(self, orders: int = 1) -> None:
-        """Add ``orders`` to the unfilled order count (an order list adds each of its orders);
-        429 -1015 when that would exceed a window's limit."""
+    def _count_order(self, call: Call, orders: int = 1) -> None:
+        """Add ``orders`` to the unfilled order count (an order list adds each of its orders) and
+        note the windows in ``call.counted`` (its answer shows them as placed: a fill's decrement
+        shows from the next request on); 429 -1015 when that would exceed a window's limit."""
         now = time.time()
         for window, length, limit, label in (
             (self._counters.orders_10s, 10.0, self.limits.orders_per_10s, "10 SECOND"),
@@ -570,6 +570,7 @@ class LocalExchange:
                                      window.start + length - now)  # fmt: skip
         self._counters.orders_10s.used += orders
         self._counters.orders_day.used += orders
+        call.counted[:] = self._order_counts()
 
     def _credit_fill(self, event: Mapping[str, Any]) -> None:
         """An order's first fill takes it off the unfilled order count of every ``ORDERS``
@@ -595,10 +596,6 @@ class LocalExchange:
     def _weight_headers(self) -> dict[str, str]:
         used = str(self._counters.tick(self._counters.weight, 60.0, time.time()).used)
         return {"X-MBX-USED-WEIGHT": used, "X-MBX-USED-WEIGHT-1M": used}
-
-    def _order_headers(self) -> dict[str, str]:
-        return {"X-MBX-ORDER-COUNT-10S": str(self._counters.orders_10s.used),
-                "X-MBX-ORDER-COUNT-1D": str(self._counters.orders_day.used)}  # fmt: skip
 
     def _order_counts(self) -> list[dict[str, Any]]:
         """The ``ORDERS`` windows with their current counts (``rateLimit/order``, WebSocket API answers)."""
@@ -772,7 +769,7 @@ class LocalExchange:
         (the default) refuses the whole request, ``CANCEL_ONLY`` still cancels."""
         refused = None
         try:
-            self._count_order()
+            self._count_order(call)
         except BinanceError as e:
             if call.params.get("orderRateLimitExceededMode") != "CANCEL_ONLY":
                 raise
@@ -879,10 +876,10 @@ class LocalExchange:
             return {"subscriptionId": subscription}
         params.pop("signature", None)
         route = WS_SIGNED[method]
+        call = Call(_ms_params(params), self.api_key, counted)
         if route == ("POST", "order") or route in PLACING_LISTS:
-            self._count_order(PLACING_LISTS.get(route, 1))
-            counted.extend(self._order_counts())
-        return await self.routes[route].handler(Call(_ms_params(params), self.api_key))
+            self._count_order(call, PLACING_LISTS.get(route, 1))
+        return await self.routes[route].handler(call)
 
     def _session(self, conn: _Connection) -> dict[str, Any]:
         """``session.status``: who is logged on to this WebSocket API connection, since when."""
