@@ -452,16 +452,20 @@ class Venue:
         if not self.engine.open_orders(rules.symbol):
             raise bad_request(-2011, "Unknown order sent.")
         now = self.clock()
+        cancel_id = new_client_id()  # one for the whole request, as rest-api.md's example shows
         answers = []
+        legs: dict[int, list[Order]] = {}  # an order list's canceled orders, until its ALL_DONE
         for execution in self.engine.cancel_all_orders(rules.symbol, now):
-            if execution.order.order_list_id != -1:  # an order list's: answered as its list, once
-                self._publish([execution], now)
-                if execution.order_list is not None:
-                    answers.append(order_lists.OrderLists(self).list_json(execution.order_list, now, reports=True))
-                continue
-            cancel_id = new_client_id()
             self._publish([execution], now, cancel_id=cancel_id)
-            answers.append(self._cancel_json(execution.order, cancel_id, now))
+            order = execution.order
+            if execution.order_list is not None:  # an order list's: answered as its list, once
+                list_id = execution.order_list.id
+                lists = order_lists.OrderLists(self)
+                answers.append(lists.canceled_json(list_id, legs.pop(list_id, []), cancel_id, now))
+            elif order.order_list_id != -1:
+                legs.setdefault(order.order_list_id, []).append(order)
+            else:
+                answers.append(self._cancel_json(order, cancel_id, now))
         return answers
 
     def open_orders(self, symbol_id: str | None) -> list[dict[str, Any]]:
