@@ -511,7 +511,7 @@ class LocalExchange:
             if placing or request.method == "DELETE":
                 self._counters.weight.used += 1  # failed orders and cancels pay their weight
             raise
-        headers = self._weight_headers() | {  # X-MBX-ORDER-COUNT-10S, -1D: on what placed orders
+        headers = self._weight_headers() | {  # X-MBX-ORDER-COUNT-10S / -1D when the request placed orders
             f"X-MBX-ORDER-COUNT-{w['intervalNum']}{w['interval'][0]}": str(w["count"]) for w in call.counted
         }
         if placing and faults.lost_answers:
