@@ -369,13 +369,14 @@ async def test_order_count_limit_and_headers():
         client = client_for(ex)
         try:
             await client.load_markets()
+            resting = float(last(ex)) * 0.9  # unfilled: a fill would take the order off the count
             for i in range(3):
-                await client.create_order("BTC/USDT", "market", "buy", 0.001)
+                await client.create_order("BTC/USDT", "limit", "buy", 0.001, resting)
                 assert client.last_response_headers["X-MBX-ORDER-COUNT-10S"] == str(i + 1)
             with pytest.raises(
                 ccxt_async.DDoSProtection, match="Too many new orders; current limit is 3 orders per 10 SECOND."
             ):
-                await client.create_order("BTC/USDT", "market", "buy", 0.001)
+                await client.create_order("BTC/USDT", "limit", "buy", 0.001, resting)
             assert 1 <= int(client.last_response_headers["Retry-After"]) <= 10
             assert len(ex.venue.engine.orders) == 3
         finally:

@@ -24,6 +24,9 @@ D = Decimal
 AMENDED_ORDER = ["symbol", "orderId", "orderListId", "origClientOrderId", "clientOrderId", "price", "qty",
                  "executedQty", "preventedQty", "quoteOrderQty", "cumulativeQuoteQty", "status", "timeInForce",
                  "type", "side", "workingTime", "selfTradePreventionMode"]  # fmt: skip
+# user-data-stream.md: an executionReport's fields, less the conditional ones (W when on the book, d/D, v/A...)
+REPORT = {"e", "E", "s", "c", "S", "o", "f", "q", "p", "P", "F", "g", "C", "x", "X", "r", "i", "l", "z", "L", "n",
+          "N", "T", "t", "I", "w", "m", "M", "O", "Z", "Y", "Q", "V"}  # fmt: skip
 
 
 @pytest.fixture
@@ -87,7 +90,12 @@ async def test_amend_over_rest_reduces_in_place_keeps_priority_and_streams_repla
     await until(lambda: any(e["x"] == "REPLACED" for e in ws_api.of("executionReport")), 5, "the REPLACED report")
     (report,) = [e for e in ws_api.of("executionReport") if e["x"] == "REPLACED"]
     assert (report["X"], report["c"], report["q"], report["i"]) == ("NEW", "a-2", "0.01000000", first["orderId"])
+    assert report["C"] == "a"  # the original client order id: the one before the amendment
     assert report["I"] == answer["executionId"] and report["T"] == answer["transactTime"]
+    assert set(report) == REPORT | {"W"} and report["w"] is True and report["W"] == report["O"] == first["transactTime"]
+    assert (report["l"], report["L"], report["n"], report["N"], report["t"], report["r"], report["m"]) == (
+        "0.00000000", "0.00000000", "0", None, -1, "NONE", False)  # no fill  # fmt: skip
+    assert (report["z"], report["Z"], report["g"], report["V"]) == ("0.00000000", "0.00000000", -1, "EXPIRE_MAKER")
     await until(lambda: len(ws_api.of("outboundAccountPosition")) >= 3, 5, "the position after the amendment")
     usdt = next(b for b in ws_api.of("outboundAccountPosition")[-1]["B"] if b["a"] == "USDT")
     assert D(usdt["l"]) == D("0.03") * 39000  # 0.01 + 0.02 BTC at 39,000 still locked
@@ -108,6 +116,11 @@ async def test_amend_over_rest_reduces_in_place_keeps_priority_and_streams_repla
     status, replaced = await rest(exchange, "POST", "order/cancelReplace", **new, cancelReplaceMode="STOP_ON_FAILURE",
                                   cancelOrderId=second["orderId"])  # fmt: skip
     assert status == 200, replaced
+    await until(lambda: any(e["x"] == "CANCELED" for e in ws_api.of("executionReport")), 5, "the CANCELED report")
+    (canceled,) = [e for e in ws_api.of("executionReport") if e["x"] == "CANCELED"]
+    # c: the cancel's client order id; C: the canceled order's
+    assert (canceled["c"], canceled["C"]) == (replaced["cancelResponse"]["clientOrderId"], "b")
+    assert set(canceled) == REPORT and canceled["w"] is False and (canceled["X"], canceled["n"]) == ("CANCELED", "0")
     exchange.set_price("BTC/USDT", "39000")
     status, trades = await rest(exchange, "GET", "myTrades", symbol="BTCUSDT")
     by_time = [t["orderId"] for t in sorted(trades, key=lambda t: t["id"])]
@@ -202,6 +215,7 @@ async def test_amending_an_oco_leg_amends_the_pair_and_updates_the_list(exchange
     assert updated["L"] == "EXECUTING" and [o["c"] for o in updated["O"]] == ["tp", "sl-2"]
     replaced = [e for e in ws_api.of("executionReport") if e["x"] == "REPLACED"]
     assert [(e["i"], e["q"]) for e in replaced] == [(below, "0.01000000"), (above, "0.01000000")]
+    assert [(e["c"], e["C"]) for e in replaced] == [("sl-2", "sl"), ("tp", "tp")]  # the pair's leg keeps its id
     status, listed = await rest(exchange, "GET", "orderList", orderListId=placed["orderListId"])
     assert listed["listStatusType"] == "EXEC_STARTED"
 
@@ -218,7 +232,7 @@ async def test_amending_an_oco_leg_amends_the_pair_and_updates_the_list(exchange
     assert (await rest(exchange, "GET", "order", symbol="BTCUSDT", orderId=working))[1]["origQty"] == "0.02000000"
 
 
-async def test_an_amendment_that_expires_the_order_weighs_nothing(exchange):
+async def test_an_amendment_that_expires_the_order_weighs_nothing(exchange, ws_api):  # noqa: F811
     placed = await limit_buy(exchange, "big", quantity="0.3", price="39990")
     exchange.set_price("BTC/USDT", "39990")  # one level of the thin book fills: 0.125 BTC
     status, fetched = await rest(exchange, "GET", "order", symbol="BTCUSDT", orderId=placed["orderId"])
@@ -228,6 +242,11 @@ async def test_an_amendment_that_expires_the_order_weighs_nothing(exchange):
                                   newQty=fetched["executedQty"])  # fmt: skip
     assert status == 200 and answer["amendedOrder"]["status"] == "EXPIRED"
     assert answer["amendedOrder"]["qty"] == fetched["executedQty"] and used_weight(exchange) == weight
+    await until(lambda: any(e["x"] == "REPLACED" for e in ws_api.of("executionReport")), 5, "the REPLACED report")
+    (report,) = [e for e in ws_api.of("executionReport") if e["x"] == "REPLACED"]
+    assert (report["X"], report["C"], report["c"]) == ("EXPIRED", "big", answer["amendedOrder"]["clientOrderId"])
+    assert set(report) == REPORT and report["w"] is False  # off the book: no W
+    assert (report["z"], report["q"], report["l"]) == (fetched["executedQty"], fetched["executedQty"], "0.00000000")
     account = exchange.venue.account()
     assert next(b for b in account["balances"] if b["asset"] == "USDT")["locked"] == "0.00000000"
 

@@ -199,6 +199,12 @@ async def test_cancel_a_list_by_rest_and_ws_and_one_leg_cancels_the_list(exchang
     assert (canceled["listStatusType"], canceled["listOrderStatus"]) == ("ALL_DONE", "ALL_DONE")
     assert [r["status"] for r in canceled["orderReports"]] == ["CANCELED", "CANCELED"]
     assert {r["origClientOrderId"] for r in canceled["orderReports"]} == {o["clientOrderId"] for o in first["orders"]}
+    (cancel_id,) = {r["clientOrderId"] for r in canceled["orderReports"]}  # one id for the cancel (rest-api.md)
+    await until(lambda: len([e for e in ws_api.of("executionReport") if e["x"] == "CANCELED"]) == 2, 5, "the cancels")
+    reports = [e for e in ws_api.of("executionReport") if e["x"] == "CANCELED"]
+    # user-data-stream.md: c is the cancel's id, C the canceled order's
+    assert [(e["c"], e["C"]) for e in reports] == [(cancel_id, r["origClientOrderId"])
+                                                   for r in canceled["orderReports"]]  # fmt: skip
     assert (await client.fetch_balance())["BTC"]["used"] == 0
     status, error = await rest(exchange, "DELETE", "orderList", symbol="BTCUSDT", orderListId=first["orderListId"])
     assert status == 400 and error == {"code": -2011, "msg": "Order list does not exist."}
@@ -213,8 +219,15 @@ async def test_cancel_a_list_by_rest_and_ws_and_one_leg_cancels_the_list(exchang
     await until(lambda: len(ws_api.of("listStatus")) == 4, 5, "both lists' ALL_DONE")
 
     third = (await ws_api.call("orderList.place.oco", **sell_oco()))["result"]
-    answer = await ws_api.call("orderList.cancel", symbol="BTCUSDT", orderListId=third["orderListId"])
+    bad = await ws_api.call("orderList.cancel", symbol="BTCUSDT", orderListId=third["orderListId"],
+                            newClientOrderId="bad id!")  # fmt: skip
+    assert bad["error"]["code"] == -1100 and "newClientOrderId" in bad["error"]["msg"]  # and nothing canceled
+    answer = await ws_api.call("orderList.cancel", symbol="BTCUSDT", orderListId=third["orderListId"],
+                               newClientOrderId="stop-all")  # fmt: skip
     assert answer["result"]["listOrderStatus"] == "ALL_DONE"
+    assert {r["clientOrderId"] for r in answer["result"]["orderReports"]} == {"stop-all"}
+    await until(lambda: [e["c"] for e in ws_api.events if e["e"] == "executionReport"][-2:] == ["stop-all"] * 2, 5,
+                "the list's cancels under the request's id")  # fmt: skip
     everything = (await ws_api.call("allOrderLists"))["result"]
     assert [lst["orderListId"] for lst in everything] == [first["orderListId"], second["orderListId"],
                                                           third["orderListId"]]  # fmt: skip
@@ -223,6 +236,12 @@ async def test_cancel_a_list_by_rest_and_ws_and_one_leg_cancels_the_list(exchang
     await client.create_order("BTC/USDT", "limit", "buy", 0.01, 39000)
     swept = await client.privateDeleteOpenOrders({"symbol": "BTCUSDT"})
     assert sorted("orderListId" in a and "contingencyType" in a for a in swept) == [False, True]
+    (listed,) = [a for a in swept if "contingencyType" in a]
+    (single,) = [a for a in swept if "contingencyType" not in a]
+    assert [r["status"] for r in listed["orderReports"]] == ["CANCELED", "CANCELED"]
+    # one cancel id for the whole request, list legs included (rest-api.md's example of DELETE openOrders)
+    assert {r["clientOrderId"] for r in listed["orderReports"]} == {single["clientOrderId"]}
+    assert {r["origClientOrderId"] for r in listed["orderReports"]} == {o["clientOrderId"] for o in listed["orders"]}
 
 
 # -- the order count filters --------------------------------------------------------------------

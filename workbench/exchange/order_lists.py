@@ -166,15 +166,17 @@ class OrderLists:
         order_list = self._find(params, -2011)
         if not order_list.is_open:
             raise base.bad_request(-2011, "Order list does not exist.")
+        cancel_id = base.checked_client_id(params.get("newClientOrderId") or base.new_client_id(), "newClientOrderId")
         now = self.venue.clock()
         executions = self.engine.cancel_order_list(order_list.symbol, id=order_list.id, now=now)
-        self.venue._publish(executions, now)
-        canceled = [e.order for e in executions if e.kind == "CANCELED"]
-        body = self.list_json(self.engine.get_order_list(id=order_list.id), now, reports=False)
-        cancel_id = params.get("newClientOrderId")
-        return body | {
-            "orderReports": [self.venue._cancel_json(o, cancel_id or base.new_client_id(), now) for o in canceled]
-        }
+        self.venue._publish(executions, now, cancel_id=cancel_id)
+        return self.canceled_json(order_list.id, [e.order for e in executions if e.kind == "CANCELED"], cancel_id, now)
+
+    def canceled_json(self, list_id: int, canceled: list[Order], cancel_id: str, now: int) -> dict[str, Any]:
+        """A list's cancel as Binance answers it: the list, and each canceled order's cancel in
+        ``orderReports``, all under the request's one ``cancel_id``."""
+        body = self.list_json(self.engine.get_order_list(id=list_id), now, reports=False)
+        return body | {"orderReports": [self.venue._cancel_json(o, cancel_id, now) for o in canceled]}
 
     def status(self, params: Mapping[str, str]) -> dict[str, Any]:
         """``GET orderList`` (by ``orderListId`` or ``origClientOrderId``; no symbol needed)."""

@@ -59,6 +59,7 @@ class Limits:
     orders_per_10s: int = 50
     orders_per_day: int = 160_000
     strikes_before_ban: int = 3  # requests sent after a 429, in the same window, before a 418
+    maker_fill_credit: int = 5  # unfilled orders forgiven by a first fill as maker (the FAQ's example; taker: 1)
     ban_seconds: float = 120.0
 
 
@@ -115,6 +116,7 @@ class Call:
 
     params: dict[str, str]
     api_key: str | None = None
+    counted: list[dict[str, Any]] = field(default_factory=list)  # the ORDERS windows as its orders were counted
 
 
 @dataclass
@@ -502,19 +504,19 @@ class LocalExchange:
         if route.signed:
             call.api_key = self._authenticate(request.headers.get("X-MBX-APIKEY"), params, _payload(query, body))
         if placing:
-            self._count_order(PLACING_LISTS.get((request.method, endpoint), 1))
+            self._count_order(call, PLACING_LISTS.get((request.method, endpoint), 1))
         try:
             result = await route.handler(call)
         except BinanceError:
             if placing or request.method == "DELETE":
                 self._counters.weight.used += 1  # failed orders and cancels pay their weight
             raise
-        headers = self._weight_headers()
-        if placing:
-            headers |= self._order_headers()
-            if faults.lost_answers:
-                faults.lost_answers -= 1
-                raise BinanceError(503, -1007, LOST_MSG, headers)
+        headers = self._weight_headers() | {  # X-MBX-ORDER-COUNT-10S / -1D when the request placed orders
+            f"X-MBX-ORDER-COUNT-{w['intervalNum']}{w['interval'][0]}": str(w["count"]) for w in call.counted
+        }
+        if placing and faults.lost_answers:
+            faults.lost_answers -= 1
+            raise BinanceError(503, -1007, LOST_MSG, headers)
         return _json(_timed(result, _micro(request.headers.get("X-MBX-TIME-UNIT")), endpoint), 200, headers)
 
     def _check_host(self, host: str) -> None:
@@ -553,9 +555,10 @@ class LocalExchange:
             counters.banned_until = now + self.limits.ban_seconds
             raise self._banned(now)
 
-    def _count_order(self, orders: int = 1) -> None:
-        """Add ``orders`` to the unfilled order count (an order list adds each of its orders);
-        429 -1015 when that would exceed a window's limit."""
+    def _count_order(self, call: Call, orders: int = 1) -> None:
+        """Add ``orders`` to the unfilled order count (an order list adds each of its orders) and
+        note the windows in ``call.counted`` (its answer shows them as placed: a fill's decrement
+        shows from the next request on); 429 -1015 when that would exceed a window's limit."""
         now = time.time()
         for window, length, limit, label in (
             (self._counters.orders_10s, 10.0, self.limits.orders_per_10s, "10 SECOND"),
@@ -567,6 +570,19 @@ class LocalExchange:
                                      window.start + length - now)  # fmt: skip
         self._counters.orders_10s.used += orders
         self._counters.orders_day.used += orders
+        call.counted[:] = self._order_counts()
+
+    def _credit_fill(self, event: Mapping[str, Any]) -> None:
+        """An order's first fill takes it off the unfilled order count of every ``ORDERS``
+        window (faqs/order_count_decrement.md): by 1 as taker, by ``maker_fill_credit`` as maker,
+        never below 0; later fills, cancels and expiries change nothing."""
+        if event.get("e") != "executionReport" or event["x"] != "TRADE" or Decimal(event["z"]) != Decimal(event["l"]):
+            return
+        credit = self.limits.maker_fill_credit if event["m"] else 1
+        now = time.time()
+        for window, length in ((self._counters.orders_10s, 10.0), (self._counters.orders_day, 86_400.0)):
+            self._counters.tick(window, length, now)  # the current window, whenever the order was placed
+            window.used = max(0, window.used - credit)
 
     def _too_many(self, msg: str, code: int, retry_after: float) -> BinanceError:
         return BinanceError(429, code, msg, {"Retry-After": str(max(1, math.ceil(retry_after)))})
@@ -581,9 +597,12 @@ class LocalExchange:
         used = str(self._counters.tick(self._counters.weight, 60.0, time.time()).used)
         return {"X-MBX-USED-WEIGHT": used, "X-MBX-USED-WEIGHT-1M": used}
 
-    def _order_headers(self) -> dict[str, str]:
-        return {"X-MBX-ORDER-COUNT-10S": str(self._counters.orders_10s.used),
-                "X-MBX-ORDER-COUNT-1D": str(self._counters.orders_day.used)}  # fmt: skip
+    def _order_counts(self) -> list[dict[str, Any]]:
+        """The ``ORDERS`` windows with their current counts (``rateLimit/order``, WebSocket API answers)."""
+        now = time.time()
+        counts = (self._counters.tick(self._counters.orders_10s, 10.0, now).used,
+                  self._counters.tick(self._counters.orders_day, 86_400.0, now).used)  # fmt: skip
+        return [limit | {"count": count} for limit, count in zip(self.rate_limits()[1:3], counts, strict=True)]
 
     def rate_limits(self) -> list[dict[str, Any]]:
         """The limits as ``exchangeInfo`` lists them."""
@@ -737,7 +756,7 @@ class LocalExchange:
             ("GET", "allOrders"): signed(lambda p: v.all_orders(need(p, "symbol"), p), _fixed(20)),
             ("GET", "myTrades"): signed(lambda p: v.my_trades(need(p, "symbol"), p), _ticker_weight(5, 20, "orderId")),
             ("GET", "account"): signed(lambda p: v.account(p.get("omitZeroBalances") == "true"), _fixed(20)),
-            ("GET", "rateLimit/order"): signed(lambda p: self._order_rate_limits(), _fixed(40)),
+            ("GET", "rateLimit/order"): signed(lambda p: self._order_counts(), _fixed(40)),
             ("POST", "order/cancelReplace"): _Route(self._cancel_replace, True, _fixed(1)),
             ("GET", "account/commission"): signed(lambda p: v.commission(need(p, "symbol")), _fixed(20)),
             ("PUT", "order/amend/keepPriority"): _Route(self._amend, True, _fixed(4)),
@@ -750,7 +769,7 @@ class LocalExchange:
         (the default) refuses the whole request, ``CANCEL_ONLY`` still cancels."""
         refused = None
         try:
-            self._count_order()
+            self._count_order(call)
         except BinanceError as e:
             if call.params.get("orderRateLimitExceededMode") != "CANCEL_ONLY":
                 raise
@@ -764,10 +783,6 @@ class LocalExchange:
         if answer["amendedOrder"]["status"] == "EXPIRED":
             self._counters.weight.used = max(0, self._counters.weight.used - 4)
         return answer
-
-    def _order_rate_limits(self) -> list[dict[str, Any]]:
-        counts = (self._counters.orders_10s.used, self._counters.orders_day.used)
-        return [limit | {"count": count} for limit, count in zip(self.rate_limits()[1:3], counts, strict=True)]
 
     # -- WebSocket API: the user data stream ------------------------------------------------
 
@@ -804,13 +819,14 @@ class LocalExchange:
             return {"id": id_, "status": 400, "error": {"code": -1000, "msg": "Malformed request."}}
         method = method.removeprefix("v3/")
         limits = str(params.get("returnRateLimits", True)).lower() != "false"  # a general parameter of every method
+        counted: list[dict[str, Any]] = []  # a placement's ORDERS windows, as placed
         try:
             strings = {k: _ws_value(v) for k, v in params.items()}
             route = WS_PUBLIC.get(method) or WS_SIGNED.get(method)
             self._admit(max(1, self.routes[route].weight(strings)) if route else 2)  # session.*, userDataStream.*: 2
-            result = await self._ws_method(conn, method, strings)
+            result = await self._ws_method(conn, method, strings, counted)
             answer = {"id": id_, "status": 200, "result": _timed(result, conn.micro, route[1] if route else "")}
-            return answer | ({"rateLimits": self._ws_rate_limits()} if limits else {})
+            return answer | ({"rateLimits": self._ws_rate_limits(counted)} if limits else {})
         except BinanceError as e:
             error: dict[str, Any] = e.body()
             if e.status in (418, 429):
@@ -819,9 +835,11 @@ class LocalExchange:
                     "retryAfter": self.now() + int(e.headers.get("Retry-After", "1")) * 1000,
                 }
             answer = {"id": id_, "status": e.status, "error": _timed(error, conn.micro)}
-            return answer | ({"rateLimits": self._ws_rate_limits()} if limits else {})
+            return answer | ({"rateLimits": self._ws_rate_limits(counted)} if limits else {})
 
-    async def _ws_method(self, conn: _Connection, method: str, params: dict[str, str]) -> Any:
+    async def _ws_method(
+        self, conn: _Connection, method: str, params: dict[str, str], counted: list[dict[str, Any]]
+    ) -> Any:
         if method in WS_PUBLIC:
             params.pop("returnRateLimits", None)
             return await self.routes[WS_PUBLIC[method]].handler(Call(_ms_params(params)))
@@ -858,9 +876,10 @@ class LocalExchange:
             return {"subscriptionId": subscription}
         params.pop("signature", None)
         route = WS_SIGNED[method]
+        call = Call(_ms_params(params), self.api_key, counted)
         if route == ("POST", "order") or route in PLACING_LISTS:
-            self._count_order(PLACING_LISTS.get(route, 1))
-        return await self.routes[route].handler(Call(_ms_params(params), self.api_key))
+            self._count_order(call, PLACING_LISTS.get(route, 1))
+        return await self.routes[route].handler(call)
 
     def _session(self, conn: _Connection) -> dict[str, Any]:
         """``session.status``: who is logged on to this WebSocket API connection, since when."""
@@ -868,11 +887,13 @@ class LocalExchange:
                 "returnRateLimits": True, "serverTime": self.now(),
                 "userDataStream": bool(conn.subscriptions)}  # fmt: skip
 
-    def _ws_rate_limits(self) -> list[dict[str, Any]]:
+    def _ws_rate_limits(self, counted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """An answer's ``rateLimits``: a placement's ``ORDERS`` windows (``counted``), then the weight."""
         used = self._counters.tick(self._counters.weight, 60.0, time.time()).used
-        return [self.rate_limits()[0] | {"count": used}]
+        return [*counted, self.rate_limits()[0] | {"count": used}]
 
     def _on_user_event(self, event: dict[str, Any]) -> None:
+        self._credit_fill(event)
         if self.faults.malformed_events and event.get("x") == "TRADE":
             self.faults.malformed_events -= 1
             event = {**event, "X": "MISPLACED"}

@@ -452,16 +452,20 @@ class Venue:
         if not self.engine.open_orders(rules.symbol):
             raise bad_request(-2011, "Unknown order sent.")
         now = self.clock()
+        cancel_id = new_client_id()  # one for the whole request, as rest-api.md's example shows
         answers = []
+        legs: dict[int, list[Order]] = {}  # an order list's canceled orders, until its ALL_DONE
         for execution in self.engine.cancel_all_orders(rules.symbol, now):
-            if execution.order.order_list_id != -1:  # an order list's: answered as its list, once
-                self._publish([execution], now)
-                if execution.order_list is not None:
-                    answers.append(order_lists.OrderLists(self).list_json(execution.order_list, now, reports=True))
-                continue
-            cancel_id = new_client_id()
             self._publish([execution], now, cancel_id=cancel_id)
-            answers.append(self._cancel_json(execution.order, cancel_id, now))
+            order = execution.order
+            if execution.order_list is not None:  # an order list's: answered as its list, once
+                list_id = execution.order_list.id
+                lists = order_lists.OrderLists(self)
+                answers.append(lists.canceled_json(list_id, legs.pop(list_id, []), cancel_id, now))
+            elif order.order_list_id != -1:
+                legs.setdefault(order.order_list_id, []).append(order)
+            else:
+                answers.append(self._cancel_json(order, cancel_id, now))
         return answers
 
     def open_orders(self, symbol_id: str | None) -> list[dict[str, Any]]:
@@ -835,7 +839,13 @@ class Venue:
         }
 
     def execution_report(self, execution: Execution, now: int, cancel_id: str | None = None) -> dict[str, Any]:
+        """The ``executionReport`` of ``execution`` (user-data-stream.md). ``C``, the original client
+        order id, is the canceled order's own id on a cancel (``c`` is then ``cancel_id``), the id
+        before the amendment on ``REPLACED``, ``""`` otherwise; ``n`` is ``"0"`` without a fill."""
         order, fill = execution.order, execution.fill
+        original = order.client_order_id if cancel_id else ""
+        if execution.kind == "REPLACED":
+            original = self.engine.amendments_of(order.symbol, order.id)[-1].orig_client_order_id  # type: ignore[arg-type]
         self._execution_id += 1
         working = self._working(order)
         created = self.created.get(order.id, order.timestamp)  # type: ignore[arg-type]
@@ -844,10 +854,10 @@ class Venue:
             "c": cancel_id or order.client_order_id, "S": order.side.value.upper(), "o": order.type.value,
             "f": (order.time_in_force or TimeInForce.GTC).value, "q": fmt(order.amount), "p": fmt(order.price),
             "P": fmt(order.stop_price), "F": fmt(order.iceberg_amount), "g": order.order_list_id,
-            "C": order.client_order_id if cancel_id else "",
+            "C": original,
             "x": execution.kind, "X": order.status.value, "r": "NONE", "i": int(order.id),  # type: ignore[arg-type]
             "l": fmt(fill.amount if fill else ZERO), "z": fmt(order.filled), "L": fmt(fill.price if fill else ZERO),
-            "n": fmt(fill.fee if fill else ZERO), "N": fill.fee_currency if fill else None, "T": now,
+            "n": fmt(fill.fee) if fill else "0", "N": fill.fee_currency if fill else None, "T": now,
             "t": int(fill.trade_id) if fill else -1, "I": self._execution_id, "w": working,
             "m": fill.is_maker if fill else False, "M": False, "O": created, "Z": fmt(order.cost),
             "Y": fmt(fill.cost if fill else ZERO), "Q": fmt(order.quote_amount), "V": order.self_trade_prevention.value,
