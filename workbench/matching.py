@@ -228,6 +228,23 @@ class MatchingEngine:
         """The amendments of one order, oldest first (Binance's ``order/amendments``)."""
         return [a for a in self.amendments if a.symbol == symbol and a.order_id == order_id]
 
+    def untouched(self, symbol: str, low: Decimal, high: Decimal) -> bool:
+        """Whether no last price of ``symbol`` in ``[low, high]`` would change any open order
+        (:meth:`set_price` would only set the price): no trailing stop is open (it tracks every
+        price), and every untriggered stop's trigger and every resting order's price lies outside."""
+        for order in self._open.values():
+            if order.symbol != symbol or order.status is OrderStatus.PENDING_NEW:
+                continue
+            if order.trailing_delta is not None:
+                return False
+            if order.type.is_stop and not order.triggered:
+                level, rises = order.stop_price, trails_above(order)  # type: ignore[arg-type]
+            else:
+                level, rises = order.price, order.side is Side.SELL  # a sell fills at or above its price
+            if level is None or (high >= level if rises else low <= level):
+                return False
+        return True
+
     # -- commands ---------------------------------------------------------------------------
 
     def set_price(self, symbol: str, price: Decimal | int | str, now: int) -> list[Execution]:

@@ -12,7 +12,7 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.bars import path as bar_path
+from workbench.bars import price as bar_price
 from workbench.config import Config, RiskLimits, TradingMode
 from workbench.errors import ConfigError, ExchangeError, FilterError, OrderNotFound, OrderRejected, WorkbenchError
 from workbench.executors.base import Executor, OrderListExecutor
@@ -841,43 +842,46 @@ class TradingSession:
             needed |= ~timeline["symbol"].duplicated(keep="last").to_numpy()
             if portfolio:  # a portfolio steps every symbol of a time, or none
                 needed = pd.Series(needed, index=timeline.index).groupby(level=0).transform("any").to_numpy()
-        rows = zip(
-            timeline["symbol"],
-            timeline["open"],
-            timeline["high"],
-            timeline["low"],
-            timeline["close"],
-            timeline["at"],
-            timeline["row"],
-            last_of_time,
-            needed,
-            strict=True,
-        )
+        first_of_time = ~timeline.index.duplicated(keep="first") if portfolio else np.ones(len(timeline), bool)
+        columns = [timeline[k].to_numpy().tolist() for k in ("symbol", "open", "high", "low", "close", "at", "row")]
+        rows = zip(*columns, last_of_time.tolist(), needed.tolist(), first_of_time.tolist(), strict=True)
         if progress:
             from tqdm.auto import tqdm
 
             rows = tqdm(rows, total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
+        untouched = getattr(self.executor, "untouched", None) if skip_idle and not portfolio else None
         pending: dict[str, tuple[Intent | None, Decimal, int]] = {}
-        first_of_time = ~timeline.index.duplicated(keep="first") if portfolio else np.ones(len(timeline), bool)
         stepping = True
-        for (symbol, open_, high, low, close, at, row, last, need), first in zip(rows, first_of_time, strict=True):
+        for symbol, open_, high, low, close, at, row, last, need, first in rows:
             if first:
-                stepping = need or self._busy()
+                stepping = need or (
+                    self._busy() and not (untouched and self._quiet(symbol, untouched, open_, high, low, close))
+                )
             if not stepping:
-                continue  # nothing can happen on this bar: no order is open and the size holds
+                continue  # nothing can happen on this bar: the size holds and no open order is reached
             if self._halted():
                 break
             intent = intents[symbol][row]
-            self._walk(symbol, open_, high, low, close, int(at))
+            self._walk(symbol, open_, high, low, close, at)
             price = Decimal(str(close))
             if not portfolio:
-                await self._step(symbol, price, int(at), intent)
+                await self._step(symbol, price, at, intent)
                 continue
-            await self._step(symbol, price, int(at), None)
-            pending[symbol] = (intent, price, int(at))
+            await self._step(symbol, price, at, None)
+            pending[symbol] = (intent, price, at)
             if last:
                 await self._act(pending)
                 pending = {}
+
+    def _quiet(self, symbol: str, untouched: Callable[[str, Decimal, Decimal], bool], *prices: float) -> bool:
+        """Whether a bar of an intent strategy's ``symbol`` whose size holds, with these prices (its
+        open, extremes and close), would change nothing but the last price: no limit entry is aging,
+        no shadow follows, and the executor says no open order of the symbol is reached in the
+        bar's range (no trailing stop open, every trigger and resting price outside it)."""
+        book = self._books.get(symbol)
+        if book is None or book.entry is not None or self.shadow is not None:
+            return False
+        return untouched(symbol, bar_price(min(prices)), bar_price(max(prices)))
 
     async def _step_intent(self, symbol: str, price: Decimal, timestamp: int, intent: Intent | None) -> Order | None:
         """One bar of an intent strategy's ``symbol``: age (and cancel) its limit entry, act on
