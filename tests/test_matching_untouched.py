@@ -68,3 +68,16 @@ def test_a_trailing_stop_is_never_untouched_and_a_pending_leg_always_is(rules):
     assert engine.untouched("BTC/USDT", D("49000.01"), D(55_000))  # the pending sell at 45,000 is not on the book
     assert not changes(engine, "49000.01") and changes(engine, "49000")
     assert not engine.untouched("BTC/USDT", D(49_000), D(55_000))
+
+
+def test_the_band_is_bounded_by_the_nearest_level_on_each_side(rules):
+    engine = engine_with(
+        rules,
+        req("sell", "LIMIT", price="52000", time_in_force="GTC"),
+        req("sell", "LIMIT", price="51000", time_in_force="GTC"),
+        req("buy", "LIMIT", price="48000", time_in_force="GTC"),
+        req("buy", "LIMIT", price="49000", time_in_force="GTC"),
+    )
+    assert engine.band("BTC/USDT") == (D(49_000), D(51_000))
+    assert engine.band("ETH/USDT") == (None, None)  # nothing open there: any price is quiet
+    assert engine.untouched("ETH/USDT", D(1), D(100_000))

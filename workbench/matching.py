@@ -228,22 +228,32 @@ class MatchingEngine:
         """The amendments of one order, oldest first (Binance's ``order/amendments``)."""
         return [a for a in self.amendments if a.symbol == symbol and a.order_id == order_id]
 
-    def untouched(self, symbol: str, low: Decimal, high: Decimal) -> bool:
-        """Whether no last price of ``symbol`` in ``[low, high]`` would change any open order
-        (:meth:`set_price` would only set the price): no trailing stop is open (it tracks every
-        price), and every untriggered stop's trigger and every resting order's price lies outside."""
+    def band(self, symbol: str) -> tuple[Decimal | None, Decimal | None] | None:
+        """The open range ``(floor, ceiling)`` of last prices of ``symbol`` that change no open
+        order (:meth:`set_price` would only set the price): above every untriggered falling stop
+        and resting buy, below every rising stop and resting sell; ``None`` ends are unbounded.
+        ``None`` while a trailing stop is open (it tracks every price)."""
+        floor = ceiling = None
         for order in self._open.values():
             if order.symbol != symbol or order.status is OrderStatus.PENDING_NEW:
                 continue
             if order.trailing_delta is not None:
-                return False
+                return None
             if order.type.is_stop and not order.triggered:
                 level, rises = order.stop_price, trails_above(order)  # type: ignore[arg-type]
             else:
                 level, rises = order.price, order.side is Side.SELL  # a sell fills at or above its price
-            if level is None or (high >= level if rises else low <= level):
-                return False
-        return True
+            if rises:
+                ceiling = level if ceiling is None else min(ceiling, level)  # type: ignore[type-var]
+            else:
+                floor = level if floor is None else max(floor, level)  # type: ignore[type-var]
+        return floor, ceiling
+
+    def untouched(self, symbol: str, low: Decimal, high: Decimal) -> bool:
+        """Whether no last price of ``symbol`` in ``[low, high]`` would change any open order: the
+        range lies inside :meth:`band`."""
+        band = self.band(symbol)
+        return band is not None and (band[0] is None or low > band[0]) and (band[1] is None or high < band[1])
 
     # -- commands ---------------------------------------------------------------------------
 

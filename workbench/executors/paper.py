@@ -60,6 +60,10 @@ class PaperExecutor:
         (see :meth:`MatchingEngine.untouched`): a replay may then skip such a bar."""
         return self.engine.untouched(symbol, low, high)
 
+    def band(self, symbol: str) -> tuple[Decimal | None, Decimal | None] | None:
+        """The range of prices that reaches no open order of ``symbol`` (:meth:`MatchingEngine.band`)."""
+        return self.engine.band(symbol)
+
     async def create_order(self, request: OrderRequest) -> Order:
         _require_id(request.client_order_id, "client_order_id")
         events = self.engine.create_order(request, request.client_order_id, self.now())  # type: ignore[arg-type]
