@@ -171,6 +171,7 @@ class MatchingEngine:
         self._order_seq = 0
         self._trade_seq = 0
         self.order_lists: dict[int, OrderList] = {}
+        self._open_lists: dict[int, OrderList] = {}  # the open subset of order_lists, by id
         self._lists_by_client: dict[str, int] = {}
         self._list_seq = 0
         self.prevented: list[PreventedMatch] = []
@@ -212,11 +213,8 @@ class MatchingEngine:
 
     def order_lists_of(self, symbol: str | None = None, *, open_only: bool = False) -> list[OrderList]:
         """Order lists oldest first (Binance's ``allOrderList``; ``openOrderList`` with ``open_only``)."""
-        return [
-            lst.snapshot()
-            for lst in self.order_lists.values()
-            if symbol in (None, lst.symbol) and (lst.is_open or not open_only)
-        ]
+        lists = self._open_lists if open_only else self.order_lists
+        return [lst.snapshot() for lst in lists.values() if symbol in (None, lst.symbol)]
 
     def prevented_matches(self, symbol: str, *, order_id: str | None = None) -> list[PreventedMatch]:
         """Self-trades prevented on ``symbol`` (Binance's ``myPreventedMatches``), optionally of one order."""
@@ -298,7 +296,7 @@ class MatchingEngine:
             raise missing_parameter("client_order_id", "Every order of a list needs its own.")
         for cid in ids:
             self._check_unique(cid, "client_order_id", self._by_client, self.orders)  # type: ignore[arg-type]
-        check_order_list(rules, len(self.order_lists_of(symbol, open_only=True)))
+        check_order_list(rules, sum(lst.symbol == symbol for lst in self._open_lists.values()))
         open_orders, open_algo = self._open_counts(symbol)
         for leg in legs:
             check_order(leg, rules, avg_price=last, open_orders=open_orders, open_algo_orders=open_algo)
@@ -326,7 +324,7 @@ class MatchingEngine:
             timestamp=now,
             last_update=now,
         )
-        self.order_lists[order_list.id] = order_list
+        self.order_lists[order_list.id] = self._open_lists[order_list.id] = order_list
         self._lists_by_client[list_client_order_id] = order_list.id
         events = [Execution("NEW", o.snapshot()) for o in placed]
         events.append(Execution("LIST_STATUS", placed[0].snapshot(), order_list=order_list.snapshot()))
@@ -639,6 +637,7 @@ class MatchingEngine:
             return []
         order_list.list_status_type = ListStatusType.ALL_DONE
         order_list.list_order_status = ListOrderStatus.ALL_DONE
+        del self._open_lists[order_list.id]
         order_list.last_update = now
         return [Execution("LIST_STATUS", order.snapshot(), order_list=order_list.snapshot())]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 import uuid
@@ -284,7 +285,7 @@ class TradingSession:
         """
         await self.start()
         self._seq += 1
-        request = replace(request, client_order_id=f"{self._prefix}{self._seq}")
+        request = _with_id(request, f"{self._prefix}{self._seq}")
         detail = _request_detail(request) | ({"signal_time": signal_time} if signal_time is not None else {})
         self._audit("order.request", detail)
         try:
@@ -367,7 +368,7 @@ class TradingSession:
         executor = self._list_executor()
         await self.start()
         list_id = self._next_id()
-        legs = tuple(replace(leg, client_order_id=self._next_id()) for leg in request.orders)
+        legs = tuple(_with_id(leg, self._next_id()) for leg in request.orders)
         request = replace(request, orders=legs, list_client_order_id=list_id)
         detail: dict[str, Any] = {
             "list_client_order_id": list_id,
@@ -1305,6 +1306,14 @@ def _total_fees(orders: list[Order]) -> dict[str, float]:
 def _rejected(order_list: OrderList) -> OrderList:
     """``order_list`` as a list the venue refused or never received (Binance's REJECT)."""
     return replace(order_list, list_status_type=ListStatusType.ALL_DONE, list_order_status=ListOrderStatus.REJECT)
+
+
+def _with_id(request: OrderRequest, client_order_id: str) -> OrderRequest:
+    """A copy of the (valid) ``request`` with the session's client order id, which no check of a
+    request reads: not validated again, as ``dataclasses.replace`` would."""
+    copied = copy.copy(request)
+    object.__setattr__(copied, "client_order_id", client_order_id)
+    return copied
 
 
 def _request_detail(request: OrderRequest) -> dict[str, Any]:
