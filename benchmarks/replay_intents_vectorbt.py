@@ -3,8 +3,9 @@
 * the bracket: ``SmaBracket`` (the SMA cross, each entry protected by an OCO: stop-loss ``stop`` below
   and take-profit ``profit`` above the entry bar's close), replayed by ``workbench.replay.replay``
   (the event path: every order, OCO and cancel through the session, the risk checks, the paper
-  executor and the store), against ``vbt.Portfolio.from_signals`` with ``sl_stop``/``tp_stop`` on
-  the same entries and exits (stops checked on the close only, as the replay does);
+  executor and the store; bars whose range reaches no resting exit are skipped, exactly), against
+  ``vbt.Portfolio.from_signals`` with ``sl_stop``/``tp_stop`` on the same entries and exits (stops
+  checked on the close only, as the replay does);
 * the portfolio: ``MomentumRotation`` over BTC, ETH and SOL (one shared budget, sized by volatility,
   sells before buys), against ``vbt.Portfolio.from_orders`` with the same target fractions
   (``size_type="targetpercent"``, one group sharing cash, ``call_seq="auto"``).
@@ -18,6 +19,8 @@ The machine may be shared: compare CPU seconds, the process's own, rather than w
 numba and numpy, so it lives in its own environment (see benchmarks/replay_vectorbt.py)::
 
     .venv-bench/bin/python benchmarks/replay_intents_vectorbt.py [--bars 100000] [--repeat 3]
+
+Before and after a change: run it twice, ``PYTHONPATH`` at each checkout (check ``workbench.__file__``).
 """
 
 from __future__ import annotations

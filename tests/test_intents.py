@@ -19,6 +19,7 @@ from workbench.intents import intent_frame, iter_intents
 from workbench.replay import check_parity, load_bars, replay
 from workbench.session import TradingSession
 from workbench.sizing import at_risk, equal_weight, to_units, volatility_target
+from workbench.store import Store
 from workbench.strategy import STRATEGIES, MomentumRotation, RsiReversion, SmaBracket, make_strategy
 
 RISK = RiskLimits(max_order_notional=None, max_position_notional=None, max_orders_per_minute=None)
@@ -487,3 +488,44 @@ async def test_the_replay_steps_only_the_bars_that_matter_and_places_what_every_
 
     assert len(rows(sparse.session_id)) > 20
     assert rows(sparse.session_id) == rows(every.session_id)
+
+
+class CountingPaper(PaperExecutor):
+    """The paper executor, counting the prices fed to it and the bars found quiet while orders rest."""
+
+    fed = quiet = 0
+
+    def update_price(self, symbol, price, timestamp):
+        self.fed += 1
+        super().update_price(symbol, price, timestamp)
+
+    def untouched(self, symbol, low, high):
+        quiet = super().untouched(symbol, low, high)
+        self.quiet += quiet
+        return quiet
+
+
+@pytest.mark.parametrize("stop", [0.004, 0.01])
+async def test_a_bracket_skips_the_bars_its_resting_exits_do_not_reach_and_trades_as_every_bar(stop, tmp_path):
+    strategy = SmaBracket(fast=10, slow=50, size=0.001, stop=stop, profit=2 * stop)
+    frames = {"BTC/USDT": load_bars(None, "BTC/USDT", limit=20_000)}
+    rules = load_rules(["BTC/USDT"])
+    sparse = TradingSession(CountingPaper(rules, {"USDT": 10_000}), Store(tmp_path / "r.duckdb"), rules=rules,
+                            strategy=strategy, risk=RISK)  # fmt: skip
+    every = TradingSession(CountingPaper(rules, {"USDT": 10_000}), sparse.store, rules=rules, strategy=strategy,
+                           risk=RISK)  # fmt: skip
+    await sparse.run(frames, progress=False, skip_idle=True)
+    await every.run(frames, progress=False, skip_idle=False)
+    orders = "symbol, side, type, status, amount, price, stop_price, signal_time, updated_at, filled, cost"
+    fills = "symbol, side, price, amount, fee, fee_currency, timestamp, is_maker"
+
+    def rows(table: str, columns: str, session_id: str) -> list:
+        query = f"SELECT {columns} FROM {table} WHERE session_id = ? ORDER BY {columns}"
+        return sparse.store.query(query, [session_id]).fillna(-1).values.tolist()
+
+    assert len(rows("orders", orders, sparse.session_id)) > 100
+    assert sparse.executor.quiet > 100 and sparse.executor.fed * 4 < every.executor.fed  # skipped while an OCO rested
+    for table, columns in (("orders", orders), ("fills", fills)):
+        assert rows(table, columns, sparse.session_id) == rows(table, columns, every.session_id)
+    assert sparse.executor.engine.balances() == every.executor.engine.balances()
+    sparse.store.close()

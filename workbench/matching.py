@@ -171,6 +171,7 @@ class MatchingEngine:
         self._order_seq = 0
         self._trade_seq = 0
         self.order_lists: dict[int, OrderList] = {}
+        self._open_lists: dict[int, OrderList] = {}  # the open subset of order_lists, by id
         self._lists_by_client: dict[str, int] = {}
         self._list_seq = 0
         self.prevented: list[PreventedMatch] = []
@@ -212,11 +213,8 @@ class MatchingEngine:
 
     def order_lists_of(self, symbol: str | None = None, *, open_only: bool = False) -> list[OrderList]:
         """Order lists oldest first (Binance's ``allOrderList``; ``openOrderList`` with ``open_only``)."""
-        return [
-            lst.snapshot()
-            for lst in self.order_lists.values()
-            if symbol in (None, lst.symbol) and (lst.is_open or not open_only)
-        ]
+        lists = self._open_lists if open_only else self.order_lists
+        return [lst.snapshot() for lst in lists.values() if symbol in (None, lst.symbol)]
 
     def prevented_matches(self, symbol: str, *, order_id: str | None = None) -> list[PreventedMatch]:
         """Self-trades prevented on ``symbol`` (Binance's ``myPreventedMatches``), optionally of one order."""
@@ -227,6 +225,33 @@ class MatchingEngine:
     def amendments_of(self, symbol: str, order_id: str) -> list[Amendment]:
         """The amendments of one order, oldest first (Binance's ``order/amendments``)."""
         return [a for a in self.amendments if a.symbol == symbol and a.order_id == order_id]
+
+    def band(self, symbol: str) -> tuple[Decimal | None, Decimal | None] | None:
+        """The open range ``(floor, ceiling)`` of last prices of ``symbol`` that change no open
+        order (:meth:`set_price` would only set the price): above every untriggered falling stop
+        and resting buy, below every rising stop and resting sell; ``None`` ends are unbounded.
+        ``None`` while a trailing stop is open (it tracks every price)."""
+        floor = ceiling = None
+        for order in self._open.values():
+            if order.symbol != symbol or order.status is OrderStatus.PENDING_NEW:
+                continue
+            if order.trailing_delta is not None:
+                return None
+            if order.type.is_stop and not order.triggered:
+                level, rises = order.stop_price, trails_above(order)  # type: ignore[arg-type]
+            else:
+                level, rises = order.price, order.side is Side.SELL  # a sell fills at or above its price
+            if rises:
+                ceiling = level if ceiling is None else min(ceiling, level)  # type: ignore[type-var]
+            else:
+                floor = level if floor is None else max(floor, level)  # type: ignore[type-var]
+        return floor, ceiling
+
+    def untouched(self, symbol: str, low: Decimal, high: Decimal) -> bool:
+        """Whether no last price of ``symbol`` in ``[low, high]`` would change any open order: the
+        range lies inside :meth:`band`."""
+        band = self.band(symbol)
+        return band is not None and (band[0] is None or low > band[0]) and (band[1] is None or high < band[1])
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -271,7 +296,7 @@ class MatchingEngine:
             raise missing_parameter("client_order_id", "Every order of a list needs its own.")
         for cid in ids:
             self._check_unique(cid, "client_order_id", self._by_client, self.orders)  # type: ignore[arg-type]
-        check_order_list(rules, len(self.order_lists_of(symbol, open_only=True)))
+        check_order_list(rules, sum(lst.symbol == symbol for lst in self._open_lists.values()))
         open_orders, open_algo = self._open_counts(symbol)
         for leg in legs:
             check_order(leg, rules, avg_price=last, open_orders=open_orders, open_algo_orders=open_algo)
@@ -299,7 +324,7 @@ class MatchingEngine:
             timestamp=now,
             last_update=now,
         )
-        self.order_lists[order_list.id] = order_list
+        self.order_lists[order_list.id] = self._open_lists[order_list.id] = order_list
         self._lists_by_client[list_client_order_id] = order_list.id
         events = [Execution("NEW", o.snapshot()) for o in placed]
         events.append(Execution("LIST_STATUS", placed[0].snapshot(), order_list=order_list.snapshot()))
@@ -612,6 +637,7 @@ class MatchingEngine:
             return []
         order_list.list_status_type = ListStatusType.ALL_DONE
         order_list.list_order_status = ListOrderStatus.ALL_DONE
+        del self._open_lists[order_list.id]
         order_list.last_update = now
         return [Execution("LIST_STATUS", order.snapshot(), order_list=order_list.snapshot())]
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.bars import path as bar_path
+from workbench.bars import price as bar_price
 from workbench.config import Config, RiskLimits, TradingMode
 from workbench.errors import ConfigError, ExchangeError, FilterError, OrderNotFound, OrderRejected, WorkbenchError
 from workbench.executors.base import Executor, OrderListExecutor
@@ -283,7 +285,7 @@ class TradingSession:
         """
         await self.start()
         self._seq += 1
-        request = replace(request, client_order_id=f"{self._prefix}{self._seq}")
+        request = _with_id(request, f"{self._prefix}{self._seq}")
         detail = _request_detail(request) | ({"signal_time": signal_time} if signal_time is not None else {})
         self._audit("order.request", detail)
         try:
@@ -366,7 +368,7 @@ class TradingSession:
         executor = self._list_executor()
         await self.start()
         list_id = self._next_id()
-        legs = tuple(replace(leg, client_order_id=self._next_id()) for leg in request.orders)
+        legs = tuple(_with_id(leg, self._next_id()) for leg in request.orders)
         request = replace(request, orders=legs, list_client_order_id=list_id)
         detail: dict[str, Any] = {
             "list_client_order_id": list_id,
@@ -814,10 +816,19 @@ class TradingSession:
     ) -> None:
         """:meth:`run` for a strategy that returns intents (or a portfolio): every bar in time
         order; a portfolio acts once the bar of each of its symbols at that time has been fed.
-        ``skip_idle`` steps only the bars where the size asked for changes, an order of the session
-        is open, or the symbol's data ends (a portfolio: every symbol of such a time)."""
+
+        ``skip_idle`` steps only the bars where something can happen: the size asked for changes,
+        the symbol's data ends (a portfolio: every symbol of such a time), or an order of the
+        session is open and the bar may reach it (:meth:`_quiet`). A bar whose size holds acts on
+        nothing but the exits already placed, so it is stepped without its intent (the same)."""
         frames = {s: intent_frame(answers[s], bars[s].index) for s in bars}
-        intents = {s: list(iter_intents(f)) for s, f in frames.items()}
+        changes = {s: _size_changes(f) if skip_idle else np.ones(len(f), bool) for s, f in frames.items()}
+        intents: dict[str, list[Intent | None]] = {}
+        for symbol, frame in frames.items():
+            rows = np.flatnonzero(changes[symbol])
+            intents[symbol] = [None] * len(frame)
+            for row, intent in zip(rows.tolist(), iter_intents(frame.iloc[rows]), strict=True):
+                intents[symbol][row] = intent
         portfolio = is_portfolio(self.strategy)
         steps = [
             pd.DataFrame(
@@ -826,58 +837,71 @@ class TradingSession:
                     **{k: f.get(k, f["close"]) for k in ("open", "high", "low", "close")},
                     "at": _close_times(f),
                     "row": np.arange(len(f)),
+                    "needed": changes[s] | (np.arange(len(f)) == len(f) - 1),
                 }
             )
             for s, f in bars.items()
         ]
         timeline = pd.concat(steps).sort_index(kind="stable")
         last_of_time = ~timeline.index.duplicated(keep="last") if portfolio else np.zeros(len(timeline), bool)
-        needed = np.ones(len(timeline), bool)
-        if skip_idle:
-            changes = {s: _size_changes(f) for s, f in frames.items()}
-            needed = np.fromiter(
-                (changes[s][r] for s, r in zip(timeline["symbol"], timeline["row"], strict=True)), bool
-            )
-            needed |= ~timeline["symbol"].duplicated(keep="last").to_numpy()
-            if portfolio:  # a portfolio steps every symbol of a time, or none
-                needed = pd.Series(needed, index=timeline.index).groupby(level=0).transform("any").to_numpy()
-        rows = zip(
-            timeline["symbol"],
-            timeline["open"],
-            timeline["high"],
-            timeline["low"],
-            timeline["close"],
-            timeline["at"],
-            timeline["row"],
-            last_of_time,
-            needed,
-            strict=True,
-        )
+        needed = timeline["needed"].to_numpy(dtype=bool)
+        if portfolio:  # a portfolio steps every symbol of a time, or none
+            needed = pd.Series(needed, index=timeline.index).groupby(level=0).transform("any").to_numpy()
+        first_of_time = ~timeline.index.duplicated(keep="first") if portfolio else np.ones(len(timeline), bool)
+        columns = [timeline[k].to_numpy().tolist() for k in ("symbol", "open", "high", "low", "close", "at", "row")]
+        symbols, opens, highs, lows, closes, times, rows = columns
+        last_of_time, first_of_time, need = last_of_time.tolist(), first_of_time.tolist(), needed.tolist()
+        untouched = getattr(self.executor, "untouched", None) if skip_idle and not portfolio else None
+        band = getattr(self.executor, "band", None) if skip_idle and len(bars) == 1 else None
+        prices = (timeline["low"].to_numpy(dtype=float), timeline["high"].to_numpy(dtype=float), needed)
+        wanted = np.flatnonzero(needed)
+        bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            rows = tqdm(rows, total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
+            bar = tqdm(total=len(timeline), desc=f"{self.session_id} bars", mininterval=1.0)
         pending: dict[str, tuple[Intent | None, Decimal, int]] = {}
-        first_of_time = ~timeline.index.duplicated(keep="first") if portfolio else np.ones(len(timeline), bool)
-        stepping = True
-        for (symbol, open_, high, low, close, at, row, last, need), first in zip(rows, first_of_time, strict=True):
-            if first:
-                stepping = need or self._busy()
-            if not stepping:
-                continue  # nothing can happen on this bar: no order is open and the size holds
+        i, n, done = 0, len(timeline), 0
+        while i < n:
+            if first_of_time[i] and not need[i]:  # nothing can happen while the size holds and ...
+                if not self._busy():  # ... no order is open: on to the next bar that matters
+                    i = int(wanted[np.searchsorted(wanted, i)])  # the last bar always does
+                else:
+                    symbol = symbols[i]
+                    if untouched and self._quiet(symbol, untouched, opens[i], highs[i], lows[i], closes[i]):
+                        i = _next_reached(prices, i + 1, band(symbol)) if band else i + 1  # ... none is reached
+                        continue
             if self._halted():
                 break
-            intent = intents[symbol][row]
-            self._walk(symbol, open_, high, low, close, int(at))
-            price = Decimal(str(close))
+            symbol, at = symbols[i], times[i]
+            intent = intents[symbol][rows[i]]
+            self._walk(symbol, opens[i], highs[i], lows[i], closes[i], at)
+            price = Decimal(str(closes[i]))
             if not portfolio:
-                await self._step(symbol, price, int(at), intent)
-                continue
-            await self._step(symbol, price, int(at), None)
-            pending[symbol] = (intent, price, int(at))
-            if last:
-                await self._act(pending)
-                pending = {}
+                await self._step(symbol, price, at, intent)
+            else:
+                await self._step(symbol, price, at, None)
+                pending[symbol] = (intent, price, at)
+                if last_of_time[i]:
+                    await self._act(pending)
+                    pending = {}
+            i += 1
+            if bar is not None:
+                bar.update(i - done)
+                done = i
+        if bar is not None:
+            bar.update(n - done)
+            bar.close()
+
+    def _quiet(self, symbol: str, untouched: Callable[[str, Decimal, Decimal], bool], *prices: float) -> bool:
+        """Whether a bar of an intent strategy's ``symbol`` whose size holds, with these prices (its
+        open, extremes and close), would change nothing but the last price: no limit entry is aging,
+        no shadow follows, and the executor says no open order of the symbol is reached in the
+        bar's range (no trailing stop open, every trigger and resting price outside it)."""
+        book = self._books.get(symbol)
+        if book is None or book.entry is not None or self.shadow is not None:
+            return False
+        return untouched(symbol, bar_price(min(prices)), bar_price(max(prices)))
 
     async def _step_intent(self, symbol: str, price: Decimal, timestamp: int, intent: Intent | None) -> Order | None:
         """One bar of an intent strategy's ``symbol``: age (and cancel) its limit entry, act on
@@ -1229,6 +1253,26 @@ class _IntentBook:
     exit_list: str | None = None  # the OCO's list client order id
 
 
+def _next_reached(
+    prices: tuple[np.ndarray, np.ndarray, np.ndarray], start: int, band: tuple[Decimal | None, Decimal | None] | None
+) -> int:
+    """The first bar from ``start`` that matters (``prices``: lows, highs, needed) while the open
+    orders rest in ``band`` (the open range of prices that reaches none of them, see
+    :meth:`MatchingEngine.band`): needed, or its low or high outside the band shrunk by a relative
+    1e-9, so that float rounding can only step a bar too many, never skip one; the end if none."""
+    lows, highs, needed = prices
+    floor = -np.inf if band is None or band[0] is None else float(band[0]) * (1 + 1e-9)
+    ceiling = -np.inf if band is None else np.inf if band[1] is None else float(band[1]) * (1 - 1e-9)
+    window = 64
+    while start < len(lows):  # windows that double: the work is proportional to the bars skipped
+        stop = min(start + window, len(lows))
+        hits = np.flatnonzero(needed[start:stop] | (lows[start:stop] <= floor) | (highs[start:stop] >= ceiling))
+        if len(hits):
+            return start + int(hits[0])
+        start, window = stop, window * 2
+    return start
+
+
 def _size_changes(frame: pd.DataFrame) -> np.ndarray:
     """Per row of a checked intent frame: whether it asks for a size other than the last one asked."""
     size = frame[next(c for c in ("target", "target_quote", "target_fraction") if c in frame)].to_numpy()
@@ -1262,6 +1306,14 @@ def _total_fees(orders: list[Order]) -> dict[str, float]:
 def _rejected(order_list: OrderList) -> OrderList:
     """``order_list`` as a list the venue refused or never received (Binance's REJECT)."""
     return replace(order_list, list_status_type=ListStatusType.ALL_DONE, list_order_status=ListOrderStatus.REJECT)
+
+
+def _with_id(request: OrderRequest, client_order_id: str) -> OrderRequest:
+    """A copy of the (valid) ``request`` with the session's client order id, which no check of a
+    request reads: not validated again, as ``dataclasses.replace`` would."""
+    copied = copy.copy(request)
+    object.__setattr__(copied, "client_order_id", client_order_id)
+    return copied
 
 
 def _request_detail(request: OrderRequest) -> dict[str, Any]:

@@ -170,6 +170,9 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
+_audit_json = json.JSONEncoder(default=str, sort_keys=True).encode  # _json's text, one encoder for every row
+
+
 @dataclass(frozen=True)
 class _Write:
     """One statement, run on its own in queue order."""
@@ -567,7 +570,7 @@ class Store:
         self._put_row(
             "audit_log",
             ("ts", "session_id", "mode", "kind", "detail"),
-            (_now(), session_id, mode and mode.value, kind, _json(detail)),
+            (_now(), session_id, mode and mode.value, kind, _audit_json(detail)),
         )
 
     def session_orders(self, session_id: str, mode: TradingMode) -> list[Order]:

@@ -55,6 +55,15 @@ class PaperExecutor:
         self._time = timestamp
         self._emit(self.engine.set_price(symbol, price, timestamp))
 
+    def untouched(self, symbol: str, low: Decimal, high: Decimal) -> bool:
+        """Whether prices in ``[low, high]`` would change none of the open orders of ``symbol``
+        (see :meth:`MatchingEngine.untouched`): a replay may then skip such a bar."""
+        return self.engine.untouched(symbol, low, high)
+
+    def band(self, symbol: str) -> tuple[Decimal | None, Decimal | None] | None:
+        """The range of prices that reaches no open order of ``symbol`` (:meth:`MatchingEngine.band`)."""
+        return self.engine.band(symbol)
+
     async def create_order(self, request: OrderRequest) -> Order:
         _require_id(request.client_order_id, "client_order_id")
         events = self.engine.create_order(request, request.client_order_id, self.now())  # type: ignore[arg-type]
