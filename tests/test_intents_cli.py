@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import duckdb
+
 from tests.cli_runs import open_venue, session_orders, start_run
+from tests.polling import until
 
 
 async def test_workbench_run_trades_the_bracket_example_with_stops_on_the_exchange(tmp_path):
@@ -17,5 +20,43 @@ async def test_workbench_run_trades_the_bracket_example_with_stops_on_the_exchan
         assert rc == 0, out
         kinds = {(o.side.value, o.type.value) for o in session_orders(exchange, "bracket")}
         assert {("buy", "MARKET"), ("sell", "STOP_LOSS_LIMIT")} <= kinds, kinds
+    finally:
+        await exchange.stop()
+
+
+async def test_a_protective_oco_survives_a_sigkill_of_the_run_and_is_found_again_at_restart(tmp_path):
+    exchange = await open_venue(tmp_path, speed=600)
+    engine = exchange.venue.engine
+    prefix = "guarded-"
+
+    def open_lists() -> dict[int, str]:
+        """The session's open order lists on the exchange: order list id -> list client id."""
+        lists = engine.order_lists_of("BTC/USDT", open_only=True)
+        return {
+            lst.id: lst.list_client_order_id for lst in lists if lst.list_client_order_id.startswith(prefix)
+        }
+
+    try:
+        params = {"fast": 2, "slow": 3, "size": 0.001, "stop": 0.02, "profit": 0.04}  # wide: the bracket rests
+        extra = ("--strategy", "sma_bracket", "--strategy-params", json.dumps(params))
+        first = await start_run(tmp_path, exchange, "guarded", bars=400, extra=extra)
+        await until(lambda: open_lists(), timeout=120, what="a protective OCO rests on the exchange")
+        await first.kill()  # SIGKILL: nothing of the run's own shutdown happens
+        survived = open_lists()
+        assert len(survived) == 1, survived  # the OCO outlives the process that placed it
+        rc, out = await (await start_run(tmp_path, exchange, "guarded", bars=5, extra=extra)).finish()
+        assert rc == 0, out
+        ids = [o.client_order_id for o in session_orders(exchange, "guarded")]
+        assert len(ids) == len(set(ids))  # the restart sent nothing twice
+        venue = {lst.list_client_order_id: lst.list_order_status.value for lst in engine.order_lists_of("BTC/USDT")}
+        with duckdb.connect(str(tmp_path / "main.duckdb"), read_only=True) as con:
+            stored = dict(
+                con.sql(
+                    "SELECT list_client_order_id, list_order_status FROM order_lists WHERE session_id = 'guarded'"
+                ).fetchall()
+            )
+        (list_id,) = survived.values()
+        assert list_id in stored and stored == {k: v for k, v in venue.items() if k.startswith(prefix)}  # found again
+        assert len(open_lists()) <= 1  # one bracket protects the position at most, never two
     finally:
         await exchange.stop()

@@ -71,9 +71,11 @@ _TABLES = (
     "paper_orders",
     "paper_fills",
     "paper_balances",
+    "paper_order_lists",
     "real_orders",
     "real_fills",
     "real_balances",
+    "real_order_lists",
     "audit_log",
 )
 _SECRET_WORDS = ("key", "secret", "password", "passphrase", "token", "credential")
