@@ -12,6 +12,7 @@ from workbench.config import TradingMode
 from workbench.errors import ConfigError
 from workbench.report import report
 from workbench.runs import (
+    _TABLES,
     SESSION_NOTEBOOK,
     RunResult,
     _execute,
@@ -129,7 +130,7 @@ def test_export_writes_parquet_without_an_sql_text_holding_the_path(tmp_path, mo
     con = duckdb.connect()
     rows = con.execute("SELECT kind FROM read_parquet(?)", [str(folder / "audit_log.parquet")]).fetchall()
     assert rows == [("probe",)] and (folder / "result.json").exists()
-    assert len(list(folder.glob("*.parquet"))) == 8
+    assert len(list(folder.glob("*.parquet"))) == len(_TABLES) == 10
 
 
 @pytest.mark.parametrize(

@@ -315,6 +315,8 @@ def load_lists_state(engine: MatchingEngine, state: Mapping[str, Any]) -> None:
             int(raw["timestamp"]), int(raw["last_update"]),
         )  # fmt: skip
         engine.order_lists[order_list.id] = order_list
+        if order_list.is_open:
+            engine._open_lists[order_list.id] = order_list
         engine._lists_by_client[order_list.list_client_order_id] = order_list.id
     engine.prevented = [
         PreventedMatch(**{**raw, "mode": SelfTradePrevention(raw["mode"]), "price": Decimal(raw["price"]),
