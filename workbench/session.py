@@ -133,7 +133,6 @@ class TradingSession:
         self._forgetting: set[str] = set()  # symbols whose history reached the cap (warned once)
         self.drops: Counter[tuple[str, str]] = Counter()  # (symbol, reason): rebalances no order could carry
         self._seq = 0
-        self._halt_checked = -HALT_POLL
         self._started = False
         self._halting = False
         self._flattening = False
@@ -710,13 +709,9 @@ class TradingSession:
         return await self.stop(self._status())
 
     def _halted(self) -> bool:
-        """Whether the kill switch is tripped (by this process or, through a flag file, another),
-        looking at the flag files at most every ``HALT_POLL`` seconds."""
-        now = time.monotonic()
-        if now >= self._halt_checked + HALT_POLL:
-            self._halt_checked = now
-            return self.kill_switch.tripped
-        return self.kill_switch._tripped
+        """Whether the kill switch is tripped (by this process or, through a flag file, another;
+        :attr:`KillSwitch.tripped` looks at the flag files at most every ``killswitch.POLL``)."""
+        return self.kill_switch.tripped
 
     def _status(self) -> str:
         """How a run ends: ``halted`` by the kill switch, else ``completed``."""
@@ -748,12 +743,7 @@ class TradingSession:
         dust = _too_small(request, rules, price)
         if dust is not None:
             return self._drop(request, price, timestamp, dust)
-        try:
-            return await self.submit(request, signal_price=price, signal_time=timestamp)
-        except OrderRejected as e:  # recorded in self.rejections and the audit log
-            return self._drop(request, price, timestamp, e, audited=True)
-        except ExchangeError:
-            return None  # the venue could not be asked (it restarted?): reconcile settles the order, audited
+        return await self._send(request, price, timestamp)
 
     def _drop(
         self, request: OrderRequest, price: Decimal, timestamp: int, error: OrderRejected, *, audited: bool = False
@@ -1098,14 +1088,14 @@ class TradingSession:
                     await self.cancel_order(cid, symbol)
 
     async def _send(self, request: OrderRequest, price: Decimal, timestamp: int) -> Order | None:
-        """:meth:`submit` for an intent's order; a refusal is counted as a drop and recorded (audit
+        """:meth:`submit` for a rebalance or an intent's order; a refusal is counted as a drop and recorded (audit
         log, ``rejections``), not raised."""
         try:
             return await self.submit(request, signal_price=price, signal_time=timestamp)
         except OrderRejected as e:
             return self._drop(request, price, timestamp, e, audited=True)
         except ExchangeError:
-            return None
+            return None  # the venue could not be asked (it restarted?): reconcile settles the order, audited
 
     # -- events and reporting ---------------------------------------------------------------
 
