@@ -207,6 +207,24 @@ async def test_the_oco_take_profit_fills_the_stop_expires_and_a_bigger_position_
 
 
 @pytest.mark.parametrize("mode", MODES)
+async def test_a_triggered_stop_resting_past_its_limit_is_canceled_when_the_target_goes_flat(mode, store):
+    # The price gaps through the stop and its limit: the stop-limit triggers (the OCO is done, its
+    # take-profit expired) and rests as a limit sell below the market. Going flat must cancel it
+    # and sell at market, not leave it holding the base the sale needs.
+    bars = path_bars([50_000] * 4 + [48_000] * 3 + [48_100] * 3)
+    script = {1: {"target": 0.01, "stop_loss": 49_000, "take_profit": 51_000}, 6: {"target": 0.0}}
+    session = await run_in(mode, Scripted(bars, script), bars, store)
+    assert [o[:4] for o in orders_of(session)] == [
+        (1, "buy", "MARKET", "FILLED"),
+        (1, "sell", "LIMIT_MAKER", "EXPIRED"),
+        (1, "sell", "STOP_LOSS_LIMIT", "CANCELED"),
+        (6, "sell", "MARKET", "FILLED"),
+    ]
+    free = (await session.executor.fetch_balance())["BTC"].total
+    assert position(session) == free == 0 and not session._open and not session.rejections
+
+
+@pytest.mark.parametrize("mode", MODES)
 async def test_a_fraction_of_equity_is_sized_on_the_equity_and_rounded_to_the_step(mode, store):
     bars = path_bars([30_000] * 5)
     session = await run_in(mode, Scripted(bars, {1: {"target_fraction": 0.5}}), bars, store)

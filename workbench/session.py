@@ -1077,8 +1077,8 @@ class TradingSession:
         if book.exit_list is not None and any(o in self._open for o in book.exit_orders):
             with contextlib.suppress(OrderRejected, OrderNotFound, ExchangeError):  # filled or canceled meanwhile
                 await self.cancel_order_list(book.exit_list, symbol)
-        else:
-            await self._cancel_open(symbol, book.exit_orders)
+        # A leg its list left open (a triggered stop-limit rests on its own once the list is done).
+        await self._cancel_open(symbol, book.exit_orders)
         book.exit_list, book.exit_orders, book.protecting = None, (), None
 
     async def _cancel_open(self, symbol: str, client_order_ids: tuple[str, ...]) -> None:
