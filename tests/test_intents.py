@@ -299,12 +299,13 @@ def test_intents_off_the_bars_index_are_refused_and_nan_rows_ask_nothing():
     assert (second.entry.value, second.entry.time_in_force, bool(second.exits)) == (2.0, "FOK", False)
 
 
-async def test_the_fast_path_refuses_intents_and_auto_takes_the_event_path(store):
+async def test_brackets_take_the_fast_path_and_limit_entries_and_portfolios_the_event_path(store):
     bars = load_bars(None, "BTC/USDT", limit=400)
-    with pytest.raises(ConfigError, match="order intents"):
-        await replay(SmaBracket(fast=5, slow=20), bars, store=store, engine="fast")
-    result = await replay(SmaBracket(fast=5, slow=20), bars, store=store)
-    assert result.engine == "event" and "order intents" in result.fallback
+    assert (await replay(SmaBracket(fast=5, slow=20), bars, store=store, engine="fast")).engine == "fast"
+    with pytest.raises(ConfigError, match="cancel_after"):
+        await replay(RsiReversion(), bars, store=store, engine="fast")
+    result = await replay(RsiReversion(), bars, store=store)
+    assert result.engine == "event" and "cancel_after" in result.fallback
     with pytest.raises(ConfigError, match="portfolio"):
         await replay(MomentumRotation(), {s: load_bars(None, s, limit=300) for s in MomentumRotation().symbols},
                      store=store, engine="fast")  # fmt: skip

@@ -79,6 +79,17 @@ def test_exchange_filters_and_unknown_symbols_are_reported(checks):
     assert isinstance(results[2].error, UnknownSymbol) and not results[2].passed
 
 
+def test_without_the_filters_the_other_checks_still_refuse_and_the_first_failure_is_raised(checks):
+    off_grid = buy("0.000001")  # below one lot step: a filter refuses it
+    with pytest.raises(FilterError):
+        checks.check(off_grid, CTX)
+    checks.check(off_grid, CTX, filters=False)  # a caller that applies the filters itself
+    with pytest.raises(RiskRejected, match="max_order_notional"):
+        checks.check(buy("1"), CTX, filters=False)
+    with pytest.raises(KillSwitchActive):  # the first failing check, though others fail too
+        checks.check(buy("1"), replace(CTX, halted="manual"), filters=False)
+
+
 def test_order_notional_limit(checks):
     e = rejected(checks, buy(amount="0.3"))
     assert e.rule == "max_order_notional" and "15000.00 exceeds the limit 10000" in str(e)

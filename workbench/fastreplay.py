@@ -60,6 +60,10 @@ class Unsupported(WorkbenchError):
     """The fast path cannot replay this exactly; the message says why (the event path can)."""
 
 
+class IntentsAnswer(Unsupported):
+    """The strategy answers with order intents, not targets (:mod:`workbench.fastbracket` may replay them)."""
+
+
 @dataclass
 class Outcome:
     """What the replay did: its orders and fills (objects, and the columns the store gets), the
@@ -101,8 +105,10 @@ def signals(strategy: object, symbol: str, frame: pd.DataFrame) -> _Signals:
     Series of numbers on the bars' index."""
     targets = strategy(frame)  # type: ignore[operator]
     if not isinstance(targets, pd.Series) or not pd.api.types.is_numeric_dtype(targets):
-        what = "order intents (a DataFrame)" if isinstance(targets, pd.DataFrame) else f"a {type(targets).__name__}"
-        raise Unsupported(f"the strategy returns {what}, not a Series of targets: the event path replays it")
+        if isinstance(targets, pd.DataFrame):
+            raise IntentsAnswer("the strategy returns order intents (a DataFrame), not a Series of targets")
+        what = type(targets).__name__
+        raise Unsupported(f"the strategy returns a {what}, not a Series of targets: the event path replays it")
     if not targets.index.equals(frame.index):
         raise Unsupported("the strategy's targets are not on the bars' index")
     if not isinstance(frame.index, pd.DatetimeIndex) or frame.empty:

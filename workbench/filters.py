@@ -100,13 +100,13 @@ class SymbolRules:
 
     @property
     def tick_size(self) -> Decimal:
-        price = self.filter("PRICE_FILTER")
+        price = self._parsed.get("PRICE_FILTER")
         return price["tickSize"] if price else ZERO  # type: ignore[return-value]
 
     def step_size(self, market: bool = False) -> Decimal:
-        lot = (self.filter("MARKET_LOT_SIZE") if market else None) or {}
+        lot = (self._parsed.get("MARKET_LOT_SIZE") if market else None) or {}
         if not lot.get("stepSize"):
-            lot = self.filter("LOT_SIZE") or {}
+            lot = self._parsed.get("LOT_SIZE") or {}
         return lot.get("stepSize", ZERO)  # type: ignore[return-value]
 
     def round_price(self, price: Decimal, rounding: str = ROUND_HALF_UP) -> Decimal:
@@ -216,7 +216,7 @@ def check_amend(request: OrderRequest, rules: SymbolRules, *, avg_price: Decimal
     market = request.type.is_market
     _check_lot_size(request, rules, market)
     _check_notional(request, rules, market, avg_price)
-    f = rules.filter("MAX_NUM_ORDER_AMENDS")
+    f = rules._parsed.get("MAX_NUM_ORDER_AMENDS")
     if f is not None and amendments + 1 > f["maxNumOrderAmends"]:  # type: ignore[operator]
         raise OrderRejected(
             f"This order was amended {amendments} times already, the most {rules.symbol} allows.",
@@ -233,7 +233,7 @@ def check_order_list(rules: SymbolRules, open_lists: int) -> None:
 
 
 def _check_price_filter(request: OrderRequest, rules: SymbolRules) -> None:
-    f = rules.filter("PRICE_FILTER")
+    f = rules._parsed.get("PRICE_FILTER")
     if f is None:
         return
     for field, price in (("price", request.price), ("stop_price", request.stop_price)):
@@ -255,7 +255,7 @@ def _check_price_filter(request: OrderRequest, rules: SymbolRules) -> None:
 
 
 def _check_percent_price(request: OrderRequest, rules: SymbolRules, avg_price: Decimal) -> None:
-    f = rules.filter("PERCENT_PRICE_BY_SIDE")
+    f = rules._parsed.get("PERCENT_PRICE_BY_SIDE")
     if f is None or request.price is None or not avg_price:
         return
     side = "bid" if request.side is Side.BUY else "ask"
@@ -275,7 +275,7 @@ def _check_lot_size(request: OrderRequest, rules: SymbolRules, market: bool) -> 
         return
     names = ("LOT_SIZE", "MARKET_LOT_SIZE") if market else ("LOT_SIZE",)
     for name in names:
-        f = rules.filter(name)
+        f = rules._parsed.get(name)
         if f is None:
             continue
         low, high, step = f["minQty"], f["maxQty"], f["stepSize"]
@@ -301,7 +301,7 @@ def _check_notional(request: OrderRequest, rules: SymbolRules, market: bool, avg
         notional = request.amount * price  # type: ignore[operator]
         kind = "" if not market else "stop " if request.stop_price else "average "
         what = f"amount x {kind}price = {plain(request.amount)} x {plain(price)}"  # type: ignore[arg-type]
-    legacy = rules.filter("MIN_NOTIONAL")
+    legacy = rules._parsed.get("MIN_NOTIONAL")
     applies = legacy is not None and (not market or legacy["applyToMarket"])
     if applies and notional < legacy["minNotional"]:  # type: ignore[index, operator]
         raise _fail(
@@ -309,7 +309,7 @@ def _check_notional(request: OrderRequest, rules: SymbolRules, market: bool, avg
             "amount",
             f"notional ({what}) {plain(notional)} is below the minimum {plain(legacy['minNotional'])}",  # type: ignore[index]
         )
-    f = rules.filter("NOTIONAL")
+    f = rules._parsed.get("NOTIONAL")
     if f is None:
         return
     if (not market or f["applyMinToMarket"]) and notional < f["minNotional"]:  # type: ignore[operator]
@@ -327,13 +327,13 @@ def _check_max_num_orders(rules: SymbolRules, open_orders: int) -> None:
 
 
 def _check_max_count(rules: SymbolRules, name: str, key: str, open_: int, what: str) -> None:
-    f = rules.filter(name)
+    f = rules._parsed.get(name)
     if f is not None and open_ + 1 > f[key]:  # type: ignore[operator]
         raise _fail(name, "symbol", f"{open_} {what} are already open on {rules.symbol}, the most allowed is {f[key]}")
 
 
 def _check_iceberg_parts(request: OrderRequest, rules: SymbolRules) -> None:
-    f = rules.filter("ICEBERG_PARTS")
+    f = rules._parsed.get("ICEBERG_PARTS")
     if f is None or request.iceberg_amount is None:
         return
     parts = (request.amount / request.iceberg_amount).to_integral_value(ROUND_CEILING)  # type: ignore[operator]
@@ -353,7 +353,7 @@ def trails_above(request: OrderRequest) -> bool:
 
 
 def _check_trailing_delta(request: OrderRequest, rules: SymbolRules) -> None:
-    f = rules.filter("TRAILING_DELTA")
+    f = rules._parsed.get("TRAILING_DELTA")
     delta = request.trailing_delta
     if f is None or delta is None:
         return

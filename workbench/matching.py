@@ -119,19 +119,29 @@ class Book:
 def synthetic_book(last_price: Decimal, rules: SymbolRules, config: BookConfig) -> Book:
     """A book of ``config.levels`` levels a side around ``last_price``, on the tick and step grid."""
     tick = rules.tick_size or Decimal("1e-8")
-    half = last_price * config.spread_bps * BPS / 2
-    best_bid = rules.round_price(last_price - half, ROUND_FLOOR)
-    best_ask = max(rules.round_price(last_price + half, ROUND_CEILING), best_bid + tick)
+    best_bid, best_ask = best_prices(last_price, rules, config)
     gap = max(rules.round_price(last_price * config.level_step_bps * BPS, ROUND_CEILING), tick)
-    lot_step = rules.step_size()
-    step = lot_step or Decimal("1e-8")
 
     def level(price: Decimal) -> Level:
-        return Level(price, max(_on_grid(config.level_notional / price, lot_step, ROUND_DOWN), step))
+        return Level(price, level_amount(price, rules, config))
 
     bids = tuple(level(best_bid - i * gap) for i in range(config.levels) if best_bid - i * gap > 0)
     asks = tuple(level(best_ask + i * gap) for i in range(config.levels))
     return Book(bids, asks)
+
+
+def best_prices(last_price: Decimal, rules: SymbolRules, config: BookConfig) -> tuple[Decimal, Decimal]:
+    """The best bid and ask of :func:`synthetic_book` at ``last_price``: half the spread away, on the tick."""
+    half = last_price * config.spread_bps * BPS / 2
+    best_bid = rules.round_price(last_price - half, ROUND_FLOOR)
+    tick = rules.tick_size or Decimal("1e-8")
+    return best_bid, max(rules.round_price(last_price + half, ROUND_CEILING), best_bid + tick)
+
+
+def level_amount(price: Decimal, rules: SymbolRules, config: BookConfig) -> Decimal:
+    """What one level of :func:`synthetic_book` at ``price`` holds: its notional in whole steps (one at least)."""
+    lot_step = rules.step_size()
+    return max(_on_grid(config.level_notional / price, lot_step, ROUND_DOWN), lot_step or Decimal("1e-8"))
 
 
 @dataclass(frozen=True)

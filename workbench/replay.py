@@ -31,11 +31,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from workbench import fastbracket
 from workbench.config import RiskLimits, TradingMode
 from workbench.data import load_klines, load_rules
 from workbench.errors import ConfigError
 from workbench.executors.paper import PaperExecutor
-from workbench.fastreplay import Unsupported, commit, simulate
+from workbench.fastreplay import IntentsAnswer, Unsupported, commit, simulate
 from workbench.filters import SymbolRules
 from workbench.intents import intent_frame
 from workbench.matching import BookConfig, Fees
@@ -302,7 +303,10 @@ async def replay(
         try:
             if is_portfolio(strategy):
                 raise Unsupported("a portfolio strategy's intents are replayed on the event path only")
-            outcome = simulate(session, frames)
+            try:
+                outcome = simulate(session, frames)
+            except IntentsAnswer:
+                return await _replay_bracket(session, frames, started, progress)
         except Unsupported as e:
             if engine == "fast":
                 raise ConfigError(
@@ -315,6 +319,24 @@ async def replay(
             return ReplayResult(session, frames, summary, time.perf_counter() - started, "fast")
     summary = await session.run(frames, progress=progress, skip_idle=True)
     return ReplayResult(session, frames, summary, time.perf_counter() - started, "event", fallback)
+
+
+async def _replay_bracket(
+    session: TradingSession, frames: dict[str, pd.DataFrame], started: float, progress: bool
+) -> ReplayResult:
+    """A bracket strategy on :mod:`workbench.fastbracket`'s fast path, the event path going on from
+    where it hands over (:class:`Unsupported` if it cannot start)."""
+    outcome = fastbracket.simulate(session, frames)
+    fastbracket.commit(session, outcome)
+    fallback = None
+    if outcome.resume is not None:
+        ((symbol, frame),) = frames.items()
+        answer = strategy_answers(session.strategy, frames)[symbol]  # type: ignore[arg-type]
+        row = outcome.resume
+        await session._run_intents({symbol: frame.iloc[row:]}, {symbol: answer.iloc[row:]}, progress, True)
+        fallback = f"the event path replayed from {frame.index[row]} on: {outcome.why or 'the last trade is open'}"
+    summary = await session.stop(session._status())
+    return ReplayResult(session, frames, summary, time.perf_counter() - started, "fast", fallback)
 
 
 async def replay_grid(

@@ -8,6 +8,7 @@ day, recent orders) from the fills and orders a session sees. Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,16 +54,26 @@ class RiskChecks:
         self.limits = limits
         self.rules = rules
 
-    def check(self, request: OrderRequest, context: RiskContext) -> None:
+    def check(self, request: OrderRequest, context: RiskContext, *, filters: bool = True) -> None:
         """Raise the first failing check's error (:class:`RiskRejected`, a filter or kill switch
-        error); return if the order may go."""
-        for result in self.evaluate(request, context):
-            if result.error is not None:
-                raise result.error
+        error); return if the order may go. ``filters=False`` leaves out the exchange filters (for
+        a caller that applies them itself, with the venue's counts of open orders)."""
+        for name, check in self._checks():
+            if filters or name != "exchange_filters":
+                check(request, context)
 
     def evaluate(self, request: OrderRequest, context: RiskContext) -> list[CheckResult]:
         """Every check's result for ``request``; none of them stops the others."""
-        checks: list[tuple[str, Callable[[OrderRequest, RiskContext], str]]] = [
+        results = []
+        for name, check in self._checks():
+            try:
+                results.append(CheckResult(name, True, check(request, context)))
+            except OrderRejected as e:
+                results.append(CheckResult(name, False, str(e), e))
+        return results
+
+    def _checks(self) -> list[tuple[str, Callable[[OrderRequest, RiskContext], str]]]:
+        return [
             ("kill_switch", self._kill_switch),
             ("allowed_symbols", self._allowed_symbols),
             ("exchange_filters", self._exchange_filters),
@@ -73,13 +84,6 @@ class RiskChecks:
             ("max_orders_per_minute", self._order_rate),
             ("price_band_pct", self._price_band),
         ]
-        results = []
-        for name, check in checks:
-            try:
-                results.append(CheckResult(name, True, check(request, context)))
-            except OrderRejected as e:
-                results.append(CheckResult(name, False, str(e), e))
-        return results
 
     # Each check returns a sentence with its numbers, or raises.
 
@@ -241,4 +245,10 @@ class RiskState:
 
 
 def _day(timestamp_ms: int) -> str:
-    return datetime.fromtimestamp(timestamp_ms / 1000, UTC).date().isoformat()
+    return _date(timestamp_ms // 86_400_000)
+
+
+@functools.lru_cache(maxsize=4096)
+def _date(day: int) -> str:
+    """The UTC date of day number ``day`` since the epoch, ISO (every fill asks: one per day is enough)."""
+    return datetime.fromtimestamp(day * 86_400, UTC).date().isoformat()

@@ -1,0 +1,172 @@
+"""The bracket fast path (workbench/fastbracket.py) against the event path: the same orders, order
+lists, fills, balances, risk state, drops and summary, row for row, on real bars and on scripted
+paths that reach every leg (a take-profit that fills, a stop that sells at once, a stop that gaps
+past its limit and rests, then fills or is canceled), and where it hands over to the event path."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.test_intents import RISK, Scripted, path_bars
+from workbench.config import RiskLimits
+from workbench.matching import Fees
+from workbench.replay import load_bars, replay
+from workbench.strategy import SmaBracket
+
+TABLES = {
+    "orders": "SELECT * EXCLUDE (session_id) FROM paper_orders WHERE session_id = ? ORDER BY client_order_id",
+    "fills": "SELECT * EXCLUDE (session_id) FROM paper_fills WHERE session_id = ? ORDER BY trade_id",
+    "lists": "SELECT * EXCLUDE (session_id) FROM paper_order_lists WHERE session_id = ? ORDER BY list_client_order_id",
+    "balances": "SELECT * EXCLUDE (session_id) FROM paper_balances WHERE session_id = ? ORDER BY asset",
+}
+
+
+async def both(strategy, bars, tmp_path, risk=RISK, balances=None, fees=Fees()):
+    """The same replay on the event path and on auto (the fast path), each in its own store."""
+    out = {}
+    for engine in ("event", "auto"):
+        out[engine] = await replay(strategy, bars, store=tmp_path / f"{engine}.duckdb", engine=engine,
+                                   session_id="same-1", risk=risk, balances=balances, fees=fees)  # fmt: skip
+    return out["event"], out["auto"]
+
+
+def assert_same(event, fast) -> None:
+    for name, sql in TABLES.items():
+        a, b = (r.store.query(sql, [r.session_id]) for r in (event, fast))
+        a, b = (f.map(lambda v: tuple(v) if isinstance(v, np.ndarray | list) else v) for f in (a, b))
+        pd.testing.assert_frame_equal(a, b, obj=name)
+    pd.testing.assert_frame_equal(event.summary, fast.summary)
+    pd.testing.assert_frame_equal(event.session.dropped(), fast.session.dropped())
+    assert event.session.state == fast.session.state
+    assert event.session.target_changes == fast.session.target_changes
+    assert event.session._open.keys() == fast.session._open.keys()
+
+
+def fast_row(result) -> dict:
+    rows = result.store.query(
+        "SELECT detail FROM audit_log WHERE session_id = ? AND kind = 'replay.fast'", [result.session_id]
+    )
+    assert len(rows) == 1
+    return pd.read_json(pd.io.common.StringIO(rows["detail"][0]), typ="series").to_dict()
+
+
+async def test_the_bracket_example_on_ten_weeks_of_real_bars_is_the_event_path_row_for_row(tmp_path):
+    bars = load_bars(None, "BTC/USDT", limit=100_000)
+    event, fast = await both(SmaBracket(fast=10, slow=50, size=0.001), bars, tmp_path, risk=RiskLimits())
+    assert_same(event, fast)
+    orders = fast.orders
+    kinds = set(zip(orders["type"], orders["status"], strict=True))
+    # legs were reached: a take-profit filled, a stop-loss filled, their other legs expired
+    assert {("LIMIT_MAKER", "FILLED"), ("STOP_LOSS_LIMIT", "FILLED"), ("LIMIT_MAKER", "EXPIRED")} <= kinds
+    assert fast.engine == "fast" and event.engine == "event"
+    detail = fast_row(fast)
+    assert detail["orders"] > 1000 and detail["lists"] > 300
+    if fast.fallback is not None:  # the last trade open at the end is the event path's
+        assert "event path replayed from" in fast.fallback
+
+
+@pytest.mark.parametrize(
+    "closes, script, expected",
+    [
+        (  # the take-profit fills as maker, the stop expires
+            [50_000] * 3 + [51_100] * 3 + [51_000] * 3,
+            {1: {"target": 0.01, "stop_loss": 49_000, "take_profit": 51_050}, 7: {"target": 0.0}},
+            {("LIMIT_MAKER", "FILLED"), ("STOP_LOSS_LIMIT", "EXPIRED")},
+        ),
+        (  # the stop triggers and sells to the book at once
+            [50_000] * 3 + [48_990] * 3 + [49_000] * 3,
+            {1: {"target": 0.01, "stop_loss": 49_000, "take_profit": 51_000}, 7: {"target": 0.0}},
+            {("LIMIT_MAKER", "EXPIRED"), ("STOP_LOSS_LIMIT", "FILLED")},
+        ),
+        (  # the stop gaps past its limit, rests, and fills as maker when the price comes back
+            [50_000] * 3 + [48_000] * 2 + [48_800] * 3,
+            {1: {"target": 0.01, "stop_loss": 49_000, "take_profit": 51_000}},
+            {("LIMIT_MAKER", "EXPIRED"), ("STOP_LOSS_LIMIT", "FILLED")},
+        ),
+        (  # ... or rests until the target goes flat, which cancels it and sells at market
+            [50_000] * 4 + [48_000] * 3 + [48_100] * 3,
+            {1: {"target": 0.01, "stop_loss": 49_000, "take_profit": 51_000}, 6: {"target": 0.0}},
+            {("STOP_LOSS_LIMIT", "CANCELED"), ("MARKET", "FILLED")},
+        ),
+        (  # a bigger target cancels the OCO and protects the whole position again, then flat
+            [50_000] * 3 + [50_100] * 3 + [50_200] * 3,
+            {1: {"target": 0.01, "stop_loss": 49_000, "take_profit": 51_000},
+             4: {"target": 0.02, "stop_loss": 49_500, "take_profit": 51_500}, 7: {"target": 0.0}},
+            {("LIMIT_MAKER", "CANCELED"), ("STOP_LOSS_LIMIT", "CANCELED")},
+        ),
+        (  # no exits: market orders only; then a remainder below one step is a drop
+            [50_000] * 4 + [50_100] * 4,
+            {1: {"target": 0.01}, 3: {"target": 0.0}, 5: {"target": 0.000001}, 6: {"target": 0.0}},
+            {("MARKET", "FILLED")},
+        ),
+    ],
+)  # fmt: skip
+async def test_each_path_of_a_bracket_is_the_event_paths(closes, script, expected, tmp_path):
+    bars = path_bars(closes)
+    bars["low"], bars["high"] = bars["close"] - 5, bars["close"] + 5  # extremes inside each bar
+    event, fast = await both(Scripted(bars, script), bars, tmp_path)
+    assert_same(event, fast)
+    assert expected <= set(zip(fast.orders["type"], fast.orders["status"], strict=True))
+    assert fast_row(fast)["fills"] >= 1
+
+
+async def test_a_risk_check_that_refuses_hands_over_to_the_event_path_from_the_last_flat_bar(tmp_path):
+    bars = path_bars([50_000] * 4 + [50_100] * 4 + [50_200] * 4)
+    script = {1: {"target": 0.01}, 3: {"target": 0.0}, 5: {"target": 0.3}, 9: {"target": 0.0}}
+    risk = RiskLimits(max_order_notional=Decimal(1_000), max_position_notional=None, max_orders_per_minute=None)
+    event, fast = await both(Scripted(bars, script), bars, tmp_path, risk=risk)
+    assert_same(event, fast)
+    assert "max_order_notional" in fast.fallback and bars.index[5].isoformat()[:16] in fast.fallback.replace(" ", "T")
+    assert fast_row(fast)["orders"] == 2  # the first trade on the fast path, the rest on the event path
+    assert len(fast.session.rejections) == len(event.session.rejections) == 1
+
+
+async def test_a_trade_open_at_the_end_is_left_in_the_venue_by_the_event_path(tmp_path):
+    bars = path_bars([50_000] * 6)
+    script = {1: {"target": 0.01, "stop_loss": 49_000, "take_profit": 51_000}, 2: {"target": 0.0},
+              3: {"target": 0.01, "stop_loss": 49_000, "take_profit": 51_000}}  # fmt: skip
+    event, fast = await both(Scripted(bars, script), bars, tmp_path)
+    assert_same(event, fast)
+    assert len(fast.session._open) == 2 and "the last trade is open" in fast.fallback
+    free = {b.asset: b for b in (await fast.session.executor.fetch_balance()).values()}
+    assert free["BTC"].locked == Decimal("0.00999")
+
+
+async def test_a_first_trade_still_open_at_the_end_is_replayed_on_the_event_path(tmp_path):
+    bars = path_bars([50_000] * 4)
+    script = {1: {"target": 0.01, "stop_loss": 49_000, "take_profit": 51_000}}
+    result = await replay(Scripted(bars, script), bars, store=tmp_path / "c.duckdb", risk=RISK)
+    assert result.engine == "event" and "still protected" in result.fallback
+    assert len(result.session._open) == 2
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(st.integers(-40, 40), min_size=30, max_size=60),
+    wicks=st.lists(st.integers(0, 300), min_size=60, max_size=60),
+    entries=st.lists(
+        st.tuples(st.integers(0, 59), st.sampled_from([0.0, 0.001, 0.002, 0.0035]), st.integers(20, 400),
+                  st.integers(20, 400)),
+        min_size=1, max_size=8,
+    ),
+)  # fmt: skip
+async def test_random_brackets_on_random_bars_are_the_event_paths(steps, wicks, entries, tmp_path_factory):
+    closes = 30_000 + np.cumsum(np.array(steps, dtype=float) * 7)
+    bars = path_bars(closes.round(2).tolist())
+    n = len(bars)
+    spread = np.array(wicks[:n], dtype=float)
+    bars["high"] = (bars["close"] + spread).round(2)
+    bars["low"] = (bars["close"] - spread[::-1]).round(2)
+    script = {}
+    for row, target, down, up in entries:
+        close = float(bars["close"].iloc[row % n])
+        script[row % n] = {"target": target, "stop_loss": close - down, "take_profit": close + up}
+    fees = Fees(maker=Decimal("0.00075"), taker=Decimal("0.001"))  # a maker fill charged as taker would show
+    event, fast = await both(Scripted(bars, script), bars, tmp_path_factory.mktemp("random"), fees=fees)
+    assert_same(event, fast)

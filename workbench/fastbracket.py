@@ -1,0 +1,628 @@
+"""The replay's fast path for protected entries: what the event path would do for a bracket strategy.
+
+A strategy whose intents are a ``target`` in base units reached by MARKET orders, each position
+protected by an OCO (``stop_loss`` and ``take_profit``, see :mod:`workbench.intents`), does little
+per trade: a market entry, an OCO placed for what the entry bought, and then either the OCO is
+canceled when the target changes again and the position is sold at market, or a leg is reached
+inside a bar first (the take-profit fills as maker; the stop-loss triggers and sells to the book,
+or rests at its limit until the price comes back). The event path drives every one of these
+through the session, the risk checks, the matching core's book and the store's writer thread.
+:func:`simulate` does the same, trade by trade: numpy finds the next bar that changes the target
+or reaches a resting leg (the rest change nothing), and at those bars the session's own rules run
+on Decimals: the same rounding, risk checks, filters, fees, funds, ids and timestamps, written to
+the store in bulk by :func:`commit`.
+
+What it does not model (a leg only partly filled, an order bigger than the best level of the book,
+a refusal by the filters, the risk checks or the balance, an exit already reached when placed,
+limit entries, trailing stops, other sizes than ``target``) it does not guess: the replay hands
+over to the event path at the last bar where the account was flat with nothing open before it,
+and the event path replays the rest from there. So does a trade still open at the end of the data
+(its orders then live in the paper venue, as the event path leaves them).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
+
+import numpy as np
+import pandas as pd
+
+from workbench.bars import path as bar_path
+from workbench.errors import OrderRejected
+from workbench.fastreplay import Unsupported, _filter_bounds, _no_gc
+from workbench.filters import SymbolRules, check_order
+from workbench.intents import Exits, Intent, intent_frame, iter_intents
+from workbench.matching import best_prices, level_amount
+from workbench.model import (
+    ZERO,
+    ContingencyType,
+    Fill,
+    ListOrderStatus,
+    ListStatusType,
+    Order,
+    OrderList,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from workbench.risk import MINUTE_MS, RiskState, _day
+from workbench.session import (
+    STOP_LIMIT_OFFSET,
+    TradingSession,
+    _close_times,
+    _IntentBook,
+    _is_dust,
+    _next_reached,
+    _size_changes,
+    _too_small,
+    strategy_answers,
+)
+from workbench.store import Store, list_rank
+
+SUPPORTED = {"target", "stop_loss", "take_profit"}
+_new = object.__new__
+
+
+def _request(symbol: str, side: Side, type: OrderType, amount: Decimal, price: Decimal | None = None,
+             stop_price: Decimal | None = None, time_in_force: TimeInForce | None = None) -> OrderRequest:  # fmt: skip
+    """An :class:`OrderRequest` of parameters valid by construction, without its checks (slow)."""
+    request = _new(OrderRequest)
+    request.__dict__.update(
+        symbol=symbol, side=side, type=type, amount=amount, price=price, stop_price=stop_price,
+        time_in_force=time_in_force, quote_amount=None, client_order_id=None, trailing_delta=None,
+        iceberg_amount=None, self_trade_prevention=SelfTradePrevention.EXPIRE_MAKER,
+    )  # fmt: skip
+    return request
+
+
+@dataclass
+class Outcome:
+    """What the replay did up to ``resume`` (the bar the event path goes on from; ``None``: the end)."""
+
+    symbol: str = ""
+    orders: list[tuple[Order, Decimal, int]] = field(default_factory=list)  # with signal price and time
+    fills: list[Fill] = field(default_factory=list)
+    lists: list[tuple[OrderList, tuple[str, ...], Decimal, int]] = field(default_factory=list)
+    drops: list[tuple[OrderRequest, Decimal, int, OrderRejected]] = field(default_factory=list)
+    target_changes: list[tuple[str, int, float]] = field(default_factory=list)
+    state: RiskState = field(default_factory=RiskState)
+    free: dict[str, Decimal] = field(default_factory=dict)
+    intent: Intent | None = None
+    target: Decimal | None = None
+    seq: int = 0
+    order_seq: int = 0
+    trade_seq: int = 0
+    list_seq: int = 0
+    last_price: Decimal | None = None
+    now: int | None = None
+    resume: int | None = None
+    why: str | None = None  # why the event path goes on from ``resume`` (None: the data ended mid-trade)
+
+
+def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Outcome:
+    """What ``session.run(frames)`` would do for a bracket strategy, up to the last flat bar before
+    anything it does not model; changes nothing. :class:`Unsupported` if it cannot even start."""
+    with _no_gc():
+        return _Replay(session, frames).run()
+
+
+class _Replay:
+    """The session's intent rules for one symbol, on Decimals, trade by trade."""
+
+    def __init__(self, session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> None:
+        engine = getattr(session.executor, "engine", None)
+        if engine is None or session.shadow is not None:
+            raise Unsupported("only a paper session without a shadow replays on the fast path")
+        if len(frames) != 1:
+            raise Unsupported("a replay of several symbols takes the event path")
+        if session.orders or session.state.positions or session._books:
+            raise Unsupported("the session has orders or positions already")
+        if session.kill_switch.tripped:
+            raise Unsupported("the kill switch is tripped")
+        ((symbol, frame),) = frames.items()
+        limits = session.risk.limits
+        if limits.allowed_symbols is not None and symbol not in limits.allowed_symbols:
+            raise Unsupported("the symbol is outside the risk allow-list")
+        answer = strategy_answers(session.strategy, {symbol: frame})[symbol]  # type: ignore[arg-type]
+        if not isinstance(answer, pd.DataFrame):
+            raise Unsupported("the strategy returns targets: the plain fast path replays them")
+        intents = intent_frame(answer, frame.index)
+        other = set(intents.columns) - SUPPORTED
+        if other or "target" not in intents:
+            raise Unsupported(
+                f"intents with {sorted(other or {'target_quote or target_fraction'})} take the event path"
+            )
+        self.session, self.engine, self.symbol, self.frame = session, engine, symbol, frame
+        self.rules: SymbolRules = session.rules[symbol]
+        self.fees, self.book_config = engine.fees, replace(engine.book_config, levels=1)
+        self.risk, self.limits = session.risk, session.risk.limits
+        self.changes = np.flatnonzero(_size_changes(intents))
+        self.intents: dict[int, Intent | None] = dict(
+            zip(self.changes.tolist(), iter_intents(intents.iloc[self.changes]), strict=True)
+        )
+        prices = {k: frame[k].to_numpy(dtype=float) if k in frame else frame["close"].to_numpy(dtype=float)
+                  for k in ("open", "high", "low", "close")}  # fmt: skip
+        self.opens, self.highs, self.lows, self.closes = (prices[k] for k in ("open", "high", "low", "close"))
+        self.at = _close_times(frame).to_numpy(dtype="int64")
+        needed = np.zeros(len(frame), dtype=bool)
+        needed[self.changes] = True
+        self.needed = needed
+        self.out = Outcome(symbol, free=dict(engine.free), order_seq=engine._order_seq, trade_seq=engine._trade_seq,
+                           list_seq=engine._list_seq, seq=session._seq)  # fmt: skip
+        self.prefix = session._prefix
+        self.base, self.quote = self.rules.base, self.rules.quote
+        self.position = ZERO
+        self.locked = ZERO  # base locked by the open exits
+        self.legs: list[Order] = []  # the open exit orders (an OCO's two, or a triggered stop alone)
+        self.exit_list: OrderList | None = None
+        self.protecting: tuple[Exits, Decimal] | None = None
+        self.last = ZERO
+        self.now = 0
+        self._last_best: tuple[Decimal | None, tuple[Decimal, Decimal]] = (None, (ZERO, ZERO))
+        self._market_bounds = _filter_bounds(self.rules)
+        lot, market = self.rules.filter("LOT_SIZE") or {}, self.rules.filter("MARKET_LOT_SIZE") or {}
+        notional = self.rules.filter("MIN_NOTIONAL") or {}, self.rules.filter("NOTIONAL") or {}
+        self._least = (max([f.get("minQty", ZERO) for f in (lot, market)] + [self.rules.step_size()]),
+                       max(f.get("minNotional", ZERO) for f in notional))  # fmt: skip
+
+    # -- the timeline -----------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        checkpoint = None
+        try:
+            row = 0
+            for change in self.changes.tolist():
+                row = self._rest(row, change)
+                if not self.legs:
+                    checkpoint = self._checkpoint(change)
+                self._bar(change)
+                row = change + 1
+            self._rest(row, len(self.frame))
+        except Unsupported as e:
+            return self._hand_over(checkpoint, str(e))
+        if self.legs:  # still protected at the end: the event path leaves its orders in the venue
+            return self._hand_over(checkpoint, None)
+        self.last, self.now = Decimal(str(float(self.closes[-1]))), int(self.at[-1])
+        return self._finish(None, None)
+
+    def _rest(self, row: int, end: int) -> int:
+        """While exits rest, step the bars from ``row`` (up to ``end``) whose range reaches one."""
+        while self.legs:
+            row = _next_reached((self.lows, self.highs, self.needed), row, self._band())
+            if row >= end:
+                break
+            self._bar(row)
+            row += 1
+        return row
+
+    def _band(self) -> tuple[Decimal | None, Decimal | None]:
+        """The prices that reach no open exit (:meth:`MatchingEngine.band`)."""
+        floor = ceiling = None
+        for leg in self.legs:
+            if leg.type.is_stop and not leg.triggered:
+                floor = leg.stop_price
+            else:
+                ceiling = leg.price
+        return floor, ceiling
+
+    def _bar(self, row: int) -> None:
+        """One bar as the session steps it: its walk while exits rest, its close, its intent."""
+        self.now = int(self.at[row])
+        if self.legs:
+            for price in bar_path(self.opens[row], self.highs[row], self.lows[row], self.closes[row])[:-1]:
+                self._price(price)
+        self._price(Decimal(str(float(self.closes[row]))))
+        intent = self.intents.get(row)
+        if intent is not None:
+            self._act(intent)
+        elif self.out.intent is not None:
+            self._sync_exits()
+
+    # -- what the session does --------------------------------------------------------------
+
+    def _act(self, intent: Intent) -> None:
+        out = self.out
+        if out.intent is None or intent.entry_key != out.intent.entry_key:
+            target = self.rules.round_amount(Decimal(str(intent.entry.value)))
+            out.intent, out.target = intent, target
+            out.target_changes.append((self.symbol, self.now, float(target)))
+            self._enter(target)
+        self._sync_exits()
+
+    def _enter(self, target: Decimal) -> None:
+        delta = target - self.position
+        if delta < 0:
+            self._cancel_exits()
+        if not delta:
+            return
+        side = Side.BUY if delta > 0 else Side.SELL
+        amount = self.rules.round_amount(abs(delta)) or abs(delta)
+        request = _request(self.symbol, side, OrderType.MARKET, amount)
+        dust = None if self._surely_tradable(amount, self.last, True) else _too_small(request, self.rules, self.last)
+        if dust is not None:
+            self.out.drops.append((request, self.last, self.now, dust))
+            return
+        self._market(request)
+
+    def _sync_exits(self) -> None:
+        exits = self.out.intent.exits if self.out.intent is not None else Exits()
+        amount = self.rules.round_amount(self.position) if self.position > 0 else ZERO
+        want = (exits, amount) if exits and amount > 0 else None
+        if want == self.protecting:
+            return
+        self._cancel_exits()
+        self.protecting = want
+        if want is not None:
+            self._place_exits(exits, amount)
+
+    def _cancel_exits(self) -> None:
+        for leg in self.legs:
+            self._close(leg, OrderStatus.CANCELED)
+        if self.exit_list is not None and self.exit_list.is_open:
+            self._list_done()
+        self.legs, self.exit_list, self.protecting = [], None, None
+
+    def _place_exits(self, exits: Exits, amount: Decimal) -> None:
+        rules, price = self.rules, self.last
+        if exits.trailing_delta is not None or exits.stop_loss is None or exits.take_profit is None:
+            raise Unsupported("exits other than an OCO of stop_loss and take_profit")
+        stop = rules.round_price(Decimal(str(exits.stop_loss)))
+        profit = rules.round_price(Decimal(str(exits.take_profit)), ROUND_UP)
+        if price <= stop or price >= profit:
+            raise Unsupported("an exit reached already when placed (sold at market)")
+        limit = rules.round_price(stop * (1 - STOP_LIMIT_OFFSET), ROUND_DOWN)
+        legs = (
+            _request(self.symbol, Side.SELL, OrderType.LIMIT_MAKER, amount, profit),
+            _request(self.symbol, Side.SELL, OrderType.STOP_LOSS_LIMIT, amount, limit, stop, TimeInForce.GTC),
+        )
+        if not self._surely_tradable(amount, limit, False) and _is_dust(legs[-1], rules, limit):
+            return
+        list_id = self._next_id()
+        ids = (self._next_id(), self._next_id())
+        for i, leg in enumerate(legs):  # the session's checks, then the venue's
+            self._check_risk(leg, i)
+        for i, leg in enumerate(legs):
+            self._check_filters(leg, len(self.legs) + i, sum(o.type.is_stop for o in self.legs) + i)
+        if profit <= self._best()[0]:
+            raise Unsupported("the take-profit would take liquidity (the venue rejects the OCO)")
+        if amount > self.out.free.get(self.base, ZERO):
+            raise Unsupported("the balance cannot pay the OCO (the venue rejects it)")
+        out = self.out
+        out.list_seq += 1
+        placed = []
+        for leg, cid in zip(legs, ids, strict=True):
+            out.state.record_order(self.now)
+            out.order_seq += 1
+            order = Order.from_request(leg, cid, self.now, id=str(out.order_seq))
+            order.order_list_id = out.list_seq
+            placed.append(order)
+            out.orders.append((order, price, self.now))
+        placed[0].holds_funds = False  # the pair shares one lock: the stop-loss holds it
+        self._lock(amount)
+        self.exit_list = OrderList(out.list_seq, list_id, self.symbol, ContingencyType.OCO,
+                                   tuple(o.id for o in placed), timestamp=self.now, last_update=self.now)  # type: ignore[misc]  # fmt: skip
+        out.lists.append((self.exit_list, ids, price, self.now))
+        self.legs = placed
+
+    def _market(self, request: OrderRequest) -> None:
+        self._check_risk(request, 0)
+        if self.legs or not self._surely_tradable(request.amount, self.last, True):  # type: ignore[arg-type]
+            self._check_filters(request, len(self.legs), sum(o.type.is_stop for o in self.legs))
+        buy, amount = request.side is Side.BUY, request.amount
+        bid, ask = self._best()
+        price = ask if buy else bid
+        if amount > level_amount(price, self.rules, self.book_config):  # type: ignore[operator]
+            raise Unsupported("a market order walks past the best level of the book")
+        need, asset = (price * amount, self.quote) if buy else (amount, self.base)  # type: ignore[operator]
+        if need > self.out.free.get(asset, ZERO):
+            raise Unsupported("the balance cannot pay a market order (the venue rejects it)")
+        out = self.out
+        out.state.record_order(self.now)
+        cid = self._next_id()
+        out.order_seq += 1
+        order = Order.from_request(request, cid, self.now, id=str(out.order_seq))
+        out.orders.append((order, self.last, self.now))
+        self._fill(order, price, amount, maker=False)  # type: ignore[arg-type]
+
+    # -- what the venue does ----------------------------------------------------------------
+
+    def _price(self, price: Decimal) -> None:
+        """A new last price: work the open exits in the order they were placed (the venue's)."""
+        self.last = price
+        for leg in list(self.legs):
+            if leg.status.is_final:
+                continue
+            if leg.type.is_stop and not leg.triggered:
+                if price <= leg.stop_price:  # type: ignore[operator]
+                    self._trigger(leg)
+            elif price >= leg.price:  # type: ignore[operator]
+                self._fill_resting(leg)
+
+    def _trigger(self, stop: Order) -> None:
+        """A stop-loss leg triggers: the take-profit expires, the stop sells to the book down to its
+        limit and rests at the limit if the best bid is below it."""
+        self._expire_others(stop)
+        stop.triggered = True
+        bid = self._best()[0]
+        if bid >= stop.price:  # type: ignore[operator]
+            if stop.remaining > level_amount(bid, self.rules, self.book_config):  # type: ignore[operator]
+                raise Unsupported("a triggered stop walks past the best level of the book")
+            self._fill(stop, bid, stop.remaining, maker=False)  # type: ignore[arg-type]
+
+    def _fill_resting(self, order: Order) -> None:
+        available = max(self.rules.round_amount(self.book_config.level_notional / order.price), self.rules.step_size())  # type: ignore[operator]
+        if order.remaining > available:  # type: ignore[operator]
+            raise Unsupported("a resting exit fills only in part")
+        self._expire_others(order)
+        self._fill(order, order.price, order.remaining, maker=True)  # type: ignore[arg-type]
+
+    def _expire_others(self, order: Order) -> None:
+        others = [leg for leg in self.legs if leg is not order and not leg.status.is_final]
+        for other in others:
+            self._close(other, OrderStatus.EXPIRED)
+        if others and not order.holds_funds:
+            order.holds_funds = True  # it takes over the shared lock
+            self._lock(order.remaining)  # type: ignore[arg-type]
+        if self.exit_list is not None and self.exit_list.is_open:
+            self._list_done()
+        self.legs = [order]
+
+    def _fill(self, order: Order, price: Decimal, amount: Decimal, *, maker: bool) -> None:
+        rules, out = self.rules, self.out
+        cost = price * amount
+        rate = self.fees.maker if maker else self.fees.taker
+        free = out.free
+        if order.side is Side.BUY:
+            currency = self.base
+            fee = (amount * rate).quantize(Decimal(1).scaleb(-rules.base_precision), ROUND_HALF_UP)
+            free[self.quote] -= cost
+            free[self.base] = free.get(self.base, ZERO) + (amount - fee)
+        else:
+            currency = self.quote
+            fee = (cost * rate).quantize(Decimal(1).scaleb(-rules.quote_precision), ROUND_HALF_UP)
+            if order.type is not OrderType.MARKET:
+                self.locked -= amount
+            else:
+                free[self.base] -= amount
+            free[self.quote] = free.get(self.quote, ZERO) + (cost - fee)
+        order.filled += amount
+        order.cost += cost
+        order.fees[currency] = order.fees.get(currency, ZERO) + fee
+        order.last_update = self.now
+        order.status = OrderStatus.FILLED
+        out.trade_seq += 1
+        fill = Fill(str(out.trade_seq), order.id, order.client_order_id, self.symbol, order.side, price, amount,
+                    cost, fee, currency, maker, self.now)  # fmt: skip
+        out.fills.append(fill)
+        out.state.record_fill(fill, self.base)
+        self.position = out.state.positions[self.symbol]
+        if order in self.legs:
+            self.legs.remove(order)
+
+    def _close(self, order: Order, status: OrderStatus) -> None:
+        if order.holds_funds and order.status is not OrderStatus.FILLED:
+            self._unlock(order.remaining)  # type: ignore[arg-type]
+        order.status, order.last_update = status, self.now
+
+    def _list_done(self) -> None:
+        order_list = self.exit_list
+        order_list.list_status_type = ListStatusType.ALL_DONE  # type: ignore[union-attr]
+        order_list.list_order_status = ListOrderStatus.ALL_DONE  # type: ignore[union-attr]
+        order_list.last_update = self.now  # type: ignore[union-attr]
+
+    def _lock(self, amount: Decimal) -> None:
+        self.out.free[self.base] -= amount
+        self.locked += amount
+
+    def _unlock(self, amount: Decimal) -> None:
+        self.out.free[self.base] += amount
+        self.locked -= amount
+
+    def _best(self) -> tuple[Decimal, Decimal]:
+        """The book's best bid and ask at the last price (:func:`~workbench.matching.best_prices`)."""
+        if self._last_best[0] != self.last:
+            self._last_best = (self.last, best_prices(self.last, self.rules, self.book_config))
+        return self._last_best[1]
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def _surely_tradable(self, amount: Decimal, price: Decimal, market: bool) -> bool:
+        """Whether ``amount`` on the step grid is surely no dust at ``price`` (above every minimum
+        quantity and notional); if not, the session's own test decides."""
+        if market:
+            least, most, floor, ceiling = self._market_bounds
+            return least <= amount <= most and floor <= amount * price <= ceiling
+        least, floor = self._least
+        return amount >= least and amount * price >= floor  # type: ignore[operator]
+
+    def _check_risk(self, request: OrderRequest, before: int) -> None:
+        """The session's risk checks on ``request``, ``before`` legs of its list ahead of it: the
+        real ones unless :meth:`_surely_allowed` (the filters are the venue's, :meth:`_check_filters`)."""
+        if self._surely_allowed(request, before):
+            return
+        n = len(self.legs)
+        context = self.out.state.context(
+            self.symbol, self.last, self.now, open_orders=n, open_orders_symbol=n, halted=""
+        )
+        if before:
+            context = replace(context, open_orders=n + before, open_orders_symbol=n + before,
+                              orders_last_minute=context.orders_last_minute + before)  # fmt: skip
+        try:
+            self.risk.check(request, context, filters=False)
+        except OrderRejected as e:
+            raise Unsupported(f"a risk check refuses an order (the event path records it): {e}") from None
+
+    def _surely_allowed(self, request: OrderRequest, before: int) -> bool:
+        """Whether every risk check but the filters surely lets ``request`` pass (the kill switch
+        and the allow-list are read once, at the start); ``False`` leaves it to the checks."""
+        limits, state, last = self.limits, self.out.state, self.last
+        times = state.order_times
+        while times and times[0] <= self.now - MINUTE_MS:  # as RiskState.context forgets them
+            times.popleft()
+        amount = request.amount
+        after = self.position + amount if request.side is Side.BUY else self.position - amount  # type: ignore[operator]
+        grows = abs(after) > abs(self.position)
+        price = request.price or last
+        off = abs(price - last) * 100 / last if request.price is not None else ZERO
+        today = state.realised.get(_day(self.now), ZERO)
+        return not (
+            (limits.max_order_notional is not None and amount * price > limits.max_order_notional)  # type: ignore[operator]
+            or (grows and limits.max_position is not None and abs(after) > limits.max_position)
+            or (grows and limits.max_position_notional is not None and abs(after) * last > limits.max_position_notional)
+            or (limits.max_open_orders is not None and request.type is not OrderType.MARKET
+                and len(self.legs) + before + 1 > limits.max_open_orders)
+            or (limits.max_daily_loss is not None and today <= -limits.max_daily_loss and grows)
+            or (limits.max_orders_per_minute is not None and len(times) + before + 1 > limits.max_orders_per_minute)
+            or (limits.price_band_pct is not None and off > limits.price_band_pct)
+        )  # fmt: skip
+
+    def _check_filters(self, request: OrderRequest, open_orders: int, open_algo: int) -> None:
+        """The venue's filters, with its own counts of open orders."""
+        try:
+            check_order(request, self.rules, avg_price=self.last, open_orders=open_orders, open_algo_orders=open_algo)
+        except OrderRejected as e:
+            raise Unsupported(f"the venue's filters refuse an order (the event path records it): {e}") from None
+
+    # -- hand-over --------------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        self.out.seq += 1
+        return f"{self.prefix}{self.out.seq}"
+
+    def _checkpoint(self, row: int) -> tuple:
+        """The state before ``row`` with nothing open: where the event path could take over."""
+        out = self.out
+        state = RiskState(dict(out.state.positions), dict(out.state.avg_cost), dict(out.state.realised),
+                          dict(out.state.realised_by_symbol), deque(out.state.order_times))  # fmt: skip
+        lengths = tuple(map(len, (out.orders, out.fills, out.lists, out.drops, out.target_changes)))
+        scalars = (out.intent, out.target, out.seq, out.order_seq, out.trade_seq, out.list_seq)
+        return row, lengths, state, dict(out.free), scalars, self.last, self.now
+
+    def _hand_over(self, checkpoint: tuple | None, why: str | None) -> Outcome:
+        if checkpoint is None or checkpoint[0] == self.changes[0]:
+            raise Unsupported(why or "the strategy is still protected at the end of the data")
+        row, lengths, state, free, scalars, last, now = checkpoint
+        out = self.out
+        for name, n in zip(("orders", "fills", "lists", "drops", "target_changes"), lengths, strict=True):
+            del getattr(out, name)[n:]
+        out.state, out.free = state, free
+        out.intent, out.target, out.seq, out.order_seq, out.trade_seq, out.list_seq = scalars
+        self.last, self.now = last, now
+        return self._finish(int(row), why)
+
+    def _finish(self, resume: int | None, why: str | None) -> Outcome:
+        out = self.out
+        out.resume, out.why, out.last_price, out.now = resume, why, self.last, self.now
+        return out
+
+
+def commit(session: TradingSession, out: Outcome) -> None:
+    """Put ``out`` into the session, its paper venue and its store (orders, lists and fills in bulk)."""
+    with _no_gc():
+        _commit(session, out)
+
+
+def _commit(session: TradingSession, out: Outcome) -> None:
+    engine = session.executor.engine  # type: ignore[attr-defined]
+    session.state = out.state
+    session.orders.update((o.client_order_id, o) for o, _, _ in out.orders)
+    session.order_lists.update((lst.list_client_order_id, lst) for lst, _, _, _ in out.lists)
+    session.list_legs.update((lst.list_client_order_id, legs) for lst, legs, _, _ in out.lists)
+    session._seq = out.seq
+    session.target_changes.extend(out.target_changes)
+    session._trade_keys.update((f.symbol, f.trade_id) for f in out.fills)
+    symbol = out.symbol
+    if out.intent is not None:
+        session._books[symbol] = _IntentBook(intent=out.intent)
+        session._targets[symbol] = out.target  # type: ignore[assignment]
+    if out.now:
+        session.last_price[symbol] = out.last_price  # type: ignore[assignment]
+        engine.last_price[symbol] = out.last_price
+        session.executor._time = out.now  # type: ignore[attr-defined]
+    engine.free.update(out.free)
+    for asset in out.free:
+        engine.locked.setdefault(asset, ZERO)
+    engine._order_seq, engine._trade_seq, engine._list_seq = out.order_seq, out.trade_seq, out.list_seq
+    session.executor._fills.extend(out.fills)  # type: ignore[attr-defined]
+    write(session.store, session.session_id, out)
+    for request, price, at, error in out.drops:
+        session._drop(request, price, at, error)
+    session._audit("replay.fast", {"orders": len(out.orders), "fills": len(out.fills), "lists": len(out.lists),
+                                   "event_path_from": out.resume, "why": out.why})  # fmt: skip
+
+
+def _times(values: list[int]) -> pd.DatetimeIndex:
+    return pd.to_datetime(np.array(values, dtype="int64"), unit="ms", utc=True)
+
+
+def _text(values: list[Decimal | None]) -> list[str | None]:
+    """Decimals as text, which DuckDB casts to its DECIMAL exactly."""
+    return [None if v is None else str(v) for v in values]
+
+
+def write(store: Store, session_id: str, out: Outcome) -> None:
+    """Insert the orders, order lists and fills of ``out`` into the paper tables at once."""
+    o = [order for order, _, _ in out.orders]
+    f = out.fills
+    lists = out.lists
+    frames = {
+        "paper_orders": {
+            "client_order_id": [x.client_order_id for x in o],
+            "order_id": [x.id for x in o],
+            "side": [x.side.value for x in o],
+            "type": [x.type.value for x in o],
+            "time_in_force": [x.time_in_force and x.time_in_force.value for x in o],
+            "amount": _text([x.amount for x in o]),
+            "price": _text([x.price for x in o]),
+            "stop_price": _text([x.stop_price for x in o]),
+            "status": [x.status.value for x in o],
+            "status_rank": [x.status.rank for x in o],
+            "filled": _text([x.filled for x in o]),
+            "cost": _text([x.cost for x in o]),
+            "average": _text([x.average for x in o]),
+            "signal_price": _text([signal for _, signal, _ in out.orders]),
+            "arrival_price": _text([signal for _, signal, _ in out.orders]),  # a paper order's: its signal's
+            "signal_time": _times([at for _, _, at in out.orders]),
+            "created_at": _times([x.timestamp for x in o]),
+            "updated_at": _times([x.last_update for x in o]),
+        },
+        "paper_fills": {
+            "trade_id": [x.trade_id for x in f],
+            "order_id": [x.order_id for x in f],
+            "client_order_id": [x.client_order_id for x in f],
+            "side": [x.side.value for x in f],
+            "price": _text([x.price for x in f]),
+            "amount": _text([x.amount for x in f]),
+            "cost": _text([x.cost for x in f]),
+            "fee": _text([x.fee for x in f]),
+            "fee_currency": [x.fee_currency for x in f],
+            "is_maker": [x.is_maker for x in f],
+            "timestamp": _times([x.timestamp for x in f]),
+        },
+        "paper_order_lists": {
+            "list_client_order_id": [x.list_client_order_id for x, _, _, _ in lists],
+            "order_list_id": [x.id for x, _, _, _ in lists],
+            "contingency_type": [x.kind.value for x, _, _, _ in lists],
+            "list_status_type": [x.list_status_type.value for x, _, _, _ in lists],
+            "list_order_status": [x.list_order_status.value for x, _, _, _ in lists],
+            "status_rank": [list_rank(x) for x, _, _, _ in lists],
+            "legs": [list(legs) for _, legs, _, _ in lists],
+            "signal_price": _text([signal for _, _, signal, _ in lists]),
+            "signal_time": _times([at for _, _, _, at in lists]),
+            "created_at": _times([x.timestamp for x, _, _, _ in lists]),
+            "updated_at": _times([x.last_update for x, _, _, _ in lists]),
+        },
+    }
+    rows = {"paper_orders": len(o), "paper_fills": len(f), "paper_order_lists": len(lists)}
+    store.insert_frames(
+        {
+            table: pd.DataFrame({"session_id": session_id, "symbol": out.symbol, **columns}, index=range(rows[table]))
+            for table, columns in frames.items()
+        }
+    )
