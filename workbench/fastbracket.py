@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
+from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,7 @@ from workbench.session import (
 from workbench.store import Store, list_rank
 
 SUPPORTED = {"target", "stop_loss", "take_profit"}
+INFINITY = Decimal("Infinity")
 _new = object.__new__
 
 
@@ -141,7 +143,11 @@ class _Replay:
         self.session, self.engine, self.symbol, self.frame = session, engine, symbol, frame
         self.rules: SymbolRules = session.rules[symbol]
         self.fees, self.book_config = engine.fees, replace(engine.book_config, levels=1)
-        self.risk, self.limits = session.risk, session.risk.limits
+        self.risk = session.risk
+        limits = session.risk.limits
+        self._limits = tuple(INFINITY if v is None else v for v in (  # None: off
+            limits.max_order_notional, limits.max_position, limits.max_position_notional, limits.max_open_orders,
+            limits.max_daily_loss, limits.max_orders_per_minute, limits.price_band_pct))  # fmt: skip
         self.changes = np.flatnonzero(_size_changes(intents))
         self.intents: dict[int, Intent | None] = dict(
             zip(self.changes.tolist(), iter_intents(intents.iloc[self.changes]), strict=True)
@@ -397,8 +403,12 @@ class _Replay:
         order.last_update = self.now
         order.status = OrderStatus.FILLED
         out.trade_seq += 1
-        fill = Fill(str(out.trade_seq), order.id, order.client_order_id, self.symbol, order.side, price, amount,
-                    cost, fee, currency, maker, self.now)  # fmt: skip
+        fill = _new(Fill)  # a frozen dataclass's __init__ sets each field through object.__setattr__: slow
+        fill.__dict__.update(
+            trade_id=str(out.trade_seq), order_id=order.id, client_order_id=order.client_order_id,
+            symbol=self.symbol, side=order.side, price=price, amount=amount, cost=cost, fee=fee,
+            fee_currency=currency, is_maker=maker, timestamp=self.now,
+        )  # fmt: skip
         out.fills.append(fill)
         out.state.record_fill(fill, self.base)
         self.position = out.state.positions[self.symbol]
@@ -461,26 +471,28 @@ class _Replay:
     def _surely_allowed(self, request: OrderRequest, before: int) -> bool:
         """Whether every risk check but the filters surely lets ``request`` pass (the kill switch
         and the allow-list are read once, at the start); ``False`` leaves it to the checks."""
-        limits, state, last = self.limits, self.out.state, self.last
-        times = state.order_times
+        notional, position, position_notional, open_orders, loss, rate, band = self._limits
+        times = self.out.state.order_times
         while times and times[0] <= self.now - MINUTE_MS:  # as RiskState.context forgets them
             times.popleft()
-        amount = request.amount
-        after = self.position + amount if request.side is Side.BUY else self.position - amount  # type: ignore[operator]
-        grows = abs(after) > abs(self.position)
-        price = request.price or last
-        off = abs(price - last) * 100 / last if request.price is not None else ZERO
-        today = state.realised.get(_day(self.now), ZERO)
-        return not (
-            (limits.max_order_notional is not None and amount * price > limits.max_order_notional)  # type: ignore[operator]
-            or (grows and limits.max_position is not None and abs(after) > limits.max_position)
-            or (grows and limits.max_position_notional is not None and abs(after) * last > limits.max_position_notional)
-            or (limits.max_open_orders is not None and request.type is not OrderType.MARKET
-                and len(self.legs) + before + 1 > limits.max_open_orders)
-            or (limits.max_daily_loss is not None and today <= -limits.max_daily_loss and grows)
-            or (limits.max_orders_per_minute is not None and len(times) + before + 1 > limits.max_orders_per_minute)
-            or (limits.price_band_pct is not None and off > limits.price_band_pct)
-        )  # fmt: skip
+        if len(times) + before >= rate:
+            return False
+        last, amount, price = self.last, request.amount, request.price
+        held = self.position
+        after = held + amount if request.side is Side.BUY else held - amount  # type: ignore[operator]
+        if abs(after) > abs(held) and (
+            abs(after) > position
+            or abs(after) * last > position_notional
+            or (loss < INFINITY and self.out.state.realised.get(_day(self.now), ZERO) <= -loss)
+        ):
+            return False
+        if price is None:
+            return amount * last <= notional  # type: ignore[operator]
+        return (
+            amount * price <= notional  # type: ignore[operator]
+            and len(self.legs) + before < open_orders
+            and abs(price - last) * 100 < band * last
+        )
 
     def _check_filters(self, request: OrderRequest, open_orders: int, open_algo: int) -> None:
         """The venue's filters, with its own counts of open orders."""
@@ -497,9 +509,10 @@ class _Replay:
 
     def _checkpoint(self, row: int) -> tuple:
         """The state before ``row`` with nothing open: where the event path could take over."""
-        out = self.out
-        state = RiskState(dict(out.state.positions), dict(out.state.avg_cost), dict(out.state.realised),
-                          dict(out.state.realised_by_symbol), deque(out.state.order_times))  # fmt: skip
+        out, realised = self.out, self.out.state.realised
+        today = next(reversed(realised.items()), None)  # the days before it are done: their count is enough
+        state = (dict(out.state.positions), dict(out.state.avg_cost), (len(realised), today),
+                 dict(out.state.realised_by_symbol), deque(out.state.order_times))  # fmt: skip
         lengths = tuple(map(len, (out.orders, out.fills, out.lists, out.drops, out.target_changes)))
         scalars = (out.intent, out.target, out.seq, out.order_seq, out.trade_seq, out.list_seq)
         return row, lengths, state, dict(out.free), scalars, self.last, self.now
@@ -511,7 +524,11 @@ class _Replay:
         out = self.out
         for name, n in zip(("orders", "fills", "lists", "drops", "target_changes"), lengths, strict=True):
             del getattr(out, name)[n:]
-        out.state, out.free = state, free
+        positions, costs, (days, today), by_symbol, times = state
+        realised = dict(islice(out.state.realised.items(), days))
+        if today is not None:
+            realised[today[0]] = today[1]
+        out.state, out.free = RiskState(positions, costs, realised, by_symbol, times), free
         out.intent, out.target, out.seq, out.order_seq, out.trade_seq, out.list_seq = scalars
         self.last, self.now = last, now
         return self._finish(int(row), why)
