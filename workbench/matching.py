@@ -122,8 +122,10 @@ def synthetic_book(last_price: Decimal, rules: SymbolRules, config: BookConfig) 
     best_bid, best_ask = best_prices(last_price, rules, config)
     gap = max(rules.round_price(last_price * config.level_step_bps * BPS, ROUND_CEILING), tick)
 
+    lot_step = rules.step_size()
+
     def level(price: Decimal) -> Level:
-        return Level(price, level_amount(price, rules, config))
+        return Level(price, level_amount(price, rules, config, lot_step))
 
     bids = tuple(level(best_bid - i * gap) for i in range(config.levels) if best_bid - i * gap > 0)
     asks = tuple(level(best_ask + i * gap) for i in range(config.levels))
@@ -138,9 +140,10 @@ def best_prices(last_price: Decimal, rules: SymbolRules, config: BookConfig) -> 
     return best_bid, max(rules.round_price(last_price + half, ROUND_CEILING), best_bid + tick)
 
 
-def level_amount(price: Decimal, rules: SymbolRules, config: BookConfig) -> Decimal:
-    """What one level of :func:`synthetic_book` at ``price`` holds: its notional in whole steps (one at least)."""
-    lot_step = rules.step_size()
+def level_amount(price: Decimal, rules: SymbolRules, config: BookConfig, lot_step: Decimal | None = None) -> Decimal:
+    """What one level of :func:`synthetic_book` at ``price`` holds: its notional in whole steps (one at
+    least); ``lot_step`` is the symbol's (given once for a whole book)."""
+    lot_step = rules.step_size() if lot_step is None else lot_step
     return max(_on_grid(config.level_notional / price, lot_step, ROUND_DOWN), lot_step or Decimal("1e-8"))
 
 
