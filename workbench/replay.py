@@ -4,7 +4,9 @@ A replay is a paper :class:`~workbench.session.TradingSession` (the object that 
 and mainnet) with a :class:`~workbench.executors.PaperExecutor`, the shared risk checks and the DuckDB
 store. For a plain-target strategy it takes the fast path (:mod:`workbench.fastreplay`): the orders,
 fills, fees and balances the session would produce, computed in one pass over the bars where the
-target changes and written to the store in bulk. Otherwise (or when the fast path cannot be exact:
+target changes and written to the store in bulk; for a bracket (market entries protected by an OCO)
+:mod:`workbench.fastbracket`, trade by trade, handing the rest to the event path where it cannot be
+exact. Otherwise (or when the fast path cannot be exact:
 an order the filters, risk checks or balance would refuse, ...) it takes the event path: targets
 computed once, vectorised, and the executor fed a price only on the bars where something can happen
 (the target changes, an order is open, the data ends), every order through the session. Either way
