@@ -107,17 +107,18 @@ class Outcome:
     why: str | None = None  # why the event path goes on from ``resume`` (None: the data ended mid-trade)
 
 
-def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Outcome:
+def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame], answer: object = None) -> Outcome:
     """What ``session.run(frames)`` would do for a bracket strategy, up to the last flat bar before
-    anything it does not model; changes nothing. :class:`Unsupported` if it cannot even start."""
+    anything it does not model; changes nothing. ``answer`` is the strategy's on ``frames`` if known.
+    :class:`Unsupported` if it cannot even start."""
     with _no_gc():
-        return _Replay(session, frames).run()
+        return _Replay(session, frames, answer).run()
 
 
 class _Replay:
     """The session's intent rules for one symbol, on Decimals, trade by trade."""
 
-    def __init__(self, session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> None:
+    def __init__(self, session: TradingSession, frames: Mapping[str, pd.DataFrame], answer: object) -> None:
         engine = getattr(session.executor, "engine", None)
         if engine is None or session.shadow is not None:
             raise Unsupported("only a paper session without a shadow replays on the fast path")
@@ -131,7 +132,8 @@ class _Replay:
         limits = session.risk.limits
         if limits.allowed_symbols is not None and symbol not in limits.allowed_symbols:
             raise Unsupported("the symbol is outside the risk allow-list")
-        answer = strategy_answers(session.strategy, {symbol: frame})[symbol]  # type: ignore[arg-type]
+        if answer is None:
+            answer = strategy_answers(session.strategy, {symbol: frame})[symbol]  # type: ignore[arg-type]
         if not isinstance(answer, pd.DataFrame):
             raise Unsupported("the strategy returns targets: the plain fast path replays them")
         intents = intent_frame(answer, frame.index)

@@ -61,7 +61,12 @@ class Unsupported(WorkbenchError):
 
 
 class IntentsAnswer(Unsupported):
-    """The strategy answers with order intents, not targets (:mod:`workbench.fastbracket` may replay them)."""
+    """The strategy answers with order intents, not targets (:mod:`workbench.fastbracket` may replay
+    them); ``answer`` is that answer (computed once)."""
+
+    def __init__(self, message: str, answer: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 @dataclass
@@ -106,7 +111,7 @@ def signals(strategy: object, symbol: str, frame: pd.DataFrame) -> _Signals:
     targets = strategy(frame)  # type: ignore[operator]
     if not isinstance(targets, pd.Series) or not pd.api.types.is_numeric_dtype(targets):
         if isinstance(targets, pd.DataFrame):
-            raise IntentsAnswer("the strategy returns order intents (a DataFrame), not a Series of targets")
+            raise IntentsAnswer("the strategy returns order intents (a DataFrame), not a Series of targets", targets)
         what = type(targets).__name__
         raise Unsupported(f"the strategy returns a {what}, not a Series of targets: the event path replays it")
     if not targets.index.equals(frame.index):

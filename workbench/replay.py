@@ -309,8 +309,8 @@ async def replay(
                 raise Unsupported("a portfolio strategy's intents are replayed on the event path only")
             try:
                 outcome = simulate(session, frames)
-            except IntentsAnswer:
-                return await _replay_bracket(session, frames, started, progress)
+            except IntentsAnswer as intents:
+                return await _replay_bracket(session, frames, intents.answer, started, progress)
         except Unsupported as e:
             if engine == "fast":
                 raise ConfigError(
@@ -340,16 +340,15 @@ def _fewer_collections(threshold: int = 50_000) -> Iterator[None]:
 
 
 async def _replay_bracket(
-    session: TradingSession, frames: dict[str, pd.DataFrame], started: float, progress: bool
+    session: TradingSession, frames: dict[str, pd.DataFrame], answer: pd.DataFrame, started: float, progress: bool
 ) -> ReplayResult:
     """A bracket strategy on :mod:`workbench.fastbracket`'s fast path, the event path going on from
     where it hands over (:class:`Unsupported` if it cannot start)."""
-    outcome = fastbracket.simulate(session, frames)
+    outcome = fastbracket.simulate(session, frames, answer)
     fastbracket.commit(session, outcome)
     fallback = None
     if outcome.resume is not None:
         ((symbol, frame),) = frames.items()
-        answer = strategy_answers(session.strategy, frames)[symbol]  # type: ignore[arg-type]
         row = outcome.resume
         with _fewer_collections():
             await session._run_intents({symbol: frame.iloc[row:]}, {symbol: answer.iloc[row:]}, progress, True)
