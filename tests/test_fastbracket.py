@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from tests.test_intents import RISK, Scripted, path_bars
 from workbench.config import RiskLimits
+from workbench.fastbracket import _intents
+from workbench.intents import intent_frame, iter_intents
 from workbench.matching import Fees
 from workbench.replay import load_bars, replay
 from workbench.strategy import SmaBracket
@@ -170,3 +172,13 @@ async def test_random_brackets_on_random_bars_are_the_event_paths(steps, wicks, 
     fees = Fees(maker=Decimal("0.00075"), taker=Decimal("0.001"))  # a maker fill charged as taker would show
     event, fast = await both(Scripted(bars, script), bars, tmp_path_factory.mktemp("random"), fees=fees)
     assert_same(event, fast)
+
+
+def test_the_fast_paths_intents_are_those_the_session_reads():
+    frame = intent_frame(
+        pd.DataFrame({"target": [0.01, 0.0, 0.002], "stop_loss": [49_000.5, np.nan, 1.25],
+                      "take_profit": [51_000.0, 52_000.0, np.nan]})  # fmt: skip
+    )
+    assert _intents(frame) == list(iter_intents(frame))
+    plain = intent_frame(pd.DataFrame({"target": [0.01, 0.0]}))
+    assert _intents(plain) == list(iter_intents(plain))

@@ -35,7 +35,7 @@ from workbench.bars import path as bar_path
 from workbench.errors import OrderRejected
 from workbench.fastreplay import Unsupported, _filter_bounds, _no_gc
 from workbench.filters import SymbolRules, check_order
-from workbench.intents import Exits, Intent, intent_frame, iter_intents
+from workbench.intents import Entry, Exits, Intent, intent_frame
 from workbench.matching import best_prices, level_amount
 from workbench.model import (
     ZERO,
@@ -107,6 +107,24 @@ class Outcome:
     why: str | None = None  # why the event path goes on from ``resume`` (None: the data ended mid-trade)
 
 
+def _intents(frame: pd.DataFrame) -> list[Intent]:
+    """:func:`~workbench.intents.iter_intents` of rows whose size is set, for the columns the fast
+    path takes, without the frozen dataclasses' slow ``__init__``."""
+    n = len(frame)
+    stops, profits = ([None if v != v else v for v in frame[c].tolist()] if c in frame else [None] * n
+                      for c in ("stop_loss", "take_profit"))  # fmt: skip
+    out = []
+    for size, stop, profit in zip(frame["target"].tolist(), stops, profits, strict=True):
+        entry, exits, intent = _new(Entry), _new(Exits), _new(Intent)
+        entry.__dict__.update(
+            kind="target", value=float(size), limit_price=None, time_in_force="GTC", cancel_after=None
+        )
+        exits.__dict__.update(stop_loss=stop, take_profit=profit, trailing_delta=None)
+        intent.__dict__.update(entry=entry, exits=exits)
+        out.append(intent)
+    return out
+
+
 def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame], answer: object = None) -> Outcome:
     """What ``session.run(frames)`` would do for a bracket strategy, up to the last flat bar before
     anything it does not model; changes nothing. ``answer`` is the strategy's on ``frames`` if known.
@@ -151,9 +169,7 @@ class _Replay:
             limits.max_order_notional, limits.max_position, limits.max_position_notional, limits.max_open_orders,
             limits.max_daily_loss, limits.max_orders_per_minute, limits.price_band_pct))  # fmt: skip
         self.changes = np.flatnonzero(_size_changes(intents))
-        self.intents: dict[int, Intent | None] = dict(
-            zip(self.changes.tolist(), iter_intents(intents.iloc[self.changes]), strict=True)
-        )
+        self.intents = dict(zip(self.changes.tolist(), _intents(intents.iloc[self.changes]), strict=True))
         prices = {k: frame[k].to_numpy(dtype=float) if k in frame else frame["close"].to_numpy(dtype=float)
                   for k in ("open", "high", "low", "close")}  # fmt: skip
         self.opens, self.highs, self.lows, self.closes = (prices[k] for k in ("open", "high", "low", "close"))
