@@ -548,3 +548,25 @@ async def test_a_bracket_skips_the_bars_its_resting_exits_do_not_reach_and_trade
         assert rows(table, columns, sparse.session_id) == rows(table, columns, every.session_id)
     assert sparse.executor.engine.balances() == every.executor.engine.balances()
     sparse.store.close()
+
+
+class NoLists(PaperExecutor):
+    """A paper venue that trades no order lists (as an executor that has not adopted them)."""
+
+    create_order_list = None  # not an OrderListExecutor
+
+
+async def test_without_order_lists_a_bracket_keeps_its_stop_loss_and_says_the_take_profit_is_not_placed(store):
+    bars = path_bars([50_000] * 3 + [48_900] * 3)
+    strategy = Scripted(bars, {1: {"target": 0.01, "stop_loss": 49_000, "take_profit": 51_000}})
+    rules = load_rules(["BTC/USDT"])
+    session = TradingSession(NoLists(rules, {"USDT": 10_000}), store, rules=rules, strategy=strategy, risk=RISK)
+    with pytest.warns(UserWarning, match="stop-loss is placed, not its take-profit"):
+        await session.run({"BTC/USDT": bars}, progress=False)
+    assert [o[1:4] for o in orders_of(session)] == [
+        ("buy", "MARKET", "FILLED"),
+        ("sell", "STOP_LOSS_LIMIT", "FILLED"),  # the stop still protects the position, and sells it
+    ]
+    audit = store.query("SELECT detail FROM audit_log WHERE session_id = ? AND kind = 'intent.unsupported'",
+                        [session.session_id])  # fmt: skip
+    assert len(audit) == 1 and "take-profit" in audit["detail"][0]
