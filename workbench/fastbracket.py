@@ -160,7 +160,7 @@ class _Replay:
             raise Unsupported(
                 f"intents with {sorted(other or {'target_quote or target_fraction'})} take the event path"
             )
-        self.session, self.engine, self.symbol, self.frame = session, engine, symbol, frame
+        self.symbol, self.bars = symbol, len(frame)
         self.rules: SymbolRules = session.rules[symbol]
         self.fees, self.book_config = engine.fees, replace(engine.book_config, levels=1)
         self.risk = session.risk
@@ -182,7 +182,6 @@ class _Replay:
         self.prefix = session._prefix
         self.base, self.quote = self.rules.base, self.rules.quote
         self.position = ZERO
-        self.locked = ZERO  # base locked by the open exits
         self.legs: list[Order] = []  # the open exit orders (an OCO's two, or a triggered stop alone)
         self.exit_list: OrderList | None = None
         self.protecting: tuple[Exits, Decimal] | None = None
@@ -207,7 +206,7 @@ class _Replay:
                     checkpoint = self._checkpoint(change)
                 self._bar(change)
                 row = change + 1
-            self._rest(row, len(self.frame))
+            self._rest(row, self.bars)
         except Unsupported as e:
             return self._hand_over(checkpoint, str(e))
         if self.legs:  # still protected at the end: the event path leaves its orders in the venue
@@ -380,8 +379,7 @@ class _Replay:
             self._fill(stop, bid, stop.remaining, maker=False)  # type: ignore[arg-type]
 
     def _fill_resting(self, order: Order) -> None:
-        available = max(self.rules.round_amount(self.book_config.level_notional / order.price), self.rules.step_size())  # type: ignore[operator]
-        if order.remaining > available:  # type: ignore[operator]
+        if order.remaining > level_amount(order.price, self.rules, self.book_config):  # type: ignore[arg-type, operator]
             raise Unsupported("a resting exit fills only in part")
         self._expire_others(order)
         self._fill(order, order.price, order.remaining, maker=True)  # type: ignore[arg-type]
@@ -410,9 +408,7 @@ class _Replay:
         else:
             currency = self.quote
             fee = (cost * rate).quantize(Decimal(1).scaleb(-rules.quote_precision), ROUND_HALF_UP)
-            if order.type is not OrderType.MARKET:
-                self.locked -= amount
-            else:
+            if order.type is OrderType.MARKET:  # an exit's base is locked already (taken from free)
                 free[self.base] -= amount
             free[self.quote] = free.get(self.quote, ZERO) + (cost - fee)
         order.filled += amount
@@ -445,12 +441,11 @@ class _Replay:
         order_list.last_update = self.now  # type: ignore[union-attr]
 
     def _lock(self, amount: Decimal) -> None:
+        """An exit locks the base it sells: out of the free balance (back when it closes unfilled)."""
         self.out.free[self.base] -= amount
-        self.locked += amount
 
     def _unlock(self, amount: Decimal) -> None:
         self.out.free[self.base] += amount
-        self.locked -= amount
 
     def _best(self) -> tuple[Decimal, Decimal]:
         """The book's best bid and ask at the last price (:func:`~workbench.matching.best_prices`)."""

@@ -781,7 +781,7 @@ class MatchingEngine:
         if not crossed:
             return []
         rules = self.rules[order.symbol]
-        available = max(rules.round_amount(self.book_config.level_notional / order.price), rules.step_size())  # type: ignore[operator]
+        available = level_amount(order.price, rules, self.book_config)  # type: ignore[arg-type]  # one level a price update
         events = self._resolve_oco(order, now)
         return events + [self._fill(order, order.price, min(available, order.visible), True, now)]  # type: ignore[arg-type, type-var]
 
