@@ -231,10 +231,28 @@ def test_a_bulk_write_takes_scaled_integers_exactly_and_all_or_nothing(tmp_path)
     def fills(trade_ids, prices, **scaled):
         return pd.DataFrame({"session_id": "s", "trade_id": trade_ids, "symbol": "BTC/USDT", "price": prices, **scaled})
 
+    threads = "SELECT current_setting('threads')"
     with Store(tmp_path / "b.duckdb") as store:
+        store.sql("SET threads = 3")
         store.insert_frames({"paper_fills": fills(["1"], ["0.1"], amount=[123456789], fee=[-5])},
                             scales={"amount": 8, "fee": 18})  # fmt: skip
+        after_write = store.sql(threads)
         with pytest.raises(Exception, match="(?i)constraint|duplicate"):  # trade 1 again: the whole batch fails
             store.insert_frames({"paper_fills": fills(["2", "1"], ["0.2", "0.3"], amount=[1, 2])}, scales={"amount": 0})
         rows = store.sql("SELECT trade_id, price, amount, fee FROM paper_fills WHERE session_id = 's'")
+        after_failure = store.sql(threads)
     assert rows == [("1", Decimal("0.1"), Decimal("1.23456789"), Decimal("-5E-18"))]
+    assert after_write == after_failure == [(3,)]  # the write's one thread was the write's only
+
+
+async def test_a_fast_replay_builds_its_orders_when_first_asked_and_its_summary_adds_them_up_alike(tmp_path):
+    bars = real_bars("SOL/USDT", 50_000, 1_200)
+    with Store(tmp_path / "r.duckdb") as store:
+        result = await replay(SmaCross(5, 20, 0.37), bars, symbol="SOL/USDT", store=store)
+        unbuilt = result.session._backlog is not None  # the replay and its summary did not need them
+        orders = result.session.orders
+        placed = list(result.orders["client_order_id"])
+        again = result.session.summary()  # from the orders themselves now
+    assert result.engine == "fast" and unbuilt and result.session._backlog is None
+    assert list(orders) == placed and len(placed) > 15 and result.summary["fees"].iloc[0].keys() == {"SOL", "USDT"}
+    pd.testing.assert_frame_equal(again, result.summary, check_exact=True)

@@ -62,10 +62,10 @@ class Unsupported(WorkbenchError):
 
 @dataclass
 class Outcome:
-    """What the replay did: its orders and fills (objects, and the columns the store gets), the
-    risk state, balances and clock after it."""
+    """What the replay did: its orders (built when the session is first asked for them) and fills
+    (objects, and the columns the store gets), the risk state, balances and clock after it."""
 
-    orders: list[Order] = field(default_factory=list)
+    orders: _Backlog | None = None
     fills: list[Fill] = field(default_factory=list)
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     scales: dict[str, int] = field(default_factory=dict)
@@ -654,42 +654,68 @@ def _build(book: _Orders, markets: Sequence[_Market], prefix: str, out: Outcome,
     cids = [f"{prefix}{i}" for i in range(out.seq + 1, out.seq + n + 1)]
     order_ids = list(map(str, range(out.order_seq + 1, out.order_seq + n + 1)))
     trade_ids = list(map(str, range(out.trade_seq + 1, out.trade_seq + n + 1)))
-    market, filled = OrderType.MARKET, OrderStatus.FILLED
-    orders = []
+    ats = book.at.tolist()
     fills = []
-    for values in zip(symbols, sides, amounts, prices, costs, fees, currencies, cids, order_ids, trade_ids,
-                      book.at.tolist(), strict=True):  # fmt: skip
+    for values in zip(symbols, sides, amounts, prices, costs, fees, currencies, cids, order_ids, trade_ids, ats,
+                      strict=True):  # fmt: skip
         symbol, side, amount, price, cost, fee, currency, cid, oid, tid, at = values
-        orders.append(
-            Order(
-                symbol,
-                side,
-                market,
-                amount,
-                None,
-                None,
-                None,
-                cid,
-                oid,
-                status=filled,
-                filled=amount,
-                cost=cost,
-                timestamp=at,
-                last_update=at,
-                fees={currency: fee},
-            )  # fmt: skip
-        )
         fill = _new(Fill)  # a frozen dataclass's __init__ sets each field through object.__setattr__: slow
         fill.__dict__.update(
             trade_id=tid, order_id=oid, client_order_id=cid, symbol=symbol, side=side, price=price, amount=amount,
             cost=cost, fee=fee, fee_currency=currency, is_maker=False, timestamp=at,
         )  # fmt: skip
         fills.append(fill)
-    out.orders, out.fills = orders, fills
+    columns = (symbols, sides, amounts, costs, fees, currencies, cids, order_ids, ats)
+    out.orders, out.fills = _Backlog(columns, _fee_totals(book, markets)), fills
     out.seq += n
     out.order_seq += n
     out.trade_seq += n
     _columns(book, markets, out, cids, order_ids, trade_ids, symbols, currencies)
+
+
+class _Backlog:
+    """The orders as the session holds them, built from their columns when first asked for (a
+    replay that nobody asks for its orders objects never builds them); their totals at once."""
+
+    def __init__(self, columns: tuple[list, ...], totals: dict[str, tuple[int, dict[str, float]]] | None) -> None:
+        self._columns, self._totals = columns, totals
+
+    def totals(self) -> dict[str, tuple[int, dict[str, float]]] | None:
+        return self._totals
+
+    def build(self) -> dict[str, Order]:
+        market, filled = OrderType.MARKET, OrderStatus.FILLED
+        orders = {}
+        with _no_gc():
+            for symbol, side, amount, cost, fee, currency, cid, oid, at in zip(*self._columns, strict=True):
+                orders[cid] = Order(
+                    symbol, side, market, amount, None, None, None, cid, oid, status=filled, filled=amount,
+                    cost=cost, timestamp=at, last_update=at, fees={currency: fee},
+                )  # fmt: skip
+        return orders
+
+
+def _fee_totals(book: _Orders, markets: Sequence[_Market]) -> dict[str, tuple[int, dict[str, float]]] | None:
+    """Per symbol: its orders and their fees per asset (base on buys, quote on sells; the asset of
+    its first order first), as the session sums them; ``None`` if a sum has more digits than its
+    Decimals hold exactly (the session then sums the orders' own)."""
+    totals = {}
+    for i, m in enumerate(markets):
+        mine = book.symbol == i
+        if not mine.any():
+            continue
+        sums = {}
+        first = bool(book.buy[np.argmax(mine)])
+        for buy in (first, not first):
+            side = mine & (book.buy == buy)
+            if side.any():
+                units = sum(book.fee[side].tolist())
+                if len(str(units)) > 28:
+                    return None
+                places = m.rules.base_precision if buy else m.rules.quote_precision
+                sums[m.rules.base if buy else m.rules.quote] = float(Decimal(units).scaleb(-places))
+        totals[m.rules.symbol] = (int(mine.sum()), sums)
+    return totals
 
 
 def _columns(
@@ -744,8 +770,8 @@ def commit(session: TradingSession, out: Outcome) -> None:
 def _commit(session: TradingSession, out: Outcome) -> None:
     engine = session.executor.engine  # type: ignore[attr-defined]
     session.state = out.state
-    cids = out.columns["client_order_id"].tolist()
-    session.orders.update(zip(cids, out.orders, strict=True))
+    if out.orders is not None:
+        session.defer_orders(out.orders)
     session._seq = out.seq
     session._targets.update(out.targets)
     session._trade_keys.update(zip(out.columns["symbol"].tolist(), out.columns["trade_id"].tolist(), strict=True))
@@ -761,7 +787,7 @@ def _commit(session: TradingSession, out: Outcome) -> None:
     write(session.store, session.session_id, out)
     for request, price, at in out.drops:
         session._drop(request, price, at, _too_small(request, session.rules[request.symbol], price))  # type: ignore[arg-type]
-    session._audit("replay.fast", {"orders": len(out.orders), "fills": len(out.fills)})
+    session._audit("replay.fast", {"orders": len(out.fills), "fills": len(out.fills)})  # one fill an order
 
 
 def write(store: Store, session_id: str, out: Outcome) -> None:
