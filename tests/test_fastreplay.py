@@ -57,6 +57,8 @@ def assert_same(fast, event) -> None:
         pd.testing.assert_frame_equal(rows(fast, table, columns), rows(event, table, columns), check_exact=True)
     strip = lambda orders: [(cid.rsplit("-", 1)[1], o.amount, o.filled, o.cost, o.fees) for cid, o in orders.items()]  # noqa: E731
     assert strip(fast.session.orders) == strip(event.session.orders)
+    bare = lambda fills: [replace(f, client_order_id=f.client_order_id.rsplit("-", 1)[1]) for f in fills]  # noqa: E731
+    assert bare(fast.session.executor._fills) == bare(event.session.executor._fills)
     assert fast.session.executor.engine.balances() == event.session.executor.engine.balances()
     for name in ("positions", "avg_cost", "realised", "realised_by_symbol", "order_times"):
         assert getattr(fast.session.state, name) == getattr(event.session.state, name), name
@@ -249,10 +251,13 @@ async def test_a_fast_replay_builds_its_orders_when_first_asked_and_its_summary_
     bars = real_bars("SOL/USDT", 50_000, 1_200)
     with Store(tmp_path / "r.duckdb") as store:
         result = await replay(SmaCross(5, 20, 0.37), bars, symbol="SOL/USDT", store=store)
-        unbuilt = result.session._backlog is not None  # the replay and its summary did not need them
-        orders = result.session.orders
-        placed = list(result.orders["client_order_id"])
+        executor = result.session.executor
+        unbuilt = result.session._backlog is not None and executor._unbuilt is not None  # nothing needed them yet
+        orders, fills = result.session.orders, executor._fills
+        placed, traded = list(result.orders["client_order_id"]), list(result.fills["trade_id"])
         again = result.session.summary()  # from the orders themselves now
-    assert result.engine == "fast" and unbuilt and result.session._backlog is None
+    assert result.engine == "fast" and unbuilt and result.session._backlog is None and executor._unbuilt is None
     assert list(orders) == placed and len(placed) > 15 and result.summary["fees"].iloc[0].keys() == {"SOL", "USDT"}
+    assert [f.trade_id for f in fills] == traded and [f.client_order_id for f in fills] == placed
+    assert [f.cost for f in fills] == [o.cost for o in orders.values()] and executor._fills is fills  # built once
     pd.testing.assert_frame_equal(again, result.summary, check_exact=True)

@@ -62,11 +62,10 @@ class Unsupported(WorkbenchError):
 
 @dataclass
 class Outcome:
-    """What the replay did: its orders (built when the session is first asked for them) and fills
-    (objects, and the columns the store gets), the risk state, balances and clock after it."""
+    """What the replay did: its orders and fills (built when first asked for) and the columns the
+    store gets, the risk state, balances and clock after it."""
 
     orders: _Backlog | None = None
-    fills: list[Fill] = field(default_factory=list)
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     scales: dict[str, int] = field(default_factory=dict)
     state: RiskState = field(default_factory=RiskState)
@@ -654,19 +653,8 @@ def _build(book: _Orders, markets: Sequence[_Market], prefix: str, out: Outcome,
     cids = [f"{prefix}{i}" for i in range(out.seq + 1, out.seq + n + 1)]
     order_ids = list(map(str, range(out.order_seq + 1, out.order_seq + n + 1)))
     trade_ids = list(map(str, range(out.trade_seq + 1, out.trade_seq + n + 1)))
-    ats = book.at.tolist()
-    fills = []
-    for values in zip(symbols, sides, amounts, prices, costs, fees, currencies, cids, order_ids, trade_ids, ats,
-                      strict=True):  # fmt: skip
-        symbol, side, amount, price, cost, fee, currency, cid, oid, tid, at = values
-        fill = _new(Fill)  # a frozen dataclass's __init__ sets each field through object.__setattr__: slow
-        fill.__dict__.update(
-            trade_id=tid, order_id=oid, client_order_id=cid, symbol=symbol, side=side, price=price, amount=amount,
-            cost=cost, fee=fee, fee_currency=currency, is_maker=False, timestamp=at,
-        )  # fmt: skip
-        fills.append(fill)
-    columns = (symbols, sides, amounts, costs, fees, currencies, cids, order_ids, ats)
-    out.orders, out.fills = _Backlog(columns, _fee_totals(book, markets)), fills
+    columns = (symbols, sides, amounts, prices, costs, fees, currencies, cids, order_ids, trade_ids, book.at.tolist())
+    out.orders = _Backlog(columns, _fee_totals(book, markets))
     out.seq += n
     out.order_seq += n
     out.trade_seq += n
@@ -674,11 +662,14 @@ def _build(book: _Orders, markets: Sequence[_Market], prefix: str, out: Outcome,
 
 
 class _Backlog:
-    """The orders as the session holds them, built from their columns when first asked for (a
-    replay that nobody asks for its orders objects never builds them); their totals at once."""
+    """The orders as the session holds them and the fills as the paper venue does, built from their
+    columns when first asked for (nothing may ever ask: a sweep's replays); their totals at once."""
 
     def __init__(self, columns: tuple[list, ...], totals: dict[str, tuple[int, dict[str, float]]] | None) -> None:
         self._columns, self._totals = columns, totals
+
+    def __len__(self) -> int:
+        return len(self._columns[0])
 
     def totals(self) -> dict[str, tuple[int, dict[str, float]]] | None:
         return self._totals
@@ -687,12 +678,24 @@ class _Backlog:
         market, filled = OrderType.MARKET, OrderStatus.FILLED
         orders = {}
         with _no_gc():
-            for symbol, side, amount, cost, fee, currency, cid, oid, at in zip(*self._columns, strict=True):
+            for symbol, side, amount, _, cost, fee, currency, cid, oid, _, at in zip(*self._columns, strict=True):
                 orders[cid] = Order(
                     symbol, side, market, amount, None, None, None, cid, oid, status=filled, filled=amount,
                     cost=cost, timestamp=at, last_update=at, fees={currency: fee},
                 )  # fmt: skip
         return orders
+
+    def fills(self) -> list[Fill]:
+        fills = []
+        with _no_gc():
+            for symbol, side, amount, price, cost, fee, currency, cid, oid, tid, at in zip(*self._columns, strict=True):
+                fill = _new(Fill)  # a frozen dataclass's __init__ sets each field through object.__setattr__: slow
+                fill.__dict__.update(
+                    trade_id=tid, order_id=oid, client_order_id=cid, symbol=symbol, side=side, price=price,
+                    amount=amount, cost=cost, fee=fee, fee_currency=currency, is_maker=False, timestamp=at,
+                )  # fmt: skip
+                fills.append(fill)
+        return fills
 
 
 def _fee_totals(book: _Orders, markets: Sequence[_Market]) -> dict[str, tuple[int, dict[str, float]]] | None:
@@ -772,6 +775,7 @@ def _commit(session: TradingSession, out: Outcome) -> None:
     session.state = out.state
     if out.orders is not None:
         session.defer_orders(out.orders)
+        session.executor.defer_fills(out.orders.fills)  # type: ignore[attr-defined]
     session._seq = out.seq
     session._targets.update(out.targets)
     session._trade_keys.update(zip(out.columns["symbol"].tolist(), out.columns["trade_id"].tolist(), strict=True))
@@ -781,13 +785,13 @@ def _commit(session: TradingSession, out: Outcome) -> None:
         engine.locked.setdefault(asset, ZERO)
     engine.last_price.update(out.last_price)
     engine._order_seq, engine._trade_seq = out.order_seq, out.trade_seq
-    session.executor._fills.extend(out.fills)  # type: ignore[attr-defined]
     if out.now is not None:
         session.executor._time = out.now  # type: ignore[attr-defined]
     write(session.store, session.session_id, out)
     for request, price, at in out.drops:
         session._drop(request, price, at, _too_small(request, session.rules[request.symbol], price))  # type: ignore[arg-type]
-    session._audit("replay.fast", {"orders": len(out.fills), "fills": len(out.fills)})  # one fill an order
+    n = len(out.orders or ())
+    session._audit("replay.fast", {"orders": n, "fills": n})  # one fill an order
 
 
 def write(store: Store, session_id: str, out: Outcome) -> None:
