@@ -243,7 +243,12 @@ def test_a_bulk_write_takes_scaled_integers_exactly_and_all_or_nothing(tmp_path)
             store.insert_frames({"paper_fills": fills(["2", "1"], ["0.2", "0.3"], amount=[1, 2])}, scales={"amount": 0})
         rows = store.sql("SELECT trade_id, price, amount, fee FROM paper_fills WHERE session_id = 's'")
         after_failure = store.sql(threads)
+        named = pd.DataFrame({"session_id": "n", "trade_id": [7, 12], "client_order_id": [7, 12],
+                              "symbol": pd.Categorical.from_codes([1, 0], ["BTC/USDT", "ETH/USDT"])})  # fmt: skip
+        store.insert_frames({"paper_fills": named}, texts={"trade_id": "", "client_order_id": "n-x'"})
+        texts = store.sql("SELECT trade_id, client_order_id, symbol FROM paper_fills WHERE session_id = 'n' ORDER BY 1")
     assert rows == [("1", Decimal("0.1"), Decimal("1.23456789"), Decimal("-5E-18"))]
+    assert texts == [("12", "n-x'12", "BTC/USDT"), ("7", "n-x'7", "ETH/USDT")]  # ids from integers, names from codes
     assert after_write == after_failure == [(3,)]  # the write's one thread was the write's only
 
 
