@@ -12,8 +12,10 @@ position is path dependent: buy fees are paid in base, amounts are rounded down 
 is integer arithmetic. What depends on every symbol at once (the shared balance, the orders of the
 last minute) is checked afterwards, vectorised, and so is the daily loss, in the one pass that must
 use :class:`~decimal.Decimal` as the event path does: the average cost and realised PnL, rounded to
-28 digits at each step. The orders and fills are then built once, and :func:`commit` writes them to
-the store in bulk, their amounts as scaled integers (no text per number).
+28 digits at each step. :func:`commit` writes the orders and fills to the store in bulk, their
+numbers as scaled integers and their ids as integers (no text per row); the session's orders and
+the paper venue's fills are built from the same columns when they are first read (the summary
+adds up their counts and fees from the columns), so a replay nobody asks for them never builds them.
 
 It gives the same client order ids, amounts, fills, fees, balances and risk state as the event path
 (tests/test_fastreplay.py compares them, Decimal for Decimal). What it does not model it refuses with
