@@ -57,6 +57,8 @@ def assert_same(fast, event) -> None:
         pd.testing.assert_frame_equal(rows(fast, table, columns), rows(event, table, columns), check_exact=True)
     strip = lambda orders: [(cid.rsplit("-", 1)[1], o.amount, o.filled, o.cost, o.fees) for cid, o in orders.items()]  # noqa: E731
     assert strip(fast.session.orders) == strip(event.session.orders)
+    bare = lambda fills: [replace(f, client_order_id=f.client_order_id.rsplit("-", 1)[1]) for f in fills]  # noqa: E731
+    assert bare(fast.session.executor._fills) == bare(event.session.executor._fills)
     assert fast.session.executor.engine.balances() == event.session.executor.engine.balances()
     for name in ("positions", "avg_cost", "realised", "realised_by_symbol", "order_times"):
         assert getattr(fast.session.state, name) == getattr(event.session.state, name), name
@@ -231,10 +233,36 @@ def test_a_bulk_write_takes_scaled_integers_exactly_and_all_or_nothing(tmp_path)
     def fills(trade_ids, prices, **scaled):
         return pd.DataFrame({"session_id": "s", "trade_id": trade_ids, "symbol": "BTC/USDT", "price": prices, **scaled})
 
+    threads = "SELECT current_setting('threads')"
     with Store(tmp_path / "b.duckdb") as store:
+        store.sql("SET threads = 3")
         store.insert_frames({"paper_fills": fills(["1"], ["0.1"], amount=[123456789], fee=[-5])},
                             scales={"amount": 8, "fee": 18})  # fmt: skip
+        after_write = store.sql(threads)
         with pytest.raises(Exception, match="(?i)constraint|duplicate"):  # trade 1 again: the whole batch fails
             store.insert_frames({"paper_fills": fills(["2", "1"], ["0.2", "0.3"], amount=[1, 2])}, scales={"amount": 0})
         rows = store.sql("SELECT trade_id, price, amount, fee FROM paper_fills WHERE session_id = 's'")
+        after_failure = store.sql(threads)
+        named = pd.DataFrame({"session_id": "n", "trade_id": [7, 12], "client_order_id": [7, 12],
+                              "symbol": pd.Categorical.from_codes([1, 0], ["BTC/USDT", "ETH/USDT"])})  # fmt: skip
+        store.insert_frames({"paper_fills": named}, texts={"trade_id": "", "client_order_id": "n-x'"})
+        texts = store.sql("SELECT trade_id, client_order_id, symbol FROM paper_fills WHERE session_id = 'n' ORDER BY 1")
     assert rows == [("1", Decimal("0.1"), Decimal("1.23456789"), Decimal("-5E-18"))]
+    assert texts == [("12", "n-x'12", "BTC/USDT"), ("7", "n-x'7", "ETH/USDT")]  # ids from integers, names from codes
+    assert after_write == after_failure == [(3,)]  # the write's one thread was the write's only
+
+
+async def test_a_fast_replay_builds_its_orders_when_first_asked_and_its_summary_adds_them_up_alike(tmp_path):
+    bars = real_bars("SOL/USDT", 50_000, 1_200)
+    with Store(tmp_path / "r.duckdb") as store:
+        result = await replay(SmaCross(5, 20, 0.37), bars, symbol="SOL/USDT", store=store)
+        executor = result.session.executor
+        unbuilt = result.session._backlog is not None and executor._unbuilt is not None  # nothing needed them yet
+        orders, fills = result.session.orders, executor._fills
+        placed, traded = list(result.orders["client_order_id"]), list(result.fills["trade_id"])
+        again = result.session.summary()  # from the orders themselves now
+    assert result.engine == "fast" and unbuilt and result.session._backlog is None and executor._unbuilt is None
+    assert list(orders) == placed and len(placed) > 15 and result.summary["fees"].iloc[0].keys() == {"SOL", "USDT"}
+    assert [f.trade_id for f in fills] == traded and [f.client_order_id for f in fills] == placed
+    assert [f.cost for f in fills] == [o.cost for o in orders.values()] and executor._fills is fills  # built once
+    pd.testing.assert_frame_equal(again, result.summary, check_exact=True)

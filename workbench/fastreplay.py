@@ -12,8 +12,10 @@ position is path dependent: buy fees are paid in base, amounts are rounded down 
 is integer arithmetic. What depends on every symbol at once (the shared balance, the orders of the
 last minute) is checked afterwards, vectorised, and so is the daily loss, in the one pass that must
 use :class:`~decimal.Decimal` as the event path does: the average cost and realised PnL, rounded to
-28 digits at each step. The orders and fills are then built once, and :func:`commit` writes them to
-the store in bulk, their amounts as scaled integers (no text per number).
+28 digits at each step. :func:`commit` writes the orders and fills to the store in bulk, their
+numbers as scaled integers and their ids as integers (no text per row); the session's orders and
+the paper venue's fills are built from the same columns when they are first read (the summary
+adds up their counts and fees from the columns), so a replay nobody asks for them never builds them.
 
 It gives the same client order ids, amounts, fills, fees, balances and risk state as the event path
 (tests/test_fastreplay.py compares them, Decimal for Decimal). What it does not model it refuses with
@@ -71,12 +73,14 @@ class IntentsAnswer(Unsupported):
 
 @dataclass
 class Outcome:
-    """What the replay did: its orders and fills (objects, and the columns the store gets), the
-    risk state, balances and clock after it."""
+    """What the replay did: its orders and fills (built when first asked for) and the columns the
+    store gets, the risk state, balances and clock after it."""
 
-    orders: list[Order] = field(default_factory=list)
-    fills: list[Fill] = field(default_factory=list)
-    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    orders: _Backlog | None = None
+    columns: dict[str, np.ndarray | pd.Categorical] = field(default_factory=dict)
+    prefix: str = ""  # of the client order ids
+    symbols: list[str] = field(default_factory=list)  # of the fills
+    trade_ids: list[str] = field(default_factory=list)
     scales: dict[str, int] = field(default_factory=dict)
     state: RiskState = field(default_factory=RiskState)
     free: dict[str, Decimal] = field(default_factory=dict)
@@ -654,61 +658,116 @@ _new = object.__new__
 def _build(book: _Orders, markets: Sequence[_Market], prefix: str, out: Outcome, decimals: _Decimals) -> None:
     """The orders and fills as the session and the paper venue hold them, and the store's columns."""
     n = len(book.rows)
-    amounts, prices, costs, fees = decimals
+    seqs = np.arange(out.seq + 1, out.seq + n + 1), np.arange(out.order_seq + 1, out.order_seq + n + 1)
+    trades = np.arange(out.trade_seq + 1, out.trade_seq + n + 1)
     names = np.array([m.rules.symbol for m in markets], dtype=object)
-    symbols = names[book.symbol].tolist()
-    currencies = np.where(
-        book.buy, np.array([m.rules.base for m in markets], dtype=object)[book.symbol],
-        np.array([m.rules.quote for m in markets], dtype=object)[book.symbol],
-    ).tolist()  # fmt: skip
-    sides = [Side.BUY if b else Side.SELL for b in book.buy.tolist()]
-    cids = [f"{prefix}{i}" for i in range(out.seq + 1, out.seq + n + 1)]
-    order_ids = list(map(str, range(out.order_seq + 1, out.order_seq + n + 1)))
-    trade_ids = list(map(str, range(out.trade_seq + 1, out.trade_seq + n + 1)))
-    market, filled = OrderType.MARKET, OrderStatus.FILLED
-    orders = []
-    fills = []
-    for values in zip(symbols, sides, amounts, prices, costs, fees, currencies, cids, order_ids, trade_ids,
-                      book.at.tolist(), strict=True):  # fmt: skip
-        symbol, side, amount, price, cost, fee, currency, cid, oid, tid, at = values
-        orders.append(
-            Order(
-                symbol,
-                side,
-                market,
-                amount,
-                None,
-                None,
-                None,
-                cid,
-                oid,
-                status=filled,
-                filled=amount,
-                cost=cost,
-                timestamp=at,
-                last_update=at,
-                fees={currency: fee},
-            )  # fmt: skip
-        )
-        fill = _new(Fill)  # a frozen dataclass's __init__ sets each field through object.__setattr__: slow
-        fill.__dict__.update(
-            trade_id=tid, order_id=oid, client_order_id=cid, symbol=symbol, side=side, price=price, amount=amount,
-            cost=cost, fee=fee, fee_currency=currency, is_maker=False, timestamp=at,
-        )  # fmt: skip
-        fills.append(fill)
-    out.orders, out.fills = orders, fills
+    assets = list(dict.fromkeys(a for m in markets for a in (m.rules.base, m.rules.quote)))
+    code = {a: i for i, a in enumerate(assets)}
+    currency = np.where(
+        book.buy, np.array([code[m.rules.base] for m in markets])[book.symbol],
+        np.array([code[m.rules.quote] for m in markets])[book.symbol],
+    )  # fmt: skip
+    out.symbols, out.trade_ids = names[book.symbol].tolist(), list(map(str, trades.tolist()))
+
+    def columns() -> tuple[list, ...]:
+        """What the orders and fills are built from: a column per field that differs among them."""
+        amounts, prices, costs, fees = decimals
+        sides = [Side.BUY if b else Side.SELL for b in book.buy.tolist()]
+        cids = [f"{prefix}{i}" for i in seqs[0].tolist()]
+        currencies = np.array(assets, dtype=object)[currency].tolist()
+        order_ids = list(map(str, seqs[1].tolist()))
+        return (out.symbols, sides, amounts, prices, costs, fees, currencies, cids, order_ids, out.trade_ids,
+                book.at.tolist())  # fmt: skip
+
+    out.orders = _Backlog(columns, n, _fee_totals(book, markets))
     out.seq += n
     out.order_seq += n
     out.trade_seq += n
-    _columns(book, markets, out, cids, order_ids, trade_ids, symbols, currencies)
+    out.prefix = prefix
+    _columns(book, markets, out, (*seqs, trades), _category(book.symbol, list(names)), _category(currency, assets))
+
+
+class _Backlog:
+    """The orders as the session holds them and the fills as the paper venue does, built from their
+    columns when first asked for (nothing may ever ask: a sweep's replays); their totals at once."""
+
+    def __init__(
+        self, columns: Callable[[], tuple[list, ...]], n: int, totals: dict[str, tuple[int, dict[str, float]]] | None
+    ) -> None:
+        self._make, self._n, self._totals = columns, n, totals
+        self._made: tuple[list, ...] | None = None
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def _columns(self) -> tuple[list, ...]:
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+    def totals(self) -> dict[str, tuple[int, dict[str, float]]] | None:
+        return self._totals
+
+    def build(self) -> dict[str, Order]:
+        market, filled = OrderType.MARKET, OrderStatus.FILLED
+        orders = {}
+        with _no_gc():
+            for symbol, side, amount, _, cost, fee, currency, cid, oid, _, at in zip(*self._columns, strict=True):
+                orders[cid] = Order(
+                    symbol, side, market, amount, None, None, None, cid, oid, status=filled, filled=amount,
+                    cost=cost, timestamp=at, last_update=at, fees={currency: fee},
+                )  # fmt: skip
+        return orders
+
+    def fills(self) -> list[Fill]:
+        fills = []
+        with _no_gc():
+            for symbol, side, amount, price, cost, fee, currency, cid, oid, tid, at in zip(*self._columns, strict=True):
+                fill = _new(Fill)  # a frozen dataclass's __init__ sets each field through object.__setattr__: slow
+                fill.__dict__.update(
+                    trade_id=tid, order_id=oid, client_order_id=cid, symbol=symbol, side=side, price=price,
+                    amount=amount, cost=cost, fee=fee, fee_currency=currency, is_maker=False, timestamp=at,
+                )  # fmt: skip
+                fills.append(fill)
+        return fills
+
+
+def _fee_totals(book: _Orders, markets: Sequence[_Market]) -> dict[str, tuple[int, dict[str, float]]] | None:
+    """Per symbol: its orders and their fees per asset (base on buys, quote on sells; the asset of
+    its first order first), as the session sums them; ``None`` if a sum has more digits than its
+    Decimals hold exactly (the session then sums the orders' own)."""
+    totals = {}
+    for i, m in enumerate(markets):
+        mine = book.symbol == i
+        if not mine.any():
+            continue
+        sums = {}
+        first = bool(book.buy[np.argmax(mine)])
+        for buy in (first, not first):
+            side = mine & (book.buy == buy)
+            if side.any():
+                units = sum(book.fee[side].tolist())
+                if len(str(units)) > 28:
+                    return None
+                places = m.rules.base_precision if buy else m.rules.quote_precision
+                sums[m.rules.base if buy else m.rules.quote] = float(Decimal(units).scaleb(-places))
+        totals[m.rules.symbol] = (int(mine.sum()), sums)
+    return totals
+
+
+def _category(codes: np.ndarray, names: list[str]) -> pd.Categorical:
+    """``names[codes[i]]`` for each ``i``, without a string per row."""
+    return pd.Categorical.from_codes(codes, categories=names)
 
 
 def _columns(
-    book: _Orders, markets: Sequence[_Market], out: Outcome, cids: list[str], order_ids: list[str],
-    trade_ids: list[str], symbols: list[str], currencies: list[str],
+    book: _Orders, markets: Sequence[_Market], out: Outcome, ids: tuple[np.ndarray, np.ndarray, np.ndarray],
+    symbols: pd.Categorical, currencies: pd.Categorical,
 ) -> None:  # fmt: skip
-    """The store's columns: numbers as integers in units of ``10**-out.scales[column]``, one scale
-    per column (the finest of the symbols')."""
+    """The store's columns: ids as integers (the client order ids after ``out.prefix``), names as
+    categories, numbers as integers in units of ``10**-out.scales[column]``, one scale per column
+    (the finest of the symbols')."""
 
     def rescale(units: np.ndarray, places: list[int], column: str) -> np.ndarray:
         top = max(places)
@@ -730,12 +789,12 @@ def _columns(
         np.array([fp - m.rules.quote_precision for fp, m in zip(fee_places, markets, strict=True)])[book.symbol],
     )
     out.columns = {
-        "client_order_id": np.array(cids, dtype=object),
-        "order_id": np.array(order_ids, dtype=object),
-        "trade_id": np.array(trade_ids, dtype=object),
-        "symbol": np.array(symbols, dtype=object),
-        "side": np.where(book.buy, Side.BUY.value, Side.SELL.value).astype(object),
-        "fee_currency": np.array(currencies, dtype=object),
+        "client_order_id": ids[0],
+        "order_id": ids[1],
+        "trade_id": ids[2],
+        "symbol": symbols,
+        "side": _category(np.where(book.buy, 0, 1), [Side.BUY.value, Side.SELL.value]),
+        "fee_currency": currencies,
         "amount": rescale(book.amount, [m.amount_places for m in markets], "amount"),
         "cost": rescale(cost, [m.amount_places + m.tick_places for m in markets], "cost"),
         "price": rescale(book.price, [m.tick_places for m in markets], "price"),
@@ -755,24 +814,25 @@ def commit(session: TradingSession, out: Outcome) -> None:
 def _commit(session: TradingSession, out: Outcome) -> None:
     engine = session.executor.engine  # type: ignore[attr-defined]
     session.state = out.state
-    cids = out.columns["client_order_id"].tolist()
-    session.orders.update(zip(cids, out.orders, strict=True))
+    if out.orders is not None:
+        session.defer_orders(out.orders)
+        session.executor.defer_fills(out.orders.fills)  # type: ignore[attr-defined]
     session._seq = out.seq
     session._targets.update(out.targets)
-    session._trade_keys.update(zip(out.columns["symbol"].tolist(), out.columns["trade_id"].tolist(), strict=True))
+    session._trade_keys.update(zip(out.symbols, out.trade_ids, strict=True))
     session.last_price.update(out.last_price)
     engine.free.update(out.free)
     for asset in out.free:
         engine.locked.setdefault(asset, ZERO)
     engine.last_price.update(out.last_price)
     engine._order_seq, engine._trade_seq = out.order_seq, out.trade_seq
-    session.executor._fills.extend(out.fills)  # type: ignore[attr-defined]
     if out.now is not None:
         session.executor._time = out.now  # type: ignore[attr-defined]
     write(session.store, session.session_id, out)
     for request, price, at in out.drops:
         session._drop(request, price, at, _too_small(request, session.rules[request.symbol], price))  # type: ignore[arg-type]
-    session._audit("replay.fast", {"orders": len(out.orders), "fills": len(out.fills)})
+    n = len(out.orders or ())
+    session._audit("replay.fast", {"orders": n, "fills": n})  # one fill an order
 
 
 def write(store: Store, session_id: str, out: Outcome) -> None:
@@ -780,16 +840,18 @@ def write(store: Store, session_id: str, out: Outcome) -> None:
     c = out.columns
     n = len(c["at"])
     times = pd.to_datetime(c["at"], unit="ms", utc=True)
+    zeros = np.zeros(n, dtype=np.int8)
+    session = _category(zeros, [session_id])
     orders = pd.DataFrame(
         {
-            "session_id": session_id,
+            "session_id": session,
             "client_order_id": c["client_order_id"],
             "order_id": c["order_id"],
             "symbol": c["symbol"],
             "side": c["side"],
-            "type": OrderType.MARKET.value,
+            "type": _category(zeros, [OrderType.MARKET.value]),
             "amount": c["amount"],
-            "status": OrderStatus.FILLED.value,
+            "status": _category(zeros, [OrderStatus.FILLED.value]),
             "status_rank": OrderStatus.FILLED.rank,
             "filled": c["amount"],
             "cost": c["cost"],
@@ -804,7 +866,7 @@ def write(store: Store, session_id: str, out: Outcome) -> None:
     )
     fills = pd.DataFrame(
         {
-            "session_id": session_id,
+            "session_id": session,
             "trade_id": c["trade_id"],
             "order_id": c["order_id"],
             "client_order_id": c["client_order_id"],
@@ -822,4 +884,5 @@ def write(store: Store, session_id: str, out: Outcome) -> None:
     )
     scales = {**out.scales, "filled": out.scales["amount"], "average": out.scales["price"],
               "arrival_price": out.scales["signal_price"]}  # fmt: skip
-    store.insert_frames({"paper_orders": orders, "paper_fills": fills}, scales=scales)
+    texts = {"client_order_id": out.prefix, "order_id": "", "trade_id": ""}
+    store.insert_frames({"paper_orders": orders, "paper_fills": fills}, scales=scales, texts=texts)

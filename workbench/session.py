@@ -9,15 +9,16 @@ import asyncio
 import contextlib
 import copy
 import logging
+import operator
 import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -113,7 +114,8 @@ class TradingSession:
         self.kill_switch = kill_switch or KillSwitch(store)
         self.state = RiskState()
         self.last_price: dict[str, Decimal] = {}
-        self.orders: dict[str, Order] = {}
+        self._orders: dict[str, Order] = {}
+        self._backlog: OrderBacklog | None = None  # orders recorded in bulk, built when first asked for
         self._open: dict[str, Order] = {}  # the open subset of orders
         self.order_lists: dict[str, OrderList] = {}  # list client order id -> latest state
         self.list_legs: dict[str, tuple[str, ...]] = {}  # list client order id -> its legs' client order ids
@@ -174,6 +176,21 @@ class TradingSession:
         if shadow and executor.mode.is_real:
             paper = cls(build_executor(replace(config, mode=TradingMode.PAPER), rules), store, **common)
         return cls(executor, store, session_id=session_id, shadow=paper, **common)
+
+    @property
+    def orders(self) -> dict[str, Order]:
+        """Every order of the session by client order id, in the order they were placed."""
+        if self._backlog is not None:
+            backlog, self._backlog = self._backlog, None
+            self._orders.update(backlog.build())
+        return self._orders
+
+    def defer_orders(self, backlog: OrderBacklog) -> None:
+        """Hold ``backlog``'s orders (a fast replay's, placed after every order so far) unbuilt until
+        :attr:`orders` is read; :meth:`summary` reads only their totals."""
+        if self._backlog is not None:  # an earlier backlog's orders come first
+            self._orders.update(self._backlog.build())
+        self._backlog = backlog
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -1145,17 +1162,19 @@ class TradingSession:
             "SELECT symbol, count(*) AS fills, sum(cost) AS notional FROM fills WHERE session_id = ? GROUP BY symbol",
             [self.session_id],
         ).set_index("symbol")
+        totals = self._backlog.totals() if self._backlog is not None and not self._orders else None
+        totals = totals if totals is not None else _order_totals(self.orders.values())
         for symbol in self.rules:
-            orders = [o for o in self.orders.values() if o.symbol == symbol]
+            orders, fees = totals.get(symbol, (0, {}))
             position = self.state.positions.get(symbol, ZERO)
             rows.append(
                 {
                     "symbol": symbol,
-                    "orders": len(orders),
+                    "orders": orders,
                     "dropped": sum(n for (s, _), n in self.drops.items() if s == symbol),
                     "fills": int(fills["fills"].get(symbol, 0)),
                     "notional": float(fills["notional"].get(symbol, 0) or 0),
-                    "fees": _total_fees(orders),
+                    "fees": fees,
                     "position": float(position),
                     "avg_cost": float(self.state.avg_cost.get(symbol, ZERO)),
                     "last_price": float(self.last_price.get(symbol, ZERO)),
@@ -1285,12 +1304,33 @@ def strategy_answers(strategy: Strategy, bars: Mapping[str, pd.DataFrame]) -> di
     return {s: answers[s] for s in symbols}
 
 
+def _order_totals(orders: Iterable[Order]) -> dict[str, tuple[int, dict[str, float]]]:
+    """Per symbol: how many ``orders`` and their fees per asset (in the order the assets first come)."""
+    by_symbol: dict[str, list[Order]] = {}
+    for order in orders:
+        by_symbol.setdefault(order.symbol, []).append(order)
+    return {symbol: (len(group), _total_fees(group)) for symbol, group in by_symbol.items()}
+
+
 def _total_fees(orders: list[Order]) -> dict[str, float]:
     totals: dict[str, Decimal] = {}
-    for order in orders:
-        for asset, fee in order.fees.items():
+    for fees in map(_fees_of, orders):
+        for asset, fee in fees.items():
             totals[asset] = totals.get(asset, ZERO) + fee
     return {asset: float(fee) for asset, fee in totals.items()}
+
+
+_fees_of = operator.attrgetter("fees")
+
+
+class OrderBacklog(Protocol):
+    """Orders recorded in bulk that a session builds only when they are asked for."""
+
+    def build(self) -> dict[str, Order]:
+        """The orders by client order id, in the order they were placed."""
+
+    def totals(self) -> dict[str, tuple[int, dict[str, float]]] | None:
+        """What :func:`_order_totals` gives for them, or ``None`` if only the orders can tell."""
 
 
 def _rejected(order_list: OrderList) -> OrderList:

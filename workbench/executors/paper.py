@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 from workbench.config import TradingMode
@@ -42,8 +42,23 @@ class PaperExecutor:
     ) -> None:
         self.engine = MatchingEngine(rules, balances, fees=fees, book=book)
         self._listeners: list[Listener] = []
-        self._fills: list[Fill] = []
+        self._fill_list: list[Fill] = []
+        self._unbuilt: Callable[[], list[Fill]] | None = None  # fills recorded in bulk, built when first read
         self._time: int | None = None
+
+    @property
+    def _fills(self) -> list[Fill]:
+        """Every fill, in order."""
+        if self._unbuilt is not None:
+            build, self._unbuilt = self._unbuilt, None
+            self._fill_list.extend(build())
+        return self._fill_list
+
+    def defer_fills(self, build: Callable[[], list[Fill]]) -> None:
+        """Fills recorded in bulk (a fast replay's, after every fill so far): ``build()`` gives them
+        when they are first read."""
+        self._fill_list = self._fills  # builds those an earlier call deferred first
+        self._unbuilt = build
 
     def now(self) -> int:
         return self._time if self._time is not None else int(time.time() * 1000)
