@@ -181,9 +181,9 @@ class ReplayResult:
     is the path that ran it (``"fast"`` or ``"event"``), ``fallback`` why the fast path did not."""
 
     session: TradingSession
-    bars: dict[str, pd.DataFrame]
-    summary: pd.DataFrame
-    seconds: float
+    bars: dict[str, pd.DataFrame] = field(repr=False)  # a repr of every bar is no use (and slow)
+    summary: pd.DataFrame = field(repr=False)
+    seconds: float = 0.0
     engine: str = "event"
     fallback: str | None = None
     _signals: pd.DataFrame | None = field(default=None, repr=False)
