@@ -592,13 +592,14 @@ def _times(values: list[int]) -> pd.DatetimeIndex:
 
 
 def _text(values: list[Decimal | None]) -> list[str | None]:
-    """Decimals as text, which DuckDB casts to its DECIMAL exactly."""
+    """Decimals (or ``None``) as text, which DuckDB casts to its DECIMAL exactly."""
     return [None if v is None else str(v) for v in values]
 
 
 def write(store: Store, session_id: str, out: Outcome) -> None:
     """Insert the orders, order lists and fills of ``out`` into the paper tables at once."""
     o = [order for order, _, _ in out.orders]
+    signals = list(map(str, (signal for _, signal, _ in out.orders)))
     f = out.fills
     lists = out.lists
     frames = {
@@ -608,16 +609,16 @@ def write(store: Store, session_id: str, out: Outcome) -> None:
             "side": [x.side.value for x in o],
             "type": [x.type.value for x in o],
             "time_in_force": [x.time_in_force and x.time_in_force.value for x in o],
-            "amount": _text([x.amount for x in o]),
+            "amount": list(map(str, (x.amount for x in o))),
             "price": _text([x.price for x in o]),
             "stop_price": _text([x.stop_price for x in o]),
             "status": [x.status.value for x in o],
             "status_rank": [x.status.rank for x in o],
-            "filled": _text([x.filled for x in o]),
-            "cost": _text([x.cost for x in o]),
+            "filled": list(map(str, (x.filled for x in o))),
+            "cost": list(map(str, (x.cost for x in o))),
             "average": _text([x.average for x in o]),
-            "signal_price": _text([signal for _, signal, _ in out.orders]),
-            "arrival_price": _text([signal for _, signal, _ in out.orders]),  # a paper order's: its signal's
+            "signal_price": signals,
+            "arrival_price": signals,  # a paper order arrives at the price it was signalled at
             "signal_time": _times([at for _, _, at in out.orders]),
             "created_at": _times([x.timestamp for x in o]),
             "updated_at": _times([x.last_update for x in o]),
@@ -627,10 +628,10 @@ def write(store: Store, session_id: str, out: Outcome) -> None:
             "order_id": [x.order_id for x in f],
             "client_order_id": [x.client_order_id for x in f],
             "side": [x.side.value for x in f],
-            "price": _text([x.price for x in f]),
-            "amount": _text([x.amount for x in f]),
-            "cost": _text([x.cost for x in f]),
-            "fee": _text([x.fee for x in f]),
+            "price": list(map(str, (x.price for x in f))),
+            "amount": list(map(str, (x.amount for x in f))),
+            "cost": list(map(str, (x.cost for x in f))),
+            "fee": list(map(str, (x.fee for x in f))),
             "fee_currency": [x.fee_currency for x in f],
             "is_maker": [x.is_maker for x in f],
             "timestamp": _times([x.timestamp for x in f]),
@@ -643,7 +644,7 @@ def write(store: Store, session_id: str, out: Outcome) -> None:
             "list_order_status": [x.list_order_status.value for x, _, _, _ in lists],
             "status_rank": [list_rank(x) for x, _, _, _ in lists],
             "legs": [list(legs) for _, legs, _, _ in lists],
-            "signal_price": _text([signal for _, _, signal, _ in lists]),
+            "signal_price": list(map(str, (signal for _, _, signal, _ in lists))),
             "signal_time": _times([at for _, _, _, at in lists]),
             "created_at": _times([x.timestamp for x, _, _, _ in lists]),
             "updated_at": _times([x.last_update for x, _, _, _ in lists]),
