@@ -570,3 +570,16 @@ async def test_without_order_lists_a_bracket_keeps_its_stop_loss_and_says_the_ta
     audit = store.query("SELECT detail FROM audit_log WHERE session_id = ? AND kind = 'intent.unsupported'",
                         [session.session_id])  # fmt: skip
     assert len(audit) == 1 and "take-profit" in audit["detail"][0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_protective_oco_the_risk_checks_refuse_is_counted_and_warned_not_silent(mode, store, caplog):
+    bars = path_bars([50_000] * 6)
+    script = {1: {"target": 0.01, "stop_loss": 40_000, "take_profit": 60_000}}  # 20% away: past the 5% band
+    session = await run_in(mode, Scripted(bars, script), bars, store)
+    assert [o[1:4] for o in orders_of(session)][0] == ("buy", "MARKET", "FILLED")
+    assert not session._open  # unprotected ...
+    dropped = session.dropped()
+    assert dropped.to_dict("records") == [{"symbol": "BTC/USDT", "reason": "price_band_pct", "orders": 1}]
+    assert int(session.summary()["dropped"].iloc[0]) == 1  # ... and the summary says so
+    assert "price_band_pct" in caplog.text

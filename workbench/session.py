@@ -1082,8 +1082,11 @@ class TradingSession:
             request = OrderListRequest(ContingencyType.OCO, tuple(legs))
             try:
                 placed = await self.create_order_list(request, signal_price=price, signal_time=timestamp)
-            except (OrderRejected, ExchangeError):
-                return  # recorded in the audit log (and self.rejections)
+            except OrderRejected as e:  # the position is unprotected: counted and warned, as a drop
+                self._drop(legs[-1], price, timestamp, e, audited=True)
+                return
+            except ExchangeError:
+                return  # unresolved: in the audit log, reconciled at restart
             book.exit_list = placed.list_client_order_id
             book.exit_orders = self.list_legs.get(placed.list_client_order_id, ())
             return
