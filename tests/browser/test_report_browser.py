@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_report import SCIENTIFIC, SECTIONS, write_report
+from tests.test_report import SECTIONS, scientific, write_report
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -41,7 +41,7 @@ def test_the_report_renders_every_section_without_scientific_notation(tmp_path):
             assert page.locator("table").count() >= 6
             text = page.locator("body").inner_text()
             assert session_id in text and "Traceback" not in text
-            assert not SCIENTIFIC.findall(text), SCIENTIFIC.findall(text)[:5]
+            assert not scientific(text), scientific(text)[:5]
             assert re.search(r"Sharpe ratio \(annualised\)\s+-?[\d,]+\.\d\d", text)
             page.screenshot(path=str(shot), full_page=True)
         finally:
