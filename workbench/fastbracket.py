@@ -33,7 +33,7 @@ import pandas as pd
 
 from workbench.bars import path as bar_path
 from workbench.errors import OrderRejected
-from workbench.fastreplay import Unsupported, _filter_bounds, _no_gc
+from workbench.fastreplay import Unsupported, _filter_bounds, _no_gc, paper_engine
 from workbench.filters import SymbolRules, check_order
 from workbench.intents import Entry, Exits, Intent, intent_frame
 from workbench.matching import best_prices, level_amount
@@ -137,19 +137,10 @@ class _Replay:
     """The session's intent rules for one symbol, on Decimals, trade by trade."""
 
     def __init__(self, session: TradingSession, frames: Mapping[str, pd.DataFrame], answer: object) -> None:
-        engine = getattr(session.executor, "engine", None)
-        if engine is None or session.shadow is not None:
-            raise Unsupported("only a paper session without a shadow replays on the fast path")
+        engine = paper_engine(session, frames)
         if len(frames) != 1:
             raise Unsupported("a replay of several symbols takes the event path")
-        if session.orders or session.state.positions or session._books:
-            raise Unsupported("the session has orders or positions already")
-        if session.kill_switch.tripped:
-            raise Unsupported("the kill switch is tripped")
         ((symbol, frame),) = frames.items()
-        limits = session.risk.limits
-        if limits.allowed_symbols is not None and symbol not in limits.allowed_symbols:
-            raise Unsupported("the symbol is outside the risk allow-list")
         if answer is None:
             answer = strategy_answers(session.strategy, {symbol: frame})[symbol]  # type: ignore[arg-type]
         if not isinstance(answer, pd.DataFrame):

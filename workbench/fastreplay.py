@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import gc
 import operator
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -162,17 +163,26 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Outcome:
+def paper_engine(session: TradingSession, symbols: Iterable[str]) -> Any:
+    """The paper venue's matching core of a session a fast path may replay into: fresh (no orders,
+    positions or intent books), no shadow, its kill switch clear (read once: a fast path is over in
+    seconds), every symbol allowed; :class:`Unsupported` saying which does not hold."""
     engine = getattr(session.executor, "engine", None)
-    limits = session.risk.limits
+    allowed = session.risk.limits.allowed_symbols
     if engine is None or session.shadow is not None:
         raise Unsupported("only a paper session without a shadow replays on the fast path")
-    if session.orders or session.state.positions:
+    if session.orders or session.state.positions or session._books:
         raise Unsupported("the session has orders or positions already")
     if session.kill_switch.tripped:
         raise Unsupported("the kill switch is tripped")
-    if limits.allowed_symbols is not None and not set(frames) <= set(limits.allowed_symbols):
+    if allowed is not None and not set(symbols) <= set(allowed):
         raise Unsupported("a symbol is outside the risk allow-list")
+    return engine
+
+
+def _simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame]) -> Outcome:
+    engine = paper_engine(session, frames)
+    limits = session.risk.limits
     symbols = list(frames)
     found = [signals(session.strategy, s, frames[s]) for s in symbols]
     markets = [
