@@ -23,7 +23,7 @@ and the event path replays the rest from there. So does a trade still open at th
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
 from itertools import islice
@@ -55,6 +55,7 @@ from workbench.model import (
 from workbench.risk import MINUTE_MS, RiskState, _day
 from workbench.session import (
     STOP_LIMIT_OFFSET,
+    Totals,
     TradingSession,
     _close_times,
     _IntentBook,
@@ -62,6 +63,7 @@ from workbench.session import (
     _next_reached,
     _size_changes,
     _too_small,
+    _total_fees,
     strategy_answers,
 )
 from workbench.store import Store, list_rank
@@ -88,9 +90,11 @@ class Outcome:
     """What the replay did up to ``resume`` (the bar the event path goes on from; ``None``: the end)."""
 
     symbol: str = ""
+    assets: tuple[str, str] = ("", "")  # base, quote
     orders: list[tuple[Order, Decimal, int]] = field(default_factory=list)  # with signal price and time
     fills: list[Fill] = field(default_factory=list)
-    lists: list[tuple[OrderList, tuple[str, ...], Decimal, int]] = field(default_factory=list)
+    lists: Lists = field(default_factory=list)
+    trades: list[tuple] = field(default_factory=list)  # the common trades, each a Trade tuple (see _Replay._trade)
     drops: list[tuple[OrderRequest, Decimal, int, OrderRejected]] = field(default_factory=list)
     target_changes: list[tuple[str, int, float]] = field(default_factory=list)
     state: RiskState = field(default_factory=RiskState)
@@ -168,8 +172,16 @@ class _Replay:
         needed = np.zeros(len(frame), dtype=bool)
         needed[self.changes] = True
         self.needed = needed
-        self.out = Outcome(symbol, free=dict(engine.free), order_seq=engine._order_seq, trade_seq=engine._trade_seq,
-                           list_seq=engine._list_seq, seq=session._seq)  # fmt: skip
+        self.rows = self.changes.tolist()
+        # per change: the lowest and highest price of the bars after it, up to the next change's
+        after = self.changes + 1
+        lows = np.append(np.minimum(self.lows, np.minimum(self.opens, self.closes)), np.inf)
+        highs = np.append(np.maximum(self.highs, np.maximum(self.opens, self.closes)), -np.inf)
+        self._lowest = np.minimum.reduceat(lows, after).tolist() if len(after) else []
+        self._highest = np.maximum.reduceat(highs, after).tolist() if len(after) else []
+        self.out = Outcome(symbol, (self.rules.base, self.rules.quote), free=dict(engine.free), seq=session._seq,
+                           order_seq=engine._order_seq, trade_seq=engine._trade_seq,
+                           list_seq=engine._list_seq)  # fmt: skip
         self.prefix = session._prefix
         self.base, self.quote = self.rules.base, self.rules.quote
         self.position = ZERO
@@ -184,25 +196,34 @@ class _Replay:
         notional = self.rules.filter("MIN_NOTIONAL") or {}, self.rules.filter("NOTIONAL") or {}
         self._least = (max([f.get("minQty", ZERO) for f in (lot, market)] + [self.rules.step_size()]),
                        max(f.get("minNotional", ZERO) for f in notional))  # fmt: skip
+        self._oco = _oco_bounds(self.rules)
+        self._sizes: dict[float, Decimal] = {}
+        self._step = self.rules.step_size()
+        self._units = (Decimal(1).scaleb(-self.rules.base_precision), Decimal(1).scaleb(-self.rules.quote_precision))
 
     # -- the timeline -----------------------------------------------------------------------
 
     def run(self) -> Outcome:
         checkpoint = None
+        rows = self.rows
         try:
-            row = 0
-            for change in self.changes.tolist():
+            row, k = 0, 0
+            while k < len(rows):
+                change = rows[k]
                 row = self._rest(row, change)
                 if not self.legs:
+                    if self.protecting is None and k + 1 < len(rows) and self._trade(k):
+                        row, k = rows[k + 1] + 1, k + 2  # flat again: no event path would start in it
+                        continue
                     checkpoint = self._checkpoint(change)
                 self._bar(change)
-                row = change + 1
+                row, k = change + 1, k + 1
             self._rest(row, self.bars)
         except Unsupported as e:
             return self._hand_over(checkpoint, str(e))
         if self.legs:  # still protected at the end: the event path leaves its orders in the venue
             return self._hand_over(checkpoint, None)
-        self.last, self.now = Decimal(str(float(self.closes[-1]))), int(self.at[-1])
+        self.last, self.now = self._close_price(self.bars - 1), int(self.at[-1])
         return self._finish(None, None)
 
     def _rest(self, row: int, end: int) -> int:
@@ -231,19 +252,111 @@ class _Replay:
         if self.legs:
             for price in bar_path(self.opens[row], self.highs[row], self.lows[row], self.closes[row])[:-1]:
                 self._price(price)
-        self._price(Decimal(str(float(self.closes[row]))))
+        self._price(self._close_price(row))
         intent = self.intents.get(row)
         if intent is not None:
             self._act(intent)
         elif self.out.intent is not None:
             self._sync_exits()
 
+    def _close_price(self, row: int) -> Decimal:
+        return Decimal(str(float(self.closes[row])))
+
+    def _trade(self, k: int) -> bool:
+        """The common trade, flat before change ``k``: a market buy to its target, an OCO placed for
+        what it bought, which no bar reaches, and at the next change, asking for nothing, the OCO
+        canceled and the position sold at market. Whether it was one; if so, done as ``_bar`` does
+        for both changes (the same state and ids) and recorded as one tuple (see :func:`_trade_rows`);
+        if not, nothing changed and ``_bar`` steps it."""
+        rules, out, symbol = self.rules, self.out, self.symbol
+        c, e = self.rows[k], self.rows[k + 1]
+        enter, leave = self.intents[c], self.intents[e]
+        exits = enter.exits
+        if exits.stop_loss is None or exits.take_profit is None or exits.trailing_delta is not None:
+            return False
+        if out.intent is not None and enter.entry_key == out.intent.entry_key or leave.entry_key == enter.entry_key:
+            return False
+        held = self.position
+        target, flat = self._size(enter.entry.value), self._size(leave.entry.value)
+        amount = rules.round_amount(target - held)
+        last, now = self._close_price(c), int(self.at[c])
+        if flat or amount <= 0 or not self._surely_tradable(amount, last, True):
+            return False
+        # the buy
+        times = out.state.order_times
+        recent = _recent(times, now)
+        if not self._allowed(True, amount, None, last, held, now, recent, 0):
+            return False
+        bid, ask = self._best_at(last)
+        cost = ask * amount
+        free = out.free
+        if not self._fits(amount, ask) or cost > free.get(self.quote, ZERO):
+            return False
+        fee = (amount * self.fees.taker).quantize(self._units[0], ROUND_HALF_UP)
+        bought = held + (amount - fee)
+        size = rules.round_amount(bought) if bought > 0 else ZERO
+        # its OCO, which no bar reaches before the next change
+        stop = rules.round_price(Decimal(str(exits.stop_loss)))
+        profit = rules.round_price(Decimal(str(exits.take_profit)), ROUND_UP)
+        if not (size and stop < last < profit and bid < profit and size <= free.get(self.base, ZERO) + (amount - fee)):
+            return False
+        if not (self._lowest[k] > float(stop) * (1 + 1e-9) and self._highest[k] < float(profit) * (1 - 1e-9)):
+            return False
+        limit = rules.round_price(stop * (1 - STOP_LIMIT_OFFSET), ROUND_DOWN)
+        if not (
+            self._surely_tradable(size, limit, False)
+            and self._surely_valid(size, limit, profit, last)
+            and self._allowed(False, size, profit, last, bought, now, recent + 1, 0)
+            and self._allowed(False, size, limit, last, bought, now, recent + 2, 1)
+        ):
+            return False
+        # the sale at the next change
+        sold_at, then = self._close_price(e), int(self.at[e])
+        recent = _recent(times, then) + (3 if now > then - MINUTE_MS else 0)
+        if not (
+            self._surely_tradable(size, sold_at, True)
+            and self._allowed(False, size, None, sold_at, bought, then, recent, 0)
+        ):
+            return False
+        bid_then = self._best_at(sold_at)[0]
+        if not self._fits(size, bid_then):
+            return False
+        proceeds = bid_then * size
+        fee_then = (proceeds * self.fees.taker).quantize(self._units[1], ROUND_HALF_UP)
+        # it is: what the session does, in its order
+        base, quote, state = self.base, self.quote, out.state
+        out.intent, out.target = enter, target
+        out.target_changes.append((symbol, now, float(target)))
+        while times and times[0] <= now - MINUTE_MS:
+            times.popleft()
+        times.extend((now, now, now))
+        free[quote] -= cost
+        free[base] = free.get(base, ZERO) + (amount - fee)
+        state.record(symbol, True, ask, amount, cost, fee, ZERO, now)
+        free[base] -= size  # the OCO's lock
+        out.intent, out.target = leave, flat
+        out.target_changes.append((symbol, then, float(flat)))
+        free[base] += size  # canceled
+        while times and times[0] <= then - MINUTE_MS:
+            times.popleft()
+        times.append(then)
+        free[base] -= size
+        free[quote] = free.get(quote, ZERO) + (proceeds - fee_then)
+        state.record(symbol, False, bid_then, size, proceeds, ZERO, fee_then, then)
+        self.position = state.positions[symbol]
+        self.last, self.now, self.legs, self.exit_list = sold_at, then, [], None
+        out.list_seq += 1
+        out.trades.append((out.seq, out.order_seq, out.trade_seq, out.list_seq, now, then, last, sold_at, amount,
+                           ask, cost, fee, size, profit, limit, stop, bid_then, proceeds, fee_then))  # fmt: skip
+        out.seq, out.order_seq, out.trade_seq = out.seq + 5, out.order_seq + 4, out.trade_seq + 2
+        return True
+
     # -- what the session does --------------------------------------------------------------
 
     def _act(self, intent: Intent) -> None:
         out = self.out
         if out.intent is None or intent.entry_key != out.intent.entry_key:
-            target = self.rules.round_amount(Decimal(str(intent.entry.value)))
+            target = self._size(intent.entry.value)
             out.intent, out.target = intent, target
             out.target_changes.append((self.symbol, self.now, float(target)))
             self._enter(target)
@@ -301,8 +414,9 @@ class _Replay:
         ids = (self._next_id(), self._next_id())
         for i, leg in enumerate(legs):  # the session's checks, then the venue's
             self._check_risk(leg, i)
-        for i, leg in enumerate(legs):
-            self._check_filters(leg, len(self.legs) + i, sum(o.type.is_stop for o in self.legs) + i)
+        if not (self._surely_tradable(amount, limit, False) and self._surely_valid(amount, limit, profit, price)):
+            for i, leg in enumerate(legs):
+                self._check_filters(leg, len(self.legs) + i, sum(o.type.is_stop for o in self.legs) + i)
         if profit <= self._best()[0]:
             raise Unsupported("the take-profit would take liquidity (the venue rejects the OCO)")
         if amount > self.out.free.get(self.base, ZERO):
@@ -331,7 +445,7 @@ class _Replay:
         buy, amount = request.side is Side.BUY, request.amount
         bid, ask = self._best()
         price = ask if buy else bid
-        if amount > level_amount(price, self.rules, self.book_config):  # type: ignore[operator]
+        if not self._fits(amount, price):  # type: ignore[arg-type]
             raise Unsupported("a market order walks past the best level of the book")
         need, asset = (price * amount, self.quote) if buy else (amount, self.base)  # type: ignore[operator]
         if need > self.out.free.get(asset, ZERO):
@@ -365,12 +479,12 @@ class _Replay:
         stop.triggered = True
         bid = self._best()[0]
         if bid >= stop.price:  # type: ignore[operator]
-            if stop.remaining > level_amount(bid, self.rules, self.book_config):  # type: ignore[operator]
+            if not self._fits(stop.remaining, bid):  # type: ignore[arg-type]
                 raise Unsupported("a triggered stop walks past the best level of the book")
             self._fill(stop, bid, stop.remaining, maker=False)  # type: ignore[arg-type]
 
     def _fill_resting(self, order: Order) -> None:
-        if order.remaining > level_amount(order.price, self.rules, self.book_config):  # type: ignore[arg-type, operator]
+        if not self._fits(order.remaining, order.price):  # type: ignore[arg-type]
             raise Unsupported("a resting exit fills only in part")
         self._expire_others(order)
         self._fill(order, order.price, order.remaining, maker=True)  # type: ignore[arg-type]
@@ -438,10 +552,28 @@ class _Replay:
     def _unlock(self, amount: Decimal) -> None:
         self.out.free[self.base] += amount
 
+    def _size(self, value: float) -> Decimal:
+        """An intent's size on the step grid (:meth:`SymbolRules.round_amount`), once per value."""
+        size = self._sizes.get(value)
+        if size is None:
+            size = self._sizes[value] = self.rules.round_amount(Decimal(str(value)))
+        return size
+
+    def _fits(self, amount: Decimal, price: Decimal) -> bool:
+        """Whether ``amount`` fits in the book's level at ``price`` (:func:`~workbench.matching.level_amount`),
+        without building it if the level holds a step more."""
+        step = self._step
+        return (amount + step) * price <= self.book_config.level_notional or amount <= level_amount(
+            price, self.rules, self.book_config, step
+        )
+
     def _best(self) -> tuple[Decimal, Decimal]:
         """The book's best bid and ask at the last price (:func:`~workbench.matching.best_prices`)."""
-        if self._last_best[0] != self.last:
-            self._last_best = (self.last, best_prices(self.last, self.rules, self.book_config))
+        return self._best_at(self.last)
+
+    def _best_at(self, price: Decimal) -> tuple[Decimal, Decimal]:
+        if self._last_best[0] != price:
+            self._last_best = (price, best_prices(price, self.rules, self.book_config))
         return self._last_best[1]
 
     # -- checks -----------------------------------------------------------------------------
@@ -475,27 +607,51 @@ class _Replay:
     def _surely_allowed(self, request: OrderRequest, before: int) -> bool:
         """Whether every risk check but the filters surely lets ``request`` pass (the kill switch
         and the allow-list are read once, at the start); ``False`` leaves it to the checks."""
-        notional, position, position_notional, open_orders, loss, rate, band = self._limits
         times = self.out.state.order_times
         while times and times[0] <= self.now - MINUTE_MS:  # as RiskState.context forgets them
             times.popleft()
-        if len(times) + before >= rate:
+        return self._allowed(request.side is Side.BUY, request.amount, request.price, self.last, self.position,  # type: ignore[arg-type]
+                             self.now, len(times) + before, len(self.legs) + before)  # fmt: skip
+
+    def _allowed(self, buy: bool, amount: Decimal, price: Decimal | None, last: Decimal, held: Decimal, now: int,
+                 recent: int, open_orders: int) -> bool:  # fmt: skip
+        """:meth:`_surely_allowed` for an order of ``amount`` (at ``price``, or at market) when the
+        last price is ``last``, the position ``held``, ``recent`` orders in the last minute and
+        ``open_orders`` open."""
+        notional, position, position_notional, most_open, loss, rate, band = self._limits
+        if recent >= rate:
             return False
-        last, amount, price = self.last, request.amount, request.price
-        held = self.position
-        after = held + amount if request.side is Side.BUY else held - amount  # type: ignore[operator]
+        after = held + amount if buy else held - amount
         if abs(after) > abs(held) and (
             abs(after) > position
             or abs(after) * last > position_notional
-            or (loss < INFINITY and self.out.state.realised.get(_day(self.now), ZERO) <= -loss)
+            or (loss < INFINITY and self.out.state.realised.get(_day(now), ZERO) <= -loss)
         ):
             return False
         if price is None:
-            return amount * last <= notional  # type: ignore[operator]
+            return amount * last <= notional
+        return amount * price <= notional and open_orders < most_open and abs(price - last) * 100 < band * last
+
+    def _surely_valid(self, amount: Decimal, limit: Decimal, profit: Decimal, last: Decimal) -> bool:
+        """Whether an exit OCO of ``amount`` (on the step grid, no dust) with its stop-loss's limit
+        at ``limit`` and its take-profit at ``profit`` (on the tick grid, ``limit`` below ``profit``)
+        surely passes every filter at the last price ``last`` with nothing else open; if not,
+        :func:`~workbench.filters.check_order` decides."""
+        if self._oco is None:
+            return False
+        low, high, most, top, down, up = self._oco
         return (
-            amount * price <= notional  # type: ignore[operator]
-            and len(self.legs) + before < open_orders
-            and abs(price - last) * 100 < band * last
+            low <= limit
+            and profit <= high
+            and amount <= most
+            and amount * profit <= top
+            and (
+                down is None
+                or last * down <= limit
+                and profit <= last * up
+                and limit <= last * up
+                and last * down <= profit
+            )
         )
 
     def _check_filters(self, request: OrderRequest, open_orders: int, open_algo: int) -> None:
@@ -517,7 +673,7 @@ class _Replay:
         today = next(reversed(realised.items()), None)  # the days before it are done: their count is enough
         state = (dict(out.state.positions), dict(out.state.avg_cost), (len(realised), today),
                  dict(out.state.realised_by_symbol), deque(out.state.order_times))  # fmt: skip
-        lengths = tuple(map(len, (out.orders, out.fills, out.lists, out.drops, out.target_changes)))
+        lengths = tuple(map(len, (out.orders, out.fills, out.lists, out.trades, out.drops, out.target_changes)))
         scalars = (out.intent, out.target, out.seq, out.order_seq, out.trade_seq, out.list_seq)
         return row, lengths, state, dict(out.free), scalars, self.last, self.now
 
@@ -526,7 +682,7 @@ class _Replay:
             raise Unsupported(why or "the strategy is still protected at the end of the data")
         row, lengths, state, free, scalars, last, now = checkpoint
         out = self.out
-        for name, n in zip(("orders", "fills", "lists", "drops", "target_changes"), lengths, strict=True):
+        for name, n in zip(("orders", "fills", "lists", "trades", "drops", "target_changes"), lengths, strict=True):
             del getattr(out, name)[n:]
         positions, costs, (days, today), by_symbol, times = state
         realised = dict(islice(out.state.realised.items(), days))
@@ -543,6 +699,44 @@ class _Replay:
         return out
 
 
+def _recent(times: deque[int], now: int) -> int:
+    """How many of ``times`` (ascending) fall in the minute before ``now``, as :meth:`RiskState.context`
+    counts them, without forgetting the others."""
+    cutoff, old = now - MINUTE_MS, 0
+    for at in times:
+        if at > cutoff:
+            break
+        old += 1
+    return len(times) - old
+
+
+def _oco_bounds(rules: SymbolRules) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal | None, Decimal | None] | None:
+    """What an exit OCO on the grids (a LIMIT_MAKER and a STOP_LOSS_LIMIT sell, no dust, nothing else
+    open) keeps within to surely pass every filter: the lowest price, the highest, the most amount,
+    the top notional, the ask's PERCENT_PRICE_BY_SIDE multipliers down and up (``None``: no such
+    filter); ``None`` where the filters leave doubt (a type not taken, grids that do not line up,
+    fewer than two open orders or stops allowed)."""
+    if not {OrderType.LIMIT_MAKER.value, OrderType.STOP_LOSS_LIMIT.value} <= set(rules.order_types):
+        return None
+    price, lot = rules.filter("PRICE_FILTER") or {}, rules.filter("LOT_SIZE") or {}
+    tick, step = price.get("tickSize", ZERO), lot.get("stepSize", ZERO)
+    if (tick and price.get("minPrice", ZERO) % tick) or (step and lot.get("minQty", ZERO) % step):
+        return None
+    if step and -step.normalize().as_tuple().exponent > rules.base_precision:  # type: ignore[union-attr, operator]
+        return None
+    for name, key in (("MAX_NUM_ORDERS", "maxNumOrders"), ("MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders")):
+        f = rules.filter(name)
+        if f is not None and f[key] < 2:  # type: ignore[operator]
+            return None
+    huge = Decimal("1e30")
+    side = rules.filter("PERCENT_PRICE_BY_SIDE")
+    return (
+        price.get("minPrice", ZERO), price.get("maxPrice") or huge, lot.get("maxQty") or huge,  # type: ignore[return-value]
+        (rules.filter("NOTIONAL") or {}).get("maxNotional") or huge,
+        side and side["askMultiplierDown"], side and side["askMultiplierUp"],
+    )  # fmt: skip
+
+
 def commit(session: TradingSession, out: Outcome) -> None:
     """Put ``out`` into the session, its paper venue and its store (orders, lists and fills in bulk)."""
     with _no_gc():
@@ -552,13 +746,16 @@ def commit(session: TradingSession, out: Outcome) -> None:
 def _commit(session: TradingSession, out: Outcome) -> None:
     engine = session.executor.engine  # type: ignore[attr-defined]
     session.state = out.state
-    session.orders.update((o.client_order_id, o) for o, _, _ in out.orders)
-    session.order_lists.update((lst.list_client_order_id, lst) for lst, _, _, _ in out.lists)
-    session.list_legs.update((lst.list_client_order_id, legs) for lst, legs, _, _ in out.lists)
+    prefix, symbol = session._prefix, out.symbol
+    backlog = _Backlog(out, prefix)
+    session.defer_orders(backlog)
+    lists = sorted(out.lists + _trade_lists(out, prefix), key=_list_id)
+    session.order_lists.update((lst.list_client_order_id, lst) for lst, _, _, _ in lists)
+    session.list_legs.update((lst.list_client_order_id, legs) for lst, legs, _, _ in lists)
     session._seq = out.seq
     session.target_changes.extend(out.target_changes)
     session._trade_keys.update((f.symbol, f.trade_id) for f in out.fills)
-    symbol = out.symbol
+    session._trade_keys.update((symbol, str(t[TRADE_SEQ] + i)) for t in out.trades for i in (1, 2))
     if out.intent is not None:
         session._books[symbol] = _IntentBook(intent=out.intent)
         session._targets[symbol] = out.target  # type: ignore[assignment]
@@ -570,81 +767,256 @@ def _commit(session: TradingSession, out: Outcome) -> None:
     for asset in out.free:
         engine.locked.setdefault(asset, ZERO)
     engine._order_seq, engine._trade_seq, engine._list_seq = out.order_seq, out.trade_seq, out.list_seq
-    session.executor._fills.extend(out.fills)  # type: ignore[attr-defined]
-    write(session.store, session.session_id, out)
+    session.executor.defer_fills(backlog.fills)  # type: ignore[attr-defined]
+    write(session.store, session.session_id, out, prefix, lists)
     for request, price, at, error in out.drops:
         session._drop(request, price, at, error)
-    session._audit("replay.fast", {"orders": len(out.orders), "fills": len(out.fills), "lists": len(out.lists),
-                                   "event_path_from": out.resume, "why": out.why})  # fmt: skip
+    orders, fills = len(out.orders) + 4 * len(out.trades), len(out.fills) + 2 * len(out.trades)
+    detail = {"orders": orders, "fills": fills, "lists": len(lists), "common_trades": len(out.trades),
+              "event_path_from": out.resume, "why": out.why}  # fmt: skip
+    session._audit("replay.fast", detail)
+
+
+# A common trade's tuple (_Replay._trade): the counters before it, its two bars' close times and
+# prices, the buy's amount, price, cost and fee, the OCO's amount and prices, the sale's price,
+# proceeds and fee.
+SEQ, ORDER_SEQ, TRADE_SEQ, LIST_SEQ, NOW, THEN, LAST, SOLD_AT = range(8)
+AMOUNT, ASK, COST, FEE, SIZE, PROFIT, LIMIT, STOP, BID, PROCEEDS, FEE_THEN = range(8, 19)
+
+
+Lists = list[tuple[OrderList, tuple[str, ...], Decimal, int]]  # with the legs' client order ids, signal price and time
+
+
+def _list_id(item: tuple[OrderList, tuple[str, ...], Decimal, int]) -> int:
+    return item[0].id
+
+
+def _trade_lists(out: Outcome, prefix: str) -> Lists:
+    """The common trades' OCOs as the session holds them (and :attr:`Outcome.lists` has them)."""
+    done, oco = ListStatusType.ALL_DONE, ContingencyType.OCO
+    lists = []
+    for t in out.trades:
+        seq, oseq = t[SEQ], t[ORDER_SEQ]
+        order_list = _new(OrderList)
+        order_list.__dict__.update(
+            id=t[LIST_SEQ], list_client_order_id=f"{prefix}{seq + 2}", symbol=out.symbol, kind=oco,
+            orders=(str(oseq + 2), str(oseq + 3)), list_status_type=done, list_order_status=ListOrderStatus.ALL_DONE,
+            timestamp=t[NOW], last_update=t[THEN],
+        )  # fmt: skip
+        lists.append((order_list, (f"{prefix}{seq + 3}", f"{prefix}{seq + 4}"), t[LAST], t[NOW]))
+    return lists
+
+
+class _Backlog:
+    """The fast path's orders as the session holds them and its fills as the paper venue does: those
+    it stepped one by one and the common trades', built from their tuples when first asked for."""
+
+    def __init__(self, out: Outcome, prefix: str) -> None:
+        self.out, self.prefix = out, prefix
+
+    def build(self) -> dict[str, Order]:
+        out, prefix, symbol = self.out, self.prefix, self.out.symbol
+        base, quote = out.assets
+        orders = [order for order, _, _ in out.orders]
+        filled, canceled, sell = OrderStatus.FILLED, OrderStatus.CANCELED, Side.SELL
+        with _no_gc():
+            for t in out.trades:
+                seq, oseq, now, then, size = t[SEQ], t[ORDER_SEQ], t[NOW], t[THEN], t[SIZE]
+                orders += (
+                    Order(symbol, Side.BUY, OrderType.MARKET, t[AMOUNT], None, None, None, f"{prefix}{seq + 1}",
+                          str(oseq + 1), status=filled, filled=ZERO + t[AMOUNT], cost=ZERO + t[COST], timestamp=now,
+                          last_update=now, fees={base: ZERO + t[FEE]}),
+                    Order(symbol, sell, OrderType.LIMIT_MAKER, size, t[PROFIT], None, None, f"{prefix}{seq + 3}",
+                          str(oseq + 2), status=canceled, timestamp=now, last_update=then, order_list_id=t[LIST_SEQ],
+                          holds_funds=False),
+                    Order(symbol, sell, OrderType.STOP_LOSS_LIMIT, size, t[LIMIT], t[STOP], TimeInForce.GTC,
+                          f"{prefix}{seq + 4}", str(oseq + 3), status=canceled, timestamp=now, last_update=then,
+                          order_list_id=t[LIST_SEQ]),
+                    Order(symbol, sell, OrderType.MARKET, size, None, None, None, f"{prefix}{seq + 5}", str(oseq + 4),
+                          status=filled, filled=ZERO + size, cost=ZERO + t[PROCEEDS], timestamp=then, last_update=then,
+                          fees={quote: ZERO + t[FEE_THEN]}),
+                )  # fmt: skip
+        orders.sort(key=_order_seq)
+        return {o.client_order_id: o for o in orders}
+
+    def fills(self) -> list[Fill]:
+        out, prefix = self.out, self.prefix
+        base, quote = out.assets
+        fills = list(out.fills)
+        with _no_gc():
+            for t in out.trades:
+                seq, oseq, tseq = t[SEQ], t[ORDER_SEQ], t[TRADE_SEQ]
+                for trade, order, cid, side, price, amount, cost, fee, currency, at in (
+                    (tseq + 1, oseq + 1, seq + 1, Side.BUY, t[ASK], t[AMOUNT], t[COST], t[FEE], base, t[NOW]),
+                    (tseq + 2, oseq + 4, seq + 5, Side.SELL, t[BID], t[SIZE], t[PROCEEDS], t[FEE_THEN], quote, t[THEN]),
+                ):
+                    fill = _new(Fill)  # a frozen dataclass's __init__ sets each field through object.__setattr__: slow
+                    fill.__dict__.update(
+                        trade_id=str(trade), order_id=str(order), client_order_id=f"{prefix}{cid}", symbol=out.symbol,
+                        side=side, price=price, amount=amount, cost=cost, fee=fee, fee_currency=currency,
+                        is_maker=False, timestamp=at,
+                    )  # fmt: skip
+                    fills.append(fill)
+        fills.sort(key=_trade_seq)
+        return fills
+
+    def totals(self) -> Totals:
+        """The orders and their fees per asset (:func:`workbench.session._order_totals`)."""
+        out = self.out
+        base, quote = out.assets
+        fees = [order.fees for order, _, _ in out.orders]
+        if out.trades:
+            trades = {base: sum((t[FEE] for t in out.trades), ZERO),
+                      quote: sum((t[FEE_THEN] for t in out.trades), ZERO)}  # fmt: skip
+            first = not out.orders or out.trades[0][ORDER_SEQ] < int(out.orders[0][0].id)  # type: ignore[arg-type]
+            fees.insert(0 if first else len(fees), trades)
+        n = len(out.orders) + 4 * len(out.trades)
+        return {out.symbol: (n, _total_fees(fees))} if n else {}
+
+
+def _order_seq(order: Order) -> int:
+    return int(order.id)  # type: ignore[arg-type]
+
+
+def _trade_seq(fill: Fill) -> int:
+    return int(fill.trade_id)
 
 
 def _times(values: list[int]) -> pd.DatetimeIndex:
     return pd.to_datetime(np.array(values, dtype="int64"), unit="ms", utc=True)
 
 
-def _text(values: list[Decimal | None]) -> list[str | None]:
+def _text(values: Iterable[Decimal | None]) -> list[str | None]:
     """Decimals (or ``None``) as text, which DuckDB casts to its DECIMAL exactly."""
     return [None if v is None else str(v) for v in values]
 
 
-def write(store: Store, session_id: str, out: Outcome) -> None:
-    """Insert the orders, order lists and fills of ``out`` into the paper tables at once."""
+def _interleave(*columns: list) -> list:
+    """Columns of one value per trade as one column of a row from each in turn, per trade."""
+    out = [None] * (len(columns) * len(columns[0]))
+    for i, column in enumerate(columns):
+        out[i :: len(columns)] = column
+    return out
+
+
+def write(store: Store, session_id: str, out: Outcome, prefix: str, lists: Lists) -> None:
+    """Insert the orders and fills of ``out`` and the order lists ``lists`` into the paper tables at
+    once (client order ids as their numbers after ``prefix``, which the store puts back)."""
     o = [order for order, _, _ in out.orders]
-    signals = list(map(str, (signal for _, signal, _ in out.orders)))
     f = out.fills
-    lists = out.lists
-    frames = {
-        "paper_orders": {
-            "client_order_id": [x.client_order_id for x in o],
-            "order_id": [x.id for x in o],
-            "side": [x.side.value for x in o],
-            "type": [x.type.value for x in o],
-            "time_in_force": [x.time_in_force and x.time_in_force.value for x in o],
-            "amount": list(map(str, (x.amount for x in o))),
-            "price": _text([x.price for x in o]),
-            "stop_price": _text([x.stop_price for x in o]),
-            "status": [x.status.value for x in o],
-            "status_rank": [x.status.rank for x in o],
-            "filled": list(map(str, (x.filled for x in o))),
-            "cost": list(map(str, (x.cost for x in o))),
-            "average": _text([x.average for x in o]),
-            "signal_price": signals,
-            "arrival_price": signals,  # a paper order arrives at the price it was signalled at
-            "signal_time": _times([at for _, _, at in out.orders]),
-            "created_at": _times([x.timestamp for x in o]),
-            "updated_at": _times([x.last_update for x in o]),
-        },
-        "paper_fills": {
-            "trade_id": [x.trade_id for x in f],
-            "order_id": [x.order_id for x in f],
-            "client_order_id": [x.client_order_id for x in f],
-            "side": [x.side.value for x in f],
-            "price": list(map(str, (x.price for x in f))),
-            "amount": list(map(str, (x.amount for x in f))),
-            "cost": list(map(str, (x.cost for x in f))),
-            "fee": list(map(str, (x.fee for x in f))),
-            "fee_currency": [x.fee_currency for x in f],
-            "is_maker": [x.is_maker for x in f],
-            "timestamp": _times([x.timestamp for x in f]),
-        },
-        "paper_order_lists": {
-            "list_client_order_id": [x.list_client_order_id for x, _, _, _ in lists],
-            "order_list_id": [x.id for x, _, _, _ in lists],
-            "contingency_type": [x.kind.value for x, _, _, _ in lists],
-            "list_status_type": [x.list_status_type.value for x, _, _, _ in lists],
-            "list_order_status": [x.list_order_status.value for x, _, _, _ in lists],
-            "status_rank": [list_rank(x) for x, _, _, _ in lists],
-            "legs": [list(legs) for _, legs, _, _ in lists],
-            "signal_price": list(map(str, (signal for _, _, signal, _ in lists))),
-            "signal_time": _times([at for _, _, _, at in lists]),
-            "created_at": _times([x.timestamp for x, _, _, _ in lists]),
-            "updated_at": _times([x.last_update for x, _, _, _ in lists]),
-        },
+    cut = len(prefix)
+    orders = {
+        "client_order_id": [int(x.client_order_id[cut:]) for x in o],
+        "order_id": [int(x.id) for x in o],  # type: ignore[arg-type]
+        "side": [x.side.value for x in o],
+        "type": [x.type.value for x in o],
+        "time_in_force": [x.time_in_force and x.time_in_force.value for x in o],
+        "amount": _text(x.amount for x in o),
+        "price": _text(x.price for x in o),
+        "stop_price": _text(x.stop_price for x in o),
+        "status": [x.status.value for x in o],
+        "status_rank": [x.status.rank for x in o],
+        "filled": _text(x.filled for x in o),
+        "cost": _text(x.cost for x in o),
+        "average": _text(x.average for x in o),
+        "signal_price": _text(signal for _, signal, _ in out.orders),
+        "signal_time": [at for _, _, at in out.orders],
+        "created_at": [x.timestamp for x in o],
+        "updated_at": [x.last_update for x in o],
     }
-    rows = {"paper_orders": len(o), "paper_fills": len(f), "paper_order_lists": len(lists)}
+    fills = {
+        "trade_id": [int(x.trade_id) for x in f],
+        "order_id": [int(x.order_id) for x in f],
+        "client_order_id": [int(x.client_order_id[cut:]) for x in f],
+        "side": [x.side.value for x in f],
+        "price": _text(x.price for x in f),
+        "amount": _text(x.amount for x in f),
+        "cost": _text(x.cost for x in f),
+        "fee": _text(x.fee for x in f),
+        "fee_currency": [x.fee_currency for x in f],
+        "is_maker": [x.is_maker for x in f],
+        "timestamp": [x.timestamp for x in f],
+    }
+    if out.trades:
+        for table, rows in zip((orders, fills), _trade_rows(out), strict=True):
+            for column, values in rows.items():
+                table[column] += values
+    orders["arrival_price"] = orders["signal_price"]  # a paper order arrives at the price it was signalled at
+    order_lists = {
+        "list_client_order_id": [int(x.list_client_order_id[cut:]) for x, _, _, _ in lists],
+        "order_list_id": [x.id for x, _, _, _ in lists],
+        "contingency_type": [x.kind.value for x, _, _, _ in lists],
+        "list_status_type": [x.list_status_type.value for x, _, _, _ in lists],
+        "list_order_status": [x.list_order_status.value for x, _, _, _ in lists],
+        "status_rank": [list_rank(x) for x, _, _, _ in lists],
+        "legs": [list(legs) for _, legs, _, _ in lists],
+        "signal_price": _text(signal for _, _, signal, _ in lists),
+        "signal_time": [at for _, _, _, at in lists],
+        "created_at": [x.timestamp for x, _, _, _ in lists],
+        "updated_at": [x.last_update for x, _, _, _ in lists],
+    }
+    frames = {"paper_orders": orders, "paper_fills": fills, "paper_order_lists": order_lists}
+    for columns in frames.values():
+        for column in ("signal_time", "created_at", "updated_at", "timestamp"):
+            if column in columns:
+                columns[column] = _times(columns[column])
     store.insert_frames(
         {
-            table: pd.DataFrame({"session_id": session_id, "symbol": out.symbol, **columns}, index=range(rows[table]))
+            table: pd.DataFrame({"session_id": session_id, "symbol": out.symbol, **columns},
+                                index=range(len(next(iter(columns.values())))))
             for table, columns in frames.items()
-        }
-    )
+        },
+        texts={"client_order_id": prefix, "list_client_order_id": prefix, "order_id": "", "trade_id": ""},
+    )  # fmt: skip
+
+
+def _trade_rows(out: Outcome) -> tuple[dict[str, list], dict[str, list]]:
+    """The common trades' rows of ``paper_orders`` (the buy, the OCO's take-profit and stop-loss,
+    the sale) and of ``paper_fills`` (the buy's, the sale's), as :func:`write` takes them. An order's
+    filled amount and cost are its fill's, their ratio (its average) is the fill's price."""
+    t = list(zip(*out.trades, strict=True))
+    n = len(out.trades)
+    seq, oseq, tseq = (np.array(t[i], dtype=np.int64) for i in (SEQ, ORDER_SEQ, TRADE_SEQ))
+    now, then = list(t[NOW]), list(t[THEN])
+    amount, size, ask, bid, cost, proceeds, last = (_text(t[i]) for i in (AMOUNT, SIZE, ASK, BID, COST, PROCEEDS, LAST))
+    none, zero = [None] * n, ["0"] * n
+    filled, canceled, buy, sell = OrderStatus.FILLED, OrderStatus.CANCELED, Side.BUY.value, Side.SELL.value
+
+    def each(*values: object) -> list:
+        return list(values) * n
+
+    orders = {
+        "client_order_id": _interleave(*((seq + i).tolist() for i in (1, 3, 4, 5))),
+        "order_id": _interleave(*((oseq + i).tolist() for i in (1, 2, 3, 4))),
+        "side": each(buy, sell, sell, sell),
+        "type": each(
+            OrderType.MARKET.value, OrderType.LIMIT_MAKER.value, OrderType.STOP_LOSS_LIMIT.value, OrderType.MARKET.value
+        ),  # fmt: skip
+        "time_in_force": each(None, None, TimeInForce.GTC.value, None),
+        "amount": _interleave(amount, size, size, size),
+        "price": _interleave(none, _text(t[PROFIT]), _text(t[LIMIT]), none),
+        "stop_price": _interleave(none, none, _text(t[STOP]), none),
+        "status": each(filled.value, canceled.value, canceled.value, filled.value),
+        "status_rank": each(filled.rank, canceled.rank, canceled.rank, filled.rank),
+        "filled": _interleave(amount, zero, zero, size),
+        "cost": _interleave(cost, zero, zero, proceeds),
+        "average": _interleave(ask, none, none, bid),
+        "signal_price": _interleave(last, last, last, _text(t[SOLD_AT])),
+        "signal_time": _interleave(now, now, now, then),
+        "created_at": _interleave(now, now, now, then),
+        "updated_at": _interleave(now, then, then, then),
+    }
+    fills = {
+        "trade_id": _interleave((tseq + 1).tolist(), (tseq + 2).tolist()),
+        "order_id": _interleave((oseq + 1).tolist(), (oseq + 4).tolist()),
+        "client_order_id": _interleave((seq + 1).tolist(), (seq + 5).tolist()),
+        "side": each(buy, sell),
+        "price": _interleave(ask, bid),
+        "amount": _interleave(amount, size),
+        "cost": _interleave(cost, proceeds),
+        "fee": _interleave(_text(t[FEE]), _text(t[FEE_THEN])),
+        "fee_currency": each(*out.assets),
+        "is_maker": [False] * (2 * n),
+        "timestamp": _interleave(now, then),
+    }
+    return orders, fills

@@ -49,7 +49,7 @@ from workbench.filters import SymbolRules, check_order
 from workbench.matching import BPS, BookConfig, Fees, synthetic_book
 from workbench.model import ZERO, Fill, Order, OrderRequest, OrderStatus, OrderType, Side
 from workbench.risk import MINUTE_MS, RiskChecks, RiskContext, RiskState, _day
-from workbench.session import TradingSession, _close_times, _is_dust, _too_small
+from workbench.session import Totals, TradingSession, _close_times, _is_dust, _too_small
 from workbench.store import Store
 
 DAY_MS = 86_400_000
@@ -701,9 +701,7 @@ class _Backlog:
     """The orders as the session holds them and the fills as the paper venue does, built from their
     columns when first asked for (nothing may ever ask: a sweep's replays); their totals at once."""
 
-    def __init__(
-        self, columns: Callable[[], tuple[list, ...]], n: int, totals: dict[str, tuple[int, dict[str, float]]] | None
-    ) -> None:
+    def __init__(self, columns: Callable[[], tuple[list, ...]], n: int, totals: Totals | None) -> None:
         self._make, self._n, self._totals = columns, n, totals
         self._made: tuple[list, ...] | None = None
 
@@ -716,7 +714,7 @@ class _Backlog:
             self._made = self._make()
         return self._made
 
-    def totals(self) -> dict[str, tuple[int, dict[str, float]]] | None:
+    def totals(self) -> Totals | None:
         return self._totals
 
     def build(self) -> dict[str, Order]:
@@ -743,7 +741,7 @@ class _Backlog:
         return fills
 
 
-def _fee_totals(book: _Orders, markets: Sequence[_Market]) -> dict[str, tuple[int, dict[str, float]]] | None:
+def _fee_totals(book: _Orders, markets: Sequence[_Market]) -> Totals | None:
     """Per symbol: its orders and their fees per asset (base on buys, quote on sells; the asset of
     its first order first), as the session sums them; ``None`` if a sum has more digits than its
     Decimals hold exactly (the session then sums the orders' own)."""
@@ -761,7 +759,7 @@ def _fee_totals(book: _Orders, markets: Sequence[_Market]) -> dict[str, tuple[in
                 if len(str(units)) > 28:
                     return None
                 places = m.rules.base_precision if buy else m.rules.quote_precision
-                sums[m.rules.base if buy else m.rules.quote] = float(Decimal(units).scaleb(-places))
+                sums[m.rules.base if buy else m.rules.quote] = Decimal(units).scaleb(-places)
         totals[m.rules.symbol] = (int(mine.sum()), sums)
     return totals
 

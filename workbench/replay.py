@@ -153,7 +153,7 @@ def _name(source: Bars) -> str:
 def _frames(bars: Bars, symbol: str) -> dict[str, pd.DataFrame]:
     if isinstance(bars, Mapping):
         return {s: frame if _loaded(frame) else load_bars(frame, s) for s, frame in bars.items()}
-    return {symbol: load_bars(bars, symbol)}
+    return {symbol: bars if isinstance(bars, pd.DataFrame) and _loaded(bars) else load_bars(bars, symbol)}
 
 
 def _loaded(frame: pd.DataFrame) -> bool:

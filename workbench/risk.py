@@ -209,24 +209,30 @@ class RiskState:
         self.order_times.append(timestamp)
 
     def record_fill(self, fill: Fill, base: str) -> None:
-        position = self.positions.get(fill.symbol, ZERO)
-        cost = self.avg_cost.get(fill.symbol, ZERO)
         base_fee = fill.fee if fill.fee_currency == base else ZERO
         quote_fee = ZERO if fill.fee_currency == base else fill.fee
+        self.record(fill.symbol, fill.side is Side.BUY, fill.price, fill.amount, fill.cost, base_fee, quote_fee,
+                    fill.timestamp)  # fmt: skip
+
+    def record(self, symbol: str, buy: bool, price: Decimal, amount: Decimal, cost: Decimal, base_fee: Decimal,
+               quote_fee: Decimal, timestamp: int) -> None:  # fmt: skip
+        """A fill of ``amount`` at ``price`` (:meth:`record_fill` of its fields)."""
+        position = self.positions.get(symbol, ZERO)
+        average = self.avg_cost.get(symbol, ZERO)
         pnl = -quote_fee
-        if fill.side is Side.BUY:
-            received = fill.amount - base_fee
-            cost = (position * cost + fill.cost) / (position + received) if position + received else ZERO
+        if buy:
+            received = amount - base_fee
+            average = (position * average + cost) / (position + received) if position + received else ZERO
             position += received
         else:
-            pnl += (fill.price - cost) * fill.amount
-            position -= fill.amount
-            cost = cost if position else ZERO
-        self.positions[fill.symbol] = position
-        self.avg_cost[fill.symbol] = cost
-        day = _day(fill.timestamp)
+            pnl += (price - average) * amount
+            position -= amount
+            average = average if position else ZERO
+        self.positions[symbol] = position
+        self.avg_cost[symbol] = average
+        day = _day(timestamp)
         self.realised[day] = self.realised.get(day, ZERO) + pnl
-        self.realised_by_symbol[fill.symbol] = self.realised_by_symbol.get(fill.symbol, ZERO) + pnl
+        self.realised_by_symbol[symbol] = self.realised_by_symbol.get(symbol, ZERO) + pnl
 
     def context(
         self, symbol: str, last_price: Decimal, now: int, *, open_orders: int, open_orders_symbol: int, halted: str

@@ -116,6 +116,7 @@ class TradingSession:
         self.last_price: dict[str, Decimal] = {}
         self._orders: dict[str, Order] = {}
         self._backlog: OrderBacklog | None = None  # orders recorded in bulk, built when first asked for
+        self._later: dict[str, Order] = {}  # orders recorded after the backlog, while it is unbuilt
         self._open: dict[str, Order] = {}  # the open subset of orders
         self.order_lists: dict[str, OrderList] = {}  # list client order id -> latest state
         self.list_legs: dict[str, tuple[str, ...]] = {}  # list client order id -> its legs' client order ids
@@ -180,17 +181,21 @@ class TradingSession:
     @property
     def orders(self) -> dict[str, Order]:
         """Every order of the session by client order id, in the order they were placed."""
-        if self._backlog is not None:
-            backlog, self._backlog = self._backlog, None
-            self._orders.update(backlog.build())
+        self._build_backlog()
         return self._orders
 
     def defer_orders(self, backlog: OrderBacklog) -> None:
         """Hold ``backlog``'s orders (a fast replay's, placed after every order so far) unbuilt until
         :attr:`orders` is read; :meth:`summary` reads only their totals."""
-        if self._backlog is not None:  # an earlier backlog's orders come first
-            self._orders.update(self._backlog.build())
+        self._build_backlog()  # an earlier backlog's orders come first
         self._backlog = backlog
+
+    def _build_backlog(self) -> None:
+        if self._backlog is not None:
+            backlog, self._backlog = self._backlog, None
+            self._orders.update(backlog.build())
+            self._orders.update(self._later)
+            self._later.clear()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -1134,7 +1139,8 @@ class TradingSession:
         order = event.order
         if not order.client_order_id.startswith(self._prefix):
             return  # another client's order on the same account (the user data stream has them all)
-        self.orders[order.client_order_id] = order
+        cid = order.client_order_id
+        (self._orders if self._backlog is None or cid in self._orders else self._later)[cid] = order
         if order.is_open:
             self._open[order.client_order_id] = order
         else:
@@ -1165,8 +1171,11 @@ class TradingSession:
             "SELECT symbol, count(*) AS fills, sum(cost) AS notional FROM fills WHERE session_id = ? GROUP BY symbol",
             [self.session_id],
         ).set_index("symbol")
-        totals = self._backlog.totals() if self._backlog is not None and not self._orders else None
-        totals = totals if totals is not None else _order_totals(self.orders.values())
+        totals = self._backlog.totals() if self._backlog is not None else None
+        if totals is None:
+            totals = _order_totals(self.orders.values())
+        else:  # the orders before the backlog's, its own, those after
+            totals = _add_totals(_order_totals(self._orders.values()), totals, _order_totals(self._later.values()))
         for symbol in self.rules:
             orders, fees = totals.get(symbol, (0, {}))
             position = self.state.positions.get(symbol, ZERO)
@@ -1177,7 +1186,7 @@ class TradingSession:
                     "dropped": sum(n for (s, _), n in self.drops.items() if s == symbol),
                     "fills": int(fills["fills"].get(symbol, 0)),
                     "notional": float(fills["notional"].get(symbol, 0) or 0),
-                    "fees": fees,
+                    "fees": {asset: float(fee) for asset, fee in fees.items()},
                     "position": float(position),
                     "avg_cost": float(self.state.avg_cost.get(symbol, ZERO)),
                     "last_price": float(self.last_price.get(symbol, ZERO)),
@@ -1307,20 +1316,33 @@ def strategy_answers(strategy: Strategy, bars: Mapping[str, pd.DataFrame]) -> di
     return {s: answers[s] for s in symbols}
 
 
-def _order_totals(orders: Iterable[Order]) -> dict[str, tuple[int, dict[str, float]]]:
+Totals = dict[str, tuple[int, dict[str, Decimal]]]  # per symbol: orders, fees per asset
+
+
+def _order_totals(orders: Iterable[Order]) -> Totals:
     """Per symbol: how many ``orders`` and their fees per asset (in the order the assets first come)."""
     by_symbol: dict[str, list[Order]] = {}
     for order in orders:
         by_symbol.setdefault(order.symbol, []).append(order)
-    return {symbol: (len(group), _total_fees(group)) for symbol, group in by_symbol.items()}
+    return {symbol: (len(group), _total_fees(map(_fees_of, group))) for symbol, group in by_symbol.items()}
 
 
-def _total_fees(orders: list[Order]) -> dict[str, float]:
+def _total_fees(fees: Iterable[Mapping[str, Decimal]]) -> dict[str, Decimal]:
     totals: dict[str, Decimal] = {}
-    for fees in map(_fees_of, orders):
-        for asset, fee in fees.items():
+    for each in fees:
+        for asset, fee in each.items():
             totals[asset] = totals.get(asset, ZERO) + fee
-    return {asset: float(fee) for asset, fee in totals.items()}
+    return totals
+
+
+def _add_totals(*parts: Totals) -> Totals:
+    """The totals of the orders of each of ``parts`` together."""
+    out: dict[str, tuple[int, list[dict[str, Decimal]]]] = {}
+    for part in parts:
+        for symbol, (n, fees) in part.items():
+            count, all_fees = out.get(symbol, (0, []))
+            out[symbol] = (count + n, [*all_fees, fees])
+    return {symbol: (n, _total_fees(fees)) for symbol, (n, fees) in out.items()}
 
 
 _fees_of = operator.attrgetter("fees")
@@ -1332,7 +1354,7 @@ class OrderBacklog(Protocol):
     def build(self) -> dict[str, Order]:
         """The orders by client order id, in the order they were placed."""
 
-    def totals(self) -> dict[str, tuple[int, dict[str, float]]] | None:
+    def totals(self) -> Totals | None:
         """What :func:`_order_totals` gives for them, or ``None`` if only the orders can tell."""
 
 

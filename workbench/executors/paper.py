@@ -44,6 +44,7 @@ class PaperExecutor:
         self._listeners: list[Listener] = []
         self._fill_list: list[Fill] = []
         self._unbuilt: Callable[[], list[Fill]] | None = None  # fills recorded in bulk, built when first read
+        self._later: list[Fill] = []  # fills after those, while they are unbuilt
         self._time: int | None = None
 
     @property
@@ -52,6 +53,8 @@ class PaperExecutor:
         if self._unbuilt is not None:
             build, self._unbuilt = self._unbuilt, None
             self._fill_list.extend(build())
+            self._fill_list.extend(self._later)
+            self._later.clear()
         return self._fill_list
 
     def defer_fills(self, build: Callable[[], list[Fill]]) -> None:
@@ -143,7 +146,7 @@ class PaperExecutor:
         """Record fills and pass every event, LIST_STATUS included, to the listeners."""
         for event in events:
             if event.fill is not None:
-                self._fills.append(event.fill)
+                (self._fill_list if self._unbuilt is None else self._later).append(event.fill)
             for listener in self._listeners:
                 listener(event)
 
