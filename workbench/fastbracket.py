@@ -26,17 +26,19 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
+from fractions import Fraction
 from itertools import islice
 
 import numpy as np
 import pandas as pd
 
 from workbench.bars import path as bar_path
+from workbench.bars import price as bar_price
 from workbench.errors import OrderRejected
 from workbench.fastreplay import Unsupported, _filter_bounds, _no_gc, paper_engine
 from workbench.filters import SymbolRules, check_order
 from workbench.intents import Entry, Exits, Intent, intent_frame
-from workbench.matching import best_prices, level_amount
+from workbench.matching import BPS, BookConfig, best_prices, level_amount
 from workbench.model import (
     ZERO,
     ContingencyType,
@@ -179,6 +181,10 @@ class _Replay:
         highs = np.append(np.maximum(self.highs, np.maximum(self.opens, self.closes)), -np.inf)
         self._lowest = np.minimum.reduceat(lows, after).tolist() if len(after) else []
         self._highest = np.maximum.reduceat(highs, after).tolist() if len(after) else []
+        changed = intents.iloc[self.changes]
+        self._prices = _book_prices(self.closes[self.changes], self.rules, self.book_config)
+        self._exits = _exit_prices(*(changed[c].to_numpy(dtype=float) if c in changed else np.full(len(changed), np.nan)
+                                     for c in ("stop_loss", "take_profit")), self.rules)  # fmt: skip
         self.out = Outcome(symbol, (self.rules.base, self.rules.quote), free=dict(engine.free), seq=session._seq,
                            order_seq=engine._order_seq, trade_seq=engine._trade_seq,
                            list_seq=engine._list_seq)  # fmt: skip
@@ -279,7 +285,7 @@ class _Replay:
         held = self.position
         target, flat = self._size(enter.entry.value), self._size(leave.entry.value)
         amount = rules.round_amount(target - held)
-        last, now = self._close_price(c), int(self.at[c])
+        (last, bid, ask), now = self._prices[k], int(self.at[c])
         if flat or amount <= 0 or not self._surely_tradable(amount, last, True):
             return False
         # the buy
@@ -287,7 +293,6 @@ class _Replay:
         recent = _recent(times, now)
         if not self._allowed(True, amount, None, last, held, now, recent, 0):
             return False
-        bid, ask = self._best_at(last)
         cost = ask * amount
         free = out.free
         if not self._fits(amount, ask) or cost > free.get(self.quote, ZERO):
@@ -296,13 +301,11 @@ class _Replay:
         bought = held + (amount - fee)
         size = rules.round_amount(bought) if bought > 0 else ZERO
         # its OCO, which no bar reaches before the next change
-        stop = rules.round_price(Decimal(str(exits.stop_loss)))
-        profit = rules.round_price(Decimal(str(exits.take_profit)), ROUND_UP)
+        stop, profit, limit = self._exits[k]
         if not (size and stop < last < profit and bid < profit and size <= free.get(self.base, ZERO) + (amount - fee)):
             return False
         if not (self._lowest[k] > float(stop) * (1 + 1e-9) and self._highest[k] < float(profit) * (1 - 1e-9)):
             return False
-        limit = rules.round_price(stop * (1 - STOP_LIMIT_OFFSET), ROUND_DOWN)
         if not (
             self._surely_tradable(size, limit, False)
             and self._surely_valid(size, limit, profit, last)
@@ -311,14 +314,13 @@ class _Replay:
         ):
             return False
         # the sale at the next change
-        sold_at, then = self._close_price(e), int(self.at[e])
+        (sold_at, bid_then, _), then = self._prices[k + 1], int(self.at[e])
         recent = _recent(times, then) + (3 if now > then - MINUTE_MS else 0)
         if not (
             self._surely_tradable(size, sold_at, True)
             and self._allowed(False, size, None, sold_at, bought, then, recent, 0)
         ):
             return False
-        bid_then = self._best_at(sold_at)[0]
         if not self._fits(size, bid_then):
             return False
         proceeds = bid_then * size
@@ -699,6 +701,70 @@ class _Replay:
         return out
 
 
+def _tick_places(rules: SymbolRules) -> int | None:
+    """The decimals of the symbol's tick if it is a power of ten (0.01: 2), else ``None``."""
+    tick = rules.tick_size.normalize()
+    exponent = tick.as_tuple().exponent
+    if not tick or tick.as_tuple().digits != (1,) or not isinstance(exponent, int) or exponent > 0:
+        return None
+    return -exponent
+
+
+def _book_prices(closes: np.ndarray, rules: SymbolRules, book: BookConfig) -> list[tuple[Decimal, Decimal, Decimal]]:
+    """Per close: itself as the Decimal it prints as (:func:`workbench.bars.price`) and the book's
+    best bid and ask at it (:func:`~workbench.matching.best_prices`): in whole ticks where the tick
+    is a power of ten and the close on it, one by one where not."""
+    places, half = _tick_places(rules), Fraction(book.spread_bps * BPS / 2)
+    if places is None or half.denominator > 10**6:
+        on = np.zeros(len(closes), dtype=bool)
+        ticks = np.ones(len(closes), dtype=np.int64)
+    else:
+        ticks = np.rint(closes * 10**places)
+        on = (ticks / 10**places == closes) & (ticks > 0) & (ticks < 2**40)  # so the close prints as its ticks
+        ticks = np.where(on, ticks, 1).astype(np.int64)
+    num, den = half.numerator, half.denominator
+    bids = ticks * (den - num) // den  # floor(close - half spread), in ticks
+    asks = np.maximum(-(-ticks * (den + num) // den), bids + 1)
+    unit = Decimal(1).scaleb(-(places or 0))
+    columns = ticks.tolist(), bids.tolist(), asks.tolist(), on.tolist(), map(bar_price, closes.tolist())
+    return [
+        (unit * t, unit * b, unit * a) if o else (p, *best_prices(p, rules, book))
+        for t, b, a, o, p in zip(*columns, strict=True)
+    ]
+
+
+def _exit_prices(
+    stops: np.ndarray, profits: np.ndarray, rules: SymbolRules
+) -> list[tuple[Decimal, Decimal, Decimal] | None]:
+    """Per intent row with both: its OCO's stop price, take-profit price and stop-loss limit, as
+    :meth:`_Replay._place_exits` rounds them (the stop to the nearest tick, the take-profit up, the
+    limit ``STOP_LIMIT_OFFSET`` below the stop, down); in whole ticks where the tick is a power of
+    ten and no rounding is a near tie in floats, one by one where not; ``None`` without both."""
+    has = ~np.isnan(stops) & ~np.isnan(profits)
+    places = _tick_places(rules)
+    scale = 10 ** (places or 0)
+    stop_units, profit_units = np.where(has, stops, 1.0) * scale, np.where(has, profits, 1.0) * scale
+    tie, whole = np.abs(stop_units % 1 - 0.5), np.abs((profit_units + 0.5) % 1 - 0.5)
+    clear = (places is not None) & has & (stop_units > 0) & (profit_units < 2**40) & (tie > 1e-6) & (whole > 1e-6)
+    stop_ticks = np.where(clear, np.floor(stop_units + 0.5), 1).astype(np.int64)
+    profit_ticks = np.where(clear, np.ceil(profit_units), 1).astype(np.int64)
+    below = Fraction(1 - STOP_LIMIT_OFFSET)
+    limit_ticks = stop_ticks * below.numerator // below.denominator
+    unit = Decimal(1).scaleb(-(places or 0))
+
+    def one(stop: float, profit: float) -> tuple[Decimal, Decimal, Decimal]:
+        stop_price = rules.round_price(Decimal(str(stop)))
+        limit = rules.round_price(stop_price * (1 - STOP_LIMIT_OFFSET), ROUND_DOWN)
+        return stop_price, rules.round_price(Decimal(str(profit)), ROUND_UP), limit
+
+    columns = (stop_ticks.tolist(), profit_ticks.tolist(), limit_ticks.tolist(), clear.tolist(), has.tolist(),
+               stops.tolist(), profits.tolist())  # fmt: skip
+    return [
+        (unit * s, unit * p, unit * q) if c else one(stop, profit) if h else None
+        for s, p, q, c, h, stop, profit in zip(*columns, strict=True)
+    ]
+
+
 def _recent(times: deque[int], now: int) -> int:
     """How many of ``times`` (ascending) fall in the minute before ``now``, as :meth:`RiskState.context`
     counts them, without forgetting the others."""
@@ -768,7 +834,7 @@ def _commit(session: TradingSession, out: Outcome) -> None:
         engine.locked.setdefault(asset, ZERO)
     engine._order_seq, engine._trade_seq, engine._list_seq = out.order_seq, out.trade_seq, out.list_seq
     session.executor.defer_fills(backlog.fills)  # type: ignore[attr-defined]
-    write(session.store, session.session_id, out, prefix, lists)
+    write(session.store, session.session_id, out, prefix)
     for request, price, at, error in out.drops:
         session._drop(request, price, at, error)
     orders, fills = len(out.orders) + 4 * len(out.trades), len(out.fills) + 2 * len(out.trades)
@@ -785,6 +851,9 @@ AMOUNT, ASK, COST, FEE, SIZE, PROFIT, LIMIT, STOP, BID, PROCEEDS, FEE_THEN = ran
 
 
 Lists = list[tuple[OrderList, tuple[str, ...], Decimal, int]]  # with the legs' client order ids, signal price and time
+
+
+_DONE_RANK = list_rank(OrderList(0, "", "", ContingencyType.OCO, (), ListStatusType.ALL_DONE, ListOrderStatus.ALL_DONE))
 
 
 def _list_id(item: tuple[OrderList, tuple[str, ...], Decimal, int]) -> int:
@@ -891,19 +960,29 @@ def _text(values: Iterable[Decimal | None]) -> list[str | None]:
     return [None if v is None else str(v) for v in values]
 
 
-def _interleave(*columns: list) -> list:
-    """Columns of one value per trade as one column of a row from each in turn, per trade."""
-    out = [None] * (len(columns) * len(columns[0]))
-    for i, column in enumerate(columns):
-        out[i :: len(columns)] = column
-    return out
+def write(store: Store, session_id: str, out: Outcome, prefix: str) -> None:
+    """Insert the orders, order lists and fills of ``out`` into the paper tables at once (client
+    order ids as their numbers after ``prefix``, which the store puts back)."""
+    frames = _stepped_rows(out, prefix)
+    if out.trades:
+        trades = _trade_rows(out, prefix)
+        frames = {table: pd.concat([f for f in (frames[table], trades[table]) if len(f)], ignore_index=True)
+                  for table in frames}  # fmt: skip
+    for frame in frames.values():
+        frame.insert(0, "session_id", session_id)
+        frame.insert(1, "symbol", out.symbol)
+    orders = frames["paper_orders"]
+    orders["arrival_price"] = orders["signal_price"]  # a paper order arrives at the price it was signalled at
+    store.insert_frames(
+        frames, texts={"client_order_id": prefix, "list_client_order_id": prefix, "order_id": "", "trade_id": ""}
+    )
 
 
-def write(store: Store, session_id: str, out: Outcome, prefix: str, lists: Lists) -> None:
-    """Insert the orders and fills of ``out`` and the order lists ``lists`` into the paper tables at
-    once (client order ids as their numbers after ``prefix``, which the store puts back)."""
+def _stepped_rows(out: Outcome, prefix: str) -> dict[str, pd.DataFrame]:
+    """The rows of the orders, fills and order lists :class:`_Replay` stepped one by one."""
     o = [order for order, _, _ in out.orders]
     f = out.fills
+    lists = out.lists
     cut = len(prefix)
     orders = {
         "client_order_id": [int(x.client_order_id[cut:]) for x in o],
@@ -920,9 +999,9 @@ def write(store: Store, session_id: str, out: Outcome, prefix: str, lists: Lists
         "cost": _text(x.cost for x in o),
         "average": _text(x.average for x in o),
         "signal_price": _text(signal for _, signal, _ in out.orders),
-        "signal_time": [at for _, _, at in out.orders],
-        "created_at": [x.timestamp for x in o],
-        "updated_at": [x.last_update for x in o],
+        "signal_time": _times([at for _, _, at in out.orders]),
+        "created_at": _times([x.timestamp for x in o]),
+        "updated_at": _times([x.last_update for x in o]),
     }
     fills = {
         "trade_id": [int(x.trade_id) for x in f],
@@ -935,13 +1014,8 @@ def write(store: Store, session_id: str, out: Outcome, prefix: str, lists: Lists
         "fee": _text(x.fee for x in f),
         "fee_currency": [x.fee_currency for x in f],
         "is_maker": [x.is_maker for x in f],
-        "timestamp": [x.timestamp for x in f],
+        "timestamp": _times([x.timestamp for x in f]),
     }
-    if out.trades:
-        for table, rows in zip((orders, fills), _trade_rows(out), strict=True):
-            for column, values in rows.items():
-                table[column] += values
-    orders["arrival_price"] = orders["signal_price"]  # a paper order arrives at the price it was signalled at
     order_lists = {
         "list_client_order_id": [int(x.list_client_order_id[cut:]) for x, _, _, _ in lists],
         "order_list_id": [x.id for x, _, _, _ in lists],
@@ -951,72 +1025,63 @@ def write(store: Store, session_id: str, out: Outcome, prefix: str, lists: Lists
         "status_rank": [list_rank(x) for x, _, _, _ in lists],
         "legs": [list(legs) for _, legs, _, _ in lists],
         "signal_price": _text(signal for _, _, signal, _ in lists),
-        "signal_time": [at for _, _, _, at in lists],
-        "created_at": [x.timestamp for x, _, _, _ in lists],
-        "updated_at": [x.last_update for x, _, _, _ in lists],
+        "signal_time": _times([at for _, _, _, at in lists]),
+        "created_at": _times([x.timestamp for x, _, _, _ in lists]),
+        "updated_at": _times([x.last_update for x, _, _, _ in lists]),
     }
-    frames = {"paper_orders": orders, "paper_fills": fills, "paper_order_lists": order_lists}
-    for columns in frames.values():
-        for column in ("signal_time", "created_at", "updated_at", "timestamp"):
-            if column in columns:
-                columns[column] = _times(columns[column])
-    store.insert_frames(
-        {
-            table: pd.DataFrame({"session_id": session_id, "symbol": out.symbol, **columns},
-                                index=range(len(next(iter(columns.values())))))
-            for table, columns in frames.items()
-        },
-        texts={"client_order_id": prefix, "list_client_order_id": prefix, "order_id": "", "trade_id": ""},
-    )  # fmt: skip
+    return {
+        table: pd.DataFrame(columns)
+        for table, columns in (("paper_orders", orders), ("paper_fills", fills), ("paper_order_lists", order_lists))
+    }
 
 
-def _trade_rows(out: Outcome) -> tuple[dict[str, list], dict[str, list]]:
-    """The common trades' rows of ``paper_orders`` (the buy, the OCO's take-profit and stop-loss,
-    the sale) and of ``paper_fills`` (the buy's, the sale's), as :func:`write` takes them. An order's
-    filled amount and cost are its fill's, their ratio (its average) is the fill's price."""
+def _trade_rows(out: Outcome, prefix: str) -> dict[str, pd.DataFrame]:
+    """The common trades' rows: in ``paper_orders`` the buy, the OCO's take-profit and stop-loss
+    and the sale, in ``paper_fills`` the buy's and the sale's, in ``paper_order_lists`` the OCO. An
+    order's filled amount and cost are its fill's, their ratio (its average) the fill's price."""
     t = list(zip(*out.trades, strict=True))
-    n = len(out.trades)
     seq, oseq, tseq = (np.array(t[i], dtype=np.int64) for i in (SEQ, ORDER_SEQ, TRADE_SEQ))
-    now, then = list(t[NOW]), list(t[THEN])
-    amount, size, ask, bid, cost, proceeds, last = (_text(t[i]) for i in (AMOUNT, SIZE, ASK, BID, COST, PROCEEDS, LAST))
-    none, zero = [None] * n, ["0"] * n
-    filled, canceled, buy, sell = OrderStatus.FILLED, OrderStatus.CANCELED, Side.BUY.value, Side.SELL.value
+    now, then = _times(t[NOW]), _times(t[THEN])
+    text = {i: np.array(_text(t[i]), dtype=object) for i in (AMOUNT, SIZE, ASK, BID, COST, PROCEEDS, LAST, SOLD_AT,
+                                                                  PROFIT, LIMIT, STOP, FEE, FEE_THEN)}  # fmt: skip
+    buy, sell, market = Side.BUY.value, Side.SELL.value, OrderType.MARKET.value
+    filled, canceled = OrderStatus.FILLED, OrderStatus.CANCELED
 
-    def each(*values: object) -> list:
-        return list(values) * n
+    def orders(cid, oid, side, type, tif, amount, price, stop, status, done, cost, average, signal, at, update):  # noqa: ANN001, ANN202
+        return pd.DataFrame({
+            "client_order_id": cid, "order_id": oid, "side": side, "type": type, "time_in_force": tif,
+            "amount": amount, "price": price, "stop_price": stop, "status": status.value, "status_rank": status.rank,
+            "filled": done, "cost": cost, "average": average, "signal_price": signal, "signal_time": at,
+            "created_at": at, "updated_at": update,
+        })  # fmt: skip
 
-    orders = {
-        "client_order_id": _interleave(*((seq + i).tolist() for i in (1, 3, 4, 5))),
-        "order_id": _interleave(*((oseq + i).tolist() for i in (1, 2, 3, 4))),
-        "side": each(buy, sell, sell, sell),
-        "type": each(
-            OrderType.MARKET.value, OrderType.LIMIT_MAKER.value, OrderType.STOP_LOSS_LIMIT.value, OrderType.MARKET.value
-        ),  # fmt: skip
-        "time_in_force": each(None, None, TimeInForce.GTC.value, None),
-        "amount": _interleave(amount, size, size, size),
-        "price": _interleave(none, _text(t[PROFIT]), _text(t[LIMIT]), none),
-        "stop_price": _interleave(none, none, _text(t[STOP]), none),
-        "status": each(filled.value, canceled.value, canceled.value, filled.value),
-        "status_rank": each(filled.rank, canceled.rank, canceled.rank, filled.rank),
-        "filled": _interleave(amount, zero, zero, size),
-        "cost": _interleave(cost, zero, zero, proceeds),
-        "average": _interleave(ask, none, none, bid),
-        "signal_price": _interleave(last, last, last, _text(t[SOLD_AT])),
-        "signal_time": _interleave(now, now, now, then),
-        "created_at": _interleave(now, now, now, then),
-        "updated_at": _interleave(now, then, then, then),
-    }
-    fills = {
-        "trade_id": _interleave((tseq + 1).tolist(), (tseq + 2).tolist()),
-        "order_id": _interleave((oseq + 1).tolist(), (oseq + 4).tolist()),
-        "client_order_id": _interleave((seq + 1).tolist(), (seq + 5).tolist()),
-        "side": each(buy, sell),
-        "price": _interleave(ask, bid),
-        "amount": _interleave(amount, size),
-        "cost": _interleave(cost, proceeds),
-        "fee": _interleave(_text(t[FEE]), _text(t[FEE_THEN])),
-        "fee_currency": each(*out.assets),
-        "is_maker": [False] * (2 * n),
-        "timestamp": _interleave(now, then),
-    }
-    return orders, fills
+    def fills(tid, oid, cid, side, price, amount, cost, fee, currency, at):  # noqa: ANN001, ANN202
+        return pd.DataFrame({
+            "trade_id": tid, "order_id": oid, "client_order_id": cid, "side": side, "price": price, "amount": amount,
+            "cost": cost, "fee": fee, "fee_currency": currency, "is_maker": False, "timestamp": at,
+        })  # fmt: skip
+
+    amount, size, last, cost, proceeds = text[AMOUNT], text[SIZE], text[LAST], text[COST], text[PROCEEDS]
+    return {
+        "paper_orders": pd.concat([
+            orders(seq + 1, oseq + 1, buy, market, None, amount, None, None, filled, amount, cost, text[ASK], last, now,
+                   now),
+            orders(seq + 3, oseq + 2, sell, OrderType.LIMIT_MAKER.value, None, size, text[PROFIT], None, canceled, "0",
+                   "0", None, last, now, then),
+            orders(seq + 4, oseq + 3, sell, OrderType.STOP_LOSS_LIMIT.value, TimeInForce.GTC.value, size, text[LIMIT],
+                   text[STOP], canceled, "0", "0", None, last, now, then),
+            orders(seq + 5, oseq + 4, sell, market, None, size, None, None, filled, size, proceeds, text[BID],
+                   text[SOLD_AT], then, then),
+        ], ignore_index=True),
+        "paper_fills": pd.concat([
+            fills(tseq + 1, oseq + 1, seq + 1, buy, text[ASK], amount, cost, text[FEE], out.assets[0], now),
+            fills(tseq + 2, oseq + 4, seq + 5, sell, text[BID], size, proceeds, text[FEE_THEN], out.assets[1], then),
+        ], ignore_index=True),
+        "paper_order_lists": pd.DataFrame({
+            "list_client_order_id": seq + 2, "order_list_id": np.array(t[LIST_SEQ], dtype=np.int64),
+            "contingency_type": ContingencyType.OCO.value, "list_status_type": ListStatusType.ALL_DONE.value,
+            "list_order_status": ListOrderStatus.ALL_DONE.value, "status_rank": _DONE_RANK,
+            "legs": [[f"{prefix}{s + 3}", f"{prefix}{s + 4}"] for s in t[SEQ]], "signal_price": last,
+            "signal_time": now, "created_at": now, "updated_at": then,
+        }),
+    }  # fmt: skip
