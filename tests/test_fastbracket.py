@@ -5,20 +5,24 @@ past its limit and rests, then fills or is canceled), and where it hands over to
 
 from __future__ import annotations
 
-from decimal import Decimal
+from dataclasses import replace
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.test_intents import RISK, Scripted, path_bars
+from workbench.bars import price as bar_price
 from workbench.config import RiskLimits
-from workbench.fastbracket import _intents
+from workbench.data import load_rules
+from workbench.fastbracket import _book_prices, _exit_prices, _intents
 from workbench.intents import intent_frame, iter_intents
-from workbench.matching import Fees
+from workbench.matching import BookConfig, Fees, best_prices
 from workbench.replay import load_bars, replay
+from workbench.session import STOP_LIMIT_OFFSET
 from workbench.strategy import SmaBracket
 
 TABLES = {
@@ -182,3 +186,47 @@ def test_the_fast_paths_intents_are_those_the_session_reads():
     assert _intents(frame) == list(iter_intents(frame))
     plain = intent_frame(pd.DataFrame({"target": [0.01, 0.0]}))
     assert _intents(plain) == list(iter_intents(plain))
+
+
+def _with_tick(tick: str):
+    btc = load_rules(["BTC/USDT"])["BTC/USDT"]
+    price_filter = {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000", "tickSize": tick}
+    return replace(btc, filters=(price_filter, *(f for f in btc.filters if f["filterType"] != "PRICE_FILTER")))
+
+
+PRICES = st.lists(
+    st.one_of(
+        st.integers(1, 10**9).map(lambda t: t / 100),  # on the 0.01 tick
+        st.integers(1, 10**8).map(lambda t: (t + 0.5) / 100),  # half a tick: a tie to round
+        st.floats(0.01, 1e7, allow_nan=False),  # anywhere
+        st.just(float("nan")),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(
+    closes=PRICES,
+    tick=st.sampled_from(["0.01", "0.01000000", "1", "0.05", "0.00001"]),
+    spread=st.sampled_from(["2", "1", "0.5", "3.3", "0"]),
+)
+@example(closes=[0.145, 0.285, 1.005, 0.07, 0.14, 1.09, 30490.64], tick="0.01", spread="2")  # floats just off a tie
+@settings(max_examples=150, deadline=None)
+def test_prices_worked_out_in_whole_ticks_are_those_the_session_rounds_one_by_one(closes, tick, spread):
+    """A fast path's closes, best bid and ask, and OCO prices (vectorised, in whole ticks where it can)
+    equal what the session computes for each on its own: every tick size, spread and tie."""
+    rules, book = _with_tick(tick), BookConfig(spread_bps=Decimal(spread), levels=1)
+    values = np.array([c for c in closes if c == c])
+    if len(values):
+        for close, (price, bid, ask) in zip(values.tolist(), _book_prices(values, rules, book), strict=True):
+            assert price == bar_price(close) and (bid, ask) == best_prices(bar_price(close), rules, book)
+    stops = np.array(closes)
+    profits = np.concatenate([stops[1:] * 1.0123 + 0.0037, stops[:1]])  # mostly off the grid, one maybe on it
+    for stop, profit, row in zip(stops.tolist(), profits.tolist(), _exit_prices(stops, profits, rules), strict=True):
+        if stop != stop or profit != profit:
+            assert row is None
+            continue
+        stop_price = rules.round_price(Decimal(str(stop)))
+        limit = rules.round_price(stop_price * (1 - STOP_LIMIT_OFFSET), ROUND_DOWN)
+        assert row == (stop_price, rules.round_price(Decimal(str(profit)), ROUND_UP), limit)
