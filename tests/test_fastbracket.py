@@ -52,6 +52,10 @@ def assert_same(event, fast) -> None:
     assert event.session.state == fast.session.state
     assert event.session.target_changes == fast.session.target_changes
     assert event.session._open.keys() == fast.session._open.keys()
+    # the orders as the session holds them (built when first read) and the paper venue's fills, in order
+    assert list(event.session.orders.items()) == list(fast.session.orders.items())
+    assert event.session.executor._fills == fast.session.executor._fills
+    assert event.session.order_lists == fast.session.order_lists and event.session.list_legs == fast.session.list_legs
 
 
 def fast_row(result) -> dict:
