@@ -12,6 +12,12 @@ or reaches a resting leg (the rest change nothing), and at those bars the sessio
 on Decimals: the same rounding, risk checks, filters, fees, funds, ids and timestamps, written to
 the store in bulk by :func:`commit`.
 
+Most trades are the common one: bought at a change, an OCO that no bar reaches before the next
+change, which asks for nothing, so the OCO is canceled and the position sold. ``_Replay._trade``
+does such a trade in one step (the prices of every change are worked out in whole ticks at once)
+and records it as one tuple, from which the store's rows are built as columns and the session's
+orders and the venue's fills only when first read. Every other trade is stepped bar by bar.
+
 What it does not model (a leg only partly filled, an order bigger than the best level of the book,
 a refusal by the filters, the risk checks or the balance, an exit already reached when placed,
 limit entries, trailing stops, other sizes than ``target``) it does not guess: the replay hands
@@ -183,8 +189,10 @@ class _Replay:
         self._highest = np.maximum.reduceat(highs, after).tolist() if len(after) else []
         changed = intents.iloc[self.changes]
         self._prices = _book_prices(self.closes[self.changes], self.rules, self.book_config)
-        self._exits = _exit_prices(*(changed[c].to_numpy(dtype=float) if c in changed else np.full(len(changed), np.nan)
-                                     for c in ("stop_loss", "take_profit")), self.rules)  # fmt: skip
+        entries = changed["target"].to_numpy(dtype=float) > 0  # the rows a common trade starts from
+        self._exits = _exit_prices(*(np.where(entries, changed[c].to_numpy(dtype=float), np.nan) if c in changed
+                                     else np.full(len(changed), np.nan) for c in ("stop_loss", "take_profit")),
+                                   self.rules)  # fmt: skip
         self.out = Outcome(symbol, (self.rules.base, self.rules.quote), free=dict(engine.free), seq=session._seq,
                            order_seq=engine._order_seq, trade_seq=engine._trade_seq,
                            list_seq=engine._list_seq)  # fmt: skip
@@ -726,9 +734,9 @@ def _book_prices(closes: np.ndarray, rules: SymbolRules, book: BookConfig) -> li
     bids = ticks * (den - num) // den  # floor(close - half spread), in ticks
     asks = np.maximum(-(-ticks * (den + num) // den), bids + 1)
     unit = Decimal(1).scaleb(-(places or 0))
-    columns = ticks.tolist(), bids.tolist(), asks.tolist(), on.tolist(), map(bar_price, closes.tolist())
+    columns = ticks.tolist(), bids.tolist(), asks.tolist(), on.tolist(), closes.tolist()
     return [
-        (unit * t, unit * b, unit * a) if o else (p, *best_prices(p, rules, book))
+        (unit * t, unit * b, unit * a) if o else (bar_price(p), *best_prices(bar_price(p), rules, book))
         for t, b, a, o, p in zip(*columns, strict=True)
     ]
 
