@@ -119,22 +119,38 @@ class Outcome:
     why: str | None = None  # why the event path goes on from ``resume`` (None: the data ended mid-trade)
 
 
+class _Intents:
+    """The intent of each row of ``frame`` (:func:`~workbench.intents.iter_intents` for the columns
+    the fast path takes), built when first asked for and without the frozen dataclasses' slow
+    ``__init__``; ``rows`` are the rows' numbers in the bars (the common trades ask for few)."""
+
+    def __init__(self, frame: pd.DataFrame, rows: list[int]) -> None:
+        n = len(frame)
+        self.sizes = frame["target"].tolist()
+        self._stops, self._profits = ([None if v != v else v for v in frame[c].tolist()] if c in frame else [None] * n
+                                      for c in ("stop_loss", "take_profit"))  # fmt: skip
+        self._at = dict(zip(rows, range(n), strict=True))
+        self._built: dict[int, Intent] = {}
+
+    def get(self, row: int) -> Intent | None:
+        """The intent of bar ``row``, ``None`` if it asks for no other size."""
+        intent = self._built.get(row)
+        if intent is None and row in self._at:
+            i = self._at[row]
+            entry, exits, intent = _new(Entry), _new(Exits), _new(Intent)
+            entry.__dict__.update(
+                kind="target", value=float(self.sizes[i]), limit_price=None, time_in_force="GTC", cancel_after=None
+            )
+            exits.__dict__.update(stop_loss=self._stops[i], take_profit=self._profits[i], trailing_delta=None)
+            intent.__dict__.update(entry=entry, exits=exits)
+            self._built[row] = intent
+        return intent
+
+
 def _intents(frame: pd.DataFrame) -> list[Intent]:
-    """:func:`~workbench.intents.iter_intents` of rows whose size is set, for the columns the fast
-    path takes, without the frozen dataclasses' slow ``__init__``."""
-    n = len(frame)
-    stops, profits = ([None if v != v else v for v in frame[c].tolist()] if c in frame else [None] * n
-                      for c in ("stop_loss", "take_profit"))  # fmt: skip
-    out = []
-    for size, stop, profit in zip(frame["target"].tolist(), stops, profits, strict=True):
-        entry, exits, intent = _new(Entry), _new(Exits), _new(Intent)
-        entry.__dict__.update(
-            kind="target", value=float(size), limit_price=None, time_in_force="GTC", cancel_after=None
-        )
-        exits.__dict__.update(stop_loss=stop, take_profit=profit, trailing_delta=None)
-        intent.__dict__.update(entry=entry, exits=exits)
-        out.append(intent)
-    return out
+    """Every row's :meth:`_Intents.get`."""
+    intents = _Intents(frame, list(range(len(frame))))
+    return [intents.get(i) for i in range(len(frame))]  # type: ignore[misc]
 
 
 def simulate(session: TradingSession, frames: Mapping[str, pd.DataFrame], answer: object = None) -> Outcome:
@@ -172,7 +188,7 @@ class _Replay:
             limits.max_order_notional, limits.max_position, limits.max_position_notional, limits.max_open_orders,
             limits.max_daily_loss, limits.max_orders_per_minute, limits.price_band_pct))  # fmt: skip
         self.changes = np.flatnonzero(_size_changes(intents))
-        self.intents = dict(zip(self.changes.tolist(), _intents(intents.iloc[self.changes]), strict=True))
+        self.intents = _Intents(intents.iloc[self.changes], self.changes.tolist())
         prices = {k: frame[k].to_numpy(dtype=float) if k in frame else frame["close"].to_numpy(dtype=float)
                   for k in ("open", "high", "low", "close")}  # fmt: skip
         self.opens, self.highs, self.lows, self.closes = (prices[k] for k in ("open", "high", "low", "close"))
@@ -284,14 +300,13 @@ class _Replay:
         if not, nothing changed and ``_bar`` steps it."""
         rules, out, symbol = self.rules, self.out, self.symbol
         c, e = self.rows[k], self.rows[k + 1]
-        enter, leave = self.intents[c], self.intents[e]
-        exits = enter.exits
-        if exits.stop_loss is None or exits.take_profit is None or exits.trailing_delta is not None:
+        value, then_value = float(self.intents.sizes[k]), float(self.intents.sizes[k + 1])
+        if self._exits[k] is None or value == then_value:  # an OCO of both exits (a trade starts at k: _exits)
             return False
-        if out.intent is not None and enter.entry_key == out.intent.entry_key or leave.entry_key == enter.entry_key:
+        if out.intent is not None and out.intent.entry_key == ("target", value):
             return False
         held = self.position
-        target, flat = self._size(enter.entry.value), self._size(leave.entry.value)
+        target, flat = self._size(value), self._size(then_value)
         amount = rules.round_amount(target - held)
         (last, bid, ask), now = self._prices[k], int(self.at[c])
         if flat or amount <= 0 or not self._surely_tradable(amount, last, True):
@@ -335,7 +350,6 @@ class _Replay:
         fee_then = (proceeds * self.fees.taker).quantize(self._units[1], ROUND_HALF_UP)
         # it is: what the session does, in its order
         base, quote, state = self.base, self.quote, out.state
-        out.intent, out.target = enter, target
         out.target_changes.append((symbol, now, float(target)))
         while times and times[0] <= now - MINUTE_MS:
             times.popleft()
@@ -344,7 +358,7 @@ class _Replay:
         free[base] = free.get(base, ZERO) + (amount - fee)
         state.record(symbol, True, ask, amount, cost, fee, ZERO, now)
         free[base] -= size  # the OCO's lock
-        out.intent, out.target = leave, flat
+        out.intent, out.target = self.intents.get(e), flat
         out.target_changes.append((symbol, then, float(flat)))
         free[base] += size  # canceled
         while times and times[0] <= then - MINUTE_MS:
