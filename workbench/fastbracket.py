@@ -93,6 +93,10 @@ def _request(symbol: str, side: Side, type: OrderType, amount: Decimal, price: D
     return request
 
 
+ListRow = tuple[OrderList, tuple[str, ...], Decimal, int]  # with its legs' client order ids, signal price and time
+Lists = list[ListRow]
+
+
 @dataclass
 class Outcome:
     """What the replay did up to ``resume`` (the bar the event path goes on from; ``None``: the end)."""
@@ -188,7 +192,8 @@ class _Replay:
             limits.max_order_notional, limits.max_position, limits.max_position_notional, limits.max_open_orders,
             limits.max_daily_loss, limits.max_orders_per_minute, limits.price_band_pct))  # fmt: skip
         self.changes = np.flatnonzero(_size_changes(intents))
-        self.intents = _Intents(intents.iloc[self.changes], self.changes.tolist())
+        changed = intents.iloc[self.changes]
+        self.intents = _Intents(changed, self.changes.tolist())
         prices = {k: frame[k].to_numpy(dtype=float) if k in frame else frame["close"].to_numpy(dtype=float)
                   for k in ("open", "high", "low", "close")}  # fmt: skip
         self.opens, self.highs, self.lows, self.closes = (prices[k] for k in ("open", "high", "low", "close"))
@@ -203,7 +208,6 @@ class _Replay:
         highs = np.append(np.maximum(self.highs, np.maximum(self.opens, self.closes)), -np.inf)
         self._lowest = np.minimum.reduceat(lows, after).tolist() if len(after) else []
         self._highest = np.maximum.reduceat(highs, after).tolist() if len(after) else []
-        changed = intents.iloc[self.changes]
         self._prices = _book_prices(self.closes[self.changes], self.rules, self.book_config)
         entries = changed["target"].to_numpy(dtype=float) > 0  # the rows a common trade starts from
         self._exits = _exit_prices(*(np.where(entries, changed[c].to_numpy(dtype=float), np.nan) if c in changed
@@ -872,13 +876,10 @@ SEQ, ORDER_SEQ, TRADE_SEQ, LIST_SEQ, NOW, THEN, LAST, SOLD_AT = range(8)
 AMOUNT, ASK, COST, FEE, SIZE, PROFIT, LIMIT, STOP, BID, PROCEEDS, FEE_THEN = range(8, 19)
 
 
-Lists = list[tuple[OrderList, tuple[str, ...], Decimal, int]]  # with the legs' client order ids, signal price and time
-
-
 _DONE_RANK = list_rank(OrderList(0, "", "", ContingencyType.OCO, (), ListStatusType.ALL_DONE, ListOrderStatus.ALL_DONE))
 
 
-def _list_id(item: tuple[OrderList, tuple[str, ...], Decimal, int]) -> int:
+def _list_id(item: ListRow) -> int:
     return item[0].id
 
 
