@@ -257,7 +257,7 @@ class _Replay:
             return self._hand_over(checkpoint, str(e))
         if self.legs:  # still protected at the end: the event path leaves its orders in the venue
             return self._hand_over(checkpoint, None)
-        self.last, self.now = self._close_price(self.bars - 1), int(self.at[-1])
+        self.last, self.now = bar_price(self.closes[-1]), int(self.at[-1])
         return self._finish(None, None)
 
     def _rest(self, row: int, end: int) -> int:
@@ -286,15 +286,12 @@ class _Replay:
         if self.legs:
             for price in bar_path(self.opens[row], self.highs[row], self.lows[row], self.closes[row])[:-1]:
                 self._price(price)
-        self._price(self._close_price(row))
+        self._price(bar_price(self.closes[row]))
         intent = self.intents.get(row)
         if intent is not None:
             self._act(intent)
         elif self.out.intent is not None:
             self._sync_exits()
-
-    def _close_price(self, row: int) -> Decimal:
-        return Decimal(str(float(self.closes[row])))
 
     def _trade(self, k: int) -> bool:
         """The common trade, flat before change ``k``: a market buy to its target, an OCO placed for
@@ -427,11 +424,9 @@ class _Replay:
         rules, price = self.rules, self.last
         if exits.trailing_delta is not None or exits.stop_loss is None or exits.take_profit is None:
             raise Unsupported("exits other than an OCO of stop_loss and take_profit")
-        stop = rules.round_price(Decimal(str(exits.stop_loss)))
-        profit = rules.round_price(Decimal(str(exits.take_profit)), ROUND_UP)
+        stop, profit, limit = _oco_prices(exits.stop_loss, exits.take_profit, rules)
         if price <= stop or price >= profit:
             raise Unsupported("an exit reached already when placed (sold at market)")
-        limit = rules.round_price(stop * (1 - STOP_LIMIT_OFFSET), ROUND_DOWN)
         legs = (
             _request(self.symbol, Side.SELL, OrderType.LIMIT_MAKER, amount, profit),
             _request(self.symbol, Side.SELL, OrderType.STOP_LOSS_LIMIT, amount, limit, stop, TimeInForce.GTC),
@@ -597,11 +592,8 @@ class _Replay:
 
     def _best(self) -> tuple[Decimal, Decimal]:
         """The book's best bid and ask at the last price (:func:`~workbench.matching.best_prices`)."""
-        return self._best_at(self.last)
-
-    def _best_at(self, price: Decimal) -> tuple[Decimal, Decimal]:
-        if self._last_best[0] != price:
-            self._last_best = (price, best_prices(price, self.rules, self.book_config))
+        if self._last_best[0] != self.last:
+            self._last_best = (self.last, best_prices(self.last, self.rules, self.book_config))
         return self._last_best[1]
 
     # -- checks -----------------------------------------------------------------------------
@@ -754,17 +746,28 @@ def _book_prices(closes: np.ndarray, rules: SymbolRules, book: BookConfig) -> li
     unit = Decimal(1).scaleb(-(places or 0))
     columns = ticks.tolist(), bids.tolist(), asks.tolist(), on.tolist(), closes.tolist()
     return [
-        (unit * t, unit * b, unit * a) if o else (bar_price(p), *best_prices(bar_price(p), rules, book))
+        (unit * t, unit * b, unit * a) if o else _close_and_best(bar_price(p), rules, book)
         for t, b, a, o, p in zip(*columns, strict=True)
     ]
+
+
+def _close_and_best(close: Decimal, rules: SymbolRules, book: BookConfig) -> tuple[Decimal, Decimal, Decimal]:
+    return (close, *best_prices(close, rules, book))
+
+
+def _oco_prices(stop_loss: float, take_profit: float, rules: SymbolRules) -> tuple[Decimal, Decimal, Decimal]:
+    """An exit OCO's stop price (the nearest tick), take-profit price (a tick up) and stop-loss
+    limit (``STOP_LIMIT_OFFSET`` below the stop, a tick down), as the session rounds them."""
+    stop = rules.round_price(Decimal(str(stop_loss)))
+    limit = rules.round_price(stop * (1 - STOP_LIMIT_OFFSET), ROUND_DOWN)
+    return stop, rules.round_price(Decimal(str(take_profit)), ROUND_UP), limit
 
 
 def _exit_prices(
     stops: np.ndarray, profits: np.ndarray, rules: SymbolRules
 ) -> list[tuple[Decimal, Decimal, Decimal] | None]:
     """Per intent row with both: its OCO's stop price, take-profit price and stop-loss limit, as
-    :meth:`_Replay._place_exits` rounds them (the stop to the nearest tick, the take-profit up, the
-    limit ``STOP_LIMIT_OFFSET`` below the stop, down); in whole ticks where the tick is a power of
+    :func:`_oco_prices` rounds them; in whole ticks where the tick is a power of
     ten and no rounding is a near tie in floats, one by one where not; ``None`` without both."""
     has = ~np.isnan(stops) & ~np.isnan(profits)
     places = _tick_places(rules)
@@ -777,16 +780,10 @@ def _exit_prices(
     below = Fraction(1 - STOP_LIMIT_OFFSET)
     limit_ticks = stop_ticks * below.numerator // below.denominator
     unit = Decimal(1).scaleb(-(places or 0))
-
-    def one(stop: float, profit: float) -> tuple[Decimal, Decimal, Decimal]:
-        stop_price = rules.round_price(Decimal(str(stop)))
-        limit = rules.round_price(stop_price * (1 - STOP_LIMIT_OFFSET), ROUND_DOWN)
-        return stop_price, rules.round_price(Decimal(str(profit)), ROUND_UP), limit
-
     columns = (stop_ticks.tolist(), profit_ticks.tolist(), limit_ticks.tolist(), clear.tolist(), has.tolist(),
                stops.tolist(), profits.tolist())  # fmt: skip
     return [
-        (unit * s, unit * p, unit * q) if c else one(stop, profit) if h else None
+        (unit * s, unit * p, unit * q) if c else _oco_prices(stop, profit, rules) if h else None
         for s, p, q, c, h, stop, profit in zip(*columns, strict=True)
     ]
 

@@ -1142,9 +1142,9 @@ class TradingSession:
         cid = order.client_order_id
         (self._orders if self._backlog is None or cid in self._orders else self._later)[cid] = order
         if order.is_open:
-            self._open[order.client_order_id] = order
+            self._open[cid] = order
         else:
-            self._open.pop(order.client_order_id, None)
+            self._open.pop(cid, None)
         self.store.record_order(self.session_id, self.mode, order)
         fill = event.fill
         if fill is not None and (fill.symbol, fill.trade_id) not in self._trade_keys:
