@@ -93,6 +93,8 @@ def test_closed_store_refuses_writes(tmp_path):
         store.record_fill("s", TradingMode.PAPER, fill())
     with pytest.raises(StoreError, match="closed"):
         store.flush()
+    with pytest.raises(StoreError, match="closed"):
+        store.sql("SELECT count(*) FROM paper_fills")
     with Store(tmp_path / "c.duckdb") as again:
         assert again.sql("SELECT count(*) FROM paper_fills")[0][0] == 1
 
@@ -103,6 +105,77 @@ def test_a_second_process_gets_a_clear_error(tmp_path):
         code = f"from workbench.store import Store\nStore({str(path)!r})"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0 and "one writer process per file" in result.stderr
+
+
+def test_stores_share_one_duckdb_instance_and_let_go_of_each_file_when_closed(tmp_path):
+    import duckdb
+
+    from workbench import store as store_module
+
+    def attached() -> set[str]:
+        con = store_module._INSTANCES[os.getpid()]
+        return {name for (name,) in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+
+    quoted = tmp_path / "it's" / "a.duckdb"  # a quote in the path
+    first, other = Store(quoted), Store(tmp_path / "b.duckdb")
+    before = attached()
+    second = Store(quoted)  # the same file again: the same catalog
+    first.record_fill("s", TradingMode.PAPER, fill("1"))
+    first.flush()
+    seen_by_second = second.sql("SELECT count(*) FROM fills")[0][0]
+    first.close()
+    second.record_fill("s", TradingMode.PAPER, fill("2"))  # still open for the second
+    second.flush()
+    counts = second.sql("SELECT count(*) FROM paper_fills")[0][0], other.sql("SELECT count(*) FROM paper_fills")[0][0]
+    second.close()
+    after_both = attached()
+    other.close()
+    with duckdb.connect(str(quoted)) as con:  # let go of: a plain connection opens it
+        kept = con.execute("SELECT trade_id FROM paper_fills ORDER BY 1").fetchall()
+    assert seen_by_second == 1 and counts == (2, 0)
+    assert len(before - {"memory", "system", "temp"}) >= 2 and after_both == before - {second._catalog}
+    assert kept == [("1",), ("2",)] and store_module._ATTACHED.keys().isdisjoint({(os.getpid(), str(quoted))})
+
+
+def test_a_new_store_copied_from_the_empty_one_has_the_schema_its_statements_make(tmp_path):
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "made.duckdb")):  # a file already there: the statements run
+        pass
+    schema = (
+        "SELECT table_name, column_name, data_type, column_default FROM information_schema.columns "
+        "WHERE table_catalog = current_database() ORDER BY ALL",
+        "SELECT table_name, constraint_type, constraint_column_names FROM duckdb_constraints() "
+        "WHERE database_name = current_database() ORDER BY ALL",
+        "SELECT view_name, sql FROM duckdb_views() WHERE database_name = current_database() ORDER BY ALL",
+        "SELECT sequence_name FROM duckdb_sequences() WHERE database_name = current_database()",
+    )
+    with Store(tmp_path / "made.duckdb") as made, Store(tmp_path / "copied.duckdb") as copied:
+        copied.record_fill("s", TradingMode.PAPER, fill())
+        copied.flush()
+        answers = [(made.sql(q), copied.sql(q)) for q in schema]
+        rows = copied.sql("SELECT trade_id FROM fills")
+    assert all(a == b and a for a, b in answers[:3]) and answers[3][0] == answers[3][1] == [("audit_seq",)]
+    files = {f"{name}.duckdb{end}" for name in ("made", "copied") for end in ("", ".journal")}
+    assert rows == [("1",)] and {p.name for p in tmp_path.iterdir()} == files  # no spare copy left beside
+
+
+def test_a_file_the_process_opened_with_duckdb_connect_opens_as_a_store_too(tmp_path):
+    import duckdb
+
+    path = tmp_path / "mine.duckdb"
+    con = duckdb.connect(str(path))  # a user's own connection, opened first
+    try:
+        with Store(path) as store:
+            store.record_fill("s", TradingMode.PAPER, fill())
+            store.flush()
+            catalog = store._catalog
+        rows = con.execute("SELECT trade_id, price FROM paper_fills").fetchall()
+    finally:
+        con.close()
+    code = f"from workbench.store import Store\nStore({str(path)!r}).close()"
+    reopened = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # the lock is gone
+    assert catalog is None and rows == [("1", D(100))] and reopened.returncode == 0, reopened.stderr
 
 
 WRITER = textwrap.dedent(

@@ -857,13 +857,13 @@ def _commit(session: TradingSession, out: Outcome) -> None:
         engine.locked.setdefault(asset, ZERO)
     engine._order_seq, engine._trade_seq, engine._list_seq = out.order_seq, out.trade_seq, out.list_seq
     session.executor.defer_fills(backlog.fills)  # type: ignore[attr-defined]
-    write(session.store, session.session_id, out, prefix)
     for request, price, at, error in out.drops:
         session._drop(request, price, at, error)
     orders, fills = len(out.orders) + 4 * len(out.trades), len(out.fills) + 2 * len(out.trades)
     detail = {"orders": orders, "fills": fills, "lists": len(lists), "common_trades": len(out.trades),
               "event_path_from": out.resume, "why": out.why}  # fmt: skip
     session._audit("replay.fast", detail)
+    write(session.store, session.session_id, out, prefix)  # last: its flush commits the audit rows too
 
 
 # A common trade's tuple (_Replay._trade): the counters before it, its two bars' close times and

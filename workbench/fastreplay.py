@@ -37,7 +37,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -608,16 +607,30 @@ def _decimals(book: _Orders, markets: Sequence[_Market]) -> _Decimals:
 def _decimal_column(units: np.ndarray, exponents: np.ndarray, *, normalize: bool) -> list[Decimal]:
     """``Decimal(units[i]).scaleb(exponents[i])`` for each order (normalised); a value that many
     orders share (amounts and buy fees repeat) is built once."""
-    out = np.empty(len(units), dtype=object)
-    for exponent in np.unique(exponents).tolist():
-        group = exponents == exponent
-        distinct, inverse = np.unique(units[group], return_inverse=True)
-        built = distinct if len(distinct) * 4 < len(inverse) else units[group]
-        values = list(map(Decimal.scaleb, map(Decimal, built.tolist()), repeat(exponent)))
-        if normalize:
-            values = list(map(Decimal.normalize, values))
-        out[group] = values if built is not distinct else np.array(values, dtype=object)[inverse]
-    return out.tolist()
+    if normalize:
+        units, exponents = _without_trailing_zeros(units, exponents)
+    low = int(exponents.min(initial=0))
+    span = int(exponents.max(initial=0)) - low + 1
+    if units.size and int(np.abs(units).max()) < (1 << 62) // span:
+        distinct, inverse = np.unique(units * span + (exponents - low), return_inverse=True)
+        if len(distinct) * 4 < len(units):
+            built = _decimal_column(distinct // span, distinct % span + low, normalize=False)
+            return np.array(built, dtype=object)[inverse].tolist()
+    powers = np.array([Decimal(1).scaleb(e) for e in range(low, low + span)], dtype=object)
+    return list(map(operator.mul, map(Decimal, units.tolist()), powers[exponents - low].tolist()))
+
+
+def _without_trailing_zeros(units: np.ndarray, exponents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same values with no trailing zero in their units (what ``Decimal.normalize`` does; zero's
+    exponent is 0)."""
+    units, exponents = units.copy(), exponents.copy()
+    exponents[units == 0] = 0
+    more = np.flatnonzero((units % 10 == 0) & (units != 0))
+    while more.size:
+        units[more] //= 10
+        exponents[more] += 1
+        more = more[units[more] % 10 == 0]
+    return units, exponents
 
 
 def _account(
@@ -836,11 +849,11 @@ def _commit(session: TradingSession, out: Outcome) -> None:
     engine._order_seq, engine._trade_seq = out.order_seq, out.trade_seq
     if out.now is not None:
         session.executor._time = out.now  # type: ignore[attr-defined]
-    write(session.store, session.session_id, out)
     for request, price, at in out.drops:
         session._drop(request, price, at, _too_small(request, session.rules[request.symbol], price))  # type: ignore[arg-type]
     n = len(out.orders or ())
     session._audit("replay.fast", {"orders": n, "fills": n})  # one fill an order
+    write(session.store, session.session_id, out)  # last: its flush commits the audit rows with the session's start
 
 
 def write(store: Store, session_id: str, out: Outcome) -> None:

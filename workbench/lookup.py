@@ -47,7 +47,7 @@ def connect(path: str | os.PathLike[str], *, read_only: bool) -> duckdb.DuckDBPy
 
     try:
         con = duckdb.connect(str(path), read_only=read_only)
-    except (duckdb.IOException, duckdb.ConnectionException) as e:
+    except (duckdb.IOException, duckdb.ConnectionException, duckdb.ResourceInUseException) as e:
         raise AnalysisError(
             f"Cannot open the store {path}: {e}. If this process already has it open as a Store, pass "
             "that Store instead of the path; if another process is writing to it, wait until it ends."

@@ -236,8 +236,8 @@ class TradingSession:
         kill switch's trip started are awaited first."""
         await asyncio.gather(*self._tasks, return_exceptions=True)
         balances = await self.executor.fetch_balance()
+        summary = self.summary()  # before the balances are queued: one commit for all the rows that end it
         self.store.record_balances(self.session_id, self.mode, balances.values(), self._now())
-        summary = self.summary()
         records = {"symbols": summary.reset_index().to_dict("records"), "dropped": self.dropped().to_dict("records")}
         self.store.end_session(self.session_id, status, records)
         self._audit("session.stop", {"status": status})
@@ -1167,10 +1167,7 @@ class TradingSession:
         the position at the last price."""
         rows = []
         self.store.flush()
-        fills = self.store.query(
-            "SELECT symbol, count(*) AS fills, sum(cost) AS notional FROM fills WHERE session_id = ? GROUP BY symbol",
-            [self.session_id],
-        ).set_index("symbol")
+        fills = self.store.fill_totals(self.session_id, self.mode)
         totals = self._backlog.totals() if self._backlog is not None else None
         if totals is None:
             totals = _order_totals(self.orders.values())
@@ -1178,14 +1175,15 @@ class TradingSession:
             totals = _add_totals(_order_totals(self._orders.values()), totals, _order_totals(self._later.values()))
         for symbol in self.rules:
             orders, fees = totals.get(symbol, (0, {}))
+            filled, notional = fills.get(symbol, (0, None))
             position = self.state.positions.get(symbol, ZERO)
             rows.append(
                 {
                     "symbol": symbol,
                     "orders": orders,
                     "dropped": sum(n for (s, _), n in self.drops.items() if s == symbol),
-                    "fills": int(fills["fills"].get(symbol, 0)),
-                    "notional": float(fills["notional"].get(symbol, 0) or 0),
+                    "fills": filled,
+                    "notional": float(notional or 0),
                     "fees": {asset: float(fee) for asset, fee in fees.items()},
                     "position": float(position),
                     "avg_cost": float(self.state.avg_cost.get(symbol, ZERO)),

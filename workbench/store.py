@@ -8,6 +8,9 @@ statement), so the event loop never waits on disk; a crash loses at most the bat
 never a committed fill. Fills are keyed by trade id and order rows only move forward, so a
 repeated or late event changes nothing.
 
+Every store of a process is a file attached to one DuckDB instance of that process (starting an
+instance costs tens of milliseconds); a new file starts as a copy of an empty store made once.
+
 The queue is bounded: a producer faster than the disk (a long replay) waits for room, so the
 writer keeps up and a drain ends soon after the last write. Waits last as long as the writer
 makes progress; one that makes none for ``stall`` seconds, or a writer thread that died, is a
@@ -26,10 +29,13 @@ import atexit
 import contextlib
 import errno
 import functools
+import itertools
 import json
 import logging
 import os
 import queue
+import shutil
+import tempfile
 import threading
 import time
 import weakref
@@ -116,6 +122,9 @@ CREATE OR REPLACE VIEW order_lists AS
 CREATE OR REPLACE VIEW balances AS
     SELECT 'paper' AS mode, * FROM paper_balances UNION ALL BY NAME SELECT * FROM real_balances;
 """
+
+_DDL = _SCHEMA + _TRADING_TABLES.format(p="paper", mode="") + _TRADING_TABLES.format(p="real", mode="mode VARCHAR,")
+_DDL += _VIEWS
 
 _ORDER_COLUMNS = (
     "session_id",
@@ -288,7 +297,9 @@ def _column_types(cursor: duckdb.DuckDBPyConnection, table: str) -> dict[str, st
     """Each column's SQL type (the schema is this module's, the same in every file)."""
     if table not in _TYPES:
         rows = cursor.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = ? AND table_catalog = current_database()",
+            [table],
         ).fetchall()
         _TYPES[table] = dict(rows)
     return _TYPES[table]
@@ -353,12 +364,23 @@ def _failure(path: Path, error: Exception, retries: int) -> str:
     return f"A write to the store {path} failed{tried}: {cause}."
 
 
-def _connect(path: Path, wait: float) -> duckdb.DuckDBPyConnection:
-    """A read-write connection to ``path``, waiting up to ``wait`` seconds for another process's lock."""
+_INSTANCES: dict[int, duckdb.DuckDBPyConnection] = {}  # per process: a forked child starts its own
+_ATTACHED: dict[tuple[int, str], list[Any]] = {}  # (process, file): [its catalog, how many stores use it]
+_EMPTY: dict[int, tuple[tempfile.TemporaryDirectory[str], Path]] = {}  # per process: see _empty()
+_CATALOGS = itertools.count(1)
+_ATTACH = threading.Lock()
+# One thread: a store's statements are small, and a bulk write of tens of thousands of rows costs
+# more CPU on two than it saves. Its blocks' memory is kept, not faulted in anew by every bulk write.
+_INSTANCE = {"threads": 1, "block_allocator_memory": "32MB"}
+
+
+def _connect(path: Path, wait: float) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """A read-write connection to ``path`` and the catalog its cursors use, waiting up to ``wait``
+    seconds for another process's lock."""
     deadline = time.monotonic() + wait
     while True:
         try:
-            return duckdb.connect(str(path))
+            return _attach(path)
         except duckdb.IOException as e:
             text = str(e)
             if "Permission denied" in text or "Read-only file system" in text:
@@ -370,6 +392,84 @@ def _connect(path: Path, wait: float) -> duckdb.DuckDBPyConnection:
                     "one writer process per file, so give each process its own store file."
                 ) from None
             time.sleep(0.1)
+
+
+def _instance(pid: int) -> duckdb.DuckDBPyConnection:
+    """The process's DuckDB instance (hold ``_ATTACH``)."""
+    if pid not in _INSTANCES:
+        _INSTANCES[pid] = duckdb.connect(":memory:", config=_INSTANCE)
+    return _INSTANCES[pid]
+
+
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _created(path: Path) -> bool:
+    """Whether ``path`` was just made as a copy of this process's empty store (the schema's sixteen
+    statements cost a new file about 7 ms, a copy a fraction); False if a file is there already or
+    the copy cannot be linked into place, which is then left to DuckDB and the schema."""
+    if path.exists():
+        return False
+    spare = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        shutil.copyfile(_empty(), spare)
+        os.link(spare, path)  # never over a file another process made meanwhile
+    except (OSError, duckdb.Error):
+        return False
+    finally:
+        spare.unlink(missing_ok=True)
+    return True
+
+
+def _empty() -> Path:
+    """This process's empty store: the schema, checkpointed, in a temporary folder of its own."""
+    pid = os.getpid()
+    with _ATTACH:
+        if pid not in _EMPTY:
+            folder = tempfile.TemporaryDirectory(prefix="workbench-store-")
+            path, catalog = Path(folder.name) / "empty.duckdb", f"store_{next(_CATALOGS)}"
+            shared = _instance(pid)
+            shared.execute(f"ATTACH {_quoted(path)} AS {catalog}")
+            cursor = shared.cursor()
+            cursor.execute(f"USE {catalog}")
+            cursor.execute(f"BEGIN TRANSACTION; {_DDL} COMMIT")
+            cursor.close()
+            shared.execute(f"CHECKPOINT {catalog}")
+            shared.execute(f"DETACH {catalog}")
+            _EMPTY[pid] = (folder, path)
+        return _EMPTY[pid][1]
+
+
+def _attach(path: Path) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """``path`` attached to the process's one DuckDB instance (starting an instance costs tens of
+    milliseconds, attaching a file about one), as a new catalog or the one a store of the same file
+    uses; or, if this process has the file open through a ``duckdb.connect`` of its own, a
+    connection to that instance (no catalog: its default is the file)."""
+    key = (os.getpid(), str(path.resolve()))
+    with _ATTACH:
+        shared = _instance(key[0])
+        if key not in _ATTACHED:
+            catalog = f"store_{next(_CATALOGS)}"
+            try:
+                shared.execute(f"ATTACH {_quoted(path)} AS {catalog}")
+            except duckdb.ResourceInUseException:
+                return duckdb.connect(str(path)), None
+            _ATTACHED[key] = [catalog, 0]
+        _ATTACHED[key][1] += 1
+        con = shared.cursor()
+        con.execute(f"USE {_ATTACHED[key][0]}")
+        return con, _ATTACHED[key][0]
+
+
+def _detach(path: Path, catalog: str) -> None:
+    """Let go of ``path``'s catalog; the last store of the file detaches it (a checkpoint)."""
+    key = (os.getpid(), str(path.resolve()))
+    with _ATTACH:
+        _ATTACHED[key][1] -= 1
+        if not _ATTACHED[key][1]:
+            del _ATTACHED[key]
+            _INSTANCES[key[0]].execute(f"DETACH {catalog}")
 
 
 class Store:
@@ -394,12 +494,16 @@ class Store:
         (commits nothing, takes nothing from the queue) before it raises :class:`StoreError`."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = _connect(self.path, wait)
-        self._con.execute("SET TimeZone = 'UTC'")
-        self._con.execute(_SCHEMA)
-        self._con.execute(_TRADING_TABLES.format(p="paper", mode=""))
-        self._con.execute(_TRADING_TABLES.format(p="real", mode="mode VARCHAR,"))
-        self._con.execute(_VIEWS)
+        created = _created(self.path)
+        self._con, self._catalog = _connect(self.path, wait)
+        self._readers = threading.local()
+        try:
+            self._con.execute("SET TimeZone = 'UTC'")
+            if not created:  # a file of an earlier version may lack a table or view: add them
+                self._con.execute(f"BEGIN TRANSACTION; {_DDL} COMMIT")  # one commit, not one per table
+        except BaseException:
+            self._release()
+            raise
         self._error: StoreError | None = None
         self._held: list[_Write | _Row] = []  # a batch the disk refused, committed with the next one
         self._journal_path = Path(f"{self.path}.journal")
@@ -444,9 +548,31 @@ class Store:
         self._closed = True
         _OPEN.discard(self)
         os.close(self._journal_fd)
-        self._con.close()
+        self._release()
         if self._died is not None:
             raise self._gone()
+
+    def _release(self) -> None:
+        self._con.close()
+        if self._catalog is not None:
+            _detach(self.path, self._catalog)
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to this store's file (a thread's or a transaction's own)."""
+        cursor = self._con.cursor()
+        if self._catalog is not None:
+            cursor.execute(f"USE {self._catalog}")
+        return cursor
+
+    def _reader(self) -> duckdb.DuckDBPyConnection:
+        """This thread's connection for reads, made once (a new one per query costs more than most
+        queries here)."""
+        if self._closed:
+            raise StoreError(f"The store {self.path} is closed.")
+        cursor = getattr(self._readers, "cursor", None)
+        if cursor is None:
+            cursor = self._readers.cursor = self._cursor()
+        return cursor
 
     def __enter__(self) -> Store:
         return self
@@ -458,11 +584,11 @@ class Store:
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> pd.DataFrame:
         """Run a read query on committed data and return a DataFrame."""
-        return self._con.cursor().execute(sql, list(params)).df()
+        return self._reader().execute(sql, list(params)).df()
 
     def sql(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query on committed data and return its rows."""
-        return self._con.cursor().execute(sql, list(params)).fetchall()
+        return self._reader().execute(sql, list(params)).fetchall()
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -619,6 +745,11 @@ class Store:
             ) in rows
         ]
 
+    def fill_totals(self, session_id: str, mode: TradingMode) -> dict[str, tuple[int, Decimal]]:
+        """Per symbol: how many fills the session recorded and their total cost."""
+        rows = self._session_rows("fills", session_id, mode, "symbol, count(*), sum(cost)", "GROUP BY symbol")
+        return {symbol: (n, cost) for symbol, n, cost in rows}
+
     def session_fills(self, session_id: str, mode: TradingMode) -> list[Fill]:
         """The fills a session recorded, in the order they happened (for a restarted session)."""
         rows = self._session_rows(
@@ -702,7 +833,7 @@ class Store:
         table, extra, values = self._trading_table(kind, mode)
         where = "session_id = ?" + "".join(f" AND {c} = ?" for c in extra)
         sql = f"SELECT {columns} FROM {table} WHERE {where} {order}"
-        return self._con.cursor().execute(sql, [session_id, *values]).fetchall()
+        return self._reader().execute(sql, [session_id, *values]).fetchall()
 
     def set_kill_switch(self, tripped: bool, reason: str, source: str) -> None:
         """Record the kill switch's new state and wait until it is on disk."""
@@ -763,7 +894,7 @@ class Store:
         so its order was never sent: it is skipped."""
         if not self._journal_path.exists():
             return
-        cursor = self._con.cursor()
+        cursor = self._cursor()
         rows: list[_Write | _Row] = []
         for line in self._journal_path.read_text().splitlines():
             try:
@@ -829,7 +960,7 @@ class Store:
             log.error("The store writer of %s died.", self.path, exc_info=True)
 
     def _write(self) -> None:
-        cursor = self._con.cursor()
+        cursor = self._cursor()
         cursor.execute("SET TimeZone = 'UTC'")
         while True:
             item: _Write | _Row | threading.Event | None = self._queue.get()
@@ -948,13 +1079,10 @@ class Store:
         column named in ``scales``, integers in units of ``10**-scales[column]`` (exact, and no
         text to build: 12345 at scale 2 is 123.45). A column named in ``texts`` holds integers,
         stored as that prefix and their digits (``{"client_order_id": "s-"}``: 7 is ``s-7``). One
-        statement per table, on one DuckDB thread (a second one costs more CPU than it saves on
-        tens of thousands of rows)."""
+        statement per table."""
         scales, texts = scales or {}, texts or {}
         self.flush()
-        cursor = self._con.cursor()
-        threads = cursor.execute("SELECT current_setting('threads')").fetchone()[0]  # type: ignore[index]
-        cursor.execute("SET threads = 1")
+        cursor = self._cursor()
         try:
             cursor.execute("BEGIN TRANSACTION")
             for table, frame in frames.items():
@@ -978,7 +1106,6 @@ class Store:
             cursor.execute("ROLLBACK")
             raise
         finally:
-            cursor.execute(f"SET threads = {int(threads)}")
             cursor.close()
 
 

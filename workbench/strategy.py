@@ -68,7 +68,7 @@ class SmaCross:
         close = bars["close"]
         fast = close.rolling(self.fast).mean()
         slow = close.rolling(self.slow).mean()
-        return (fast > slow).astype(float) * self.size
+        return (fast > slow) * self.size
 
 
 def is_portfolio(strategy: object) -> bool:
