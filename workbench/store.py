@@ -371,7 +371,7 @@ _CATALOGS = itertools.count(1)
 _ATTACH = threading.Lock()
 # One thread: a store's statements are small, and a bulk write of tens of thousands of rows costs
 # more CPU on two than it saves. Its blocks' memory is kept, not faulted in anew by every bulk write.
-_INSTANCE = {"threads": 1, "block_allocator_memory": "32MB"}
+_SETTINGS = {"threads": 1, "block_allocator_memory": "32MB"}
 
 
 def _connect(path: Path, wait: float) -> tuple[duckdb.DuckDBPyConnection, str | None]:
@@ -397,7 +397,7 @@ def _connect(path: Path, wait: float) -> tuple[duckdb.DuckDBPyConnection, str | 
 def _instance(pid: int) -> duckdb.DuckDBPyConnection:
     """The process's DuckDB instance (hold ``_ATTACH``)."""
     if pid not in _INSTANCES:
-        _INSTANCES[pid] = duckdb.connect(":memory:", config=_INSTANCE)
+        _INSTANCES[pid] = duckdb.connect(":memory:", config=_SETTINGS)
     return _INSTANCES[pid]
 
 
@@ -423,22 +423,22 @@ def _created(path: Path) -> bool:
 
 
 def _empty() -> Path:
-    """This process's empty store: the schema, checkpointed, in a temporary folder of its own."""
+    """This process's empty store: the schema, checkpointed (detached), in a temporary folder of its own."""
     pid = os.getpid()
-    with _ATTACH:
-        if pid not in _EMPTY:
-            folder = tempfile.TemporaryDirectory(prefix="workbench-store-")
-            path, catalog = Path(folder.name) / "empty.duckdb", f"store_{next(_CATALOGS)}"
-            shared = _instance(pid)
-            shared.execute(f"ATTACH {_quoted(path)} AS {catalog}")
-            cursor = shared.cursor()
-            cursor.execute(f"USE {catalog}")
-            cursor.execute(f"BEGIN TRANSACTION; {_DDL} COMMIT")
-            cursor.close()
-            shared.execute(f"CHECKPOINT {catalog}")
-            shared.execute(f"DETACH {catalog}")
-            _EMPTY[pid] = (folder, path)
-        return _EMPTY[pid][1]
+    if pid not in _EMPTY:
+        folder = tempfile.TemporaryDirectory(prefix="workbench-store-")
+        path = Path(folder.name) / "empty.duckdb"
+        con, catalog = _attach(path)
+        _make_schema(con)
+        con.close()
+        _detach(catalog)  # type: ignore[arg-type]  # a new file: never one opened elsewhere in the process
+        _EMPTY[pid] = (folder, path)
+    return _EMPTY[pid][1]
+
+
+def _make_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the tables and views a file lacks, in one commit (not one per table)."""
+    con.execute(f"BEGIN TRANSACTION; {_DDL} COMMIT")
 
 
 def _attach(path: Path) -> tuple[duckdb.DuckDBPyConnection, str | None]:
@@ -462,10 +462,10 @@ def _attach(path: Path) -> tuple[duckdb.DuckDBPyConnection, str | None]:
         return con, _ATTACHED[key][0]
 
 
-def _detach(path: Path, catalog: str) -> None:
-    """Let go of ``path``'s catalog; the last store of the file detaches it (a checkpoint)."""
-    key = (os.getpid(), str(path.resolve()))
+def _detach(catalog: str) -> None:
+    """Let go of a file's catalog; the last store of the file detaches it (a checkpoint)."""
     with _ATTACH:
+        key = next(key for key, (name, _) in _ATTACHED.items() if name == catalog)
         _ATTACHED[key][1] -= 1
         if not _ATTACHED[key][1]:
             del _ATTACHED[key]
@@ -500,7 +500,7 @@ class Store:
         try:
             self._con.execute("SET TimeZone = 'UTC'")
             if not created:  # a file of an earlier version may lack a table or view: add them
-                self._con.execute(f"BEGIN TRANSACTION; {_DDL} COMMIT")  # one commit, not one per table
+                _make_schema(self._con)
         except BaseException:
             self._release()
             raise
@@ -555,7 +555,7 @@ class Store:
     def _release(self) -> None:
         self._con.close()
         if self._catalog is not None:
-            _detach(self.path, self._catalog)
+            _detach(self._catalog)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to this store's file (a thread's or a transaction's own)."""
@@ -568,7 +568,7 @@ class Store:
         """This thread's connection for reads, made once (a new one per query costs more than most
         queries here)."""
         if self._closed:
-            raise StoreError(f"The store {self.path} is closed.")
+            raise self._gone()
         cursor = getattr(self._readers, "cursor", None)
         if cursor is None:
             cursor = self._readers.cursor = self._cursor()
